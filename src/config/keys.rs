@@ -1,0 +1,310 @@
+//! The table of every configuration key: YAML path, environment names, kind, default and
+//! meaning. It drives environment overrides, value normalisation, the README table
+//! (`opencti-connectors config-table`) and tests that keep them in step.
+
+/// What a key holds; decides how an environment string becomes a YAML value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Str,
+    Secret,
+    Bool,
+    Int,
+    Duration,
+    Tlp,
+    Uuid,
+    Url,
+    Scope,
+}
+
+/// One key of a connector section, relative to the section (`token`, `max_tlp`).
+#[derive(Debug, Clone, Copy)]
+pub struct KeyDef {
+    pub key: &'static str,
+    /// Extra environment names accepted (the Python connectors' own names).
+    pub env_aliases: &'static [&'static str],
+    pub kind: Kind,
+    pub default: &'static str,
+    pub doc: &'static str,
+}
+
+/// Whether a connector answers enrichment requests or imports on a schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectorKind {
+    Enrichment,
+    Import,
+}
+
+impl ConnectorKind {
+    /// The OpenCTI `ConnectorType`.
+    pub fn connector_type(self) -> &'static str {
+        match self {
+            ConnectorKind::Enrichment => "INTERNAL_ENRICHMENT",
+            ConnectorKind::Import => "EXTERNAL_IMPORT",
+        }
+    }
+}
+
+/// What a connector section looks like: its common block's defaults and its own keys.
+#[derive(Debug, Clone, Copy)]
+pub struct SectionSpec {
+    pub section: &'static str,
+    pub kind: ConnectorKind,
+    pub default_name: &'static str,
+    pub default_scope: &'static str,
+    pub default_auto: bool,
+    pub default_api_base_url: &'static str,
+    pub keys: &'static [KeyDef],
+}
+
+/// One fully named key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeySpec {
+    /// Dotted YAML path, e.g. `ipinfo.connector.id`.
+    pub path: String,
+    /// Environment names, the derived one (`IPINFO_CONNECTOR_ID`) first.
+    pub env: Vec<String>,
+    pub kind: Kind,
+    pub default: String,
+    pub doc: String,
+}
+
+impl KeySpec {
+    fn new(path: &str, aliases: &[&str], kind: Kind, default: &str, doc: &str) -> Self {
+        let mut env = vec![env_name(path)];
+        env.extend(aliases.iter().map(|a| a.to_string()));
+        KeySpec {
+            path: path.into(),
+            env,
+            kind,
+            default: default.into(),
+            doc: doc.into(),
+        }
+    }
+}
+
+/// The one rule: `<SECTION>_<KEY>` upper-cased, nested keys joined by `_`.
+pub fn env_name(path: &str) -> String {
+    path.replace('.', "_").to_ascii_uppercase()
+}
+
+/// Global keys (outside connector sections).
+fn global_keys() -> Vec<KeySpec> {
+    use Kind::*;
+    vec![
+        KeySpec::new(
+            "opencti.url",
+            &[],
+            Url,
+            "",
+            "OpenCTI base URL (GraphQL at `<url>/graphql`). Required when a connector is enabled.",
+        ),
+        KeySpec::new(
+            "opencti.token",
+            &[],
+            Secret,
+            "",
+            "API token of the OpenCTI connector user. Required when a connector is enabled.",
+        ),
+        KeySpec::new(
+            "opencti.ssl_verify",
+            &[],
+            Bool,
+            "true",
+            "Verify OpenCTI's TLS certificate (pycti's default is false).",
+        ),
+        KeySpec::new(
+            "log.level",
+            &[],
+            Str,
+            "info",
+            "Log level or tracing filter (`debug`, `info,opencti_connectors=debug`).",
+        ),
+        KeySpec::new("log.format", &[], Str, "text", "`text` or `json`."),
+        KeySpec::new(
+            "mq.host",
+            &[],
+            Str,
+            "",
+            "Override the RabbitMQ host returned by OpenCTI at registration.",
+        ),
+        KeySpec::new("mq.port", &[], Int, "", "Override the RabbitMQ port."),
+        KeySpec::new(
+            "mq.vhost",
+            &[],
+            Str,
+            "",
+            "Override the RabbitMQ virtual host.",
+        ),
+        KeySpec::new(
+            "mq.use_ssl",
+            &[],
+            Bool,
+            "",
+            "Override whether RabbitMQ uses TLS.",
+        ),
+        KeySpec::new("mq.user", &[], Str, "", "Override the RabbitMQ user."),
+        KeySpec::new(
+            "mq.pass",
+            &[],
+            Secret,
+            "",
+            "Override the RabbitMQ password.",
+        ),
+        KeySpec::new(
+            "daemon.listen",
+            &[],
+            Str,
+            "0.0.0.0:9095",
+            "Address of `/healthz` and `/metrics`; empty disables them.",
+        ),
+        KeySpec::new(
+            "daemon.ping_interval",
+            &[],
+            Duration,
+            "PT40S",
+            "Interval between pings (liveness and state) of each connector.",
+        ),
+        KeySpec::new(
+            "daemon.shutdown_timeout",
+            &[],
+            Duration,
+            "PT30S",
+            "How long in-flight work may take to finish on SIGTERM before it is requeued.",
+        ),
+    ]
+}
+
+/// The common keys of a connector section.
+fn section_keys(spec: &SectionSpec) -> Vec<KeySpec> {
+    use Kind::*;
+    let s = spec.section;
+    let p = |k: &str| format!("{s}.{k}");
+    let mut keys = vec![
+        KeySpec::new(&p("enabled"), &[], Bool, "false", "Run this connector."),
+        KeySpec::new(
+            &p("api_base_url"),
+            &[],
+            Url,
+            spec.default_api_base_url,
+            "Base URL of the upstream API.",
+        ),
+        KeySpec::new(
+            &p("connector.id"),
+            &[],
+            Uuid,
+            "",
+            "Connector id (a UUID, stable across restarts). Required when enabled.",
+        ),
+        KeySpec::new(
+            &p("connector.name"),
+            &[],
+            Str,
+            spec.default_name,
+            "Display name in OpenCTI.",
+        ),
+        KeySpec::new(
+            &p("connector.scope"),
+            &[],
+            Scope,
+            spec.default_scope,
+            "Comma-separated entity types.",
+        ),
+        KeySpec::new(
+            &p("connector.confidence_level"),
+            &[],
+            Int,
+            "",
+            "Accepted for compatibility; ignored (confidence comes from the connector user).",
+        ),
+        KeySpec::new(
+            &p("connector.log_level"),
+            &[],
+            Str,
+            "",
+            "Log level for this connector's events (overrides log.level).",
+        ),
+        KeySpec::new(
+            &p("connector.queue_protocol"),
+            &[],
+            Str,
+            "api",
+            "`api` (stixBundlePush) or `amqp` (push exchange, per-object messages).",
+        ),
+    ];
+    match spec.kind {
+        ConnectorKind::Enrichment => keys.extend([
+            KeySpec::new(
+                &p("connector.auto"),
+                &[],
+                Bool,
+                if spec.default_auto { "true" } else { "false" },
+                "Enrich automatically on creation.",
+            ),
+            KeySpec::new(
+                &p("connector.auto_update"),
+                &[],
+                Bool,
+                "false",
+                "Enrich automatically on update (OpenCTI ≥ 6.8.9).",
+            ),
+            KeySpec::new(
+                &p("connector.concurrency"),
+                &[],
+                Int,
+                "4",
+                "Requests processed at once (the queue prefetch).",
+            ),
+        ]),
+        ConnectorKind::Import => keys.push(KeySpec::new(
+            &p("connector.duration_period"),
+            &[],
+            Duration,
+            "PT24H",
+            "Interval between runs (ISO-8601); the first run starts at start-up.",
+        )),
+    }
+    for k in spec.keys {
+        keys.push(KeySpec::new(
+            &p(k.key),
+            k.env_aliases,
+            k.kind,
+            k.default,
+            k.doc,
+        ));
+    }
+    keys
+}
+
+/// Every key the loader reads, in table order.
+pub fn all_keys() -> Vec<KeySpec> {
+    let mut keys = global_keys();
+    for spec in crate::connectors::SECTIONS {
+        keys.extend(section_keys(spec));
+    }
+    keys
+}
+
+/// The Markdown table of every key, as the README shows it.
+pub fn markdown_table() -> String {
+    let mut out = String::from(
+        "| YAML key | Environment variable(s) | Default | Meaning |\n|---|---|---|---|\n",
+    );
+    for k in all_keys() {
+        let env = k
+            .env
+            .iter()
+            .map(|e| format!("`{e}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let default = if k.default.is_empty() {
+            "—".to_string()
+        } else {
+            format!("`{}`", k.default)
+        };
+        out.push_str(&format!(
+            "| `{}` | {} | {} | {} |\n",
+            k.path, env, default, k.doc
+        ));
+    }
+    out
+}

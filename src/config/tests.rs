@@ -1,0 +1,205 @@
+use std::collections::HashMap;
+
+use super::*;
+
+fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+const ID: &str = "2f0cc9a8-0b1b-4e2a-9f7d-1c2b3d4e5f60";
+
+fn ipinfo_env() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("OPENCTI_URL", "http://opencti:8080"),
+        ("OPENCTI_TOKEN", "secret-token"),
+        ("IPINFO_ENABLED", "true"),
+        ("IPINFO_CONNECTOR_ID", ID),
+        ("IPINFO_TOKEN", "ipinfo-token"),
+    ]
+}
+
+#[test]
+fn environment_alone_configures_the_daemon() {
+    let c = Config::from_sources(None, &env(&ipinfo_env())).unwrap();
+    assert!(c.ipinfo.enabled);
+    assert_eq!(c.opencti.url.as_deref(), Some("http://opencti:8080"));
+    assert_eq!(c.ipinfo.token.as_ref().unwrap().expose(), "ipinfo-token");
+    assert_eq!(c.ipinfo.max_tlp.0, crate::stix::Tlp::Amber);
+    let (settings, _) = crate::connectors::build_all(&c).unwrap().remove(0);
+    assert_eq!(settings.id.to_string(), ID);
+    assert_eq!(settings.name, "IPInfo");
+    assert_eq!(settings.scope, vec!["IPv4-Addr", "IPv6-Addr"]);
+    assert!(settings.auto && settings.playbook_compatible);
+    assert_eq!(settings.concurrency, 4);
+}
+
+#[test]
+fn environment_overrides_yaml() {
+    let yaml = format!(
+        "opencti:\n  url: http://yaml:8080\n  token: yaml-token\nipinfo:\n  enabled: yes\n  token: t\n  use_asn_name: 'no'\n  connector:\n    id: {ID}\n    auto: false\n"
+    );
+    let c = Config::from_sources(
+        Some(&yaml),
+        &env(&[
+            ("OPENCTI_URL", "http://env:8080"),
+            ("IPINFO_CONNECTOR_AUTO", "TRUE"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(c.opencti.url.as_deref(), Some("http://env:8080"));
+    assert!(c.ipinfo.enabled);
+    assert!(!c.ipinfo.use_asn_name);
+    assert_eq!(c.ipinfo.connector.auto, Some(true));
+}
+
+#[test]
+fn unknown_keys_are_errors_naming_the_key() {
+    let err = Config::from_sources(Some("ipinfo:\n  tokn: x\n"), &HashMap::new())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("tokn"), "{err}");
+    let err = Config::from_sources(Some("ipinfo:\n  connector:\n    idd: x\n"), &HashMap::new())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("idd") && err.contains("ipinfo.connector"),
+        "{err}"
+    );
+    let err = Config::from_sources(Some("nonsense: 1\n"), &HashMap::new())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("nonsense"), "{err}");
+}
+
+#[test]
+fn invalid_values_say_what_is_allowed() {
+    let mut e = ipinfo_env();
+    e.push(("IPINFO_MAX_TLP", "AMBER"));
+    let err = Config::from_sources(None, &env(&e))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("ipinfo.max_tlp") && err.contains("TLP:AMBER+STRICT"),
+        "{err}"
+    );
+
+    let mut e = ipinfo_env();
+    e.retain(|(k, _)| *k != "IPINFO_CONNECTOR_ID");
+    e.push(("IPINFO_CONNECTOR_ID", "ipinfo--43cf861c"));
+    let err = Config::from_sources(None, &env(&e))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("ipinfo.connector.id") && err.contains("UUID"),
+        "{err}"
+    );
+
+    let mut e = ipinfo_env();
+    e.push(("IPINFO_REQUEST_TIMEOUT", "soon"));
+    let err = Config::from_sources(None, &env(&e))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("ipinfo.request_timeout") && err.contains("ISO-8601"),
+        "{err}"
+    );
+
+    let mut e = env(&ipinfo_env());
+    e.insert("IPINFO_ENABLED".into(), "maybe".into());
+    let err = Config::from_sources(None, &e).unwrap_err().to_string();
+    assert!(
+        err.contains("IPINFO_ENABLED") && err.contains("boolean"),
+        "{err}"
+    );
+
+    let mut e = ipinfo_env();
+    e.retain(|(k, _)| *k != "OPENCTI_URL");
+    e.push(("OPENCTI_URL", "opencti:8080"));
+    let err = Config::from_sources(None, &env(&e))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("opencti.url") && err.contains("http(s) URL"),
+        "{err}"
+    );
+}
+
+#[test]
+fn enabled_connector_requires_its_secrets_and_id() {
+    let err = Config::from_sources(None, &env(&[("IPINFO_ENABLED", "true")]))
+        .unwrap_err()
+        .to_string();
+    for needle in [
+        "opencti.url",
+        "opencti.token",
+        "ipinfo.token",
+        "ipinfo.connector.id",
+    ] {
+        assert!(err.contains(needle), "{needle} missing from: {err}");
+    }
+}
+
+#[test]
+fn secrets_never_reach_debug_output() {
+    let c = Config::from_sources(None, &env(&ipinfo_env())).unwrap();
+    let dump = format!("{c:?}");
+    assert!(
+        !dump.contains("secret-token") && !dump.contains("ipinfo-token"),
+        "{dump}"
+    );
+}
+
+#[test]
+fn every_key_in_the_table_is_read_by_the_loader() {
+    // Setting each key through its environment name must be accepted (no unknown field),
+    // and must land at the key's path.
+    for key in keys::all_keys() {
+        let sample = match key.kind {
+            Kind::Bool => "true",
+            Kind::Int => "3",
+            Kind::Duration => "PT5M",
+            Kind::Tlp => "TLP:GREEN",
+            Kind::Uuid => ID,
+            Kind::Url => "http://example.test:1234",
+            Kind::Scope => "IPv4-Addr",
+            Kind::Str | Kind::Secret => match key.path.as_str() {
+                "log.format" => "json",
+                "log.level" => "debug",
+                "daemon.listen" => "127.0.0.1:0",
+                p if p.ends_with("queue_protocol") => "amqp",
+                p if p.ends_with("log_level") => "debug",
+                _ => "value",
+            },
+        };
+        for name in &key.env {
+            let mut pairs = ipinfo_env();
+            pairs.push((name.as_str(), sample));
+            let result = Config::from_sources(None, &env(&pairs));
+            assert!(
+                result.is_ok(),
+                "{} via {name}: {:?}",
+                key.path,
+                result.err()
+            );
+        }
+    }
+}
+
+#[test]
+fn sample_config_parses_and_lists_every_key() {
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.yml.sample")).unwrap();
+    let mut root: serde_yaml::Mapping = serde_yaml::from_str(&text).unwrap();
+    for key in keys::all_keys() {
+        assert!(
+            get_path_mut(&mut root, &key.path).is_some(),
+            "config.yml.sample lacks {}",
+            key.path
+        );
+    }
+    // The sample's placeholders are valid once the required values are filled in.
+    Config::from_sources(Some(&text), &env(&ipinfo_env())).unwrap();
+}

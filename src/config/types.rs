@@ -1,0 +1,230 @@
+//! Small typed config values: redacted secrets, ISO-8601 durations, scopes, queue protocol.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::stix::Tlp;
+use crate::stix::tlp::TLP_CHOICES;
+
+/// A secret (token, API key). Debug and Display never show it.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_blank(&self) -> bool {
+        self.0.trim().is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(**redacted**)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("**redacted**")
+    }
+}
+
+/// An ISO-8601 duration (`PT40S`, `PT1H`, `P1D`, `P1W`; `P1M` = 30 days, `P1Y` = 365 days)
+/// or a plain number of seconds, as pycti / pydantic accept them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IsoDuration(pub Duration);
+
+impl IsoDuration {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        if let Ok(secs) = t.parse::<u64>() {
+            return Ok(IsoDuration(Duration::from_secs(secs)));
+        }
+        let err = || format!("`{s}` is not an ISO-8601 duration (e.g. PT30S, PT1H, P1D)");
+        let upper = t.to_ascii_uppercase();
+        let rest = upper.strip_prefix('P').ok_or_else(err)?;
+        if rest.is_empty() {
+            return Err(err());
+        }
+        let (date, time) = match rest.split_once('T') {
+            Some((d, t)) => {
+                if t.is_empty() {
+                    return Err(err());
+                }
+                (d, Some(t))
+            }
+            None => (rest, None),
+        };
+        let mut total = 0f64;
+        let mut parse_part = |part: &str, units: &[(char, f64)]| -> Result<(), String> {
+            let mut num = String::new();
+            let mut allowed = units.iter();
+            for c in part.chars() {
+                if c.is_ascii_digit() || c == '.' || c == ',' {
+                    num.push(if c == ',' { '.' } else { c });
+                    continue;
+                }
+                // Units must come in order, each at most once.
+                let factor = allowed.find(|(u, _)| *u == c).ok_or_else(err)?.1;
+                let n: f64 = num.parse().map_err(|_| err())?;
+                total += n * factor;
+                num.clear();
+            }
+            if num.is_empty() { Ok(()) } else { Err(err()) }
+        };
+        parse_part(
+            date,
+            &[
+                ('Y', 365.0 * 86400.0),
+                ('M', 30.0 * 86400.0),
+                ('W', 7.0 * 86400.0),
+                ('D', 86400.0),
+            ],
+        )?;
+        if let Some(time) = time {
+            parse_part(time, &[('H', 3600.0), ('M', 60.0), ('S', 1.0)])?;
+        }
+        Ok(IsoDuration(Duration::from_secs_f64(total)))
+    }
+}
+
+impl<'de> Deserialize<'de> for IsoDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = serde_yaml::Value::deserialize(d)?;
+        let s = match v {
+            serde_yaml::Value::String(s) => s,
+            serde_yaml::Value::Number(n) => n.to_string(),
+            _ => {
+                return Err(serde::de::Error::custom(
+                    "expected an ISO-8601 duration such as PT1H",
+                ));
+            }
+        };
+        IsoDuration::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A TLP level setting (`TLP:AMBER`, case-insensitive; `TLP:WHITE` = `TLP:CLEAR`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TlpSetting(pub Tlp);
+
+impl<'de> Deserialize<'de> for TlpSetting {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Tlp::parse(&s).map(TlpSetting).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "`{s}` is not a TLP; expected one of: {TLP_CHOICES}"
+            ))
+        })
+    }
+}
+
+/// A connector scope: a comma-separated string (`IPv4-Addr,IPv6-Addr`) or a YAML list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope(pub Vec<String>);
+
+impl Scope {
+    pub fn parse(s: &str) -> Self {
+        Scope(
+            s.split(',')
+                .map(|p| p.trim().to_string())
+                .filter(|p| !p.is_empty())
+                .collect(),
+        )
+    }
+}
+
+impl<'de> Deserialize<'de> for Scope {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            One(String),
+            Many(Vec<String>),
+        }
+        Ok(match Raw::deserialize(d)? {
+            Raw::One(s) => Scope::parse(&s),
+            Raw::Many(v) => Scope(v.into_iter().map(|s| s.trim().to_string()).collect()),
+        })
+    }
+}
+
+/// How bundles reach OpenCTI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueProtocol {
+    /// `stixBundlePush` through the shared GraphQL client.
+    #[default]
+    Api,
+    /// Per-object messages on the push exchange with publisher confirms.
+    Amqp,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// Parses a boolean the obvious way (true/false, yes/no, on/off, 1/0; any case).
+pub fn parse_bool(s: &str) -> Option<bool> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "true" | "yes" | "on" | "1" => Some(true),
+        "false" | "no" | "off" | "0" => Some(false),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_iso_durations() {
+        let secs = |s: &str| IsoDuration::parse(s).unwrap().0.as_secs();
+        assert_eq!(secs("PT40S"), 40);
+        assert_eq!(secs("PT1H30M"), 5400);
+        assert_eq!(secs("P1D"), 86400);
+        assert_eq!(secs("P30D"), 30 * 86400);
+        assert_eq!(secs("P1W"), 7 * 86400);
+        assert_eq!(secs("P1M"), 30 * 86400);
+        assert_eq!(secs("p1dt2h"), 86400 + 7200);
+        assert_eq!(secs("3600"), 3600);
+        assert_eq!(IsoDuration::parse("PT0.5S").unwrap().0.as_millis(), 500);
+    }
+
+    #[test]
+    fn rejects_bad_durations() {
+        for bad in ["", "P", "PT", "ChangeMe", "1h", "PT1X", "P1H", "PT1S1H"] {
+            assert!(IsoDuration::parse(bad).is_err(), "{bad} should fail");
+        }
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let s = Secret::new("hunter2");
+        assert!(!format!("{s:?} {s}").contains("hunter2"));
+    }
+
+    #[test]
+    fn scope_splits_and_trims() {
+        assert_eq!(
+            Scope::parse("IPv4-Addr, IPv6-Addr,").0,
+            vec!["IPv4-Addr", "IPv6-Addr"]
+        );
+    }
+}

@@ -1,0 +1,94 @@
+//! The health and metrics endpoint: `GET /healthz` (200 when every enabled connector is
+//! registered and serving, else 503) and `GET /metrics` (Prometheus text).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+
+#[derive(Clone)]
+struct AppState {
+    metrics: Arc<Metrics>,
+    connectors: Arc<Vec<&'static str>>,
+}
+
+/// Serves until `stop`; returns the bound address through `bound`.
+pub async fn serve(
+    addr: SocketAddr,
+    metrics: Arc<Metrics>,
+    connectors: Vec<&'static str>,
+    stop: CancellationToken,
+) -> std::io::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    let app = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics_text))
+        .with_state(AppState {
+            metrics,
+            connectors: Arc::new(connectors),
+        });
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await;
+    });
+    Ok(local)
+}
+
+async fn healthz(State(s): State<AppState>) -> (StatusCode, String) {
+    let down: Vec<&str> = s
+        .connectors
+        .iter()
+        .copied()
+        .filter(|c| !s.metrics.all_up(&[c]))
+        .collect();
+    if down.is_empty() {
+        (StatusCode::OK, "ok\n".into())
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {}\n", down.join(", ")),
+        )
+    }
+}
+
+async fn metrics_text(
+    State(s): State<AppState>,
+) -> ([(axum::http::HeaderName, &'static str); 1], String) {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.metrics.render(),
+    )
+}
+
+/// `opencti-connectors healthcheck`: asks a running daemon's `/healthz`.
+pub async fn probe(url: &str) -> Result<(), String> {
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(5))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let response = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| format!("{url}: {}", crate::http::describe(&e)))?;
+    if response.status().is_success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{url}: HTTP {} {}",
+            response.status().as_u16(),
+            response.text().await.unwrap_or_default().trim()
+        ))
+    }
+}

@@ -1,0 +1,114 @@
+//! Shared upstream HTTP plumbing: client construction, URL building, response decoding.
+//! Error texts never contain the request URL (which could carry a key) or headers.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// An upstream call that did not give JSON.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// Connection, DNS, TLS failure or timeout.
+    #[error("{0}")]
+    Transport(String),
+    /// A non-2xx answer.
+    #[error("HTTP {status} {reason}")]
+    Status {
+        status: u16,
+        reason: String,
+        body: String,
+    },
+    /// A 2xx answer whose body is not JSON.
+    #[error("the answer is not JSON: {0}")]
+    NotJson(String),
+}
+
+/// Proxy settings for an upstream client.
+#[derive(Debug, Clone, Default)]
+pub struct Proxies {
+    pub http: Option<String>,
+    pub https: Option<String>,
+}
+
+/// A rustls client with a timeout, a recognisable User-Agent and optional proxies.
+pub fn client(timeout: Duration, proxies: Option<&Proxies>) -> reqwest::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(10)))
+        .user_agent(concat!("opencti-connectors/", env!("CARGO_PKG_VERSION")));
+    if let Some(p) = proxies {
+        if let Some(http) = &p.http {
+            builder = builder.proxy(reqwest::Proxy::http(http)?);
+        }
+        if let Some(https) = &p.https {
+            builder = builder.proxy(reqwest::Proxy::https(https)?);
+        }
+    }
+    builder.build()
+}
+
+/// `base` with `segments` appended as path segments (each percent-encoded as needed).
+pub fn join_segments(base: &reqwest::Url, segments: &[&str]) -> reqwest::Url {
+    let mut url = base.clone();
+    if let Ok(mut path) = url.path_segments_mut() {
+        path.pop_if_empty();
+        for s in segments {
+            path.push(s);
+        }
+    }
+    url
+}
+
+/// Describes a transport error without its URL.
+pub fn describe(error: &reqwest::Error) -> String {
+    let kind = if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "connection failed"
+    } else if error.is_decode() {
+        "could not decode the answer"
+    } else {
+        "request failed"
+    };
+    let source = std::error::Error::source(error)
+        .map(|s| format!(": {s}"))
+        .unwrap_or_default();
+    format!("{kind}{source}").replace(|c: char| c.is_control(), " ")
+}
+
+/// Reads a JSON answer; non-2xx answers become `Status` with the body kept for messages.
+pub async fn json_body(
+    response: reqwest::Result<reqwest::Response>,
+) -> Result<Value, UpstreamError> {
+    let response = response.map_err(|e| UpstreamError::Transport(describe(&e.without_url())))?;
+    let status = response.status();
+    let text = response
+        .text()
+        .await
+        .map_err(|e| UpstreamError::Transport(describe(&e.without_url())))?;
+    if !status.is_success() {
+        return Err(UpstreamError::Status {
+            status: status.as_u16(),
+            reason: status.canonical_reason().unwrap_or("Unknown").to_string(),
+            body: text.chars().take(500).collect(),
+        });
+    }
+    serde_json::from_str(&text).map_err(|e| UpstreamError::NotJson(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_addresses_stay_in_the_path() {
+        let base = reqwest::Url::parse("https://ipinfo.io/").unwrap();
+        let url = join_segments(&base, &["2001:db8::1", "json"]);
+        assert_eq!(url.as_str(), "https://ipinfo.io/2001:db8::1/json");
+        let base = reqwest::Url::parse("http://127.0.0.1:9000/prefix").unwrap();
+        assert_eq!(
+            join_segments(&base, &["a b"]).as_str(),
+            "http://127.0.0.1:9000/prefix/a%20b"
+        );
+    }
+}

@@ -1,0 +1,22 @@
+//! opencti-connectors: one daemon hosting OpenCTI connectors.
+//!
+//! - [`config`]: YAML + environment → validated [`config::Config`]; the key table.
+//! - [`stix`]: STIX 2.1 builders, deterministic ids ([`stix::ids`]), TLP markings.
+//! - [`opencti`]: the shared GraphQL client, listen messages, the bundle splitter.
+//! - [`amqp`]: RabbitMQ connect / consume / publish with confirms.
+//! - [`runtime`]: registration, pings and state, the enrichment loop, the import scheduler,
+//!   bundle sending, supervision and the two-stage shutdown.
+//! - [`connectors`]: the connector traits and each connector's mapping.
+//! - [`health`], [`metrics`]: `/healthz` and `/metrics`.
+//! - [`shutdown`]: signals → cancellation.
+
+pub mod amqp;
+pub mod config;
+pub mod connectors;
+pub mod health;
+pub mod http;
+pub mod metrics;
+pub mod opencti;
+pub mod runtime;
+pub mod shutdown;
+pub mod stix;

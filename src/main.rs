@@ -1,0 +1,201 @@
+//! `opencti-connectors`: args, config, tracing, run, exit code.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use opencti_connectors::config::{Config, LogFormat};
+use opencti_connectors::metrics::Metrics;
+use opencti_connectors::opencti::OpenctiClient;
+use opencti_connectors::runtime::{self, Platform, Shutdown, retry::RetryPolicy};
+use opencti_connectors::{connectors, health, shutdown};
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "One daemon hosting OpenCTI connectors (IPinfo, IVRE, RiskIQ, LastInfoSec, IPsum)"
+)]
+struct Args {
+    /// Config file; when the default is absent the environment alone configures the daemon.
+    #[arg(
+        long,
+        short,
+        env = "CONFIG_FILE",
+        default_value = "config.yml",
+        global = true
+    )]
+    config: String,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the enabled connectors (the default).
+    Run,
+    /// Load and validate the configuration, print the enabled connectors, exit.
+    CheckConfig,
+    /// Print the Markdown table of every configuration key.
+    ConfigTable,
+    /// Ask a running daemon's health endpoint; exit 0 when healthy (for Docker HEALTHCHECK).
+    Healthcheck {
+        #[arg(long, default_value = "http://127.0.0.1:9095/healthz")]
+        url: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async_main(args))
+}
+
+async fn async_main(args: Args) -> ExitCode {
+    let command = args.command.unwrap_or(Command::Run);
+    if let Command::ConfigTable = command {
+        print!("{}", opencti_connectors::config::keys::markdown_table());
+        return ExitCode::SUCCESS;
+    }
+    if let Command::Healthcheck { url } = &command {
+        return match health::probe(url).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("unhealthy: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let explicit = std::env::args()
+        .any(|a| a == "--config" || a == "-c" || a.starts_with("--config="))
+        || std::env::var_os("CONFIG_FILE").is_some();
+    let config = match Config::load(&args.config, explicit) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_tracing(&config);
+    let built = match connectors::build_all(&config) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Command::CheckConfig = command {
+        for (s, _) in &built {
+            println!(
+                "{}: {} ({}, id {})",
+                s.key,
+                s.name,
+                s.kind.connector_type(),
+                s.id
+            );
+        }
+        println!("configuration OK ({} connector(s) enabled)", built.len());
+        return ExitCode::SUCCESS;
+    }
+    if built.is_empty() {
+        eprintln!(
+            "error: no connector is enabled; set e.g. ipinfo.enabled: true (env IPINFO_ENABLED=true)"
+        );
+        return ExitCode::from(2);
+    }
+    match run(config, built).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "Fatal error.");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(config: &Config) {
+    let mut filter = config.log.level.clone();
+    for (key, level) in connector_levels(config) {
+        // Events carry `connector = "<key>"` and spans too: per-connector levels.
+        filter.push_str(&format!(",[{{connector={key}}}]={level}"));
+    }
+    let filter = EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
+    match config.log.format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn connector_levels(config: &Config) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    if let Some(l) = &config.ipinfo.connector.log_level {
+        out.push(("ipinfo", l.clone()));
+    }
+    out
+}
+
+async fn run(
+    config: Config,
+    built: Vec<(
+        opencti_connectors::config::ConnectorSettings,
+        connectors::Hosted,
+    )>,
+) -> anyhow::Result<()> {
+    // Validation guarantees url and token when a connector is enabled.
+    let url = config.opencti.url.clone().unwrap_or_default();
+    let token = config
+        .opencti
+        .token
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("opencti.token is required"))?;
+    let client = OpenctiClient::new(&url, token, config.opencti.ssl_verify)?;
+    let metrics = Arc::new(Metrics::default());
+    let shutdown_tokens = Shutdown::default();
+    shutdown::install(shutdown_tokens.stop.clone());
+
+    match client.health_check().await {
+        Ok(version) => tracing::info!(version = %version, url = %url, "OpenCTI reachable."),
+        Err(error) => {
+            tracing::warn!(%error, url = %url, "OpenCTI not reachable yet; connectors will keep retrying.")
+        }
+    }
+    if !config.daemon.listen.is_empty() {
+        let addr = config.daemon.listen.parse()?;
+        let names = built.iter().map(|(s, _)| s.key).collect();
+        let bound =
+            health::serve(addr, metrics.clone(), names, shutdown_tokens.stop.clone()).await?;
+        tracing::info!(address = %bound, "Health and metrics endpoint listening.");
+    }
+    let platform = Arc::new(Platform {
+        client,
+        mq: config.mq.clone(),
+        ping_interval: config.daemon.ping_interval.0,
+        retry: RetryPolicy::default(),
+        metrics,
+    });
+    runtime::run(
+        platform,
+        built,
+        shutdown_tokens,
+        config.daemon.shutdown_timeout.0,
+    )
+    .await;
+    tracing::info!("All connectors stopped.");
+    Ok(())
+}

@@ -1,0 +1,397 @@
+//! The one GraphQL client all connectors share. Every operation text is a constant listed
+//! in [`OPERATIONS`], so a test validates each against the platform schema.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use crate::config::Secret;
+
+/// A failed GraphQL call.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum OpenctiError {
+    /// Could not reach the platform (connection refused, timeout, DNS).
+    #[error("OpenCTI is unreachable: {0}")]
+    Transport(String),
+    /// A non-200 answer (400 for a query the schema rejects, 5xx while the platform starts).
+    #[error("OpenCTI answered HTTP {status}: {body}")]
+    Http { status: u16, body: String },
+    /// `errors` in the answer (pycti raises `name: message`).
+    #[error("OpenCTI error {name}: {message}")]
+    GraphQl { name: String, message: String },
+    /// A 200 answer without the expected data.
+    #[error("unexpected OpenCTI answer: {0}")]
+    Decode(String),
+}
+
+impl OpenctiError {
+    /// Worth retrying: the platform is down, restarting or overloaded.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            OpenctiError::Transport(_) => true,
+            OpenctiError::Http { status, .. } => *status >= 500 || *status == 429 || *status == 408,
+            OpenctiError::GraphQl { name, .. } => name == "LOCK_ERROR" || name == "DATABASE_ERROR",
+            OpenctiError::Decode(_) => false,
+        }
+    }
+}
+
+pub const HEALTH_CHECK: &str = "query healthCheck { about { version } }";
+
+pub const REGISTER_CONNECTOR: &str = "mutation RegisterConnector($input: RegisterConnectorInput) { registerConnector(input: $input) { id connector_state config { connection { host vhost use_ssl port user pass } listen listen_routing listen_exchange push push_routing push_exchange } connector_user_id } }";
+
+pub const PING_CONNECTOR: &str = "mutation PingConnector($id: ID!, $state: String, $connectorInfo: ConnectorInfoInput) { pingConnector(id: $id, state: $state, connectorInfo: $connectorInfo) { id connector_state } }";
+
+pub const WORK_ADD: &str = "mutation workAdd($connectorId: String!, $friendlyName: String) { workAdd(connectorId: $connectorId, friendlyName: $friendlyName) { id } }";
+
+pub const WORK_TO_RECEIVED: &str = "mutation workToReceived($id: ID!, $message: String) { workEdit(id: $id) { toReceived(message: $message) } }";
+
+pub const WORK_TO_PROCESSED: &str = "mutation workToProcessed($id: ID!, $message: String, $inError: Boolean) { workEdit(id: $id) { toProcessed(message: $message, inError: $inError) } }";
+
+pub const ADD_EXPECTATIONS: &str = "mutation addExpectations($id: ID!, $expectations: Int) { workEdit(id: $id) { addExpectations(expectations: $expectations) } }";
+
+pub const READ_ENTITY: &str = "query StixCoreObject($id: String!) { stixCoreObject(id: $id) { id standard_id entity_type parent_types objectMarking { id standard_id definition_type definition x_opencti_order } ... on StixCyberObservable { observable_value } } }";
+
+pub const READ_STIX: &str = "query StixQuery($id: String!) { stix(id: $id) }";
+
+pub const STIX_BUNDLE_PUSH: &str = "mutation StixBundlePush($connectorId: String!, $bundle: String!, $work_id: String) { stixBundlePush(connectorId: $connectorId, bundle: $bundle, work_id: $work_id) }";
+
+pub const PLAYBOOK_STEP_EXECUTION: &str = "mutation PlaybookStepExecution($execution_id: ID!, $event_id: ID!, $execution_start: DateTime!, $data_instance_id: ID!, $playbook_id: ID!, $previous_step_id: ID!, $step_id: ID!, $previous_bundle: String!, $bundle: String!) { playbookStepExecution(execution_id: $execution_id, event_id: $event_id, execution_start: $execution_start, data_instance_id: $data_instance_id, playbook_id: $playbook_id, previous_step_id: $previous_step_id, step_id: $step_id, previous_bundle: $previous_bundle, bundle: $bundle) }";
+
+/// Every operation text the client can send.
+pub const OPERATIONS: &[&str] = &[
+    HEALTH_CHECK,
+    REGISTER_CONNECTOR,
+    PING_CONNECTOR,
+    WORK_ADD,
+    WORK_TO_RECEIVED,
+    WORK_TO_PROCESSED,
+    ADD_EXPECTATIONS,
+    READ_ENTITY,
+    READ_STIX,
+    STIX_BUNDLE_PUSH,
+    PLAYBOOK_STEP_EXECUTION,
+];
+
+/// Broker details returned at registration.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct Connection {
+    pub host: String,
+    pub vhost: String,
+    pub use_ssl: bool,
+    pub port: u16,
+    pub user: String,
+    pub pass: String,
+}
+
+/// Queue names returned at registration.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct QueueConfig {
+    pub connection: Connection,
+    pub listen: String,
+    pub listen_routing: String,
+    pub listen_exchange: String,
+    pub push: String,
+    pub push_routing: String,
+    pub push_exchange: String,
+}
+
+/// `registerConnector`'s answer.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Registration {
+    pub id: String,
+    pub connector_state: Option<String>,
+    pub config: QueueConfig,
+    pub connector_user_id: Option<String>,
+}
+
+/// The input of `registerConnector` (pycti 6.8.10's fields).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RegisterInput {
+    pub id: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub connector_type: String,
+    pub scope: Vec<String>,
+    pub auto: bool,
+    pub auto_update: bool,
+    pub enrichment_resolution: String,
+    pub only_contextual: bool,
+    pub playbook_compatible: bool,
+    pub listen_callback_uri: Option<String>,
+}
+
+/// `connectorInfo` of a ping.
+#[derive(Debug, Clone, serde::Serialize, Default)]
+pub struct ConnectorInfo {
+    pub run_and_terminate: bool,
+    pub buffering: bool,
+    pub queue_threshold: f64,
+    pub queue_messages_size: f64,
+    pub next_run_datetime: Option<String>,
+    pub last_run_datetime: Option<String>,
+}
+
+/// The entity as read for an enrichment.
+#[derive(Debug, Clone, Deserialize)]
+pub struct EntityRead {
+    pub id: String,
+    pub standard_id: String,
+    pub entity_type: String,
+    #[serde(default)]
+    pub parent_types: Vec<String>,
+    #[serde(default, rename = "objectMarking")]
+    pub object_marking: Vec<crate::stix::ObjectMarking>,
+    #[serde(default)]
+    pub observable_value: Option<String>,
+}
+
+/// A playbook step to answer.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PlaybookStep {
+    pub execution_id: String,
+    pub event_id: String,
+    pub execution_start: String,
+    pub data_instance_id: String,
+    pub playbook_id: String,
+    pub previous_step_id: String,
+    pub step_id: String,
+    pub previous_bundle: String,
+}
+
+/// The shared GraphQL client. Cheap to clone.
+#[derive(Clone)]
+pub struct OpenctiClient {
+    http: reqwest::Client,
+    endpoint: String,
+    token: Secret,
+    draft_id: Option<String>,
+}
+
+impl std::fmt::Debug for OpenctiClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenctiClient")
+            .field("endpoint", &self.endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OpenctiClient {
+    /// A client for `<url>/graphql`.
+    pub fn new(url: &str, token: Secret, ssl_verify: bool) -> reqwest::Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(300))
+            .connect_timeout(Duration::from_secs(10))
+            .danger_accept_invalid_certs(!ssl_verify)
+            .user_agent(concat!("opencti-connectors/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(OpenctiClient {
+            http,
+            endpoint: format!("{}/graphql", url.trim_end_matches('/')),
+            token,
+            draft_id: None,
+        })
+    }
+
+    /// The same client acting inside a draft workspace (`opencti-draft-id`).
+    pub fn in_draft(&self, draft_id: Option<&str>) -> Self {
+        let mut c = self.clone();
+        c.draft_id = draft_id.filter(|d| !d.is_empty()).map(str::to_string);
+        c
+    }
+
+    /// Sends one operation and returns `data`; `errors` in a 200 answer are errors.
+    pub async fn execute(&self, query: &str, variables: Value) -> Result<Value, OpenctiError> {
+        let mut request = self
+            .http
+            .post(&self.endpoint)
+            .bearer_auth(self.token.expose())
+            .json(&json!({ "query": query, "variables": variables }));
+        if let Some(draft) = &self.draft_id {
+            request = request.header("opencti-draft-id", draft);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| OpenctiError::Transport(crate::http::describe(&e.without_url())))?;
+        let status = response.status();
+        let text = response
+            .text()
+            .await
+            .map_err(|e| OpenctiError::Transport(crate::http::describe(&e.without_url())))?;
+        if !status.is_success() {
+            return Err(OpenctiError::Http {
+                status: status.as_u16(),
+                body: text.chars().take(500).collect(),
+            });
+        }
+        let mut body: Value = serde_json::from_str(&text)
+            .map_err(|e| OpenctiError::Decode(format!("not JSON: {e}")))?;
+        if let Some(first) = body
+            .get("errors")
+            .and_then(Value::as_array)
+            .and_then(|e| e.first())
+        {
+            let message = first
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("unknown error")
+                .to_string();
+            let name = first
+                .get("name")
+                .or_else(|| first.pointer("/extensions/code"))
+                .and_then(Value::as_str)
+                .unwrap_or("ERROR")
+                .to_string();
+            return Err(OpenctiError::GraphQl { name, message });
+        }
+        Ok(body.get_mut("data").map(Value::take).unwrap_or(Value::Null))
+    }
+
+    async fn field<T: DeserializeOwned>(
+        &self,
+        query: &str,
+        variables: Value,
+        field: &str,
+    ) -> Result<T, OpenctiError> {
+        let mut data = self.execute(query, variables).await?;
+        let value = data.get_mut(field).map(Value::take).unwrap_or(Value::Null);
+        serde_json::from_value(value).map_err(|e| OpenctiError::Decode(format!("{field}: {e}")))
+    }
+
+    /// `about { version }`: reachability and token check.
+    pub async fn health_check(&self) -> Result<String, OpenctiError> {
+        let data = self.execute(HEALTH_CHECK, json!({})).await?;
+        data.pointer("/about/version")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| OpenctiError::Decode("about.version missing".into()))
+    }
+
+    pub async fn register_connector(
+        &self,
+        input: &RegisterInput,
+    ) -> Result<Registration, OpenctiError> {
+        self.field(
+            REGISTER_CONNECTOR,
+            json!({ "input": input }),
+            "registerConnector",
+        )
+        .await
+    }
+
+    /// Pings with the state (JSON text, `"null"` when empty); returns the stored state.
+    pub async fn ping_connector(
+        &self,
+        id: &str,
+        state: &str,
+        info: &ConnectorInfo,
+    ) -> Result<Option<String>, OpenctiError> {
+        let v: Value = self
+            .field(
+                PING_CONNECTOR,
+                json!({ "id": id, "state": state, "connectorInfo": info }),
+                "pingConnector",
+            )
+            .await?;
+        Ok(v.get("connector_state")
+            .and_then(Value::as_str)
+            .map(str::to_string))
+    }
+
+    pub async fn work_add(
+        &self,
+        connector_id: &str,
+        friendly_name: &str,
+    ) -> Result<String, OpenctiError> {
+        let v: Value = self
+            .field(
+                WORK_ADD,
+                json!({ "connectorId": connector_id, "friendlyName": friendly_name }),
+                "workAdd",
+            )
+            .await?;
+        v.get("id")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| OpenctiError::Decode("workAdd.id missing".into()))
+    }
+
+    pub async fn work_to_received(&self, work_id: &str, message: &str) -> Result<(), OpenctiError> {
+        self.execute(
+            WORK_TO_RECEIVED,
+            json!({ "id": work_id, "message": message }),
+        )
+        .await
+        .map(drop)
+    }
+
+    pub async fn work_to_processed(
+        &self,
+        work_id: &str,
+        message: &str,
+        in_error: bool,
+    ) -> Result<(), OpenctiError> {
+        self.execute(
+            WORK_TO_PROCESSED,
+            json!({ "id": work_id, "message": message, "inError": in_error }),
+        )
+        .await
+        .map(drop)
+    }
+
+    pub async fn add_expectations(
+        &self,
+        work_id: &str,
+        expectations: usize,
+    ) -> Result<(), OpenctiError> {
+        self.execute(
+            ADD_EXPECTATIONS,
+            json!({ "id": work_id, "expectations": expectations }),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Reads the entity (access check and markings); `None` when the platform returns null.
+    pub async fn read_entity(&self, id: &str) -> Result<Option<EntityRead>, OpenctiError> {
+        self.field(READ_ENTITY, json!({ "id": id }), "stixCoreObject")
+            .await
+    }
+
+    /// The platform's STIX 2.1 serialisation of an entity.
+    pub async fn read_stix(&self, id: &str) -> Result<Option<Value>, OpenctiError> {
+        let text: Option<String> = self.field(READ_STIX, json!({ "id": id }), "stix").await?;
+        text.map(|t| {
+            serde_json::from_str(&t).map_err(|e| OpenctiError::Decode(format!("stix: {e}")))
+        })
+        .transpose()
+    }
+
+    pub async fn stix_bundle_push(
+        &self,
+        connector_id: &str,
+        bundle: &str,
+        work_id: Option<&str>,
+    ) -> Result<(), OpenctiError> {
+        self.execute(
+            STIX_BUNDLE_PUSH,
+            json!({ "connectorId": connector_id, "bundle": bundle, "work_id": work_id }),
+        )
+        .await
+        .map(drop)
+    }
+
+    pub async fn playbook_step_execution(
+        &self,
+        step: &PlaybookStep,
+        bundle: &str,
+    ) -> Result<(), OpenctiError> {
+        let mut vars =
+            serde_json::to_value(step).map_err(|e| OpenctiError::Decode(e.to_string()))?;
+        vars["bundle"] = json!(bundle);
+        self.execute(PLAYBOOK_STEP_EXECUTION, vars).await.map(drop)
+    }
+}

@@ -1,0 +1,309 @@
+//! pycti's bundle splitter (`OpenCTIStix2Splitter.split_bundle_with_expectations`, spec
+//! §6.2): de-duplicate by id, drop unsupported objects, clean references, count
+//! dependencies and order objects so that what is referenced comes first.
+
+use std::collections::{HashMap, HashSet};
+
+use serde_json::{Map, Value};
+
+/// Id prefixes OpenCTI ingests.
+const SUPPORTED: &[&str] = &[
+    "attack-pattern",
+    "campaign",
+    "case-incident",
+    "x-opencti-case-incident",
+    "case-rfi",
+    "x-opencti-case-rfi",
+    "case-rft",
+    "x-opencti-case-rft",
+    "channel",
+    "course-of-action",
+    "data-component",
+    "x-mitre-data-component",
+    "data-source",
+    "x-mitre-data-source",
+    "event",
+    "external-reference",
+    "feedback",
+    "x-opencti-feedback",
+    "grouping",
+    "identity",
+    "incident",
+    "indicator",
+    "infrastructure",
+    "intrusion-set",
+    "language",
+    "location",
+    "malware",
+    "malware-analysis",
+    "marking-definition",
+    "narrative",
+    "note",
+    "observed-data",
+    "opinion",
+    "report",
+    "task",
+    "x-opencti-task",
+    "threat-actor",
+    "tool",
+    "vulnerability",
+    "security-coverage",
+    "label",
+    "vocabulary",
+    "kill-chain-phase",
+    "user",
+    "group",
+    "capability",
+    "role",
+    "settings",
+    "notification",
+    "work",
+    "trash",
+    "draftworkspace",
+    "playbook",
+    "deleteoperation",
+    "workspace",
+    "publicdashboard",
+    "autonomous-system",
+    "directory",
+    "domain-name",
+    "email-addr",
+    "email-message",
+    "email-mime-part-type",
+    "artifact",
+    "file",
+    "x509-certificate",
+    "ipv4-addr",
+    "ipv6-addr",
+    "mac-addr",
+    "mutex",
+    "network-traffic",
+    "process",
+    "software",
+    "url",
+    "user-account",
+    "windows-registry-key",
+    "windows-registry-value-type",
+    "hostname",
+    "cryptographic-key",
+    "cryptocurrency-wallet",
+    "text",
+    "user-agent",
+    "bank-account",
+    "phone-number",
+    "credential",
+    "tracking-number",
+    "payment-card",
+    "media-content",
+    "simple-observable",
+    "persona",
+    "ssh-key",
+    "relationship",
+    "sighting",
+    "pir",
+];
+
+/// Whether OpenCTI ingests objects with this id (ids without `--` are not filtered).
+pub fn is_supported_id(id: &str) -> bool {
+    match id.split_once("--") {
+        Some((prefix, _)) => SUPPORTED.contains(&prefix),
+        None => true,
+    }
+}
+
+/// One object ready to send, with its dependency count.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SplitObject {
+    pub object: Value,
+    pub nb_deps: usize,
+}
+
+fn object_id(o: &Value) -> Option<&str> {
+    o.get("id").and_then(Value::as_str)
+}
+
+/// Removes references OpenCTI would reject: to unsupported types, to itself, and (with
+/// `cleanup`) to objects absent from the bundle. Recurses into nested objects.
+fn clean_refs(
+    map: &mut Map<String, Value>,
+    self_id: &str,
+    present: &HashSet<String>,
+    cleanup: bool,
+) {
+    let keep = |r: &str| r != self_id && is_supported_id(r) && (!cleanup || present.contains(r));
+    for (key, value) in map.iter_mut() {
+        if key.ends_with("_refs") {
+            if let Value::Array(refs) = value {
+                refs.retain(|r| r.as_str().is_none_or(keep));
+            }
+        } else if key.ends_with("_ref") {
+            if let Some(r) = value.as_str() {
+                if !keep(r) {
+                    *value = Value::Null;
+                }
+            }
+        } else if let Value::Object(inner) = value {
+            clean_refs(inner, self_id, present, cleanup);
+        }
+    }
+}
+
+fn collect_refs(value: &Value, out: &mut Vec<String>) {
+    if let Value::Object(map) = value {
+        for (key, v) in map {
+            if key.ends_with("_refs") {
+                if let Value::Array(refs) = v {
+                    out.extend(refs.iter().filter_map(Value::as_str).map(str::to_string));
+                }
+            } else if key.ends_with("_ref") {
+                if let Some(r) = v.as_str() {
+                    out.push(r.to_string());
+                }
+            } else if v.is_object() {
+                collect_refs(v, out);
+            }
+        }
+    }
+}
+
+fn is_compatible(o: &Value) -> bool {
+    let Some(id) = object_id(o) else { return false };
+    let non_null = |k: &str| o.get(k).is_some_and(|v| !v.is_null());
+    match o.get("type").and_then(Value::as_str) {
+        Some("relationship") => non_null("source_ref") && non_null("target_ref"),
+        Some("sighting") => {
+            non_null("sighting_of_ref")
+                && o.get("where_sighted_refs")
+                    .and_then(Value::as_array)
+                    .is_some_and(|a| !a.is_empty())
+        }
+        _ => is_supported_id(id),
+    }
+}
+
+/// Splits `objects` into the objects that will be sent, in sending order.
+/// `expectations` = the returned length.
+pub fn split(objects: Vec<Value>, cleanup_inconsistent: bool) -> Vec<SplitObject> {
+    // Distinct ids in first-seen order; the last occurrence's content wins (pycti's index).
+    let mut order: Vec<String> = Vec::new();
+    let mut by_id: HashMap<String, Value> = HashMap::new();
+    for o in objects {
+        let Some(id) = object_id(&o).map(str::to_string) else {
+            continue;
+        };
+        if !by_id.contains_key(&id) {
+            order.push(id.clone());
+        }
+        by_id.insert(id, o);
+    }
+    let present: HashSet<String> = by_id.keys().cloned().collect();
+    for (id, o) in by_id.iter_mut() {
+        if let Value::Object(map) = o {
+            clean_refs(map, id, &present, cleanup_inconsistent);
+        }
+    }
+    let kept: HashSet<String> = order
+        .iter()
+        .filter(|id| is_compatible(&by_id[*id]))
+        .cloned()
+        .collect();
+
+    let mut memo: HashMap<String, usize> = HashMap::new();
+    fn deps(
+        id: &str,
+        by_id: &HashMap<String, Value>,
+        kept: &HashSet<String>,
+        memo: &mut HashMap<String, usize>,
+        visiting: &mut HashSet<String>,
+    ) -> usize {
+        if let Some(n) = memo.get(id) {
+            return *n;
+        }
+        if !visiting.insert(id.to_string()) {
+            return 0; // cycle
+        }
+        let mut refs = Vec::new();
+        collect_refs(&by_id[id], &mut refs);
+        let mut n = 1;
+        for r in refs {
+            if r != id && kept.contains(&r) {
+                n += deps(&r, by_id, kept, memo, visiting);
+            }
+        }
+        visiting.remove(id);
+        memo.insert(id.to_string(), n);
+        n
+    }
+    let mut out: Vec<SplitObject> = order
+        .iter()
+        .filter(|id| kept.contains(*id))
+        .map(|id| {
+            let nb_deps = deps(id, &by_id, &kept, &mut memo, &mut HashSet::new());
+            SplitObject {
+                object: by_id[id].clone(),
+                nb_deps,
+            }
+        })
+        .collect();
+    out.sort_by_key(|s| s.nb_deps); // stable
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn orders_by_dependencies_and_deduplicates() {
+        let objects = vec![
+            json!({"id": "relationship--1", "type": "relationship", "source_ref": "ipv4-addr--a", "target_ref": "location--c"}),
+            json!({"id": "ipv4-addr--a", "type": "ipv4-addr", "object_marking_refs": ["marking-definition--m"]}),
+            json!({"id": "marking-definition--m", "type": "marking-definition"}),
+            json!({"id": "location--c", "type": "location"}),
+            json!({"id": "location--c", "type": "location", "name": "later"}),
+        ];
+        let out = split(objects, false);
+        let ids: Vec<_> = out
+            .iter()
+            .map(|s| (object_id(&s.object).unwrap().to_string(), s.nb_deps))
+            .collect();
+        assert_eq!(
+            ids,
+            vec![
+                ("marking-definition--m".into(), 1),
+                ("location--c".into(), 1),
+                ("ipv4-addr--a".into(), 2),
+                ("relationship--1".into(), 4),
+            ]
+        );
+        assert_eq!(out[1].object["name"], "later");
+    }
+
+    #[test]
+    fn drops_unsupported_and_dangling_objects() {
+        let objects = vec![
+            json!({"id": "x-unknown--1", "type": "x-unknown"}),
+            json!({"id": "relationship--1", "type": "relationship", "source_ref": "ipv4-addr--a", "target_ref": "x-unknown--1"}),
+            json!({"id": "relationship--2", "type": "relationship", "source_ref": "ipv4-addr--a", "target_ref": "location--gone"}),
+            json!({"id": "ipv4-addr--a", "type": "ipv4-addr", "object_marking_refs": ["marking-definition--absent"]}),
+        ];
+        let kept: Vec<_> = split(objects.clone(), false)
+            .into_iter()
+            .map(|s| s.object["id"].clone())
+            .collect();
+        assert_eq!(kept, vec![json!("ipv4-addr--a"), json!("relationship--2")]);
+        let cleaned = split(objects, true);
+        assert_eq!(cleaned.len(), 1);
+        assert_eq!(cleaned[0].object["object_marking_refs"], json!([]));
+    }
+
+    #[test]
+    fn survives_reference_cycles() {
+        let objects = vec![
+            json!({"id": "note--1", "type": "note", "object_refs": ["note--2"]}),
+            json!({"id": "note--2", "type": "note", "object_refs": ["note--1"]}),
+        ];
+        assert_eq!(split(objects, false).len(), 2);
+    }
+}

@@ -1,0 +1,212 @@
+//! The connector runtime: one supervised task per connector, each registering, pinging and
+//! running its loop (enrichment consumer or import scheduler) until shutdown.
+
+pub mod enrichment;
+pub mod import;
+pub mod retry;
+pub mod send;
+pub mod state;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::amqp::BrokerAddress;
+use crate::config::{ConnectorSettings, MqConfig};
+use crate::connectors::Hosted;
+use crate::metrics::Metrics;
+use crate::opencti::OpenctiClient;
+use crate::opencti::client::{QueueConfig, RegisterInput, Registration};
+use retry::{Backoff, RetryPolicy};
+use state::StateCell;
+
+/// Two-stage shutdown: `stop` ends intake; `abort` (at the drain deadline) ends in-flight work,
+/// which is then requeued.
+#[derive(Debug, Clone, Default)]
+pub struct Shutdown {
+    pub stop: CancellationToken,
+    pub abort: CancellationToken,
+}
+
+/// What all connectors share.
+pub struct Platform {
+    pub client: OpenctiClient,
+    pub mq: MqConfig,
+    pub ping_interval: Duration,
+    pub retry: RetryPolicy,
+    pub metrics: Arc<Metrics>,
+}
+
+/// One registered connector.
+pub struct ConnectorRun {
+    pub settings: ConnectorSettings,
+    pub platform: Arc<Platform>,
+    pub registration: Registration,
+    pub queues: QueueConfig,
+    pub broker: BrokerAddress,
+    pub state: Arc<StateCell>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// The registration input for a connector.
+pub fn register_input(settings: &ConnectorSettings) -> RegisterInput {
+    RegisterInput {
+        id: settings.id.to_string(),
+        name: settings.name.clone(),
+        connector_type: settings.kind.connector_type().to_string(),
+        scope: settings.scope.clone(),
+        auto: settings.auto,
+        auto_update: settings.auto_update,
+        enrichment_resolution: "none".into(),
+        only_contextual: false,
+        playbook_compatible: settings.playbook_compatible,
+        listen_callback_uri: None,
+    }
+}
+
+/// Runs every connector until `shutdown.stop`, then drains for at most `drain` before
+/// firing `shutdown.abort`. Returns when every connector has stopped.
+pub async fn run(
+    platform: Arc<Platform>,
+    connectors: Vec<(ConnectorSettings, Hosted)>,
+    shutdown: Shutdown,
+    drain: Duration,
+) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for (settings, hosted) in connectors {
+        tasks.spawn(supervise(
+            platform.clone(),
+            settings,
+            hosted,
+            shutdown.clone(),
+        ));
+    }
+    let deadline = {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            shutdown.stop.cancelled().await;
+            tokio::time::sleep(drain).await;
+            if !shutdown.abort.is_cancelled() {
+                tracing::warn!(
+                    seconds = drain.as_secs_f64(),
+                    "Drain deadline reached; requeueing in-flight messages."
+                );
+            }
+            shutdown.abort.cancel();
+        })
+    };
+    while tasks.join_next().await.is_some() {}
+    deadline.abort();
+}
+
+/// Keeps one connector running: restarts it with capped backoff when it fails or panics,
+/// so one connector never takes the others down.
+async fn supervise(
+    platform: Arc<Platform>,
+    settings: ConnectorSettings,
+    hosted: Hosted,
+    shutdown: Shutdown,
+) {
+    let connector = settings.key;
+    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+    loop {
+        let task = tokio::spawn(run_connector(
+            platform.clone(),
+            settings.clone(),
+            hosted.clone(),
+            shutdown.clone(),
+        ));
+        match task.await {
+            Ok(()) if shutdown.stop.is_cancelled() => break,
+            Ok(()) => tracing::error!(connector, "Connector loop ended unexpectedly; restarting."),
+            Err(e) => {
+                tracing::error!(connector, error = %e, "Connector task panicked; restarting.")
+            }
+        }
+        platform.metrics.set_up(connector, false);
+        platform.metrics.count(connector, "restarts");
+        if !backoff.wait(&shutdown.stop).await {
+            break;
+        }
+    }
+    platform.metrics.set_up(connector, false);
+    tracing::info!(connector, "Connector stopped.");
+}
+
+/// Registers (retrying until it works or shutdown), then pings and runs the loop.
+async fn run_connector(
+    platform: Arc<Platform>,
+    settings: ConnectorSettings,
+    hosted: Hosted,
+    shutdown: Shutdown,
+) {
+    let connector = settings.key;
+    let input = register_input(&settings);
+    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+    let registration = loop {
+        match platform.client.register_connector(&input).await {
+            Ok(r) => break r,
+            Err(error) => {
+                let level_error = !error.is_transient();
+                if level_error {
+                    tracing::error!(connector, %error, "OpenCTI refused the registration; check opencti.token and the connector user's rights.");
+                } else {
+                    tracing::warn!(connector, %error, "Cannot register with OpenCTI yet; retrying.");
+                }
+                if !backoff.wait(&shutdown.stop).await {
+                    return;
+                }
+            }
+        }
+    };
+    tracing::info!(connector, id = %registration.id, name = %settings.name, kind = settings.kind.connector_type(), "Connector registered.");
+    let state = StateCell::new(state::parse_state(registration.connector_state.as_deref()));
+    let broker = BrokerAddress::resolve(&registration.config.connection, &platform.mq);
+    let run = Arc::new(ConnectorRun {
+        queues: registration.config.clone(),
+        broker,
+        state: state.clone(),
+        metrics: platform.metrics.clone(),
+        settings,
+        platform: platform.clone(),
+        registration,
+    });
+    let ping_stop = CancellationToken::new();
+    let pinger = tokio::spawn(state::ping_loop(
+        state.clone(),
+        platform.client.clone(),
+        run.settings.id.to_string(),
+        connector,
+        platform.ping_interval,
+        ping_stop.clone(),
+    ));
+    platform.metrics.set_up(connector, true);
+    let sender = Arc::new(send::Sender::new(
+        run.settings.id.to_string(),
+        run.settings.queue_protocol,
+        run.queues.clone(),
+        run.broker.clone(),
+        run.registration.connector_user_id.clone(),
+    ));
+    match hosted {
+        Hosted::Enrichment(c) => {
+            let ctx = Arc::new(enrichment::EnrichmentContext {
+                run: run.clone(),
+                connector: c,
+                sender,
+            });
+            enrichment::run(ctx, shutdown.clone()).await;
+        }
+        Hosted::Import(c) => import::run(run.clone(), c, sender, shutdown.clone()).await,
+    }
+    ping_stop.cancel();
+    let _ = pinger.await;
+    // A last ping so the newest state is stored before we exit.
+    if let Err(error) = state
+        .ping(&platform.client, &run.settings.id.to_string(), connector)
+        .await
+    {
+        tracing::warn!(connector, %error, "Final ping failed; the last state may be lost.");
+    }
+}

@@ -1,0 +1,171 @@
+//! Sending bundles to OpenCTI: through `stixBundlePush` (default, chunked) or through the
+//! push exchange, one object per message, with expectations and publisher confirms.
+
+use base64::Engine;
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+
+use crate::amqp::{self, BrokerAddress};
+use crate::config::QueueProtocol;
+use crate::opencti::client::QueueConfig;
+use crate::opencti::split::{SplitObject, split};
+use crate::opencti::{OpenctiClient, OpenctiError};
+
+/// Objects per `stixBundlePush` call: large bundles go in several calls.
+pub const API_CHUNK_OBJECTS: usize = 2000;
+
+/// A failed send.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The bundle had no object OpenCTI ingests (pycti's wording).
+    #[error("Nothing to import")]
+    Nothing,
+    #[error(transparent)]
+    Platform(#[from] OpenctiError),
+    #[error("RabbitMQ publish failed: {0}")]
+    Broker(String),
+}
+
+impl SendError {
+    pub fn is_transient(&self) -> bool {
+        match self {
+            SendError::Nothing => false,
+            SendError::Platform(e) => e.is_transient(),
+            SendError::Broker(_) => true,
+        }
+    }
+}
+
+/// One connector's bundle sender.
+pub struct Sender {
+    connector_id: String,
+    protocol: QueueProtocol,
+    queues: QueueConfig,
+    broker: BrokerAddress,
+    applicant_id: Option<String>,
+    publisher: Mutex<Option<(lapin::Connection, lapin::Channel)>>,
+}
+
+/// Where a send belongs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SendTarget<'a> {
+    pub work_id: Option<&'a str>,
+    pub draft_id: Option<&'a str>,
+    /// Drop references to objects absent from the bundle (pycti's `cleanup_inconsistent_bundle`).
+    pub cleanup_inconsistent: bool,
+}
+
+impl Sender {
+    pub fn new(
+        connector_id: String,
+        protocol: QueueProtocol,
+        queues: QueueConfig,
+        broker: BrokerAddress,
+        applicant_id: Option<String>,
+    ) -> Self {
+        Sender {
+            connector_id,
+            protocol,
+            queues,
+            broker,
+            applicant_id,
+            publisher: Mutex::new(None),
+        }
+    }
+
+    /// Sends `objects`; returns the number of bundles (objects) OpenCTI will import.
+    pub async fn send(
+        &self,
+        client: &OpenctiClient,
+        objects: Vec<Value>,
+        target: SendTarget<'_>,
+    ) -> Result<usize, SendError> {
+        let bundle_id = format!("bundle--{}", uuid::Uuid::new_v4());
+        let parts = split(objects, target.cleanup_inconsistent);
+        if parts.is_empty() {
+            return Err(SendError::Nothing);
+        }
+        let n = parts.len();
+        match self.protocol {
+            QueueProtocol::Api => {
+                for chunk in parts.chunks(API_CHUNK_OBJECTS) {
+                    let objects: Vec<&Value> = chunk.iter().map(|p| &p.object).collect();
+                    let bundle = json!({ "type": "bundle", "id": bundle_id, "spec_version": "2.1", "objects": objects });
+                    client
+                        .stix_bundle_push(&self.connector_id, &bundle.to_string(), target.work_id)
+                        .await?;
+                }
+            }
+            QueueProtocol::Amqp => {
+                if let Some(work_id) = target.work_id {
+                    // Before publishing, so a fast worker cannot complete the work early.
+                    client.add_expectations(work_id, n).await?;
+                }
+                self.publish(&bundle_id, &parts, target)
+                    .await
+                    .map_err(SendError::Broker)?;
+            }
+        }
+        Ok(n)
+    }
+
+    async fn publish(
+        &self,
+        bundle_id: &str,
+        parts: &[SplitObject],
+        target: SendTarget<'_>,
+    ) -> Result<(), String> {
+        let mut guard = self.publisher.lock().await;
+        if guard
+            .as_ref()
+            .is_none_or(|(c, ch)| !c.status().connected() || !ch.status().connected())
+        {
+            let conn = self
+                .broker
+                .connect("opencti-connectors-push")
+                .await
+                .map_err(|e| e.to_string())?;
+            let channel = amqp::confirm_channel(&conn)
+                .await
+                .map_err(|e| e.to_string())?;
+            *guard = Some((conn, channel));
+        }
+        // Just (re)connected above.
+        let (_, channel) = guard.as_ref().expect("publisher connected");
+        let b64 = base64::engine::general_purpose::STANDARD;
+        for (i, part) in parts.iter().enumerate() {
+            let mut object = part.object.clone();
+            object["nb_deps"] = json!(part.nb_deps);
+            let bundle = json!({ "type": "bundle", "id": bundle_id, "spec_version": "2.1", "x_opencti_seq": part.nb_deps, "objects": [object] });
+            let mut envelope = json!({
+                "bundle_type": "QUEUE_BUNDLE",
+                "applicant_id": self.applicant_id,
+                "action_sequence": i + 1,
+                "entities_types": [],
+                "content": b64.encode(bundle.to_string()),
+                "update": false,
+                "draft_id": target.draft_id,
+            });
+            if let Some(work_id) = target.work_id {
+                envelope["work_id"] = json!(work_id);
+            }
+            let body = envelope.to_string();
+            let acked = amqp::publish_confirmed(
+                channel,
+                &self.queues.push_exchange,
+                &self.queues.push_routing,
+                body.as_bytes(),
+            )
+            .await;
+            match acked {
+                Ok(true) => {}
+                Ok(false) => return Err("the broker refused (nacked) a message".into()),
+                Err(e) => {
+                    *guard = None;
+                    return Err(e.to_string());
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,134 @@
+//! Connector state kept in OpenCTI through pings, and the ping loop.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use crate::opencti::OpenctiClient;
+use crate::opencti::client::ConnectorInfo;
+
+/// A connector's state: a JSON object or nothing.
+#[derive(Debug, Default)]
+pub struct StateCell {
+    inner: Mutex<StateInner>,
+}
+
+#[derive(Debug, Default)]
+struct StateInner {
+    state: Option<Value>,
+    version: u64,
+    info: ConnectorInfo,
+}
+
+/// pycti `get_state`: null, unparsable, non-object or empty-object states are "none".
+pub fn parse_state(text: Option<&str>) -> Option<Value> {
+    let v: Value = serde_json::from_str(text?).ok()?;
+    match &v {
+        Value::Object(m) if !m.is_empty() => Some(v),
+        _ => None,
+    }
+}
+
+/// The wire form: JSON text, `"null"` when empty.
+pub fn state_text(state: Option<&Value>) -> String {
+    state.map(Value::to_string).unwrap_or_else(|| "null".into())
+}
+
+impl StateCell {
+    pub fn new(initial: Option<Value>) -> Arc<Self> {
+        Arc::new(StateCell {
+            inner: Mutex::new(StateInner {
+                state: initial,
+                version: 0,
+                info: ConnectorInfo {
+                    queue_threshold: 500.0,
+                    ..Default::default()
+                },
+            }),
+        })
+    }
+
+    pub async fn get(&self) -> Option<Value> {
+        self.inner.lock().await.state.clone()
+    }
+
+    pub async fn set(&self, state: Option<Value>) {
+        let mut g = self.inner.lock().await;
+        g.state = state;
+        g.version += 1;
+    }
+
+    /// Records the schedule shown in OpenCTI (`last_run_datetime`, `next_run_datetime`).
+    pub async fn set_schedule(&self, last_run: Option<String>, next_run: Option<String>) {
+        let mut g = self.inner.lock().await;
+        g.info.last_run_datetime = last_run;
+        g.info.next_run_datetime = next_run;
+    }
+
+    /// One ping: sends the state; adopts the platform's when it differs (a reset from the UI).
+    pub async fn ping(
+        &self,
+        client: &OpenctiClient,
+        connector_id: &str,
+        connector: &str,
+    ) -> Result<(), crate::opencti::OpenctiError> {
+        let (sent, version, info) = {
+            let g = self.inner.lock().await;
+            (state_text(g.state.as_ref()), g.version, g.info.clone())
+        };
+        let remote = client.ping_connector(connector_id, &sent, &info).await?;
+        let remote_text = remote.as_deref().unwrap_or("");
+        if remote_text != sent && !(remote_text.is_empty() && sent == "null") {
+            let mut g = self.inner.lock().await;
+            // Only adopt when nothing changed locally since the ping was sent.
+            if g.version == version {
+                g.state = parse_state(remote.as_deref());
+                g.version += 1;
+                tracing::info!(connector, state = %state_text(g.state.as_ref()), "Connector state has been remotely reset.");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Pings every `interval` (first ping at once) until `stop`.
+pub async fn ping_loop(
+    state: Arc<StateCell>,
+    client: OpenctiClient,
+    connector_id: String,
+    connector: &'static str,
+    interval: Duration,
+    stop: CancellationToken,
+) {
+    loop {
+        if let Err(error) = state.ping(&client, &connector_id, connector).await {
+            tracing::warn!(connector, %error, "Ping failed.");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stop.cancelled() => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_states_are_none() {
+        assert_eq!(parse_state(None), None);
+        assert_eq!(parse_state(Some("")), None);
+        assert_eq!(parse_state(Some("null")), None);
+        assert_eq!(parse_state(Some("{}")), None);
+        assert_eq!(parse_state(Some("[1]")), None);
+        assert_eq!(
+            parse_state(Some("{\"last_run\": 1}")),
+            Some(serde_json::json!({"last_run": 1}))
+        );
+        assert_eq!(state_text(None), "null");
+    }
+}

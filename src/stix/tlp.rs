@@ -1,0 +1,223 @@
+//! TLP marking definitions (fixed ids) and the max-TLP gate with pycti's semantics.
+
+use serde_json::{Value, json};
+
+/// `created` of the stix2 library's predefined TLP objects.
+pub const TLP_CREATED: &str = "2017-01-20T00:00:00.000Z";
+
+/// A Traffic Light Protocol level. `Clear` also stands for the legacy `TLP:WHITE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Tlp {
+    Clear,
+    Green,
+    Amber,
+    AmberStrict,
+    Red,
+}
+
+/// The values a `max_tlp` / `tlp_level` setting accepts, for error messages.
+pub const TLP_CHOICES: &str =
+    "TLP:CLEAR, TLP:WHITE, TLP:GREEN, TLP:AMBER, TLP:AMBER+STRICT, TLP:RED";
+
+impl Tlp {
+    /// Parses an OpenCTI TLP definition (`TLP:GREEN`), case-insensitively. `TLP:WHITE` is
+    /// `Clear`. Anything else (including custom `TLP:EX:...`) is `None`.
+    pub fn parse(s: &str) -> Option<Tlp> {
+        Some(match s.trim().to_ascii_uppercase().as_str() {
+            "TLP:CLEAR" | "TLP:WHITE" => Tlp::Clear,
+            "TLP:GREEN" => Tlp::Green,
+            "TLP:AMBER" => Tlp::Amber,
+            "TLP:AMBER+STRICT" => Tlp::AmberStrict,
+            "TLP:RED" => Tlp::Red,
+            _ => return None,
+        })
+    }
+
+    /// Parses the short level names of importer settings (`white`, `clear`, `green`,
+    /// `amber`, `amber+strict`, `red`), with or without the `TLP:` prefix.
+    pub fn parse_level(s: &str) -> Option<Tlp> {
+        let upper = s.trim().to_ascii_uppercase();
+        let full = if upper.starts_with("TLP:") {
+            upper
+        } else {
+            format!("TLP:{upper}")
+        };
+        Tlp::parse(&full)
+    }
+
+    /// The OpenCTI definition, e.g. `TLP:AMBER+STRICT`.
+    pub fn definition(self) -> &'static str {
+        match self {
+            Tlp::Clear => "TLP:CLEAR",
+            Tlp::Green => "TLP:GREEN",
+            Tlp::Amber => "TLP:AMBER",
+            Tlp::AmberStrict => "TLP:AMBER+STRICT",
+            Tlp::Red => "TLP:RED",
+        }
+    }
+
+    /// The static marking-definition id shared by stix2, pycti and the platform.
+    pub fn marking_id(self) -> &'static str {
+        match self {
+            Tlp::Clear => "marking-definition--613f2e26-407d-48c7-9eca-b8e91df99dc9",
+            Tlp::Green => "marking-definition--34098fce-860f-48ae-8e50-ebd3cc5e41da",
+            Tlp::Amber => "marking-definition--f88d31f6-486f-44da-b317-01333bde0b82",
+            Tlp::AmberStrict => "marking-definition--826578e1-40ad-459f-bc73-ede076f81f37",
+            Tlp::Red => "marking-definition--5e57c739-391a-4eb3-b6be-7d15ca92d5ed",
+        }
+    }
+
+    /// The TLP whose static id this is.
+    pub fn from_marking_id(id: &str) -> Option<Tlp> {
+        [
+            Tlp::Clear,
+            Tlp::Green,
+            Tlp::Amber,
+            Tlp::AmberStrict,
+            Tlp::Red,
+        ]
+        .into_iter()
+        .find(|t| t.marking_id() == id)
+    }
+
+    /// The marking object as the `stix2` library emits it (`TLP_WHITE` for clear); the
+    /// pycti-style statement object for AMBER+STRICT, which stix2 lacks.
+    pub fn stix2_object(self, now: &str) -> Value {
+        let (name, level) = match self {
+            Tlp::Clear => ("TLP:WHITE", "white"),
+            Tlp::Green => ("TLP:GREEN", "green"),
+            Tlp::Amber => ("TLP:AMBER", "amber"),
+            Tlp::Red => ("TLP:RED", "red"),
+            Tlp::AmberStrict => return amber_strict_object(now),
+        };
+        json!({
+            "type": "marking-definition",
+            "spec_version": "2.1",
+            "id": self.marking_id(),
+            "created": TLP_CREATED,
+            "definition_type": "tlp",
+            "name": name,
+            "definition": { "tlp": level },
+        })
+    }
+
+    /// The marking object as pycti's client-side export writes an entity's marking
+    /// (`TLP:CLEAR` stays `clear`).
+    pub fn export_object(self, now: &str) -> Value {
+        if self == Tlp::AmberStrict {
+            return amber_strict_object(now);
+        }
+        let def = self.definition();
+        json!({
+            "type": "marking-definition",
+            "spec_version": "2.1",
+            "id": self.marking_id(),
+            "created": TLP_CREATED,
+            "definition_type": "tlp",
+            "name": def,
+            "definition": { "tlp": def.trim_start_matches("TLP:").to_ascii_lowercase() },
+        })
+    }
+}
+
+fn amber_strict_object(now: &str) -> Value {
+    json!({
+        "type": "marking-definition",
+        "spec_version": "2.1",
+        "id": Tlp::AmberStrict.marking_id(),
+        "created": now,
+        "definition_type": "statement",
+        "definition": { "statement": "custom" },
+        "x_opencti_definition_type": "TLP",
+        "x_opencti_definition": "TLP:AMBER+STRICT",
+    })
+}
+
+/// pycti `check_max_tlp(tlp, max_tlp)`: `tlp` (an OpenCTI definition, any case) must be in
+/// the allowed list of `max_tlp`. An unknown definition (custom TLP) is never allowed.
+pub fn check_max_tlp(tlp: &str, max_tlp: Tlp) -> bool {
+    let upper = tlp.trim().to_ascii_uppercase();
+    let allowed: &[&str] = match max_tlp {
+        Tlp::Clear => &["TLP:WHITE", "TLP:CLEAR"],
+        Tlp::Green => &["TLP:WHITE", "TLP:CLEAR", "TLP:GREEN"],
+        Tlp::Amber => &["TLP:WHITE", "TLP:CLEAR", "TLP:GREEN", "TLP:AMBER"],
+        Tlp::AmberStrict => &[
+            "TLP:WHITE",
+            "TLP:CLEAR",
+            "TLP:GREEN",
+            "TLP:AMBER",
+            "TLP:AMBER+STRICT",
+        ],
+        Tlp::Red => &[
+            "TLP:WHITE",
+            "TLP:CLEAR",
+            "TLP:GREEN",
+            "TLP:AMBER",
+            "TLP:AMBER+STRICT",
+            "TLP:RED",
+        ],
+    };
+    allowed.contains(&upper.as_str())
+}
+
+/// A marking as OpenCTI's `objectMarking` returns it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+pub struct ObjectMarking {
+    #[serde(default)]
+    pub standard_id: Option<String>,
+    #[serde(default)]
+    pub definition_type: Option<String>,
+    #[serde(default)]
+    pub definition: Option<String>,
+}
+
+/// The connectors' convention: the **last** TLP marking of the entity wins (not the highest).
+pub fn entity_tlp(markings: &[ObjectMarking]) -> Option<String> {
+    markings
+        .iter()
+        .filter(|m| m.definition_type.as_deref() == Some("TLP"))
+        .filter_map(|m| m.definition.clone())
+        .last()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allowed_lists_follow_pycti() {
+        assert!(check_max_tlp("TLP:WHITE", Tlp::Clear));
+        assert!(check_max_tlp("tlp:clear", Tlp::Clear));
+        assert!(!check_max_tlp("TLP:GREEN", Tlp::Clear));
+        assert!(check_max_tlp("TLP:AMBER", Tlp::Amber));
+        assert!(!check_max_tlp("TLP:AMBER+STRICT", Tlp::Amber));
+        assert!(check_max_tlp("TLP:AMBER+STRICT", Tlp::AmberStrict));
+        assert!(!check_max_tlp("TLP:RED", Tlp::AmberStrict));
+        assert!(check_max_tlp("TLP:RED", Tlp::Red));
+        assert!(!check_max_tlp("TLP:EX:CHINA", Tlp::Red));
+    }
+
+    #[test]
+    fn unknown_tlp_values_do_not_parse() {
+        assert_eq!(Tlp::parse("ChangeMe"), None);
+        assert_eq!(Tlp::parse("AMBER"), None);
+        assert_eq!(Tlp::parse_level("amber+strict"), Some(Tlp::AmberStrict));
+        assert_eq!(Tlp::parse_level("white"), Some(Tlp::Clear));
+    }
+
+    #[test]
+    fn last_tlp_marking_wins() {
+        let m = |t: &str, d: &str| ObjectMarking {
+            standard_id: None,
+            definition_type: Some(t.into()),
+            definition: Some(d.into()),
+        };
+        let markings = [
+            m("TLP", "TLP:RED"),
+            m("PAP", "PAP:GREEN"),
+            m("TLP", "TLP:GREEN"),
+        ];
+        assert_eq!(entity_tlp(&markings).as_deref(), Some("TLP:GREEN"));
+        assert_eq!(entity_tlp(&[]), None);
+    }
+}
