@@ -230,13 +230,12 @@ impl ConnectorBlock {
         {
             errors.push(format!("{s}.connector: auto, auto_update and concurrency only apply to enrichment connectors"));
         }
-        if let Some(level) = &self.log_level {
-            if level
+        if let Some(level) = &self.log_level
+            && level
                 .parse::<tracing_subscriber::filter::LevelFilter>()
                 .is_err()
-            {
-                errors.push(format!("{s}.connector.log_level: `{level}` is not a level; expected one of: trace, debug, info, warn, error"));
-            }
+        {
+            errors.push(format!("{s}.connector.log_level: `{level}` is not a level; expected one of: trace, debug, info, warn, error"));
         }
         if !errors.is_empty() {
             return Err(errors);

@@ -137,10 +137,10 @@ fn clean_refs(
                 refs.retain(|r| r.as_str().is_none_or(keep));
             }
         } else if key.ends_with("_ref") {
-            if let Some(r) = value.as_str() {
-                if !keep(r) {
-                    *value = Value::Null;
-                }
+            if let Some(r) = value.as_str()
+                && !keep(r)
+            {
+                *value = Value::Null;
             }
         } else if let Value::Object(inner) = value {
             clean_refs(inner, self_id, present, cleanup);

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicNackOptions};
 use serde_json::{Value, json};
@@ -121,7 +121,33 @@ pub async fn run(ctx: Arc<EnrichmentContext>, shutdown: Shutdown) {
 
 async fn handle_delivery(ctx: Arc<EnrichmentContext>, delivery: Delivery, shutdown: Shutdown) {
     let connector = ctx.run.settings.key;
-    let disposition = handle_message(&ctx, &delivery.data, &shutdown).await;
+    // A connector bug must not leave the message unacked forever (it would hold a prefetch
+    // slot): report it on the work and drop the message.
+    let handled = std::panic::AssertUnwindSafe(handle_message(&ctx, &delivery.data, &shutdown))
+        .catch_unwind()
+        .await;
+    let disposition = match handled {
+        Ok(d) => d,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            tracing::error!(connector, panic = %what, "The connector panicked on a message; reporting and dropping it.");
+            ctx.run.metrics.count(connector, "panics");
+            if let Some(work_id) = ListenMessage::salvage_work_id(&delivery.data) {
+                let text = format!("Internal error in the {connector} connector: {what}");
+                let _ = ctx
+                    .run
+                    .platform
+                    .client
+                    .work_to_processed(&work_id, &text, true)
+                    .await;
+            }
+            Disposition::Ack
+        }
+    };
     let result = match disposition {
         Disposition::Ack => delivery.ack(BasicAckOptions::default()).await,
         Disposition::Requeue => {
@@ -287,10 +313,10 @@ async fn process_enrichment(
             let now = crate::stix::now();
             let mut objects = vec![stix_entity.clone()];
             for m in &entity.object_marking {
-                if m.definition_type.as_deref() == Some("TLP") {
-                    if let Some(t) = m.definition.as_deref().and_then(Tlp::parse) {
-                        objects.push(t.export_object(&now));
-                    }
+                if m.definition_type.as_deref() == Some("TLP")
+                    && let Some(t) = m.definition.as_deref().and_then(Tlp::parse)
+                {
+                    objects.push(t.export_object(&now));
                 }
             }
             objects
@@ -370,7 +396,12 @@ async fn enrich_with_retries(
     let mut backoff = Backoff::new(policy.base, policy.max);
     let mut attempt = 1;
     loop {
-        match ctx.connector.enrich(request).await {
+        let result = tokio::select! {
+            r = ctx.connector.enrich(request) => r,
+            // The drain deadline: give the message back rather than wait forever.
+            _ = abort.cancelled() => return Err(Failure::Aborted),
+        };
+        match result {
             Ok(outcome) => return Ok(outcome),
             Err(ConnectorError::Retryable(text)) if attempt < policy.attempts => {
                 tracing::warn!(connector, attempt, error = %text, "Upstream failed; retrying.");

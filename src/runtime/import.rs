@@ -7,6 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::Utc;
 use serde_json::Value;
+use tracing::Instrument;
 
 use super::retry::{Gave, until_done};
 use super::send::{SendError, SendTarget, Sender};
@@ -126,7 +127,21 @@ async fn run_once(
         }
     };
     let span = tracing::info_span!("import", connector, work_id = %work_id);
-    let _enter = span.enter();
+    finish_run(run, importer, sender, shutdown, work_id)
+        .instrument(span)
+        .await;
+}
+
+async fn finish_run(
+    run: &ConnectorRun,
+    importer: &dyn ImportConnector,
+    sender: &Sender,
+    shutdown: &Shutdown,
+    work_id: String,
+) {
+    let connector = run.settings.key;
+    let client = &run.platform.client;
+    let connector_id = run.settings.id.to_string();
     tracing::info!(connector, "Import run started.");
     let mut ctx = RunContext {
         run,

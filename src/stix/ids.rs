@@ -216,10 +216,10 @@ pub fn note_id(content: &str, created: Option<&str>) -> String {
 
 /// pycti `MarkingDefinition.generate_id`: static ids for TLP, else hashed verbatim.
 pub fn marking_definition_id(definition_type: &str, definition: &str) -> String {
-    if definition_type == "TLP" {
-        if let Some(tlp) = Tlp::parse(definition) {
-            return tlp.marking_id().to_string();
-        }
+    if definition_type == "TLP"
+        && let Some(tlp) = Tlp::parse(definition)
+    {
+        return tlp.marking_id().to_string();
     }
     id_from_fields(
         "marking-definition",

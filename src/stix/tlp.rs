@@ -177,7 +177,7 @@ pub fn entity_tlp(markings: &[ObjectMarking]) -> Option<String> {
         .iter()
         .filter(|m| m.definition_type.as_deref() == Some("TLP"))
         .filter_map(|m| m.definition.clone())
-        .last()
+        .next_back()
 }
 
 #[cfg(test)]

@@ -1,1 +1,418 @@
+//! A fake OpenCTI: answers only operations that validate against the platform schema,
+//! records every call, and (like the platform) declares each connector's queues on the real
+//! RabbitMQ at registration.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use apollo_compiler::ExecutableDocument;
+use apollo_compiler::executable::Selection;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::{Json, Router};
+use lapin::options::{
+    BasicPublishOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, ExchangeKind};
+use serde_json::{Value, json};
+
+pub const TOKEN: &str = "fake-opencti-token";
+pub const BROKER_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+pub const CONNECTOR_EXCHANGE: &str = "amqp.connector.exchange";
+pub const WORKER_EXCHANGE: &str = "amqp.worker.exchange";
+pub const CONNECTOR_USER_ID: &str = "88ec0c6a-13ce-5e39-b486-354fe4a7084f";
+
+/// One recorded operation: the root field (`workEdit.toProcessed` for work edits).
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub field: String,
+    pub variables: Value,
+    pub draft_id: Option<String>,
+}
+
+/// What the fake knows and saw.
+#[derive(Default)]
+pub struct FakeState {
+    pub calls: Vec<Call>,
+    /// Operation texts that did not validate (each also answered 400).
+    pub invalid: Vec<String>,
+    /// `stixCoreObject` answers by id.
+    pub entities: HashMap<String, Value>,
+    /// `stix` answers by id.
+    pub stix: HashMap<String, Value>,
+    /// Stored connector states by connector id.
+    pub states: HashMap<String, Option<String>>,
+    /// Connector ids whose state the "UI" reset.
+    pub reset: Vec<String>,
+    /// The next N `stixBundlePush` calls answer 503.
+    pub fail_pushes: usize,
+    works: usize,
+}
+
+/// The running fake.
+#[derive(Clone)]
+pub struct FakeOpencti {
+    pub url: String,
+    pub state: Arc<Mutex<FakeState>>,
+    channel: lapin::Channel,
+    _connection: Arc<lapin::Connection>,
+}
+
+/// Connects to the test broker, failing loudly when it does not answer.
+pub async fn broker() -> lapin::Connection {
+    match lapin::Connection::connect(BROKER_URL, lapin::ConnectionProperties::default()).await {
+        Ok(c) => c,
+        Err(e) => panic!(
+            "RabbitMQ must answer on 127.0.0.1:5672 (guest/guest) for this test: {e}. Start it with `rabbitmq-server -detached`."
+        ),
+    }
+}
+
+impl FakeOpencti {
+    /// Starts the fake on an ephemeral port.
+    pub async fn start() -> FakeOpencti {
+        let connection = broker().await;
+        let channel = connection.create_channel().await.expect("channel");
+        for exchange in [CONNECTOR_EXCHANGE, WORKER_EXCHANGE] {
+            channel
+                .exchange_declare(
+                    exchange.into(),
+                    ExchangeKind::Direct,
+                    ExchangeDeclareOptions {
+                        durable: true,
+                        ..Default::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await
+                .expect("exchange");
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let fake = FakeOpencti {
+            url,
+            state: Arc::new(Mutex::new(FakeState::default())),
+            channel,
+            _connection: Arc::new(connection),
+        };
+        let app = Router::new()
+            .route("/graphql", post(graphql))
+            .with_state(fake.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        fake
+    }
+
+    pub fn listen_queue(connector_id: &str) -> String {
+        format!("listen_{connector_id}")
+    }
+
+    pub fn push_queue(connector_id: &str) -> String {
+        format!("push_{connector_id}")
+    }
+
+    /// Declares and binds a connector's queues as the platform does (they expire when idle).
+    pub async fn declare_queues(&self, connector_id: &str) {
+        let mut args = FieldTable::default();
+        args.insert("x-expires".into(), AMQPValue::LongUInt(600_000));
+        for (queue, exchange, routing) in [
+            (
+                Self::listen_queue(connector_id),
+                CONNECTOR_EXCHANGE,
+                format!("listen_routing_{connector_id}"),
+            ),
+            (
+                Self::push_queue(connector_id),
+                WORKER_EXCHANGE,
+                format!("push_routing_{connector_id}"),
+            ),
+        ] {
+            self.channel
+                .queue_declare(
+                    queue.as_str().into(),
+                    QueueDeclareOptions {
+                        durable: true,
+                        ..Default::default()
+                    },
+                    args.clone(),
+                )
+                .await
+                .expect("queue_declare");
+            self.channel
+                .queue_bind(
+                    queue.as_str().into(),
+                    exchange.into(),
+                    routing.as_str().into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .expect("queue_bind");
+        }
+    }
+
+    /// Publishes a listen message for a connector, as the platform does.
+    pub async fn publish_listen(&self, connector_id: &str, body: &[u8]) {
+        let routing = format!("listen_routing_{connector_id}");
+        self.channel
+            .basic_publish(
+                CONNECTOR_EXCHANGE.into(),
+                routing.as_str().into(),
+                BasicPublishOptions::default(),
+                body,
+                BasicProperties::default().with_delivery_mode(2),
+            )
+            .await
+            .expect("publish")
+            .await
+            .expect("confirm");
+    }
+
+    /// Messages ready in a queue (passive declare).
+    pub async fn queue_len(&self, queue: &str) -> u32 {
+        self.channel
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map(|q| q.message_count())
+            .unwrap_or(0)
+    }
+
+    /// Fetches every ready message of a queue.
+    pub async fn drain_queue(&self, queue: &str) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        while let Ok(Some(m)) = self
+            .channel
+            .basic_get(
+                queue.into(),
+                lapin::options::BasicGetOptions { no_ack: true },
+            )
+            .await
+        {
+            out.push(m.delivery.data.clone());
+        }
+        out
+    }
+
+    pub async fn delete_queues(&self, connector_id: &str) {
+        for q in [
+            Self::listen_queue(connector_id),
+            Self::push_queue(connector_id),
+        ] {
+            let _ = self
+                .channel
+                .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+                .await;
+        }
+    }
+
+    pub fn calls(&self, field: &str) -> Vec<Call> {
+        self.state
+            .lock()
+            .unwrap()
+            .calls
+            .iter()
+            .filter(|c| c.field == field)
+            .cloned()
+            .collect()
+    }
+
+    pub fn all_calls(&self) -> Vec<Call> {
+        self.state.lock().unwrap().calls.clone()
+    }
+
+    /// Waits until `cond` holds on the recorded state (10 s at most).
+    pub async fn wait_for(&self, what: &str, cond: impl Fn(&FakeState) -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if cond(&self.state.lock().unwrap()) {
+                return;
+            }
+            if tokio::time::Instant::now() > deadline {
+                let calls: Vec<String> = self
+                    .all_calls()
+                    .iter()
+                    .map(|c| format!("{} {}", c.field, c.variables))
+                    .collect();
+                panic!(
+                    "timed out waiting for {what}; calls so far:\n{}",
+                    calls.join("\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    pub fn count(&self, field: &str) -> usize {
+        self.calls(field).len()
+    }
+}
+
+impl FakeState {
+    pub fn count(&self, field: &str) -> usize {
+        self.calls.iter().filter(|c| c.field == field).count()
+    }
+}
+
+fn error(status: StatusCode, message: &str) -> (StatusCode, Json<Value>) {
+    (
+        status,
+        Json(json!({ "errors": [{ "message": message, "name": "VALIDATION_ERROR" }] })),
+    )
+}
+
+async fn graphql(
+    State(fake): State<FakeOpencti>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> (StatusCode, Json<Value>) {
+    if headers.get("authorization").and_then(|v| v.to_str().ok())
+        != Some(&format!("Bearer {TOKEN}"))
+    {
+        return (
+            StatusCode::OK,
+            Json(
+                json!({ "errors": [{ "message": "You must be logged in to do this.", "name": "AUTH_REQUIRED" }] }),
+            ),
+        );
+    }
+    let query = body["query"].as_str().unwrap_or_default().to_string();
+    let variables = body.get("variables").cloned().unwrap_or(Value::Null);
+    let doc =
+        match ExecutableDocument::parse_and_validate(super::schema(), query.as_str(), "op.graphql")
+        {
+            Ok(d) => d,
+            Err(e) => {
+                fake.state
+                    .lock()
+                    .unwrap()
+                    .invalid
+                    .push(format!("{query}\n{}", e.errors));
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "operation does not validate against the schema",
+                );
+            }
+        };
+    let Ok(op) = doc.operations.get(None) else {
+        return error(StatusCode::BAD_REQUEST, "one operation expected");
+    };
+    let root = op.selection_set.selections.iter().find_map(|s| match s {
+        Selection::Field(f) => Some(f),
+        _ => None,
+    });
+    let Some(root) = root else {
+        return error(StatusCode::BAD_REQUEST, "no field");
+    };
+    let mut field = root.name.to_string();
+    if field == "workEdit"
+        && let Some(Selection::Field(sub)) = root.selection_set.selections.first()
+    {
+        field = format!("workEdit.{}", sub.name);
+    }
+    let draft_id = headers
+        .get("opencti-draft-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    if field == "stixBundlePush" {
+        let mut st = fake.state.lock().unwrap();
+        if st.fail_pushes > 0 {
+            st.fail_pushes -= 1;
+            st.calls.push(Call {
+                field: "stixBundlePush(failed)".into(),
+                variables,
+                draft_id,
+            });
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"errors": [{"message": "platform restarting"}]})),
+            );
+        }
+    }
+    let data = match field.as_str() {
+        "about" => json!({ "about": { "version": "6.8.10" } }),
+        "registerConnector" => {
+            let id = variables["input"]["id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            fake.declare_queues(&id).await;
+            let state = fake
+                .state
+                .lock()
+                .unwrap()
+                .states
+                .get(&id)
+                .cloned()
+                .flatten();
+            json!({ "registerConnector": {
+                "id": id,
+                "connector_state": state,
+                "config": {
+                    "connection": { "host": "127.0.0.1", "vhost": "/", "use_ssl": false, "port": 5672, "user": "guest", "pass": "guest" },
+                    "listen": FakeOpencti::listen_queue(&id),
+                    "listen_routing": format!("listen_routing_{id}"),
+                    "listen_exchange": CONNECTOR_EXCHANGE,
+                    "push": FakeOpencti::push_queue(&id),
+                    "push_routing": format!("push_routing_{id}"),
+                    "push_exchange": WORKER_EXCHANGE,
+                },
+                "connector_user_id": CONNECTOR_USER_ID,
+            }})
+        }
+        "pingConnector" => {
+            let id = variables["id"].as_str().unwrap_or_default().to_string();
+            let mut st = fake.state.lock().unwrap();
+            if let Some(pos) = st.reset.iter().position(|r| *r == id) {
+                // The platform discards the sent state once after a reset.
+                st.reset.remove(pos);
+                st.states.insert(id.clone(), Some(String::new()));
+            } else {
+                st.states
+                    .insert(id.clone(), variables["state"].as_str().map(str::to_string));
+            }
+            json!({ "pingConnector": { "id": id, "connector_state": st.states.get(&id).cloned().flatten() } })
+        }
+        "workAdd" => {
+            let mut st = fake.state.lock().unwrap();
+            st.works += 1;
+            json!({ "workAdd": { "id": format!("work_{}_{}", variables["connectorId"].as_str().unwrap_or(""), st.works) } })
+        }
+        f if f.starts_with("workEdit.") => {
+            let sub = f.trim_start_matches("workEdit.");
+            json!({ "workEdit": { sub: variables["id"].clone() } })
+        }
+        "stixCoreObject" => {
+            let id = variables["id"].as_str().unwrap_or_default();
+            json!({ "stixCoreObject": fake.state.lock().unwrap().entities.get(id).cloned() })
+        }
+        "stix" => {
+            let id = variables["id"].as_str().unwrap_or_default();
+            json!({ "stix": fake.state.lock().unwrap().stix.get(id).map(Value::to_string) })
+        }
+        "stixBundlePush" => json!({ "stixBundlePush": true }),
+        "playbookStepExecution" => json!({ "playbookStepExecution": true }),
+        other => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("the fake does not answer {other}"),
+            );
+        }
+    };
+    // Recorded once handled, so a test that saw the call also sees its effects (queues).
+    fake.state.lock().unwrap().calls.push(Call {
+        field,
+        variables,
+        draft_id,
+    });
+    (StatusCode::OK, Json(json!({ "data": data })))
+}

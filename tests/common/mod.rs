@@ -23,3 +23,223 @@ pub fn schema() -> &'static Valid<Schema> {
             .expect("the merged schema validates")
     })
 }
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use opencti_connectors::config::{ConnectorKind, ConnectorSettings, MqConfig, QueueProtocol};
+use opencti_connectors::connectors::{
+    ConnectorError, EnrichmentConnector, EnrichmentRequest, Hosted, Outcome,
+};
+use opencti_connectors::metrics::Metrics;
+use opencti_connectors::opencti::OpenctiClient;
+use opencti_connectors::runtime::retry::RetryPolicy;
+use opencti_connectors::runtime::{self, Platform, Shutdown};
+use opencti_connectors::stix::{Identity, Tlp, to_object};
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+
+pub use fake_opencti::FakeOpencti;
+
+pub const IP: &str = "8.8.8.8";
+pub const IP_ID: &str = "ipv4-addr--2f689bf9-0ff2-545f-aa61-e495eb8cecc7";
+pub const GREEN: &str = "marking-definition--34098fce-860f-48ae-8e50-ebd3cc5e41da";
+pub const RED: &str = "marking-definition--5e57c739-391a-4eb3-b6be-7d15ca92d5ed";
+
+/// Settings of a test connector with a fresh id (so fresh queues).
+pub fn settings(
+    key: &'static str,
+    kind: ConnectorKind,
+    protocol: QueueProtocol,
+) -> ConnectorSettings {
+    ConnectorSettings {
+        key,
+        id: uuid::Uuid::new_v4(),
+        name: format!("Test {key}"),
+        kind,
+        scope: vec!["IPv4-Addr".into()],
+        auto: false,
+        auto_update: false,
+        playbook_compatible: true,
+        queue_protocol: protocol,
+        concurrency: 2,
+        duration_period: (kind == ConnectorKind::Import).then(|| Duration::from_millis(300)),
+        log_level: None,
+    }
+}
+
+/// A platform pointing at the fake, with fast pings and retries.
+pub fn platform(fake: &FakeOpencti) -> Arc<Platform> {
+    Arc::new(Platform {
+        client: OpenctiClient::new(
+            &fake.url,
+            opencti_connectors::config::Secret::new(fake_opencti::TOKEN),
+            true,
+        )
+        .unwrap(),
+        mq: MqConfig::default(),
+        ping_interval: Duration::from_millis(200),
+        retry: RetryPolicy {
+            attempts: 3,
+            base: Duration::from_millis(20),
+            max: Duration::from_millis(50),
+        },
+        metrics: Arc::new(Metrics::default()),
+    })
+}
+
+/// Test logs (RUST_LOG=debug to see them), once per process.
+pub fn logs() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "warn".into()),
+            )
+            .with_test_writer()
+            .try_init();
+    });
+}
+
+/// Starts the runtime for one connector and waits until it registered (so its queues
+/// exist); returns its shutdown tokens and task.
+pub async fn start(
+    fake: &FakeOpencti,
+    settings: ConnectorSettings,
+    hosted: Hosted,
+    drain: Duration,
+) -> (Shutdown, JoinHandle<()>) {
+    logs();
+    let id = settings.id.to_string();
+    let before = fake
+        .state
+        .lock()
+        .unwrap()
+        .calls
+        .iter()
+        .filter(|c| c.field == "registerConnector" && c.variables["input"]["id"] == id.as_str())
+        .count();
+    let shutdown = Shutdown::default();
+    let task = tokio::spawn(runtime::run(
+        platform(fake),
+        vec![(settings, hosted)],
+        shutdown.clone(),
+        drain,
+    ));
+    fake.wait_for("registration", |s| {
+        s.calls
+            .iter()
+            .filter(|c| c.field == "registerConnector" && c.variables["input"]["id"] == id.as_str())
+            .count()
+            > before
+    })
+    .await;
+    (shutdown, task)
+}
+
+/// Stops the runtime and waits for it (5 s at most).
+pub async fn stop(shutdown: Shutdown, task: JoinHandle<()>) {
+    shutdown.stop.cancel();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("runtime stops in time")
+        .unwrap();
+}
+
+/// Registers the entity `8.8.8.8` (TLP marking `marking`) in the fake.
+pub fn add_ip_entity(fake: &FakeOpencti, tlp: &str, marking_id: &str) {
+    fake.state.lock().unwrap().entities.insert(
+        IP_ID.into(),
+        json!({
+            "id": "2a6b1c5e-0000-4000-8000-000000000001",
+            "standard_id": IP_ID,
+            "entity_type": "IPv4-Addr",
+            "parent_types": ["Basic-Object", "Stix-Object", "Stix-Core-Object", "Stix-Cyber-Observable"],
+            "objectMarking": [{"id": "m-1", "standard_id": marking_id, "definition_type": "TLP", "definition": tlp, "x_opencti_order": 2}],
+            "observable_value": IP,
+        }),
+    );
+}
+
+/// The platform's STIX for the entity.
+pub fn ip_stix(marking_id: &str) -> Value {
+    json!({"id": IP_ID, "spec_version": "2.1", "type": "ipv4-addr", "value": IP, "object_marking_refs": [marking_id],
+           "extensions": {"extension-definition--ea279b3e-5c71-4632-ac08-831c66a786ba": {"id": "2a6b1c5e-0000-4000-8000-000000000001", "type": "IPv4-Addr"}}})
+}
+
+/// A 6.8.10 manual enrichment message.
+pub fn manual_message(work_id: &str, stix_entity: &Value) -> Vec<u8> {
+    json!({
+        "internal": {"work_id": work_id, "applicant_id": null, "draft_id": null, "mode": "manual", "trigger": "update"},
+        "event": {"event_type": "INTERNAL_ENRICHMENT", "entity_id": IP_ID, "entity_type": "IPv4-Addr",
+                  "stix_entity": stix_entity.to_string(), "stix_objects": null}
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// A playbook step message carrying `objects`.
+pub fn playbook_message(objects: Vec<Value>) -> Vec<u8> {
+    json!({
+        "internal": {"work_id": null, "applicant_id": "c49fe040-2dad-412d-af07-ce639204ad55", "trigger": "create", "mode": "auto",
+            "playbook": {"event_id": "1700000000000-0", "execution_id": "4c1b2e0e-1111-4111-8111-111111111111", "playbook_id": "pb-1",
+                         "data_instance_id": IP_ID, "step_id": "step-2", "previous_step_id": "step-1"}},
+        "event": {"entity_id": IP_ID, "bundle": {"type": "bundle", "id": "bundle--00000000-0000-4000-8000-000000000000", "spec_version": "2.1", "objects": objects}}
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// The bundle objects of a recorded `stixBundlePush`.
+pub fn pushed_objects(call: &fake_opencti::Call) -> Vec<Value> {
+    let bundle: Value = serde_json::from_str(call.variables["bundle"].as_str().unwrap()).unwrap();
+    bundle["objects"].as_array().unwrap().clone()
+}
+
+/// A trivial enrichment connector: adds one author identity to the request's objects.
+#[derive(Default)]
+pub struct TestConnector {
+    pub calls: AtomicUsize,
+    /// When set, each call waits for a permit (lets a test hold a message in flight).
+    pub gate: Option<Arc<tokio::sync::Semaphore>>,
+    pub fail: Option<ConnectorError>,
+    pub max_tlp: Option<Tlp>,
+}
+
+pub const ADDED_ID: &str = "identity--00000000-test";
+
+#[async_trait]
+impl EnrichmentConnector for TestConnector {
+    fn max_tlp(&self) -> Option<Tlp> {
+        self.max_tlp
+    }
+
+    async fn enrich(&self, request: &EnrichmentRequest) -> Result<Outcome, ConnectorError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if let Some(gate) = &self.gate {
+            gate.acquire().await.expect("gate").forget();
+        }
+        if let Some(e) = &self.fail {
+            return Err(e.clone());
+        }
+        let mut objects = request.stix_objects.clone();
+        objects.push(to_object(&Identity::organization(
+            "Test Author",
+            None,
+            "2024-01-01T00:00:00.000Z",
+        )));
+        Ok(Outcome::Bundle {
+            objects,
+            message: Box::new(|n| format!("Sent {n} stix bundle(s) for worker import")),
+        })
+    }
+}
+
+impl TestConnector {
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+}

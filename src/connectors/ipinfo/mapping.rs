@@ -60,10 +60,10 @@ fn privacy_labels(body: &Value) -> Vec<String> {
         .filter(|k| privacy.get(*k).and_then(Value::as_bool) == Some(true))
         .map(str::to_string)
         .collect();
-    if let Some(service) = privacy.get("service").and_then(Value::as_str) {
-        if !service.trim().is_empty() {
-            labels.push(service.to_string());
-        }
+    if let Some(service) = privacy.get("service").and_then(Value::as_str)
+        && !service.trim().is_empty()
+    {
+        labels.push(service.to_string());
     }
     labels
 }
@@ -89,24 +89,23 @@ pub fn map_response(
 
     // Privacy labels: only on the enriched observable, merged with the labels it has.
     let labels = privacy_labels(body);
-    if !labels.is_empty() {
-        if let Some(obj) = objects
+    if !labels.is_empty()
+        && let Some(obj) = objects
             .iter_mut()
             .find(|o| o.get("id").and_then(Value::as_str) == Some(entity_id))
-        {
-            let mut merged: Vec<Value> = obj
-                .get("labels")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
-            for l in &labels {
-                if !merged.iter().any(|m| m.as_str() == Some(l)) {
-                    merged.push(json!(l));
-                }
+    {
+        let mut merged: Vec<Value> = obj
+            .get("labels")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        for l in &labels {
+            if !merged.iter().any(|m| m.as_str() == Some(l)) {
+                merged.push(json!(l));
             }
-            obj["labels"] = Value::Array(merged);
-            added += 1;
         }
+        obj["labels"] = Value::Array(merged);
+        added += 1;
     }
 
     if let Some((number, name)) = autonomous_system(body, use_asn_name) {

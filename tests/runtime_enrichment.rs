@@ -1,0 +1,635 @@
+//! The enrichment runtime end to end: real RabbitMQ, fake OpenCTI, a trivial test connector.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use opencti_connectors::config::{ConnectorKind, QueueProtocol};
+use opencti_connectors::connectors::{ConnectorError, Hosted};
+use opencti_connectors::stix::Tlp;
+use serde_json::Value;
+
+fn enrichment(protocol: QueueProtocol) -> opencti_connectors::config::ConnectorSettings {
+    settings("test", ConnectorKind::Enrichment, protocol)
+}
+
+#[tokio::test]
+async fn enrichment_pushes_the_bundle_reports_the_work_then_acks() {
+    let fake = FakeOpencti::start().await;
+    add_ip_entity(&fake, "TLP:GREEN", GREEN);
+    let s = enrichment(QueueProtocol::Api);
+    let id = s.id.to_string();
+    let connector = Arc::new(TestConnector {
+        max_tlp: Some(Tlp::Amber),
+        ..Default::default()
+    });
+    let (shutdown, task) = start(
+        &fake,
+        s,
+        Hosted::Enrichment(connector.clone()),
+        Duration::from_secs(5),
+    )
+    .await;
+
+    fake.wait_for("registration and a ping", |s| {
+        s.count("registerConnector") == 1 && s.count("pingConnector") >= 1
+    })
+    .await;
+    let reg = &fake.calls("registerConnector")[0].variables["input"];
+    assert_eq!(reg["type"], "INTERNAL_ENRICHMENT");
+    assert_eq!(reg["playbook_compatible"], true);
+    assert_eq!(fake.calls("pingConnector")[0].variables["state"], "null");
+
+    fake.publish_listen(&id, &manual_message("work_1", &ip_stix(GREEN)))
+        .await;
+    fake.wait_for("toProcessed", |s| s.count("workEdit.toProcessed") == 1)
+        .await;
+
+    let received = &fake.calls("workEdit.toReceived")[0].variables;
+    assert_eq!(received["id"], "work_1");
+    assert_eq!(
+        received["message"],
+        "Connector ready to process the operation"
+    );
+    let pushes = fake.calls("stixBundlePush");
+    assert_eq!(pushes.len(), 1);
+    assert_eq!(pushes[0].variables["work_id"], "work_1");
+    assert_eq!(pushes[0].variables["connectorId"], id.as_str());
+    let objects = pushed_objects(&pushes[0]);
+    let ids: Vec<&str> = objects.iter().map(|o| o["id"].as_str().unwrap()).collect();
+    // Marking first (fewest dependencies), then the entity, then the addition.
+    assert_eq!(ids, vec![GREEN, ADDED_ID_FOR_AUTHOR(), IP_ID]);
+    let processed = &fake.calls("workEdit.toProcessed")[0].variables;
+    assert_eq!(
+        processed["message"],
+        "Sent 3 stix bundle(s) for worker import"
+    );
+    assert_eq!(processed["inError"], false);
+    assert_eq!(connector.calls(), 1);
+
+    stop(shutdown, task).await;
+    assert_eq!(
+        fake.queue_len(&FakeOpencti::listen_queue(&id)).await,
+        0,
+        "the message was acked"
+    );
+    assert!(
+        fake.state.lock().unwrap().invalid.is_empty(),
+        "every operation validated"
+    );
+    fake.delete_queues(&id).await;
+}
+
+#[allow(non_snake_case)]
+fn ADDED_ID_FOR_AUTHOR() -> &'static str {
+    // Identity::organization("Test Author") has a deterministic id.
+    Box::leak(
+        opencti_connectors::stix::ids::identity_id("Test Author", "organization").into_boxed_str(),
+    )
+}
+
+#[tokio::test]
+async fn pre_6_8_9_message_reads_the_entity_through_graphql() {
+    let fake = FakeOpencti::start().await;
+    add_ip_entity(&fake, "TLP:GREEN", GREEN);
+    fake.state
+        .lock()
+        .unwrap()
+        .stix
+        .insert(IP_ID.into(), ip_stix(GREEN));
+    let s = enrichment(QueueProtocol::Api);
+    let id = s.id.to_string();
+    let (shutdown, task) = start(
+        &fake,
+        s,
+        Hosted::Enrichment(Arc::new(TestConnector::default())),
+        Duration::from_secs(5),
+    )
+    .await;
+    let body = format!(
+        r#"{{"internal":{{"work_id":"work_old","applicant_id":null}},"event":{{"entity_id":"{IP_ID}"}}}}"#
+    );
+    fake.publish_listen(&id, body.as_bytes()).await;
+    fake.wait_for("toProcessed", |s| s.count("workEdit.toProcessed") == 1)
+        .await;
+    assert_eq!(fake.count("stix"), 1);
+    assert_eq!(
+        fake.calls("workEdit.toProcessed")[0].variables["inError"],
+        false
+    );
+    stop(shutdown, task).await;
+    fake.delete_queues(&id).await;
+}
+
+#[tokio::test]
+async fn playbook_step_gets_the_original_objects_plus_additions_and_no_work_calls() {
+    let fake = FakeOpencti::start().await;
+    add_ip_entity(&fake, "TLP:GREEN", GREEN);
+    let s = enrichment(QueueProtocol::Api);
+    let id = s.id.to_string();
+    let (shutdown, task) = start(
+        &fake,
+        s,
+        Hosted::Enrichment(Arc::new(TestConnector::default())),
+        Duration::from_secs(5),
+    )
+    .await;
+    fake.publish_listen(&id, &playbook_message(vec![ip_stix(GREEN)]))
+        .await;
+    fake.wait_for("playbookStepExecution", |s| {
+        s.count("playbookStepExecution") == 1
+    })
+    .await;
+    let call = &fake.calls("playbookStepExecution")[0].variables;
+    let bundle: Value = serde_json::from_str(call["bundle"].as_str().unwrap()).unwrap();
+    let ids: Vec<&str> = bundle["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec![IP_ID, ADDED_ID_FOR_AUTHOR()]);
+    assert_eq!(call["step_id"], "step-2");
+    assert_eq!(call["previous_step_id"], "step-1");
+    let previous: Value = serde_json::from_str(call["previous_bundle"].as_str().unwrap()).unwrap();
+    assert_eq!(previous["objects"].as_array().unwrap().len(), 1);
+    let calls = fake.all_calls();
+    assert!(
+        calls
+            .iter()
+            .all(|c| !c.field.starts_with("workEdit") && c.field != "stixBundlePush"),
+        "no work calls, no push"
+    );
+    stop(shutdown, task).await;
+    fake.delete_queues(&id).await;
+}
+
+#[tokio::test]
+async fn failing_playbook_enrichment_still_answers_with_the_original_bundle() {
+    let fake = FakeOpencti::start().await;
+    add_ip_entity(&fake, "TLP:GREEN", GREEN);
+    let s = enrichment(QueueProtocol::Api);
+    let id = s.id.to_string();
+    let connector = Arc::new(TestConnector {
+        fail: Some(ConnectorError::Rejected("upstream said no".into())),
+        ..Default::default()
+    });
+    let (shutdown, task) = start(
+        &fake,
+        s,
+        Hosted::Enrichment(connector),
+        Duration::from_secs(5),
+    )
+    .await;
+    fake.publish_listen(&id, &playbook_message(vec![ip_stix(GREEN)]))
+        .await;
+    fake.wait_for("playbookStepExecution", |s| {
+        s.count("playbookStepExecution") == 1
+    })
+    .await;
+    let call = &fake.calls("playbookStepExecution")[0].variables;
+    let bundle: Value = serde_json::from_str(call["bundle"].as_str().unwrap()).unwrap();
+    assert_eq!(bundle["objects"], serde_json::json!([ip_stix(GREEN)]));
+    stop(shutdown, task).await;
+    fake.delete_queues(&id).await;
+}
+
+#[tokio::test]
+async fn tlp_above_max_calls_nothing_upstream_and_the_work_says_why() {
+    let fake = FakeOpencti::start().await;
+    add_ip_entity(&fake, "TLP:RED", RED);
+    let s = enrichment(QueueProtocol::Api);
+    let id = s.id.to_string();
+    let connector = Arc::new(TestConnector {
+        max_tlp: Some(Tlp::Amber),
+        ..Default::default()
+    });
+    let (shutdown, task) = start(
+        &fake,
+        s,
+        Hosted::Enrichment(connector.clone()),
+        Duration::from_secs(5),
+    )
+    .await;
+    fake.publish_listen(&id, &manual_message("work_red", &ip_stix(RED)))
+        .await;
+    fake.wait_for("toProcessed", |s| s.count("workEdit.toProcessed") == 1)
+        .await;
+    let processed = &fake.calls("workEdit.toProcessed")[0].variables;
+    assert_eq!(processed["inError"], true);
+    assert_eq!(
+        processed["message"],
+        "Do not send any data, TLP of the observable is greater than MAX TLP"
+    );
+    assert_eq!(connector.calls(), 0, "the connector was never called");
+    assert_eq!(fake.count("stixBundlePush"), 0);
+    stop(shutdown, task).await;
+    fake.delete_queues(&id).await;
+}
+
+#[tokio::test]
+async fn malformed_messages_are_reported_acked_and_the_loop_goes_on() {
+    let fake = FakeOpencti::start().await;
+    add_ip_entity(&fake, "TLP:GREEN", GREEN);
+    let s = enrichment(QueueProtocol::Api);
+    let id = s.id.to_string();
+    let (shutdown, task) = start(
+        &fake,
+        s,
+        Hosted::Enrichment(Arc::new(TestConnector::default())),
+        Duration::from_secs(5),
+    )
+    .await;
+    fake.publish_listen(&id, b"this is not json").await;
+    fake.publish_listen(
+        &id,
+        br#"{"internal":{"work_id":"work_bad"},"event":"not an object"}"#,
+    )
+    .await;
+    fake.publish_listen(&id, br#"{"internal":{"work_id":"work_noid"},"event":{}}"#)
+        .await;
+    fake.publish_listen(&id, &manual_message("work_good", &ip_stix(GREEN)))
+        .await;
+    fake.wait_for("three toProcessed", |s| {
+        s.count("workEdit.toProcessed") == 3
+    })
+    .await;
+    let by_work = |w: &str| {
+        fake.calls("workEdit.toProcessed")
+            .into_iter()
+            .find(|c| c.variables["id"] == w)
+            .unwrap()
+            .variables
+    };
+    let bad = by_work("work_bad");
+    assert_eq!(bad["inError"], true);
+    assert!(
+        bad["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("malformed listen message")
+    );
+    let noid = by_work("work_noid");
+    assert_eq!(
+        noid["message"],
+        "Internal enrichment must be based on a specific id"
+    );
+    assert_eq!(by_work("work_good")["inError"], false);
+    stop(shutdown, task).await;
+    assert_eq!(
+        fake.queue_len(&FakeOpencti::listen_queue(&id)).await,
+        0,
+        "nothing left to poison the queue"
+    );
+    fake.delete_queues(&id).await;
+}
+
+#[tokio::test]
+async fn unreadable_entity_fails_the_work_with_pyctis_message() {
+    let fake = FakeOpencti::start().await;
+    let s = enrichment(QueueProtocol::Api);
+    let id = s.id.to_string();
+    let (shutdown, task) = start(
+        &fake,
+        s,
+        Hosted::Enrichment(Arc::new(TestConnector::default())),
+        Duration::from_secs(5),
+    )
+    .await;
+    fake.publish_listen(&id, &manual_message("work_x", &ip_stix(GREEN)))
+        .await;
+    fake.wait_for("toProcessed", |s| s.count("workEdit.toProcessed") == 1)
+        .await;
+    let processed = &fake.calls("workEdit.toProcessed")[0].variables;
+    assert_eq!(
+        processed["message"],
+        "Unable to read/access to the entity, please check that the connector permission"
+    );
+    assert_eq!(processed["inError"], true);
+    stop(shutdown, task).await;
+    fake.delete_queues(&id).await;
+}
+
+#[tokio::test]
+async fn transient_upstream_errors_are_retried_then_fail_the_work() {
+    let fake = FakeOpencti::start().await;
+    add_ip_entity(&fake, "TLP:GREEN", GREEN);
+    let s = enrichment(QueueProtocol::Api);
+    let id = s.id.to_string();
+    let connector = Arc::new(TestConnector {
+        fail: Some(ConnectorError::Retryable("HTTP 503 upstream".into())),
+        ..Default::default()
+    });
+    let (shutdown, task) = start(
+        &fake,
+        s,
+        Hosted::Enrichment(connector.clone()),
+        Duration::from_secs(5),
+    )
+    .await;
+    fake.publish_listen(&id, &manual_message("work_r", &ip_stix(GREEN)))
+        .await;
+    fake.wait_for("toProcessed", |s| s.count("workEdit.toProcessed") == 1)
+        .await;
+    assert_eq!(connector.calls(), 3, "the policy allows 3 attempts");
+    let processed = &fake.calls("workEdit.toProcessed")[0].variables;
+    assert_eq!(processed["message"], "HTTP 503 upstream");
+    assert_eq!(processed["inError"], true);
+    stop(shutdown, task).await;
+    fake.delete_queues(&id).await;
+}
+
+#[tokio::test]
+async fn platform_outage_during_push_is_retried_before_the_ack() {
+    let fake = FakeOpencti::start().await;
+    add_ip_entity(&fake, "TLP:GREEN", GREEN);
+    fake.state.lock().unwrap().fail_pushes = 2;
+    let s = enrichment(QueueProtocol::Api);
+    let id = s.id.to_string();
+    let (shutdown, task) = start(
+        &fake,
+        s,
+        Hosted::Enrichment(Arc::new(TestConnector::default())),
+        Duration::from_secs(5),
+    )
+    .await;
+    fake.publish_listen(&id, &manual_message("work_p", &ip_stix(GREEN)))
+        .await;
+    fake.wait_for("toProcessed", |s| s.count("workEdit.toProcessed") == 1)
+        .await;
+    assert_eq!(fake.count("stixBundlePush(failed)"), 2);
+    assert_eq!(fake.count("stixBundlePush"), 1);
+    assert_eq!(
+        fake.calls("workEdit.toProcessed")[0].variables["inError"],
+        false
+    );
+    stop(shutdown, task).await;
+    fake.delete_queues(&id).await;
+}
+
+#[tokio::test]
+async fn killed_daemon_mid_message_gets_the_message_redelivered() {
+    let fake = FakeOpencti::start().await;
+    add_ip_entity(&fake, "TLP:GREEN", GREEN);
+    let s = enrichment(QueueProtocol::Api);
+    let id = s.id.to_string();
+    // The "daemon" runs on its own runtime so that dropping it kills every task at once,
+    // as a crash would: no ack, no nack, connections simply gone.
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let blocked = Arc::new(TestConnector {
+        gate: Some(gate),
+        ..Default::default()
+    });
+    let daemon = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let platform = platform(&fake);
+    let hosted = Hosted::Enrichment(blocked.clone());
+    let settings = s.clone();
+    daemon.spawn(async move {
+        opencti_connectors::runtime::run(
+            platform,
+            vec![(settings, hosted)],
+            Default::default(),
+            Duration::from_secs(5),
+        )
+        .await
+    });
+    fake.wait_for("registration", |st| st.count("registerConnector") == 1)
+        .await;
+    fake.publish_listen(&id, &manual_message("work_k", &ip_stix(GREEN)))
+        .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while blocked.calls() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the message never reached the connector"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    daemon.shutdown_background();
+    assert_eq!(fake.count("workEdit.toProcessed"), 0);
+
+    let healthy = Arc::new(TestConnector::default());
+    let (shutdown, task) = start(
+        &fake,
+        s,
+        Hosted::Enrichment(healthy.clone()),
+        Duration::from_secs(5),
+    )
+    .await;
+    fake.wait_for("the redelivered message processed", |s| {
+        s.count("workEdit.toProcessed") == 1
+    })
+    .await;
+    assert_eq!(healthy.calls(), 1);
+    assert_eq!(
+        fake.calls("workEdit.toProcessed")[0].variables["id"],
+        "work_k"
+    );
+    stop(shutdown, task).await;
+    assert_eq!(fake.queue_len(&FakeOpencti::listen_queue(&id)).await, 0);
+    fake.delete_queues(&id).await;
+}
+
+#[tokio::test]
+async fn shutdown_finishes_in_flight_work_within_the_deadline() {
+    let fake = FakeOpencti::start().await;
+    add_ip_entity(&fake, "TLP:GREEN", GREEN);
+    let s = enrichment(QueueProtocol::Api);
+    let id = s.id.to_string();
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let connector = Arc::new(TestConnector {
+        gate: Some(gate.clone()),
+        ..Default::default()
+    });
+    let (shutdown, task) = start(
+        &fake,
+        s,
+        Hosted::Enrichment(connector.clone()),
+        Duration::from_secs(5),
+    )
+    .await;
+    fake.publish_listen(&id, &manual_message("work_s", &ip_stix(GREEN)))
+        .await;
+    while connector.calls() == 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    shutdown.stop.cancel();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!task.is_finished(), "the runtime waits for in-flight work");
+    gate.add_permits(1);
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        fake.calls("workEdit.toProcessed")[0].variables["inError"],
+        false
+    );
+    assert_eq!(fake.queue_len(&FakeOpencti::listen_queue(&id)).await, 0);
+    fake.delete_queues(&id).await;
+}
+
+#[tokio::test]
+async fn shutdown_deadline_requeues_what_did_not_finish() {
+    let fake = FakeOpencti::start().await;
+    add_ip_entity(&fake, "TLP:GREEN", GREEN);
+    let s = enrichment(QueueProtocol::Api);
+    let id = s.id.to_string();
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let connector = Arc::new(TestConnector {
+        gate: Some(gate),
+        fail: None,
+        ..Default::default()
+    });
+    let (shutdown, task) = start(
+        &fake,
+        s,
+        Hosted::Enrichment(connector.clone()),
+        Duration::from_millis(300),
+    )
+    .await;
+    fake.publish_listen(&id, &manual_message("work_d", &ip_stix(GREEN)))
+        .await;
+    while connector.calls() == 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The connector never returns: the deadline must still end the runtime.
+    shutdown.stop.cancel();
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("the drain deadline ends the runtime")
+        .unwrap();
+    assert_eq!(fake.count("workEdit.toProcessed"), 0);
+    assert_eq!(
+        fake.queue_len(&FakeOpencti::listen_queue(&id)).await,
+        1,
+        "the message is back in the queue"
+    );
+    fake.delete_queues(&id).await;
+}
+
+#[tokio::test]
+async fn amqp_protocol_publishes_one_object_per_message_after_expectations() {
+    let fake = FakeOpencti::start().await;
+    add_ip_entity(&fake, "TLP:GREEN", GREEN);
+    let s = enrichment(QueueProtocol::Amqp);
+    let id = s.id.to_string();
+    let (shutdown, task) = start(
+        &fake,
+        s,
+        Hosted::Enrichment(Arc::new(TestConnector::default())),
+        Duration::from_secs(5),
+    )
+    .await;
+    fake.publish_listen(&id, &manual_message("work_a", &ip_stix(GREEN)))
+        .await;
+    fake.wait_for("toProcessed", |s| s.count("workEdit.toProcessed") == 1)
+        .await;
+    let expectations = &fake.calls("workEdit.addExpectations")[0].variables;
+    assert_eq!(expectations["id"], "work_a");
+    assert_eq!(expectations["expectations"], 3);
+    assert_eq!(fake.count("stixBundlePush"), 0);
+    let messages = fake.drain_queue(&FakeOpencti::push_queue(&id)).await;
+    assert_eq!(messages.len(), 3);
+    use base64::Engine;
+    let mut seqs = Vec::new();
+    for (i, m) in messages.iter().enumerate() {
+        let envelope: Value = serde_json::from_slice(m).unwrap();
+        assert_eq!(envelope["bundle_type"], "QUEUE_BUNDLE");
+        assert_eq!(envelope["work_id"], "work_a");
+        assert_eq!(envelope["applicant_id"], fake_opencti_user());
+        assert_eq!(envelope["action_sequence"], i + 1);
+        assert_eq!(envelope["update"], false);
+        assert!(envelope["draft_id"].is_null());
+        let bundle: Value = serde_json::from_slice(
+            &base64::engine::general_purpose::STANDARD
+                .decode(envelope["content"].as_str().unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(bundle["objects"].as_array().unwrap().len(), 1);
+        seqs.push(bundle["x_opencti_seq"].as_u64().unwrap());
+    }
+    assert!(
+        seqs.windows(2).all(|w| w[0] <= w[1]),
+        "dependencies first: {seqs:?}"
+    );
+    assert_eq!(
+        fake.calls("workEdit.toProcessed")[0].variables["message"],
+        "Sent 3 stix bundle(s) for worker import"
+    );
+    stop(shutdown, task).await;
+    fake.delete_queues(&id).await;
+}
+
+fn fake_opencti_user() -> &'static str {
+    common::fake_opencti::CONNECTOR_USER_ID
+}
+
+#[tokio::test]
+async fn one_failing_connector_does_not_stop_another() {
+    let fake = FakeOpencti::start().await;
+    add_ip_entity(&fake, "TLP:GREEN", GREEN);
+    let good = enrichment(QueueProtocol::Api);
+    let bad = opencti_connectors::config::ConnectorSettings {
+        key: "broken",
+        ..enrichment(QueueProtocol::Api)
+    };
+    let good_id = good.id.to_string();
+    let bad_id = bad.id.to_string();
+    let shutdown = opencti_connectors::runtime::Shutdown::default();
+    let task = tokio::spawn(opencti_connectors::runtime::run(
+        platform(&fake),
+        vec![
+            (bad, Hosted::Enrichment(Arc::new(PanickingConnector))),
+            (good, Hosted::Enrichment(Arc::new(TestConnector::default()))),
+        ],
+        shutdown.clone(),
+        Duration::from_secs(2),
+    ));
+    fake.wait_for("both registered", |s| s.count("registerConnector") == 2)
+        .await;
+    fake.publish_listen(&bad_id, &manual_message("work_bad", &ip_stix(GREEN)))
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    fake.publish_listen(&good_id, &manual_message("work_good", &ip_stix(GREEN)))
+        .await;
+    fake.wait_for("the healthy connector's work", |s| {
+        s.calls
+            .iter()
+            .any(|c| c.field == "workEdit.toProcessed" && c.variables["id"] == "work_good")
+    })
+    .await;
+    fake.wait_for("the panic reported on the work", |s| {
+        s.calls.iter().any(|c| {
+            c.field == "workEdit.toProcessed"
+                && c.variables["id"] == "work_bad"
+                && c.variables["inError"] == true
+        })
+    })
+    .await;
+    stop(shutdown, task).await;
+    fake.delete_queues(&good_id).await;
+    fake.delete_queues(&bad_id).await;
+}
+
+struct PanickingConnector;
+
+#[async_trait::async_trait]
+impl opencti_connectors::connectors::EnrichmentConnector for PanickingConnector {
+    fn max_tlp(&self) -> Option<Tlp> {
+        None
+    }
+    async fn enrich(
+        &self,
+        _: &opencti_connectors::connectors::EnrichmentRequest,
+    ) -> Result<opencti_connectors::connectors::Outcome, ConnectorError> {
+        panic!("connector bug")
+    }
+}
