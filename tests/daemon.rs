@@ -1,0 +1,177 @@
+//! The `opencti-connectors` binary: environment-only config, registration and pings against
+//! the fake OpenCTI, health and metrics, an enrichment, clean exit on SIGTERM, startup errors.
+
+mod common;
+
+use std::process::{Command, Stdio};
+
+use common::*;
+use wiremock::matchers::path;
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const BIN: &str = env!("CARGO_BIN_EXE_opencti-connectors");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test]
+async fn daemon_registers_pings_enriches_and_stops_cleanly() {
+    let fake = FakeOpencti::start().await;
+    add_ip_entity(&fake, "TLP:GREEN", GREEN);
+    let upstream = MockServer::start().await;
+    let body =
+        std::fs::read_to_string(shared("fixtures/ipinfo/ipv4_asn_privacy_8.8.8.8.json")).unwrap();
+    Mock::given(path("/8.8.8.8/json"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(body, "application/json"))
+        .mount(&upstream)
+        .await;
+    let id = uuid::Uuid::new_v4().to_string();
+    let port = free_port();
+    let dir = std::env::temp_dir().join(format!("occ-{id}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let child = Command::new(BIN)
+        .current_dir(&dir)
+        .env_remove("CONFIG_FILE")
+        .env("OPENCTI_URL", &fake.url)
+        .env("OPENCTI_TOKEN", common::fake_opencti::TOKEN)
+        .env("IPINFO_ENABLED", "true")
+        .env("IPINFO_CONNECTOR_ID", &id)
+        .env("IPINFO_TOKEN", "ipinfo-secret-token")
+        .env("IPINFO_API_BASE_URL", upstream.uri())
+        .env("DAEMON_LISTEN", format!("127.0.0.1:{port}"))
+        .env("DAEMON_PING_INTERVAL", "PT1S")
+        .env("LOG_LEVEL", "debug")
+        .env("LOG_FORMAT", "json")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    fake.wait_for("registration and two pings", |s| {
+        s.count("registerConnector") == 1 && s.count("pingConnector") >= 2
+    })
+    .await;
+    assert_eq!(
+        fake.calls("registerConnector")[0].variables["input"]["id"],
+        id.as_str()
+    );
+    assert!(fake.count("about") >= 1, "the version check ran");
+
+    let health = format!("http://127.0.0.1:{port}/healthz");
+    let status = Command::new(BIN)
+        .args(["healthcheck", "--url", &health])
+        .status()
+        .unwrap();
+    assert!(status.success(), "healthcheck subcommand reports healthy");
+
+    fake.publish_listen(&id, &manual_message("work_d", &ip_stix(GREEN)))
+        .await;
+    fake.wait_for("the enrichment", |s| s.count("workEdit.toProcessed") == 1)
+        .await;
+    assert_eq!(
+        fake.calls("workEdit.toProcessed")[0].variables["message"],
+        "Sent 9 stix bundle(s) for worker import"
+    );
+    let metrics = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            r#"opencti_connectors_events_total{connector="ipinfo",event="enrichments_succeeded"} 1"#
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"opencti_connectors_up{connector="ipinfo"} 1"#),
+        "{metrics}"
+    );
+
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "exit 0 on SIGTERM: {:?}",
+        output.status
+    );
+    let logs = String::from_utf8_lossy(&output.stdout).to_string()
+        + &String::from_utf8_lossy(&output.stderr);
+    assert!(logs.contains("Connector registered."), "{logs}");
+    assert!(
+        logs.lines()
+            .filter(|l| l.starts_with('{'))
+            .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()),
+        "JSON logs"
+    );
+    for secret in ["ipinfo-secret-token", common::fake_opencti::TOKEN] {
+        assert!(!logs.contains(secret), "a secret reached the logs");
+    }
+    fake.delete_queues(&id).await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn bad_config_fails_at_startup_naming_the_key() {
+    let out = Command::new(BIN)
+        .arg("check-config")
+        .current_dir(std::env::temp_dir())
+        .env_remove("CONFIG_FILE")
+        .env("OPENCTI_URL", "http://opencti:8080")
+        .env("OPENCTI_TOKEN", "very-secret")
+        .env("IPINFO_ENABLED", "true")
+        .env("IPINFO_CONNECTOR_ID", "not-a-uuid")
+        .env("IPINFO_TOKEN", "also-secret")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("ipinfo.connector.id") && err.contains("UUID"),
+        "{err}"
+    );
+    assert!(!err.contains("very-secret") && !err.contains("also-secret"));
+}
+
+#[test]
+fn a_named_config_file_that_is_missing_is_an_error() {
+    let out = Command::new(BIN)
+        .args(["--config", "/nonexistent/config.yml", "check-config"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/config.yml"));
+}
+
+#[test]
+fn the_sample_config_checks_once_secrets_are_set() {
+    let sample = format!("{}/config.yml.sample", env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new(BIN)
+        .args(["--config", &sample, "check-config"])
+        .env("OPENCTI_TOKEN", "x")
+        .env("IPINFO_ENABLED", "true")
+        .env("IPINFO_TOKEN", "x")
+        .env(
+            "IPINFO_CONNECTOR_ID",
+            "2f0cc9a8-0b1b-4e2a-9f7d-1c2b3d4e5f60",
+        )
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ipinfo: IPInfo (INTERNAL_ENRICHMENT"));
+}

@@ -1,0 +1,247 @@
+//! IPinfo through the whole runtime: real RabbitMQ, fake OpenCTI, IPinfo faked by wiremock
+//! serving `shared/fixtures/ipinfo`.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use opencti_connectors::config::{Config, ConnectorSettings};
+use opencti_connectors::connectors::{Hosted, ipinfo};
+use serde_json::{Value, json};
+use wiremock::matchers::{header, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+fn fixture(name: &str) -> String {
+    std::fs::read_to_string(shared(&format!("fixtures/ipinfo/{name}"))).unwrap()
+}
+
+/// Builds the IPinfo connector from environment-style config, as the daemon does.
+fn ipinfo_connector(base_url: &str, extra: &[(&str, &str)]) -> (ConnectorSettings, Hosted) {
+    let id = uuid::Uuid::new_v4().to_string();
+    let mut env: std::collections::HashMap<String, String> = [
+        ("OPENCTI_URL", "http://unused"),
+        ("OPENCTI_TOKEN", "t"),
+        ("IPINFO_ENABLED", "true"),
+        ("IPINFO_TOKEN", "ipinfo-secret-token"),
+        ("IPINFO_API_BASE_URL", base_url),
+        ("IPINFO_CONNECTOR_ID", id.as_str()),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let config = Config::from_sources(None, &env).unwrap();
+    opencti_connectors::connectors::build_all(&config)
+        .unwrap()
+        .remove(0)
+}
+
+async fn ipinfo_mock(expect: u64) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/8.8.8.8/json"))
+        .and(header("authorization", "Bearer ipinfo-secret-token"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_raw(fixture("ipv4_asn_privacy_8.8.8.8.json"), "application/json"),
+        )
+        .expect(expect)
+        .mount(&server)
+        .await;
+    server
+}
+
+fn auto_message(work_id: &str) -> Vec<u8> {
+    json!({
+        "internal": {"work_id": work_id, "applicant_id": null, "draft_id": null, "trigger": "create", "mode": "auto"},
+        "event": {"event_type": "INTERNAL_ENRICHMENT", "entity_id": IP_ID, "entity_type": "IPv4-Addr", "stix_entity": ip_stix(GREEN).to_string(), "stix_objects": null}
+    })
+    .to_string()
+    .into_bytes()
+}
+
+#[tokio::test]
+async fn manual_and_auto_enrichments_push_the_reference_objects() {
+    let upstream = ipinfo_mock(2).await;
+    let fake = FakeOpencti::start().await;
+    add_ip_entity(&fake, "TLP:GREEN", GREEN);
+    let (settings, hosted) = ipinfo_connector(&upstream.uri(), &[]);
+    let id = settings.id.to_string();
+    let (shutdown, task) = start(&fake, settings, hosted, Duration::from_secs(5)).await;
+
+    fake.publish_listen(&id, &manual_message("work_manual", &ip_stix(GREEN)))
+        .await;
+    fake.publish_listen(&id, &auto_message("work_auto")).await;
+    fake.wait_for("two processed works", |s| {
+        s.count("workEdit.toProcessed") == 2
+    })
+    .await;
+    for call in fake.calls("workEdit.toProcessed") {
+        assert_eq!(
+            call.variables["message"],
+            "Sent 9 stix bundle(s) for worker import"
+        );
+        assert_eq!(call.variables["inError"], false);
+    }
+    let reg = &fake.calls("registerConnector")[0].variables["input"];
+    assert_eq!(reg["name"], "IPInfo");
+    assert_eq!(reg["scope"], json!(["IPv4-Addr", "IPv6-Addr"]));
+    assert_eq!(reg["auto"], true);
+    let objects = pushed_objects(&fake.calls("stixBundlePush")[0]);
+    let mut ids: Vec<&str> = objects.iter().map(|o| o["id"].as_str().unwrap()).collect();
+    ids.sort();
+    let mut want = vec![
+        IP_ID,
+        GREEN,
+        "autonomous-system--7afc7bdf-d070-5add-90ff-f93503b1654d",
+        "relationship--d4ed1b59-ab87-50ff-a04a-8656941c31ae",
+        "location--be4ee2db-ecdd-5acf-a5e1-ce03ef2ec91d",
+        "location--06a06706-93d3-51d6-bb72-afc15293af72",
+        "relationship--c62a3db0-37bb-547b-aa9b-8e329710b910",
+        "relationship--89c95550-8f46-5828-af99-f42dfe1fba9a",
+        "relationship--89b17481-bd2e-5d34-a534-ec6e68f979ff",
+    ];
+    want.sort();
+    assert_eq!(ids, want);
+    let entity = objects.iter().find(|o| o["id"] == IP_ID).unwrap();
+    assert_eq!(entity["labels"], json!(["hosting"]));
+    stop(shutdown, task).await;
+    fake.delete_queues(&id).await;
+    // wiremock verifies `.expect(2)` (with the Bearer header) on drop.
+}
+
+#[tokio::test]
+async fn playbook_step_returns_the_enriched_bundle() {
+    let upstream = ipinfo_mock(1).await;
+    let fake = FakeOpencti::start().await;
+    add_ip_entity(&fake, "TLP:GREEN", GREEN);
+    let (settings, hosted) = ipinfo_connector(&upstream.uri(), &[]);
+    let id = settings.id.to_string();
+    let (shutdown, task) = start(&fake, settings, hosted, Duration::from_secs(5)).await;
+    fake.publish_listen(&id, &playbook_message(vec![ip_stix(GREEN)]))
+        .await;
+    fake.wait_for("the playbook answer", |s| {
+        s.count("playbookStepExecution") == 1
+    })
+    .await;
+    let call = &fake.calls("playbookStepExecution")[0].variables;
+    let bundle: Value = serde_json::from_str(call["bundle"].as_str().unwrap()).unwrap();
+    let objects = bundle["objects"].as_array().unwrap();
+    assert_eq!(objects.len(), 8, "the entity plus 7 new objects");
+    assert_eq!(objects[0]["id"], IP_ID);
+    assert_eq!(objects[0]["labels"], json!(["hosting"]));
+    assert_eq!(
+        fake.count("workEdit.toReceived")
+            + fake.count("workEdit.toProcessed")
+            + fake.count("stixBundlePush"),
+        0
+    );
+    stop(shutdown, task).await;
+    fake.delete_queues(&id).await;
+}
+
+#[tokio::test]
+async fn tlp_above_max_sends_nothing_to_ipinfo() {
+    let upstream = ipinfo_mock(0).await;
+    let fake = FakeOpencti::start().await;
+    add_ip_entity(&fake, "TLP:RED", RED);
+    let (settings, hosted) = ipinfo_connector(&upstream.uri(), &[("IPINFO_MAX_TLP", "TLP:AMBER")]);
+    let id = settings.id.to_string();
+    let (shutdown, task) = start(&fake, settings, hosted, Duration::from_secs(5)).await;
+    fake.publish_listen(&id, &manual_message("work_red", &ip_stix(RED)))
+        .await;
+    fake.wait_for("toProcessed", |s| s.count("workEdit.toProcessed") == 1)
+        .await;
+    let processed = &fake.calls("workEdit.toProcessed")[0].variables;
+    assert_eq!(
+        processed["message"],
+        "Do not send any data, TLP of the observable is greater than MAX TLP"
+    );
+    assert_eq!(processed["inError"], true);
+    stop(shutdown, task).await;
+    fake.delete_queues(&id).await;
+}
+
+#[tokio::test]
+async fn upstream_errors_end_in_clear_work_messages_without_the_token() {
+    let upstream = MockServer::start().await;
+    Mock::given(path("/8.8.8.8/json"))
+        .respond_with(
+            ResponseTemplate::new(403)
+                .set_body_raw(fixture("error_403_wrong_token.json"), "application/json"),
+        )
+        .expect(1)
+        .mount(&upstream)
+        .await;
+    Mock::given(path("/1.1.1.1/json"))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .set_body_raw(fixture("error_429_legacy_text_plain.txt"), "text/html"),
+        )
+        .expect(3)
+        .mount(&upstream)
+        .await;
+    Mock::given(path("/9.9.9.9/json"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(
+            fixture("bogon_198.51.100.1_ipinfo-node.json"),
+            "application/json",
+        ))
+        .expect(1)
+        .mount(&upstream)
+        .await;
+    let fake = FakeOpencti::start().await;
+    let (settings, hosted) = ipinfo_connector(&upstream.uri(), &[]);
+    let id = settings.id.to_string();
+    let (shutdown, task) = start(&fake, settings, hosted, Duration::from_secs(5)).await;
+    for (n, ip) in ["8.8.8.8", "1.1.1.1", "9.9.9.9", "10.1.2.3"]
+        .iter()
+        .enumerate()
+    {
+        let ip_id = opencti_connectors::stix::ids::value_observable_id("ipv4-addr", ip);
+        fake.state.lock().unwrap().entities.insert(ip_id.clone(), json!({"id": format!("i{n}"), "standard_id": ip_id, "entity_type": "IPv4-Addr", "objectMarking": []}));
+        let entity = json!({"id": ip_id, "type": "ipv4-addr", "spec_version": "2.1", "value": ip});
+        let body = json!({"internal": {"work_id": format!("work_{ip}")}, "event": {"entity_id": ip_id, "entity_type": "IPv4-Addr", "stix_entity": entity.to_string()}});
+        fake.publish_listen(&id, body.to_string().as_bytes()).await;
+    }
+    fake.wait_for("four processed works", |s| {
+        s.count("workEdit.toProcessed") == 4
+    })
+    .await;
+    let by_work = |w: &str| {
+        fake.calls("workEdit.toProcessed")
+            .into_iter()
+            .find(|c| c.variables["id"] == w)
+            .unwrap()
+            .variables
+    };
+    assert_eq!(
+        by_work("work_8.8.8.8")["message"],
+        "Invalid API Token, Error 403. Reason: Forbidden"
+    );
+    assert_eq!(by_work("work_8.8.8.8")["inError"], true);
+    assert!(
+        by_work("work_1.1.1.1")["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("IpInfo Rate limit exceeded, Error 429")
+    );
+    assert_eq!(
+        by_work("work_9.9.9.9")["message"],
+        "9.9.9.9 is not routable (IPinfo answered bogon)"
+    );
+    assert_eq!(by_work("work_9.9.9.9")["inError"], false);
+    assert_eq!(
+        by_work("work_10.1.2.3")["message"],
+        "10.1.2.3 is not routable (private): nothing to look up"
+    );
+    for call in fake.all_calls() {
+        assert!(
+            !call.variables.to_string().contains("ipinfo-secret-token"),
+            "the token leaked into {}",
+            call.field
+        );
+    }
+    stop(shutdown, task).await;
+    fake.delete_queues(&id).await;
+}
