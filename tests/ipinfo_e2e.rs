@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::*;
 use opencti_connectors::config::{Config, ConnectorSettings};
-use opencti_connectors::connectors::{Hosted, ipinfo};
+use opencti_connectors::connectors::Hosted;
 use serde_json::{Value, json};
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
