@@ -245,3 +245,112 @@ async fn upstream_errors_end_in_clear_work_messages_without_the_token() {
     stop(shutdown, task).await;
     fake.delete_queues(&id).await;
 }
+
+#[tokio::test]
+async fn every_error_fixture_maps_to_a_clear_connector_error() {
+    use opencti_connectors::connectors::{ConnectorError, EnrichmentConnector, EnrichmentRequest};
+    let upstream = MockServer::start().await;
+    let cases: &[(&str, u16, &str, &str)] = &[
+        (
+            "1.0.0.1",
+            403,
+            "error_403_wrong_token.json",
+            "application/json",
+        ),
+        (
+            "1.0.0.2",
+            403,
+            "error_403_no_token_google_frontend.html",
+            "text/html",
+        ),
+        ("1.0.0.3", 429, "error_429_token.json", "application/json"),
+        (
+            "1.0.0.4",
+            429,
+            "error_429_unauthenticated.json",
+            "application/json",
+        ),
+        (
+            "1.0.0.5",
+            429,
+            "error_429_legacy_text_plain.txt",
+            "text/html",
+        ),
+        // Errors that come back with HTTP 200 and a status in the body.
+        (
+            "1.0.0.6",
+            200,
+            "error_403_wrong_token.json",
+            "application/json",
+        ),
+        (
+            "1.0.0.7",
+            200,
+            "error_403_no_token_google_frontend.html",
+            "text/html",
+        ),
+    ];
+    for (ip, status, file, mime) in cases {
+        Mock::given(path(format!("/{ip}/json")))
+            .respond_with(ResponseTemplate::new(*status).set_body_raw(fixture(file), *mime))
+            .mount(&upstream)
+            .await;
+    }
+    let (_, hosted) = ipinfo_connector(&upstream.uri(), &[]);
+    let Hosted::Enrichment(connector) = hosted else {
+        unreachable!("ipinfo is an enrichment connector")
+    };
+    let request = |ip: &str| EnrichmentRequest {
+        entity_id: opencti_connectors::stix::ids::value_observable_id("ipv4-addr", ip),
+        entity_type: Some("IPv4-Addr".into()),
+        internal_id: None,
+        observable_value: Some(ip.into()),
+        stix_entity: json!({"type": "ipv4-addr", "value": ip}),
+        stix_objects: vec![],
+        markings: vec![],
+        playbook: false,
+    };
+    let err = |ip: &str| {
+        let c = connector.clone();
+        let r = request(ip);
+        async move { c.enrich(&r).await.unwrap_err() }
+    };
+    assert_eq!(
+        err("1.0.0.1").await,
+        ConnectorError::Misconfigured("Invalid API Token, Error 403. Reason: Forbidden".into())
+    );
+    assert_eq!(
+        err("1.0.0.2").await,
+        ConnectorError::Misconfigured("Invalid API Token, Error 403. Reason: Forbidden".into())
+    );
+    for ip in ["1.0.0.3", "1.0.0.4", "1.0.0.5"] {
+        assert!(
+            matches!(err(ip).await, ConnectorError::Retryable(m) if m.starts_with("IpInfo Rate limit exceeded, Error 429. Reason: Too Many Requests")),
+            "{ip}"
+        );
+    }
+    assert_eq!(
+        err("1.0.0.6").await,
+        ConnectorError::Misconfigured("Invalid API Token, Error 403. Reason: Forbidden".into())
+    );
+    assert_eq!(
+        err("1.0.0.7").await,
+        ConnectorError::Rejected("Invalid JSON in response.".into())
+    );
+    // IPv6 in the path.
+    Mock::given(path("/2607:fb91:2a0:80af:11ad:f056:42f2:b8c2/json"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_raw(fixture("ipv6_2607-fb91.json"), "application/json"),
+        )
+        .expect(1)
+        .mount(&upstream)
+        .await;
+    let v6 = "2607:fb91:2a0:80af:11ad:f056:42f2:b8c2";
+    let mut req = request(v6);
+    req.stix_entity = json!({"type": "ipv6-addr", "value": v6});
+    assert!(matches!(
+        connector.enrich(&req).await.unwrap(),
+        opencti_connectors::connectors::Outcome::Bundle { .. }
+    ));
+}
