@@ -292,7 +292,7 @@ async fn every_error_fixture_maps_to_a_clear_connector_error() {
     ];
     for (ip, status, file, mime) in cases {
         Mock::given(path(format!("/{ip}/json")))
-            .respond_with(ResponseTemplate::new(*status).set_body_raw(fixture(file), *mime))
+            .respond_with(ResponseTemplate::new(*status).set_body_raw(fixture(file), mime))
             .mount(&upstream)
             .await;
     }
