@@ -248,7 +248,7 @@ async fn upstream_errors_end_in_clear_work_messages_without_the_token() {
 
 #[tokio::test]
 async fn every_error_fixture_maps_to_a_clear_connector_error() {
-    use opencti_connectors::connectors::{ConnectorError, EnrichmentConnector, EnrichmentRequest};
+    use opencti_connectors::connectors::{ConnectorError, EnrichmentRequest};
     let upstream = MockServer::start().await;
     let cases: &[(&str, u16, &str, &str)] = &[
         (
