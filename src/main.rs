@@ -143,11 +143,16 @@ fn init_tracing(config: &Config) {
 }
 
 fn connector_levels(config: &Config) -> Vec<(&'static str, String)> {
-    let mut out = Vec::new();
-    if let Some(l) = &config.ipinfo.connector.log_level {
-        out.push(("ipinfo", l.clone()));
-    }
-    out
+    config
+        .sections()
+        .into_iter()
+        .filter_map(|s| {
+            s.connector()
+                .log_level
+                .clone()
+                .map(|l| (s.spec().section, l))
+        })
+        .collect()
 }
 
 async fn run(

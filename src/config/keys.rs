@@ -53,6 +53,10 @@ pub struct SectionSpec {
     pub default_scope: &'static str,
     pub default_auto: bool,
     pub default_api_base_url: &'static str,
+    /// Extra environment names of `api_base_url` (the Python connector's).
+    pub api_base_url_aliases: &'static [&'static str],
+    /// Default `connector.duration_period` of an importer.
+    pub default_duration_period: &'static str,
     pub keys: &'static [KeyDef],
 }
 
@@ -183,7 +187,7 @@ fn section_keys(spec: &SectionSpec) -> Vec<KeySpec> {
         KeySpec::new(&p("enabled"), &[], Bool, "false", "Run this connector."),
         KeySpec::new(
             &p("api_base_url"),
-            &[],
+            spec.api_base_url_aliases,
             Url,
             spec.default_api_base_url,
             "Base URL of the upstream API.",
@@ -259,7 +263,7 @@ fn section_keys(spec: &SectionSpec) -> Vec<KeySpec> {
             &p("connector.duration_period"),
             &[],
             Duration,
-            "PT24H",
+            spec.default_duration_period,
             "Interval between runs (ISO-8601); the first run starts at start-up.",
         )),
     }

@@ -17,7 +17,9 @@ use uuid::Uuid;
 pub use keys::{ConnectorKind, KeyDef, Kind, SectionSpec};
 pub use types::{IsoDuration, LogFormat, QueueProtocol, Scope, Secret, TlpSetting, parse_bool};
 
+use crate::connectors::Section;
 use crate::connectors::ipinfo::IpinfoSection;
+use crate::connectors::ipsum::IpsumSection;
 
 /// A configuration error; the message names the key and what is allowed.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +46,7 @@ pub struct Config {
     pub mq: MqConfig,
     pub daemon: DaemonConfig,
     pub ipinfo: IpinfoSection,
+    pub ipsum: IpsumSection,
 }
 
 /// How to reach OpenCTI.
@@ -205,10 +208,10 @@ impl ConnectorBlock {
         }
         let duration_period = match spec.kind {
             ConnectorKind::Import => {
-                let d = self
-                    .duration_period
+                let default = IsoDuration::parse(spec.default_duration_period)
                     .map(|d| d.0)
                     .unwrap_or(std::time::Duration::from_secs(86400));
+                let d = self.duration_period.map(|d| d.0).unwrap_or(default);
                 if d.is_zero() {
                     errors.push(format!(
                         "{s}.connector.duration_period: must be longer than zero"
@@ -266,6 +269,11 @@ pub fn check_url(key: &str, url: &str) -> Result<(), String> {
 }
 
 impl Config {
+    /// Every connector section, in README order.
+    pub fn sections(&self) -> Vec<&dyn Section> {
+        vec![&self.ipinfo, &self.ipsum]
+    }
+
     /// Loads from optional YAML text and an environment map (injected for tests).
     pub fn from_sources(
         yaml: Option<&str>,

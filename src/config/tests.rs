@@ -171,11 +171,13 @@ fn every_key_in_the_table_is_read_by_the_loader() {
                 "daemon.listen" => "127.0.0.1:0",
                 p if p.ends_with("queue_protocol") => "amqp",
                 p if p.ends_with("log_level") => "debug",
+                "ipsum.tlp_level" => "amber",
                 _ => "value",
             },
         };
         for name in &key.env {
             let mut pairs = ipinfo_env();
+            pairs.push(("IPSUM_CONNECTOR_ID", "9b7c2e14-3f5a-4d8b-9c1e-6a2f4b8d0e37"));
             pairs.push((name.as_str(), sample));
             let result = Config::from_sources(None, &env(&pairs));
             assert!(

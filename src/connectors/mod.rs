@@ -4,6 +4,7 @@
 //! everything else: registration, pings, the queue, the TLP gate, work reporting, sending.
 
 pub mod ipinfo;
+pub mod ipsum;
 
 use std::sync::Arc;
 
@@ -14,7 +15,18 @@ use crate::config::{Config, ConfigError, ConnectorSettings, SectionSpec};
 use crate::stix::{ObjectMarking, Tlp};
 
 /// Every connector section the config knows, in README order.
-pub const SECTIONS: &[&SectionSpec] = &[&ipinfo::SPEC];
+pub const SECTIONS: &[&SectionSpec] = &[&ipinfo::SPEC, &ipsum::SPEC];
+
+/// A connector section of the config: what the registry needs of it.
+pub trait Section {
+    fn spec(&self) -> &'static SectionSpec;
+    fn enabled(&self) -> bool;
+    fn connector(&self) -> &crate::config::ConnectorBlock;
+    /// Checks beyond types; errors name the key.
+    fn validate(&self) -> Vec<String>;
+    /// Builds the connector (fallible setup happens here, at start-up).
+    fn build(&self) -> Result<(ConnectorSettings, Hosted), Vec<String>>;
+}
 
 /// What the runtime should do with a failure.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -115,6 +127,11 @@ pub trait ImportContext: Send {
 /// An EXTERNAL_IMPORT connector run on a schedule.
 #[async_trait]
 pub trait ImportConnector: Send + Sync {
+    /// The name of each run's work; `None` gives `<connector name> run @ <time>`.
+    fn work_name(&self) -> Option<String> {
+        None
+    }
+
     /// One run; returns the work message.
     async fn run(&self, ctx: &mut dyn ImportContext) -> Result<String, ConnectorError>;
 }
@@ -128,27 +145,37 @@ pub enum Hosted {
 
 /// Names of the enabled sections.
 pub fn enabled_sections(config: &Config) -> Vec<&'static str> {
-    let mut out = Vec::new();
-    if config.ipinfo.enabled {
-        out.push(ipinfo::SPEC.section);
-    }
-    out
+    config
+        .sections()
+        .into_iter()
+        .filter(|s| s.enabled())
+        .map(|s| s.spec().section)
+        .collect()
 }
 
 /// Section-level validation of every enabled connector.
 pub fn validate_sections(config: &Config) -> Vec<String> {
-    let mut errors = Vec::new();
-    if config.ipinfo.enabled {
-        errors.extend(config.ipinfo.validate());
-    }
-    errors
+    config
+        .sections()
+        .into_iter()
+        .filter(|s| s.enabled())
+        .flat_map(|s| s.validate())
+        .collect()
 }
 
 /// Builds every enabled connector; fails at start-up on anything wrong.
 pub fn build_all(config: &Config) -> Result<Vec<(ConnectorSettings, Hosted)>, ConfigError> {
     let mut out = Vec::new();
-    if config.ipinfo.enabled {
-        out.push(ipinfo::build(&config.ipinfo).map_err(ConfigError::Many)?);
+    let mut errors = Vec::new();
+    for section in config.sections().into_iter().filter(|s| s.enabled()) {
+        match section.build() {
+            Ok(built) => out.push(built),
+            Err(mut e) => errors.append(&mut e),
+        }
     }
-    Ok(out)
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(ConfigError::Many(errors))
+    }
 }

@@ -105,11 +105,13 @@ async fn run_once(
 ) {
     let connector = run.settings.key;
     let client = &run.platform.client;
-    let friendly = format!(
-        "{} run @ {}",
-        run.settings.name,
-        Utc::now().format("%Y-%m-%d %H:%M:%S")
-    );
+    let friendly = importer.work_name().unwrap_or_else(|| {
+        format!(
+            "{} run @ {}",
+            run.settings.name,
+            Utc::now().format("%Y-%m-%d %H:%M:%S")
+        )
+    });
     let connector_id = run.settings.id.to_string();
     let work_id = match until_done(
         &shutdown.abort,

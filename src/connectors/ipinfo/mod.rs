@@ -36,6 +36,8 @@ pub const SPEC: SectionSpec = SectionSpec {
     default_scope: "IPv4-Addr,IPv6-Addr",
     default_auto: true,
     default_api_base_url: "https://ipinfo.io",
+    api_base_url_aliases: &[],
+    default_duration_period: "",
     keys: &[
         KeyDef {
             key: "token",
@@ -92,6 +94,24 @@ impl Default for IpinfoSection {
             use_asn_name: true,
             request_timeout: IsoDuration(Duration::from_secs(30)),
         }
+    }
+}
+
+impl crate::connectors::Section for IpinfoSection {
+    fn spec(&self) -> &'static SectionSpec {
+        &SPEC
+    }
+    fn enabled(&self) -> bool {
+        self.enabled
+    }
+    fn connector(&self) -> &crate::config::ConnectorBlock {
+        &self.connector
+    }
+    fn validate(&self) -> Vec<String> {
+        IpinfoSection::validate(self)
+    }
+    fn build(&self) -> Result<(ConnectorSettings, Hosted), Vec<String>> {
+        build(self)
     }
 }
 

@@ -1,0 +1,198 @@
+use serde_json::json;
+
+use super::*;
+
+fn fixture(name: &str) -> String {
+    std::fs::read_to_string(format!(
+        "{}/../shared/fixtures/ipsum/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+fn connector(tlp: &str, score: i64) -> IpsumConnector {
+    let section = IpsumSection {
+        tlp_level: tlp.into(),
+        default_x_opencti_score: score,
+        ..Default::default()
+    };
+    IpsumConnector::new(&section, "IPsum".into()).unwrap()
+}
+
+#[test]
+fn parses_every_fixture_with_exact_counts() {
+    let p = parse(&fixture("levels/1.txt"));
+    assert_eq!(
+        (p.ips.len(), p.private, p.junk, p.comments),
+        (120_430, 0, 0, 0)
+    );
+    assert!(p.ips.iter().all(|i| i.count.is_none()));
+    let p = parse(&fixture("levels/5.txt"));
+    assert_eq!((p.ips.len(), p.skipped()), (1_413, 0));
+    assert_eq!(p.ips[0].ip.to_string(), "77.90.185.20");
+    let p = parse(&fixture("levels/8.txt"));
+    assert_eq!(p.ips.len(), 23);
+    let p = parse(&fixture("ipsum.txt"));
+    assert_eq!((p.ips.len(), p.comments, p.skipped()), (120_430, 7, 0));
+    assert_eq!(p.ips[0].count, Some(10));
+    // levels/5 is exactly the IPs of ipsum.txt counted at least 5 times, in order.
+    let five: Vec<_> = p
+        .ips
+        .iter()
+        .filter(|i| i.count >= Some(5))
+        .map(|i| i.ip)
+        .collect();
+    let level5: Vec<_> = parse(&fixture("levels/5.txt"))
+        .ips
+        .into_iter()
+        .map(|i| i.ip)
+        .collect();
+    assert_eq!(five, level5);
+    let histogram = |c: u32| p.ips.iter().filter(|i| i.count == Some(c)).count();
+    assert_eq!(
+        [histogram(1), histogram(5), histogram(10)],
+        [89_657, 1_095, 3]
+    );
+}
+
+#[test]
+fn ids_match_the_reference_vectors() {
+    let c = connector("white", 60);
+    let [obs, ind, rel] = c.objects_for(
+        &FeedIp {
+            ip: "1.2.3.4".parse().unwrap(),
+            count: None,
+        },
+        "2026-08-22T01:10:00.000Z",
+    );
+    assert_eq!(obs["id"], "ipv4-addr--0198f97b-e65d-5025-87e5-58bc39d4bdb4");
+    assert_eq!(ind["id"], "indicator--274128a4-2ad4-50b5-ae7b-b0dea1fa9861");
+    assert_eq!(ind["pattern"], "[ipv4-addr:value = '1.2.3.4']");
+    assert_eq!(
+        rel["id"],
+        "relationship--a787645d-9c70-51d7-b74a-91f3c0a88d3f"
+    );
+    assert_eq!(rel["relationship_type"], "based-on");
+    assert_eq!(rel["source_ref"], ind["id"]);
+    assert_eq!(rel["target_ref"], obs["id"]);
+    assert_eq!(
+        c.author["id"],
+        "identity--4178f14f-6c2a-52d0-8e67-f111c9ad7560"
+    );
+    assert_eq!(c.author["description"], AUTHOR_DESCRIPTION);
+}
+
+#[test]
+fn observable_matches_the_reference_shape() {
+    let c = connector("white", 60);
+    let [obs, ind, rel] = c.objects_for(
+        &FeedIp {
+            ip: "1.2.3.4".parse().unwrap(),
+            count: None,
+        },
+        "t",
+    );
+    assert_eq!(
+        obs,
+        json!({"type":"ipv4-addr","spec_version":"2.1","id":"ipv4-addr--0198f97b-e65d-5025-87e5-58bc39d4bdb4","value":"1.2.3.4",
+               "object_marking_refs":["marking-definition--613f2e26-407d-48c7-9eca-b8e91df99dc9"],
+               "x_opencti_score":60,
+               "x_opencti_created_by_ref":"identity--4178f14f-6c2a-52d0-8e67-f111c9ad7560",
+               "x_opencti_external_references":[{"source_name":"IPsum","description":"All lists are automatically retrieved and parsed on a daily (24h) basis.","url":"https://github.com/stamparm/ipsum/tree/master"}]})
+    );
+    for o in [&ind, &rel] {
+        assert_eq!(
+            o["created_by_ref"],
+            "identity--4178f14f-6c2a-52d0-8e67-f111c9ad7560"
+        );
+        assert_eq!(
+            o["object_marking_refs"],
+            json!(["marking-definition--613f2e26-407d-48c7-9eca-b8e91df99dc9"])
+        );
+    }
+    assert_eq!(ind["x_opencti_main_observable_type"], "IPv4-Addr");
+    assert_eq!(ind["pattern_type"], "stix");
+}
+
+#[test]
+fn ipv6_gets_ipv6_objects_with_the_compressed_value() {
+    let c = connector("green", 60);
+    let [obs, ind, _] = c.objects_for(
+        &FeedIp {
+            ip: "2001:4860:4860:0:0:0:0:8888".parse().unwrap(),
+            count: None,
+        },
+        "t",
+    );
+    assert_eq!(obs["type"], "ipv6-addr");
+    assert_eq!(obs["id"], "ipv6-addr--177929b5-cd78-5bed-b828-8d7aac4151b0");
+    assert_eq!(ind["pattern"], "[ipv6-addr:value = '2001:4860:4860::8888']");
+    assert_eq!(
+        obs["object_marking_refs"],
+        json!(["marking-definition--34098fce-860f-48ae-8e50-ebd3cc5e41da"])
+    );
+}
+
+#[test]
+fn tlp_levels_map_to_the_stix2_markings() {
+    assert_eq!(connector("WHITE", 60).marking["name"], "TLP:WHITE");
+    assert_eq!(
+        connector("clear", 60).marking["id"],
+        "marking-definition--613f2e26-407d-48c7-9eca-b8e91df99dc9"
+    );
+    assert_eq!(connector("amber", 60).marking["name"], "TLP:AMBER");
+    assert_eq!(
+        connector("red", 60).marking["definition"],
+        json!({"tlp": "red"})
+    );
+    let strict = connector("amber+strict", 60).marking;
+    assert_eq!(
+        strict["id"],
+        "marking-definition--826578e1-40ad-459f-bc73-ede076f81f37"
+    );
+    assert_eq!(strict["x_opencti_definition"], "TLP:AMBER+STRICT");
+}
+
+#[test]
+fn score_grows_with_the_count_around_the_default() {
+    assert_eq!(score_for(None, 60), 60);
+    let scores: Vec<u8> = (1..=10).map(|c| score_for(Some(c), 60)).collect();
+    assert_eq!(scores, [20, 30, 40, 50, 60, 70, 80, 90, 100, 100]);
+    assert!(scores.windows(2).all(|w| w[0] <= w[1]));
+    assert_eq!(score_for(Some(1), 20), 10);
+    assert_eq!(score_for(Some(0), 60), 10);
+}
+
+#[test]
+fn invalid_settings_are_rejected_with_the_allowed_values() {
+    let s = IpsumSection {
+        tlp_level: "purple".into(),
+        default_x_opencti_score: 101,
+        ..Default::default()
+    };
+    let errors = s.validate().join("\n");
+    assert!(
+        errors.contains("ipsum.tlp_level") && errors.contains("amber+strict"),
+        "{errors}"
+    );
+    assert!(errors.contains("ipsum.default_x_opencti_score"), "{errors}");
+}
+
+#[test]
+fn the_default_period_is_the_references_six_hours() {
+    let section = IpsumSection {
+        enabled: true,
+        connector: crate::config::ConnectorBlock {
+            id: Some(uuid::Uuid::nil()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let (settings, _) = build(&section).unwrap();
+    assert_eq!(
+        settings.duration_period,
+        Some(std::time::Duration::from_secs(6 * 3600))
+    );
+    assert_eq!(settings.name, "IPsum");
+    assert_eq!(settings.scope, vec!["ipsum"]);
+}

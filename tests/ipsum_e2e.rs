@@ -1,0 +1,262 @@
+//! IPsum through the runtime: scheduled runs against the fake OpenCTI and a wiremock feed.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use opencti_connectors::config::{Config, ConnectorSettings};
+use opencti_connectors::connectors::Hosted;
+use serde_json::Value;
+use wiremock::matchers::{header, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+fn feed(name: &str) -> String {
+    std::fs::read_to_string(shared(&format!("fixtures/ipsum/{name}"))).unwrap()
+}
+
+fn ipsum(feed_url: &str, extra: &[(&str, &str)]) -> (ConnectorSettings, Hosted) {
+    let id = uuid::Uuid::new_v4().to_string();
+    let mut env: std::collections::HashMap<String, String> = [
+        ("OPENCTI_URL", "http://unused"),
+        ("OPENCTI_TOKEN", "t"),
+        ("IPSUM_ENABLED", "true"),
+        ("CONNECTOR_IPSUM_API_BASE_URL", feed_url),
+        ("IPSUM_CONNECTOR_ID", id.as_str()),
+        ("IPSUM_CONNECTOR_DURATION_PERIOD", "PT0.4S"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let config = Config::from_sources(None, &env).unwrap();
+    opencti_connectors::connectors::build_all(&config)
+        .unwrap()
+        .remove(0)
+}
+
+fn stored_state(fake: &FakeOpencti, id: &str) -> Value {
+    let text = fake
+        .state
+        .lock()
+        .unwrap()
+        .states
+        .get(id)
+        .cloned()
+        .flatten()
+        .unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+#[tokio::test]
+async fn imports_then_skips_an_unchanged_feed_by_etag() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/levels/8.txt"))
+        .and(header("if-none-match", "\"v1\""))
+        .respond_with(ResponseTemplate::new(304))
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/levels/8.txt"))
+        .and(header("authorization", "Bearer gh-token"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("etag", "\"v1\"")
+                .set_body_string(feed("levels/8.txt")),
+        )
+        .expect(1)
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    let fake = FakeOpencti::start().await;
+    let (settings, hosted) = ipsum(
+        &format!("{}/levels/8.txt", server.uri()),
+        &[
+            ("CONNECTOR_IPSUM_API_KEY", "gh-token"),
+            ("CONNECTOR_IPSUM_TLP_LEVEL", "green"),
+        ],
+    );
+    let id = settings.id.to_string();
+    let (shutdown, task) = start(&fake, settings, hosted, Duration::from_secs(5)).await;
+    fake.wait_for("two runs", |s| s.count("workEdit.toProcessed") >= 2)
+        .await;
+    stop(shutdown, task).await;
+
+    assert_eq!(
+        fake.calls("registerConnector")[0].variables["input"]["type"],
+        "EXTERNAL_IMPORT"
+    );
+    assert_eq!(
+        fake.calls("workAdd")[0].variables["friendlyName"],
+        "Connector IPSum"
+    );
+    let pushes = fake.calls("stixBundlePush");
+    assert_eq!(pushes.len(), 1, "the second run sent nothing");
+    let objects = pushed_objects(&pushes[0]);
+    assert_eq!(objects.len(), 23 * 3 + 2);
+    assert_eq!(
+        objects.iter().filter(|o| o["type"] == "indicator").count(),
+        23
+    );
+    assert_eq!(
+        objects
+            .iter()
+            .filter(|o| o["type"] == "relationship")
+            .count(),
+        23
+    );
+    assert!(
+        objects
+            .iter()
+            .any(|o| o["id"] == "identity--4178f14f-6c2a-52d0-8e67-f111c9ad7560")
+    );
+    assert!(
+        objects
+            .iter()
+            .filter(|o| o["type"] == "ipv4-addr")
+            .all(|o| o["x_opencti_score"] == 60 && o["object_marking_refs"][0] == GREEN)
+    );
+    assert_eq!(
+        pushes[0].variables["work_id"],
+        fake.calls("workEdit.toProcessed")[0].variables["id"]
+    );
+    let processed = fake.calls("workEdit.toProcessed");
+    let first = processed[0].variables["message"].as_str().unwrap();
+    assert!(
+        first.starts_with("IPsum connector successfully run, storing last_run as "),
+        "{first}"
+    );
+    assert!(
+        first.ends_with(
+            ": 23 IPs imported (71 bundles sent), 0 lines skipped (0 private, 0 not IPs)"
+        ),
+        "{first}"
+    );
+    assert!(
+        processed[1].variables["message"]
+            .as_str()
+            .unwrap()
+            .ends_with("the feed has not changed (HTTP 304), nothing sent")
+    );
+    let state = stored_state(&fake, &id);
+    assert_eq!(state["etag"], "\"v1\"");
+    assert!(state["last_run"].as_str().unwrap().len() == 19);
+    assert!(state["feed_sha256"].is_string());
+    fake.delete_queues(&id).await;
+}
+
+#[tokio::test]
+async fn counts_drive_scores_and_an_unchanged_body_is_not_resent() {
+    let server = MockServer::start().await;
+    let body = "# IPsum\n# IP\tcount\n8.8.4.4\t9\n1.0.0.1\t1\n10.0.0.1\t3\nnot-an-ip\t2\n2001:4860:4860:0:0:0:0:8888\t5\n";
+    Mock::given(path("/ipsum.txt"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(body))
+        .expect(2)
+        .mount(&server)
+        .await;
+    let fake = FakeOpencti::start().await;
+    let (settings, hosted) = ipsum(&format!("{}/ipsum.txt", server.uri()), &[]);
+    let id = settings.id.to_string();
+    let (shutdown, task) = start(&fake, settings, hosted, Duration::from_secs(5)).await;
+    fake.wait_for("two runs", |s| s.count("workEdit.toProcessed") >= 2)
+        .await;
+    stop(shutdown, task).await;
+    let pushes = fake.calls("stixBundlePush");
+    assert_eq!(pushes.len(), 1);
+    let objects = pushed_objects(&pushes[0]);
+    let score = |v: &str| {
+        objects.iter().find(|o| o["value"] == v).unwrap()["x_opencti_score"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(
+        (
+            score("8.8.4.4"),
+            score("1.0.0.1"),
+            score("2001:4860:4860::8888")
+        ),
+        (100, 20, 60)
+    );
+    let processed = fake.calls("workEdit.toProcessed");
+    assert!(
+        processed[0].variables["message"]
+            .as_str()
+            .unwrap()
+            .ends_with(
+                ": 3 IPs imported (11 bundles sent), 2 lines skipped (1 private, 1 not IPs)"
+            )
+    );
+    assert!(
+        processed[1].variables["message"]
+            .as_str()
+            .unwrap()
+            .ends_with("the feed is unchanged since the last run, nothing sent")
+    );
+    fake.delete_queues(&id).await;
+}
+
+#[tokio::test]
+async fn a_failed_download_fails_the_work() {
+    let server = MockServer::start().await;
+    Mock::given(path("/levels/5.txt"))
+        .respond_with(ResponseTemplate::new(502))
+        .mount(&server)
+        .await;
+    let fake = FakeOpencti::start().await;
+    let (settings, hosted) = ipsum(&format!("{}/levels/5.txt", server.uri()), &[]);
+    let id = settings.id.to_string();
+    let (shutdown, task) = start(&fake, settings, hosted, Duration::from_secs(5)).await;
+    fake.wait_for("a run", |s| s.count("workEdit.toProcessed") >= 1)
+        .await;
+    stop(shutdown, task).await;
+    let processed = &fake.calls("workEdit.toProcessed")[0].variables;
+    assert_eq!(processed["inError"], true);
+    assert_eq!(
+        processed["message"],
+        "IPsum feed download failed: HTTP 502 Bad Gateway"
+    );
+    assert_eq!(fake.count("stixBundlePush"), 0);
+    assert_eq!(
+        fake.calls("pingConnector").pop().unwrap().variables["state"],
+        "null",
+        "no state on failure"
+    );
+    fake.delete_queues(&id).await;
+}
+
+#[tokio::test]
+async fn amqp_mode_publishes_every_object_on_the_push_queue() {
+    let server = MockServer::start().await;
+    Mock::given(path("/levels/5.txt"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(feed("levels/5.txt")))
+        .mount(&server)
+        .await;
+    let fake = FakeOpencti::start().await;
+    let (settings, hosted) = ipsum(
+        &format!("{}/levels/5.txt", server.uri()),
+        &[
+            ("IPSUM_CONNECTOR_QUEUE_PROTOCOL", "amqp"),
+            ("IPSUM_CONNECTOR_DURATION_PERIOD", "PT1H"),
+        ],
+    );
+    let id = settings.id.to_string();
+    let (shutdown, task) = start(&fake, settings, hosted, Duration::from_secs(5)).await;
+    fake.wait_for("a run", |s| s.count("workEdit.toProcessed") >= 1)
+        .await;
+    stop(shutdown, task).await;
+    // 1,413 IPs in chunks of 2,000 IPs: one chunk of 3 objects an IP plus author and marking.
+    let expected = 1_413 * 3 + 2;
+    let expectations: u64 = fake
+        .calls("workEdit.addExpectations")
+        .iter()
+        .map(|c| c.variables["expectations"].as_u64().unwrap())
+        .sum();
+    assert_eq!(expectations, expected as u64);
+    assert_eq!(
+        fake.queue_len(&FakeOpencti::push_queue(&id)).await as usize,
+        expected
+    );
+    fake.delete_queues(&id).await;
+}
