@@ -178,6 +178,12 @@ fn every_key_in_the_table_is_read_by_the_loader() {
         for name in &key.env {
             let mut pairs = ipinfo_env();
             pairs.push(("IPSUM_CONNECTOR_ID", "9b7c2e14-3f5a-4d8b-9c1e-6a2f4b8d0e37"));
+            pairs.push((
+                "RISKIQ_CONNECTOR_ID",
+                "5d1f6a0e-8c3b-4f2a-9e7d-2b4c6d8e0f12",
+            ));
+            pairs.push(("RISKIQ_USERNAME", "u"));
+            pairs.push(("RISKIQ_API_KEY", "k"));
             pairs.push((name.as_str(), sample));
             let result = Config::from_sources(None, &env(&pairs));
             assert!(

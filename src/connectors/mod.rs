@@ -5,6 +5,7 @@
 
 pub mod ipinfo;
 pub mod ipsum;
+pub mod riskiq;
 
 use std::sync::Arc;
 
@@ -15,7 +16,7 @@ use crate::config::{Config, ConfigError, ConnectorSettings, SectionSpec};
 use crate::stix::{ObjectMarking, Tlp};
 
 /// Every connector section the config knows, in README order.
-pub const SECTIONS: &[&SectionSpec] = &[&ipinfo::SPEC, &ipsum::SPEC];
+pub const SECTIONS: &[&SectionSpec] = &[&ipinfo::SPEC, &ipsum::SPEC, &riskiq::SPEC];
 
 /// A connector section of the config: what the registry needs of it.
 pub trait Section {

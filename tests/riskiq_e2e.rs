@@ -1,0 +1,260 @@
+//! RiskIQ PassiveTotal through the runtime, PassiveTotal faked by wiremock.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use opencti_connectors::config::{Config, ConnectorSettings};
+use opencti_connectors::connectors::Hosted;
+use serde_json::{Value, json};
+use wiremock::matchers::{basic_auth, method, path, query_param};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const DOMAIN: &str = "www.furth.com.ar";
+const DOMAIN_ID: &str = "domain-name--d8f80844-a558-554c-97ba-13937278c048";
+
+fn fixture(name: &str) -> Value {
+    serde_json::from_str(
+        &std::fs::read_to_string(shared(&format!("fixtures/riskiq/{name}"))).unwrap(),
+    )
+    .unwrap()
+}
+
+fn riskiq(base: &str, extra: &[(&str, &str)]) -> (ConnectorSettings, Hosted) {
+    let id = uuid::Uuid::new_v4().to_string();
+    let mut env: std::collections::HashMap<String, String> = [
+        ("OPENCTI_URL", "http://unused"),
+        ("OPENCTI_TOKEN", "t"),
+        ("RISKIQ_ENABLED", "true"),
+        ("RISKIQ_USERNAME", "analyst@example.com"),
+        ("RISKIQ_API_KEY", "riskiq-secret-key"),
+        ("RISKIQ_API_BASE_URL", base),
+        ("RISKIQ_CONNECTOR_ID", id.as_str()),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    opencti_connectors::connectors::build_all(&Config::from_sources(None, &env).unwrap())
+        .unwrap()
+        .remove(0)
+}
+
+fn add_domain(fake: &FakeOpencti, id: &str, value: &str, markings: Value) {
+    fake.state.lock().unwrap().entities.insert(
+        id.into(),
+        json!({"id": format!("internal-{value}"), "standard_id": id, "entity_type": "Domain-Name", "objectMarking": markings, "observable_value": value}),
+    );
+}
+
+fn domain_message(work: &str, id: &str, stix_type: &str, value: &str) -> Vec<u8> {
+    let entity = json!({"id": id, "type": stix_type, "spec_version": "2.1", "value": value});
+    json!({"internal": {"work_id": work}, "event": {"entity_id": id, "stix_entity": entity.to_string()}}).to_string().into_bytes()
+}
+
+async fn passive_total(quota: &str, quota_calls: u64, dns_calls: u64) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/pt/v2/account/quota"))
+        .and(basic_auth("analyst@example.com", "riskiq-secret-key"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture(quota)))
+        .expect(quota_calls)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/pt/v2/dns/passive"))
+        .and(query_param("query", DOMAIN))
+        .and(basic_auth("analyst@example.com", "riskiq-secret-key"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(fixture("dns_passive_domain_www.furth.com.ar.json")),
+        )
+        .expect(dns_calls)
+        .mount(&server)
+        .await;
+    server
+}
+
+#[tokio::test]
+async fn two_enrichments_make_one_quota_call_and_send_the_reference_objects() {
+    let server = passive_total("account_quota.json", 1, 2).await;
+    let fake = FakeOpencti::start().await;
+    add_domain(&fake, DOMAIN_ID, DOMAIN, json!([]));
+    // No max_tlp: even TLP:RED goes (the reference's default); its marking is re-emitted.
+    let other = "domain-name--00000000-0000-5000-8000-000000000000";
+    add_domain(
+        &fake,
+        other,
+        DOMAIN,
+        json!([{"definition_type": "TLP", "definition": "TLP:RED"}]),
+    );
+    let (settings, hosted) = riskiq(&format!("{}/pt", server.uri()), &[]);
+    let id = settings.id.to_string();
+    let (shutdown, task) = start(&fake, settings, hosted, Duration::from_secs(5)).await;
+    fake.publish_listen(
+        &id,
+        &domain_message("work_1", DOMAIN_ID, "domain-name", DOMAIN),
+    )
+    .await;
+    fake.wait_for("first", |s| s.count("workEdit.toProcessed") == 1)
+        .await;
+    fake.publish_listen(&id, &domain_message("work_2", other, "domain-name", DOMAIN))
+        .await;
+    fake.wait_for("second", |s| s.count("workEdit.toProcessed") == 2)
+        .await;
+    let processed = fake.calls("workEdit.toProcessed");
+    assert_eq!(
+        processed[0].variables["message"],
+        "[API] Observable found and knowledge added for type: domain-name, sending 12 stix bundle(s) for worker import"
+    );
+    assert_eq!(
+        processed[1].variables["message"],
+        "[API] Observable found and knowledge added for type: domain-name, sending 13 stix bundle(s) for worker import"
+    );
+    let objects = pushed_objects(&fake.calls("stixBundlePush")[0]);
+    let ids: Vec<&str> = objects.iter().map(|o| o["id"].as_str().unwrap()).collect();
+    for want in [
+        "relationship--5a37a536-ce20-5806-af42-d37db5173543",
+        "relationship--abfa3a49-02a0-5813-bfc5-3fc5dc73f3e7",
+        "identity--3dd5005e-308b-57f5-b865-ba1f5e230b13",
+        "marking-definition--613f2e26-407d-48c7-9eca-b8e91df99dc9",
+    ] {
+        assert!(ids.contains(&want), "{want} missing");
+    }
+    stop(shutdown, task).await;
+    fake.delete_queues(&id).await;
+}
+
+#[tokio::test]
+async fn an_exhausted_quota_fails_the_work_without_a_lookup() {
+    let server = passive_total("account_quota_exhausted_constructed.json", 1, 0).await;
+    let fake = FakeOpencti::start().await;
+    add_domain(&fake, DOMAIN_ID, DOMAIN, json!([]));
+    let (settings, hosted) = riskiq(&format!("{}/pt", server.uri()), &[]);
+    let id = settings.id.to_string();
+    let (shutdown, task) = start(&fake, settings, hosted, Duration::from_secs(5)).await;
+    fake.publish_listen(
+        &id,
+        &domain_message("work_q", DOMAIN_ID, "domain-name", DOMAIN),
+    )
+    .await;
+    fake.publish_listen(
+        &id,
+        &domain_message("work_q2", DOMAIN_ID, "domain-name", DOMAIN),
+    )
+    .await;
+    fake.wait_for("both", |s| s.count("workEdit.toProcessed") == 2)
+        .await;
+    for call in fake.calls("workEdit.toProcessed") {
+        assert_eq!(
+            call.variables["message"],
+            "RiskIQ PassiveTotal quota exhausted until 2021-01-02 00:00:00"
+        );
+        assert_eq!(call.variables["inError"], true);
+    }
+    stop(shutdown, task).await;
+    fake.delete_queues(&id).await;
+}
+
+#[tokio::test]
+async fn out_of_scope_tlp_and_credentials_are_reported_as_the_reference_words_them() {
+    let server = MockServer::start().await;
+    Mock::given(path("/pt/v2/account/quota"))
+        .respond_with(
+            ResponseTemplate::new(401).set_body_json(fixture("error_generic_constructed.json")),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    let fake = FakeOpencti::start().await;
+    let red = "domain-name--11111111-0000-5000-8000-000000000000";
+    add_domain(&fake, DOMAIN_ID, DOMAIN, json!([]));
+    add_domain(
+        &fake,
+        red,
+        "red.example",
+        json!([{"definition_type": "TLP", "definition": "TLP:RED"}]),
+    );
+    add_domain(&fake, "hostname--x", "h.example", json!([]));
+    let (settings, hosted) = riskiq(
+        &format!("{}/pt", server.uri()),
+        &[("RISKIQ_MAX_TLP", "TLP:AMBER")],
+    );
+    let id = settings.id.to_string();
+    let (shutdown, task) = start(&fake, settings, hosted, Duration::from_secs(5)).await;
+    fake.publish_listen(
+        &id,
+        &domain_message("work_scope", "hostname--x", "hostname", "h.example"),
+    )
+    .await;
+    fake.publish_listen(
+        &id,
+        &domain_message("work_red", red, "domain-name", "red.example"),
+    )
+    .await;
+    fake.publish_listen(
+        &id,
+        &domain_message("work_creds", DOMAIN_ID, "domain-name", DOMAIN),
+    )
+    .await;
+    fake.wait_for("three", |s| s.count("workEdit.toProcessed") == 3)
+        .await;
+    let by_work = |w: &str| {
+        fake.calls("workEdit.toProcessed")
+            .into_iter()
+            .find(|c| c.variables["id"] == w)
+            .unwrap()
+            .variables
+    };
+    assert_eq!(
+        by_work("work_scope")["message"],
+        "[CONNECTOR] Skip the following entity as it does not concern the initial scope found in the connector config: {'entity_id': 'hostname--x'}"
+    );
+    assert!(by_work("work_red")["message"].as_str().unwrap().starts_with("[CONNECTOR] Do not send any data, TLP of the observable is greater than MAX TLP,the connector"));
+    let creds = by_work("work_creds");
+    assert_eq!(creds["inError"], true);
+    assert_eq!(
+        creds["message"],
+        "RiskIQ PassiveTotal refused the credentials (HTTP 401: Authentication failed): check riskiq.username and riskiq.api_key"
+    );
+    for call in fake.all_calls() {
+        assert!(!call.variables.to_string().contains("riskiq-secret-key"));
+    }
+    stop(shutdown, task).await;
+    fake.delete_queues(&id).await;
+}
+
+#[tokio::test]
+async fn an_empty_result_is_the_only_no_information_found() {
+    let server = MockServer::start().await;
+    Mock::given(path("/pt/v2/account/quota"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture("account_quota.json")))
+        .mount(&server)
+        .await;
+    Mock::given(path("/pt/v2/dns/passive"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(fixture("dns_passive_zero_records_xsoar.json")),
+        )
+        .mount(&server)
+        .await;
+    let fake = FakeOpencti::start().await;
+    add_domain(&fake, DOMAIN_ID, DOMAIN, json!([]));
+    let (settings, hosted) = riskiq(&format!("{}/pt", server.uri()), &[]);
+    let id = settings.id.to_string();
+    let (shutdown, task) = start(&fake, settings, hosted, Duration::from_secs(5)).await;
+    fake.publish_listen(
+        &id,
+        &domain_message("work_e", DOMAIN_ID, "domain-name", DOMAIN),
+    )
+    .await;
+    fake.wait_for("done", |s| s.count("workEdit.toProcessed") == 1)
+        .await;
+    let done = &fake.calls("workEdit.toProcessed")[0].variables;
+    assert_eq!(done["message"], "[CONNECTOR] No information found");
+    assert_eq!(done["inError"], false);
+    assert_eq!(fake.count("stixBundlePush"), 0);
+    stop(shutdown, task).await;
+    fake.delete_queues(&id).await;
+}
