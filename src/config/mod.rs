@@ -20,6 +20,7 @@ pub use types::{IsoDuration, LogFormat, QueueProtocol, Scope, Secret, TlpSetting
 use crate::connectors::Section;
 use crate::connectors::ipinfo::IpinfoSection;
 use crate::connectors::ipsum::IpsumSection;
+use crate::connectors::lastinfosec::LastinfosecSection;
 use crate::connectors::riskiq::RiskiqSection;
 
 /// A configuration error; the message names the key and what is allowed.
@@ -49,6 +50,7 @@ pub struct Config {
     pub ipinfo: IpinfoSection,
     pub ipsum: IpsumSection,
     pub riskiq: RiskiqSection,
+    pub lastinfosec: LastinfosecSection,
 }
 
 /// How to reach OpenCTI.
@@ -273,7 +275,7 @@ pub fn check_url(key: &str, url: &str) -> Result<(), String> {
 impl Config {
     /// Every connector section, in README order.
     pub fn sections(&self) -> Vec<&dyn Section> {
-        vec![&self.ipinfo, &self.ipsum, &self.riskiq]
+        vec![&self.ipinfo, &self.ipsum, &self.riskiq, &self.lastinfosec]
     }
 
     /// Loads from optional YAML text and an environment map (injected for tests).

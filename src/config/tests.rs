@@ -172,6 +172,7 @@ fn every_key_in_the_table_is_read_by_the_loader() {
                 p if p.ends_with("queue_protocol") => "amqp",
                 p if p.ends_with("log_level") => "debug",
                 "ipsum.tlp_level" => "amber",
+                "lastinfosec.endpoint" => "hash_host",
                 _ => "value",
             },
         };
@@ -184,6 +185,11 @@ fn every_key_in_the_table_is_read_by_the_loader() {
             ));
             pairs.push(("RISKIQ_USERNAME", "u"));
             pairs.push(("RISKIQ_API_KEY", "k"));
+            pairs.push((
+                "LASTINFOSEC_CONNECTOR_ID",
+                "7c4e2a10-3b5d-4e6f-8a9b-0c1d2e3f4a5b",
+            ));
+            pairs.push(("CONFIG_LIS_APIKEY_CTI", "k"));
             pairs.push((name.as_str(), sample));
             let result = Config::from_sources(None, &env(&pairs));
             assert!(

@@ -5,6 +5,7 @@
 
 pub mod ipinfo;
 pub mod ipsum;
+pub mod lastinfosec;
 pub mod riskiq;
 
 use std::sync::Arc;
@@ -16,7 +17,12 @@ use crate::config::{Config, ConfigError, ConnectorSettings, SectionSpec};
 use crate::stix::{ObjectMarking, Tlp};
 
 /// Every connector section the config knows, in README order.
-pub const SECTIONS: &[&SectionSpec] = &[&ipinfo::SPEC, &ipsum::SPEC, &riskiq::SPEC];
+pub const SECTIONS: &[&SectionSpec] = &[
+    &ipinfo::SPEC,
+    &ipsum::SPEC,
+    &riskiq::SPEC,
+    &lastinfosec::SPEC,
+];
 
 /// A connector section of the config: what the registry needs of it.
 pub trait Section {

@@ -1,0 +1,102 @@
+use serde_json::{Value, json};
+
+use super::*;
+
+fn fixture(name: &str) -> Value {
+    let path = format!(
+        "{}/../shared/fixtures/lastinfosec/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn each_found_fixture_yields_its_bundle_objects() {
+    let (objects, dropped) =
+        upstream_objects(&fixture("stix21_search_hash_found_constructed.json")).unwrap();
+    assert_eq!((objects.len(), dropped), (8, 0));
+    let (objects, dropped) =
+        upstream_objects(&fixture("stix21_search_domain_found_constructed.json")).unwrap();
+    assert_eq!((objects.len(), dropped), (5, 0));
+    assert!(objects.iter().any(|o| o["type"] == "attack-pattern"));
+}
+
+#[test]
+fn envelopes_may_be_empty_or_carry_extra_keys() {
+    assert!(upstream_objects(&json!({"message": []})).is_none());
+    assert!(upstream_objects(&json!({"status": "ok"})).is_none());
+    assert!(upstream_objects(&fixture("error_422_not_found_constructed.json")).is_none());
+    let mut body = fixture("stix21_search_domain_found_constructed.json");
+    body["headers"] = json!({"count": 1});
+    body["message"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "bundle", "objects": []}));
+    assert_eq!(
+        upstream_objects(&body).unwrap().0.len(),
+        5,
+        "the first bundle, extra keys ignored"
+    );
+}
+
+#[test]
+fn malformed_objects_are_dropped_not_fatal() {
+    let body = json!({"message": [{"type": "bundle", "objects": [
+        {"type": "indicator", "id": "indicator--8e2e2d2b-17d4-4cbf-938f-98ee46b3cd3f", "pattern": "[x]"},
+        {"type": "indicator", "id": "malware--8e2e2d2b-17d4-4cbf-938f-98ee46b3cd3f"},
+        {"type": "indicator", "id": "indicator--not-a-uuid"},
+        {"id": "indicator--8e2e2d2b-17d4-4cbf-938f-98ee46b3cd3f"},
+        {"type": "relationship", "id": "relationship--8e2e2d2b-17d4-4cbf-938f-98ee46b3cd3f", "source_ref": "a--b"},
+        "not an object"
+    ]}]});
+    let (objects, dropped) = upstream_objects(&body).unwrap();
+    assert_eq!((objects.len(), dropped), (1, 5));
+}
+
+#[test]
+fn the_external_reference_goes_on_the_enriched_observable_once() {
+    let entity = json!({"id": "domain-name--x", "type": "domain-name", "value": "example.net"});
+    let other = json!({"id": "marking-definition--m", "type": "marking-definition"});
+    let once = with_external_reference(&[entity, other.clone()], "domain-name--x");
+    let twice = with_external_reference(&once, "domain-name--x");
+    assert_eq!(once, twice);
+    assert_eq!(
+        once[0]["x_opencti_external_references"],
+        json!([{"source_name": "Last Info Sec", "url": "https://api.client.lastinfosec.com/v2/stix21/search/", "description": "LastInfoSec Threat Feed"}])
+    );
+    assert_eq!(once[1], other);
+    assert_eq!(
+        crate::stix::ids::external_reference_id(Some(EXTERNAL_REFERENCE_URL), None, None).unwrap(),
+        "external-reference--bc08047a-8b5c-52a9-a251-1a864d9c4ce7"
+    );
+}
+
+#[test]
+fn files_are_looked_up_by_their_strongest_hash() {
+    let file = json!({"type": "file", "hashes": {"MD5": "d41d8cd98f00b204e9800998ecf8427e", "SHA-256": "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"}});
+    assert_eq!(
+        strongest_hash(&file).unwrap(),
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    );
+    assert_eq!(
+        strongest_hash(&json!({"type": "file", "name": "x.exe"})),
+        None
+    );
+}
+
+#[test]
+fn error_texts_keep_the_reference_shape_without_the_key() {
+    let url = reqwest::Url::parse(
+        "https://api.client.lastinfosec.com/v2/stix21/search/?api_key=SECRET&platform=opencti",
+    )
+    .unwrap();
+    let text = status_text(reqwest::StatusCode::FORBIDDEN, &url);
+    assert_eq!(
+        text,
+        "403 Client Error: Forbidden for url: https://api.client.lastinfosec.com/v2/stix21/search/?api_key=**redacted**&platform=opencti"
+    );
+    assert!(
+        status_text(reqwest::StatusCode::BAD_GATEWAY, &url)
+            .starts_with("502 Server Error: Bad Gateway")
+    );
+}

@@ -1,0 +1,345 @@
+//! LastInfoSec through the runtime, the API faked by wiremock.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use opencti_connectors::config::{Config, ConnectorSettings};
+use opencti_connectors::connectors::Hosted;
+use serde_json::{Value, json};
+use wiremock::matchers::{body_json, method, path, query_param};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const KEY: &str = "lis-secret-key";
+
+fn fixture(name: &str) -> Value {
+    serde_json::from_str(
+        &std::fs::read_to_string(shared(&format!("fixtures/lastinfosec/{name}"))).unwrap(),
+    )
+    .unwrap()
+}
+
+fn lastinfosec(base: &str, extra: &[(&str, &str)]) -> (ConnectorSettings, Hosted) {
+    let id = uuid::Uuid::new_v4().to_string();
+    let mut env: std::collections::HashMap<String, String> = [
+        ("OPENCTI_URL", "http://unused"),
+        ("OPENCTI_TOKEN", "t"),
+        ("LASTINFOSEC_ENABLED", "true"),
+        ("CONFIG_LIS_APIKEY_CTI", KEY),
+        ("LASTINFOSEC_API_BASE_URL", base),
+        ("LASTINFOSEC_CONNECTOR_ID", id.as_str()),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    opencti_connectors::connectors::build_all(&Config::from_sources(None, &env).unwrap())
+        .unwrap()
+        .remove(0)
+}
+
+/// Registers an observable in the fake and returns a manual message for it.
+fn observable(
+    fake: &FakeOpencti,
+    work: &str,
+    entity: Value,
+    value: &str,
+    tlp: Option<&str>,
+) -> Vec<u8> {
+    let id = entity["id"].as_str().unwrap().to_string();
+    let markings = match tlp {
+        Some(t) => json!([{"definition_type": "TLP", "definition": t}]),
+        None => json!([]),
+    };
+    fake.state.lock().unwrap().entities.insert(id.clone(), json!({"id": format!("internal-{work}"), "standard_id": id, "entity_type": "X", "objectMarking": markings, "observable_value": value}));
+    json!({"internal": {"work_id": work}, "event": {"entity_id": id, "stix_entity": entity.to_string()}}).to_string().into_bytes()
+}
+
+fn domain(value: &str) -> Value {
+    json!({"id": opencti_connectors::stix::ids::value_observable_id("domain-name", value), "type": "domain-name", "spec_version": "2.1", "value": value})
+}
+
+#[tokio::test]
+async fn search_mode_imports_the_bundle_with_the_external_reference() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v2/stix21/search/"))
+        .and(query_param("api_key", KEY))
+        .and(query_param("platform", "opencti"))
+        .and(body_json(json!({"value": "example.net"})))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(fixture("stix21_search_domain_found_constructed.json")),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v2/stix21/search/"))
+        .and(body_json(json!({"value": "unknown.example"})))
+        .respond_with(
+            ResponseTemplate::new(422)
+                .set_body_json(fixture("error_422_not_found_constructed.json")),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    let fake = FakeOpencti::start().await;
+    let (settings, hosted) = lastinfosec(&format!("{}/v2", server.uri()), &[]);
+    let id = settings.id.to_string();
+    let (shutdown, task) = start(&fake, settings, hosted, Duration::from_secs(5)).await;
+    fake.publish_listen(
+        &id,
+        &observable(
+            &fake,
+            "work_found",
+            domain("example.net"),
+            "example.net",
+            None,
+        ),
+    )
+    .await;
+    fake.publish_listen(
+        &id,
+        &observable(
+            &fake,
+            "work_nf",
+            domain("unknown.example"),
+            "unknown.example",
+            None,
+        ),
+    )
+    .await;
+    fake.wait_for("two", |s| s.count("workEdit.toProcessed") == 2)
+        .await;
+    let by_work = |w: &str| {
+        fake.calls("workEdit.toProcessed")
+            .into_iter()
+            .find(|c| c.variables["id"] == w)
+            .unwrap()
+            .variables
+    };
+    assert_eq!(
+        by_work("work_found")["message"],
+        "Sent 6 stix bundle(s) for worker import"
+    );
+    assert_eq!(
+        by_work("work_nf")["message"],
+        "unknown.example not found..."
+    );
+    assert_eq!(by_work("work_nf")["inError"], false);
+    let objects = pushed_objects(&fake.calls("stixBundlePush")[0]);
+    assert_eq!(objects.len(), 6);
+    let entity = objects
+        .iter()
+        .find(|o| o["value"] == "example.net")
+        .unwrap();
+    assert_eq!(
+        entity["x_opencti_external_references"][0]["source_name"],
+        "Last Info Sec"
+    );
+    let upstream = fixture("stix21_search_domain_found_constructed.json");
+    for o in upstream["message"][0]["objects"].as_array().unwrap() {
+        let sent = objects
+            .iter()
+            .find(|s| s["id"] == o["id"])
+            .expect("upstream object sent");
+        assert_eq!(sent, o, "objects are kept as the API gives them");
+    }
+    stop(shutdown, task).await;
+    fake.delete_queues(&id).await;
+}
+
+#[tokio::test]
+async fn hash_host_mode_hits_the_right_endpoints() {
+    let server = MockServer::start().await;
+    let sha256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    Mock::given(method("GET"))
+        .and(path(format!("/v2/stix21/search_hash/{sha256}")))
+        .and(query_param("api_key", KEY))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(fixture("stix21_search_hash_found_constructed.json")),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v2/stix21/search_host/example.net"))
+        .respond_with(ResponseTemplate::new(422))
+        .expect(2)
+        .mount(&server)
+        .await;
+    let fake = FakeOpencti::start().await;
+    let (settings, hosted) = lastinfosec(
+        &format!("{}/v2", server.uri()),
+        &[("LASTINFOSEC_ENDPOINT", "hash_host")],
+    );
+    let id = settings.id.to_string();
+    let (shutdown, task) = start(&fake, settings, hosted, Duration::from_secs(5)).await;
+    let file = json!({"id": "file--5b2b6e8e-9e3c-5e5c-9d1d-7a3c8e9f0a1b", "type": "file", "spec_version": "2.1",
+                      "hashes": {"MD5": "d41d8cd98f00b204e9800998ecf8427e", "SHA-256": sha256}});
+    fake.publish_listen(&id, &observable(&fake, "work_file", file, sha256, None))
+        .await;
+    let url = json!({"id": "url--5b2b6e8e-9e3c-5e5c-9d1d-7a3c8e9f0a1c", "type": "url", "spec_version": "2.1", "value": "https://example.net/path?q=1"});
+    fake.publish_listen(
+        &id,
+        &observable(&fake, "work_url", url, "https://example.net/path?q=1", None),
+    )
+    .await;
+    let host = json!({"id": "hostname--5b2b6e8e-9e3c-5e5c-9d1d-7a3c8e9f0a1d", "type": "hostname", "spec_version": "2.1", "value": "example.net"});
+    fake.publish_listen(
+        &id,
+        &observable(&fake, "work_host", host, "example.net", None),
+    )
+    .await;
+    fake.wait_for("three", |s| s.count("workEdit.toProcessed") == 3)
+        .await;
+    let by_work = |w: &str| {
+        fake.calls("workEdit.toProcessed")
+            .into_iter()
+            .find(|c| c.variables["id"] == w)
+            .unwrap()
+            .variables
+    };
+    assert_eq!(
+        by_work("work_file")["message"],
+        "Sent 9 stix bundle(s) for worker import"
+    );
+    assert_eq!(
+        by_work("work_url")["message"],
+        "https://example.net/path?q=1 not found..."
+    );
+    assert_eq!(by_work("work_host")["message"], "example.net not found...");
+    stop(shutdown, task).await;
+    fake.delete_queues(&id).await;
+}
+
+#[tokio::test]
+async fn the_proxy_setting_reaches_the_http_client() {
+    let proxy = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v2/stix21/search/"))
+        .respond_with(ResponseTemplate::new(422))
+        .expect(1)
+        .mount(&proxy)
+        .await;
+    let fake = FakeOpencti::start().await;
+    // The API host does not exist: only the proxy can answer.
+    let (settings, hosted) = lastinfosec(
+        "http://lastinfosec.invalid/v2",
+        &[("PROXY_HTTP", &proxy.uri())],
+    );
+    let id = settings.id.to_string();
+    let (shutdown, task) = start(&fake, settings, hosted, Duration::from_secs(5)).await;
+    fake.publish_listen(
+        &id,
+        &observable(&fake, "work_p", domain("example.net"), "example.net", None),
+    )
+    .await;
+    fake.wait_for("done", |s| s.count("workEdit.toProcessed") == 1)
+        .await;
+    assert_eq!(
+        fake.calls("workEdit.toProcessed")[0].variables["message"],
+        "example.net not found..."
+    );
+    let seen = proxy.received_requests().await.unwrap();
+    assert_eq!(
+        seen[0].url.host_str(),
+        Some("lastinfosec.invalid"),
+        "the proxy got the absolute URL"
+    );
+    stop(shutdown, task).await;
+    fake.delete_queues(&id).await;
+}
+
+#[tokio::test]
+async fn tlp_gate_playbook_and_credentials() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v2/stix21/search/"))
+        .and(body_json(json!({"value": "example.net"})))
+        .respond_with(
+            ResponseTemplate::new(401).set_body_json(fixture("error_401_constructed.json")),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v2/stix21/search/"))
+        .and(body_json(json!({"value": "8.8.8.8"})))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(fixture("stix21_search_hash_found_constructed.json")),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    let fake = FakeOpencti::start().await;
+    add_ip_entity(&fake, "TLP:GREEN", GREEN);
+    let (settings, hosted) = lastinfosec(&format!("{}/v2", server.uri()), &[]);
+    let id = settings.id.to_string();
+    let (shutdown, task) = start(&fake, settings, hosted, Duration::from_secs(5)).await;
+    fake.publish_listen(
+        &id,
+        &observable(
+            &fake,
+            "work_red",
+            domain("secret.example"),
+            "secret.example",
+            Some("TLP:RED"),
+        ),
+    )
+    .await;
+    fake.publish_listen(
+        &id,
+        &observable(
+            &fake,
+            "work_401",
+            domain("example.net"),
+            "example.net",
+            None,
+        ),
+    )
+    .await;
+    fake.publish_listen(&id, &playbook_message(vec![ip_stix(GREEN)]))
+        .await;
+    fake.wait_for("all three", |s| {
+        s.count("workEdit.toProcessed") == 2 && s.count("playbookStepExecution") == 1
+    })
+    .await;
+    let by_work = |w: &str| {
+        fake.calls("workEdit.toProcessed")
+            .into_iter()
+            .find(|c| c.variables["id"] == w)
+            .unwrap()
+            .variables
+    };
+    assert_eq!(
+        by_work("work_red")["message"],
+        "Do not send any data, TLP of the observable is greater than MAX TLP"
+    );
+    let creds = by_work("work_401")["message"].as_str().unwrap().to_string();
+    assert!(
+        creds.starts_with("401 Client Error: Unauthorized for url: ")
+            && creds.contains("api_key=**redacted**"),
+        "{creds}"
+    );
+    let step = &fake.calls("playbookStepExecution")[0].variables;
+    let bundle: Value = serde_json::from_str(step["bundle"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        bundle["objects"].as_array().unwrap().len(),
+        1 + 8,
+        "the playbook gets the entity and the upstream bundle"
+    );
+    for call in fake.all_calls() {
+        assert!(
+            !call.variables.to_string().contains(KEY),
+            "the API key leaked into {}",
+            call.field
+        );
+    }
+    stop(shutdown, task).await;
+    fake.delete_queues(&id).await;
+}
