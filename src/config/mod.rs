@@ -20,6 +20,7 @@ pub use types::{IsoDuration, LogFormat, QueueProtocol, Scope, Secret, TlpSetting
 use crate::connectors::Section;
 use crate::connectors::ipinfo::IpinfoSection;
 use crate::connectors::ipsum::IpsumSection;
+use crate::connectors::ivre::IvreSection;
 use crate::connectors::lastinfosec::LastinfosecSection;
 use crate::connectors::riskiq::RiskiqSection;
 
@@ -51,6 +52,7 @@ pub struct Config {
     pub ipsum: IpsumSection,
     pub riskiq: RiskiqSection,
     pub lastinfosec: LastinfosecSection,
+    pub ivre: IvreSection,
 }
 
 /// How to reach OpenCTI.
@@ -275,7 +277,13 @@ pub fn check_url(key: &str, url: &str) -> Result<(), String> {
 impl Config {
     /// Every connector section, in README order.
     pub fn sections(&self) -> Vec<&dyn Section> {
-        vec![&self.ipinfo, &self.ipsum, &self.riskiq, &self.lastinfosec]
+        vec![
+            &self.ipinfo,
+            &self.ipsum,
+            &self.riskiq,
+            &self.lastinfosec,
+            &self.ivre,
+        ]
     }
 
     /// Loads from optional YAML text and an environment map (injected for tests).

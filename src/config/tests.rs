@@ -173,6 +173,8 @@ fn every_key_in_the_table_is_read_by_the_loader() {
                 p if p.ends_with("log_level") => "debug",
                 "ipsum.tlp_level" => "amber",
                 "lastinfosec.endpoint" => "hash_host",
+                "ivre.scans_route" => "view",
+                p if p.starts_with("ivre.db_url") => "http://ivre.test/cgi",
                 _ => "value",
             },
         };
@@ -190,6 +192,8 @@ fn every_key_in_the_table_is_read_by_the_loader() {
                 "7c4e2a10-3b5d-4e6f-8a9b-0c1d2e3f4a5b",
             ));
             pairs.push(("CONFIG_LIS_APIKEY_CTI", "k"));
+            pairs.push(("IVRE_CONNECTOR_ID", "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d"));
+            pairs.push(("IVRE_DB_URL", "http://ivre/cgi"));
             pairs.push((name.as_str(), sample));
             let result = Config::from_sources(None, &env(&pairs));
             assert!(

@@ -5,6 +5,7 @@
 
 pub mod ipinfo;
 pub mod ipsum;
+pub mod ivre;
 pub mod lastinfosec;
 pub mod riskiq;
 
@@ -22,6 +23,7 @@ pub const SECTIONS: &[&SectionSpec] = &[
     &ipsum::SPEC,
     &riskiq::SPEC,
     &lastinfosec::SPEC,
+    &ivre::SPEC,
 ];
 
 /// A connector section of the config: what the registry needs of it.

@@ -1,0 +1,308 @@
+//! The IVRE web API client (spec §2 and §4.1–4.2): purpose URLs compatible with IVRE's own
+//! HTTP backend (`#k=v` fragment → headers, userinfo → Basic auth), `f=` JSON filters,
+//! `q=skip:S limit:P` paging until an empty page, tolerant JSON / NDJSON framing.
+
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDateTime, Timelike};
+use serde_json::Value;
+
+use crate::config::Secret;
+
+/// One purpose's endpoint.
+#[derive(Clone)]
+pub struct Endpoint {
+    base: String,
+    headers: Vec<(String, String)>,
+    basic: Option<(String, Secret)>,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.base)
+    }
+}
+
+/// Percent-decodes a fragment component.
+fn pct_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            // On bytes: a multi-byte character after `%` must not split a char boundary.
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+            if let Some(b) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Percent-encodes a query value (everything but RFC 3986 unreserved characters).
+pub fn pct_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+impl Endpoint {
+    /// Parses a purpose URL. `Err` says why the purpose is unusable (e.g. `mongodb://`).
+    pub fn parse(
+        url: &str,
+        referer: Option<&str>,
+        api_key: Option<&Secret>,
+    ) -> Result<Endpoint, String> {
+        let mut parsed =
+            reqwest::Url::parse(url.trim()).map_err(|e| format!("`{url}` is not a URL: {e}"))?;
+        if parsed.scheme() != "http" && parsed.scheme() != "https" {
+            return Err(format!(
+                "`{}://` URLs need IVRE's Python library; this connector talks to IVRE's web API (http/https)",
+                parsed.scheme()
+            ));
+        }
+        let mut headers: Vec<(String, String)> = Vec::new();
+        if let Some(fragment) = parsed.fragment() {
+            for pair in fragment.split('&').filter(|p| !p.is_empty()) {
+                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                headers.push((pct_decode(k), pct_decode(v)));
+            }
+        }
+        parsed.set_fragment(None);
+        let basic = if !parsed.username().is_empty() {
+            let user = pct_decode(parsed.username());
+            let pass = Secret::new(pct_decode(parsed.password().unwrap_or("")));
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            Some((user, pass))
+        } else {
+            None
+        };
+        fn set(headers: &mut Vec<(String, String)>, name: &str, value: String) {
+            headers.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
+            headers.push((name.to_string(), value));
+        }
+        if let Some(r) = referer {
+            set(&mut headers, "Referer", r.to_string());
+        } else if !headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("referer"))
+        {
+            let port = parsed.port().map(|p| format!(":{p}")).unwrap_or_default();
+            let default = format!(
+                "{}://{}{port}/",
+                parsed.scheme(),
+                parsed.host_str().unwrap_or("")
+            );
+            set(&mut headers, "Referer", default);
+        }
+        if let Some(key) = api_key {
+            set(&mut headers, "X-API-Key", key.expose().to_string());
+        }
+        Ok(Endpoint {
+            base: parsed.as_str().trim_end_matches('/').to_string(),
+            headers,
+            basic,
+        })
+    }
+
+    /// The Referer this endpoint sends (for tests and logs).
+    pub fn referer(&self) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("referer"))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A failed IVRE request, with a hint for the operator.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct IvreError(pub String);
+
+fn hint(status: u16) -> &'static str {
+    match status {
+        400 => {
+            "Referer/CSRF check failed: set ivre.referer (one of the server's WEB_ALLOWED_REFERERS) or ivre.api_key"
+        }
+        401 | 403 => "authentication failed: check ivre.api_key or the credentials in the URL",
+        404 => "module not exposed (WEB_MODULES) or wrong base URL",
+        429 => "API key quota exceeded",
+        500 => "unsupported filter or server error",
+        _ => "unexpected answer",
+    }
+}
+
+/// The IVRE HTTP client.
+#[derive(Clone)]
+pub struct IvreClient {
+    http: reqwest::Client,
+    pub page_size: u64,
+    pub max_records: u64,
+}
+
+impl IvreClient {
+    pub fn new(
+        timeout: Duration,
+        verify_tls: bool,
+        page_size: u64,
+        max_records: u64,
+    ) -> reqwest::Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .danger_accept_invalid_certs(!verify_tls)
+            .user_agent(concat!("opencti-connectors/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(IvreClient {
+            http,
+            page_size: page_size.max(1),
+            max_records,
+        })
+    }
+
+    /// GET `<base><path_and_query>`, one retry on a connection failure or timeout.
+    async fn get(&self, endpoint: &Endpoint, path_and_query: &str) -> Result<String, IvreError> {
+        let url = format!("{}{path_and_query}", endpoint.base);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut request = self
+                .http
+                .get(&url)
+                .header(reqwest::header::ACCEPT, "application/json");
+            for (k, v) in &endpoint.headers {
+                request = request.header(k.as_str(), v.as_str());
+            }
+            if let Some((user, pass)) = &endpoint.basic {
+                request = request.basic_auth(user, Some(pass.expose()));
+            }
+            match request.send().await {
+                Ok(response) => {
+                    let status = response.status();
+                    let body = response.text().await.map_err(|e| {
+                        IvreError(format!(
+                            "reading the answer failed: {}",
+                            crate::http::describe(&e.without_url())
+                        ))
+                    })?;
+                    if !status.is_success() {
+                        let snippet: String = body
+                            .chars()
+                            .take(200)
+                            .collect::<String>()
+                            .replace(|c: char| c.is_control(), " ");
+                        tracing::warn!(connector = "ivre", status = status.as_u16(), body = %snippet, "IVRE answered with an error.");
+                        return Err(IvreError(format!(
+                            "HTTP {} ({})",
+                            status.as_u16(),
+                            hint(status.as_u16())
+                        )));
+                    }
+                    return Ok(body);
+                }
+                Err(e) if attempt == 1 && (e.is_timeout() || e.is_connect() || e.is_request()) => {
+                    continue;
+                }
+                Err(e) => return Err(IvreError(crate::http::describe(&e.without_url()))),
+            }
+        }
+    }
+
+    /// `/ipdata/<addr>`: `None` for IVRE's `null`.
+    pub async fn ipdata(
+        &self,
+        endpoint: &Endpoint,
+        addr: &str,
+    ) -> Result<Option<Value>, IvreError> {
+        let body = self.get(endpoint, &format!("/ipdata/{addr}")).await?;
+        match serde_json::from_str::<Value>(body.trim()) {
+            Ok(Value::Null) => Ok(None),
+            Ok(v @ Value::Object(_)) => Ok(Some(v)),
+            Ok(_) => Err(IvreError(
+                "ipdata answered something that is not an object".into(),
+            )),
+            Err(e) => Err(IvreError(format!("ipdata answered invalid JSON: {e}"))),
+        }
+    }
+
+    /// Every record of `route` matching `filter`, paged until an empty page.
+    pub async fn list(
+        &self,
+        endpoint: &Endpoint,
+        route: &str,
+        filter: &Value,
+    ) -> Result<Vec<Value>, IvreError> {
+        let f = pct_encode(&filter.to_string());
+        let mut records = Vec::new();
+        let mut skip = 0u64;
+        loop {
+            let q = pct_encode(&format!("skip:{skip} limit:{}", self.page_size));
+            let body = self.get(endpoint, &format!("/{route}?f={f}&q={q}")).await?;
+            let page = parse_records(&body)?;
+            if page.is_empty() {
+                break;
+            }
+            skip += page.len() as u64;
+            records.extend(page);
+            if self.max_records > 0 && records.len() as u64 >= self.max_records {
+                tracing::warn!(
+                    connector = "ivre",
+                    route,
+                    max_records = self.max_records,
+                    "Stopped paging at ivre.max_records."
+                );
+                records.truncate(self.max_records as usize);
+                break;
+            }
+        }
+        Ok(records)
+    }
+}
+
+/// A JSON array (IVRE's `json` framing) or NDJSON, whatever the Content-Type says.
+pub fn parse_records(body: &str) -> Result<Vec<Value>, IvreError> {
+    let trimmed = body.trim();
+    if trimmed.is_empty() {
+        return Ok(Vec::new());
+    }
+    if trimmed.starts_with('[') {
+        return match serde_json::from_str::<Value>(trimmed) {
+            Ok(Value::Array(a)) => Ok(a),
+            _ => Err(IvreError("the answer is not a JSON array".into())),
+        };
+    }
+    trimmed
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            serde_json::from_str(l)
+                .map_err(|e| IvreError(format!("the answer is neither JSON nor NDJSON: {e}")))
+        })
+        .collect()
+}
+
+/// An IVRE time: integer or float epoch (UTC) or `YYYY-MM-DD HH:MM:SS[.ffffff]`, to whole seconds.
+pub fn parse_time(v: &Value) -> Option<NaiveDateTime> {
+    let t = match v {
+        Value::Number(n) => DateTime::from_timestamp(n.as_f64()?.floor() as i64, 0)?.naive_utc(),
+        Value::String(s) => NaiveDateTime::parse_from_str(s.trim(), "%Y-%m-%d %H:%M:%S%.f").ok()?,
+        _ => return None,
+    };
+    t.with_nanosecond(0)
+}
+
+/// RFC 3339 UTC, whole seconds.
+pub fn format_time(t: NaiveDateTime) -> String {
+    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}

@@ -1,0 +1,601 @@
+//! IVRE against a fake IVRE web API serving `shared/fixtures/ivre` (real IVRE output), compared
+//! with the official connector's recorded calls (`expected_python_connector/`), modulo the
+//! deviations of spec §4.5.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use opencti_connectors::config::{Config, ConnectorSettings};
+use opencti_connectors::connectors::{
+    ConnectorError, EnrichmentConnector, EnrichmentRequest, Hosted, Outcome,
+};
+use opencti_connectors::stix::ids;
+use serde_json::{Value, json};
+use wiremock::matchers::{header, method, path, query_param};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+fn fixture(name: &str) -> String {
+    std::fs::read_to_string(shared(&format!("fixtures/ivre/{name}"))).unwrap()
+}
+
+/// A fake IVRE: each (route, filter) answers its fixture on page 0; every other page and
+/// filter answers IVRE's empty page.
+async fn ivre_server(lists: &[(&str, Value, &str)], ipdata: &[(&str, &str)]) -> MockServer {
+    let server = MockServer::start().await;
+    for (route, filter, file) in lists {
+        Mock::given(method("GET"))
+            .and(path(format!("/cgi/{route}")))
+            .and(query_param("f", filter.to_string()))
+            .and(query_param("q", "skip:0 limit:200"))
+            .and(header("referer", "http://127.0.0.1/"))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_raw(fixture(file), "application/json"),
+            )
+            .with_priority(1)
+            .mount(&server)
+            .await;
+    }
+    for (addr, file) in ipdata {
+        Mock::given(path(format!("/cgi/ipdata/{addr}")))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_raw(fixture(file), "application/json"),
+            )
+            .mount(&server)
+            .await;
+    }
+    Mock::given(method("GET"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_raw(fixture("scans_empty_result.json"), "application/json"),
+        )
+        .with_priority(10)
+        .mount(&server)
+        .await;
+    server
+}
+
+fn ivre(server: &MockServer, extra: &[(&str, &str)]) -> (ConnectorSettings, Hosted) {
+    let id = uuid::Uuid::new_v4().to_string();
+    let url = format!("{}/cgi#Referer=http://127.0.0.1/", server.uri());
+    let mut env: HashMap<String, String> = [
+        ("OPENCTI_URL", "http://unused"),
+        ("OPENCTI_TOKEN", "t"),
+        ("IVRE_ENABLED", "true"),
+        ("IVRE_DB_URL", url.as_str()),
+        ("IVRE_CONNECTOR_ID", id.as_str()),
+        ("IVRE_CONNECTOR_NAME", "IVRE-Test"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    opencti_connectors::connectors::build_all(&Config::from_sources(None, &env).unwrap())
+        .unwrap()
+        .remove(0)
+}
+
+fn connector(hosted: Hosted) -> Arc<dyn EnrichmentConnector> {
+    match hosted {
+        Hosted::Enrichment(c) => c,
+        Hosted::Import(_) => unreachable!("IVRE is an enrichment connector"),
+    }
+}
+
+fn request(entity: Value) -> EnrichmentRequest {
+    EnrichmentRequest {
+        entity_id: entity["id"].as_str().unwrap().into(),
+        entity_type: None,
+        internal_id: None,
+        observable_value: None,
+        stix_objects: vec![entity.clone()],
+        stix_entity: entity,
+        markings: vec![],
+        playbook: false,
+    }
+}
+
+fn sco(stix_type: &str, value: &str) -> Value {
+    json!({"id": ids::value_observable_id(stix_type, value), "type": stix_type, "spec_version": "2.1", "value": value})
+}
+
+/// `(type:key, relationship, type:key, start, stop)`.
+type Rel = (String, String, String, Option<String>, Option<String>);
+
+/// Every relationship, readable.
+fn relationships(objects: &[Value]) -> Vec<Rel> {
+    let by_id: HashMap<&str, &Value> = objects
+        .iter()
+        .map(|o| (o["id"].as_str().unwrap(), o))
+        .collect();
+    let describe = |id: &str| {
+        let o = by_id
+            .get(id)
+            .unwrap_or_else(|| panic!("{id} referenced but not in the bundle"));
+        let t = o["type"].as_str().unwrap();
+        let key = o
+            .get("value")
+            .or(o.get("number"))
+            .or(o.get("name"))
+            .cloned()
+            .or_else(|| o["hashes"].get("MD5").cloned())
+            .unwrap();
+        format!(
+            "{t}:{}",
+            key.as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| key.to_string())
+        )
+    };
+    objects
+        .iter()
+        .filter(|o| o["type"] == "relationship")
+        .map(|r| {
+            (
+                describe(r["source_ref"].as_str().unwrap()),
+                r["relationship_type"].as_str().unwrap().to_string(),
+                describe(r["target_ref"].as_str().unwrap()),
+                r["start_time"].as_str().map(str::to_string),
+                r["stop_time"].as_str().map(str::to_string),
+            )
+        })
+        .collect()
+}
+
+fn has(rels: &[Rel], from: &str, rel: &str, to: &str) -> bool {
+    rels.iter()
+        .any(|(f, r, t, _, _)| f == from && r == rel && t == to)
+}
+
+async fn enrich(c: &Arc<dyn EnrichmentConnector>, entity: Value) -> (Vec<Value>, String) {
+    match c.enrich(&request(entity)).await.unwrap() {
+        Outcome::Bundle { objects, message } => (objects, message(1)),
+        Outcome::Done(m) => (vec![], m),
+    }
+}
+
+const HOST: &str = "198.51.100.10";
+const CERT_MD5: &str = "689eab3cf18c624d011562b03033ce07";
+
+#[tokio::test]
+async fn ipv4_gets_locations_as_domains_and_certificates() {
+    let server = ivre_server(
+        &[
+            (
+                "passive",
+                json!({"f": "host", "a": [HOST]}),
+                "passive_host_198.51.100.10.json",
+            ),
+            (
+                "scans",
+                json!({"f": "host", "a": [HOST]}),
+                "scans_host_198.51.100.10.json",
+            ),
+        ],
+        &[(HOST, "ipdata_198.51.100.10.json")],
+    )
+    .await;
+    let c = connector(ivre(&server, &[]).1);
+    let (objects, message) = enrich(&c, sco("ipv4-addr", HOST)).await;
+    let ip = format!("ipv4-addr:{HOST}");
+    let rels = relationships(&objects);
+    assert!(has(
+        &rels,
+        "location:Paris",
+        "located-at",
+        "location:France"
+    ));
+    assert!(has(&rels, &ip, "located-at", "location:Paris"));
+    assert!(has(&rels, &ip, "belongs-to", "autonomous-system:64496"));
+    for d in [
+        "domain-name:www.example.com",
+        "domain-name:example.com",
+        "domain-name:web10.example.net",
+    ] {
+        assert!(has(&rels, d, "resolves-to", &ip), "{d} resolves-to the IP");
+    }
+    let cert = format!("x509-certificate:{CERT_MD5}");
+    let cert_links: Vec<_> = rels
+        .iter()
+        .filter(|(f, r, t, _, _)| f == &ip && r == "related-to" && t == &cert)
+        .collect();
+    assert_eq!(
+        cert_links.len(),
+        2,
+        "passive and scans, with different times: {cert_links:?}"
+    );
+    assert!(
+        rels.iter().all(|(_, r, _, s, e)| r == "located-at"
+            || r == "belongs-to"
+            || (s.is_some() && s < e)),
+        "times with stop > start"
+    );
+    let france = objects.iter().find(|o| o["name"] == "France").unwrap();
+    assert_eq!(france["country"], "FR");
+    assert_eq!(
+        france["id"],
+        ids::location_id("France", "Country", None, None)
+    );
+    let x509 = objects
+        .iter()
+        .find(|o| o["type"] == "x509-certificate")
+        .unwrap();
+    assert_eq!(
+        x509["hashes"]["SHA-256"],
+        "9b04dcc7739983075f59d497edfd7b908a6c3c1c371ad477ed523a5c735c6e25"
+    );
+    let scans: Value = serde_json::from_str(&fixture("scans_host_198.51.100.10.json")).unwrap();
+    let issuer_text = scans[0]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["scripts"].as_array().cloned().unwrap_or_default())
+        .find(|s| s["id"] == "ssl-cert")
+        .unwrap()["ssl-cert"][0]["issuer_text"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(x509["issuer"], issuer_text.replace('/', ", "));
+    assert_eq!(x509["is_self_signed"], false);
+    let author = objects.iter().find(|o| o["type"] == "identity").unwrap();
+    assert_eq!(author["name"], "IVRE-Test");
+    assert_eq!(
+        author["description"],
+        "IVRE instance IVRE-Test\nSee <https://ivre.rocks/>"
+    );
+    assert!(
+        objects
+            .iter()
+            .filter(|o| o["type"] == "relationship")
+            .all(|r| r["created_by_ref"] == author["id"])
+    );
+    assert!(message.starts_with("IVRE: data ok ("), "{message}");
+    assert!(
+        message.contains("passive ok (") && message.contains("scans ok (1 record)"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn tor_certificates_and_a_second_registered_country() {
+    let addr = "203.0.113.50";
+    let server = ivre_server(
+        &[(
+            "scans",
+            json!({"f": "host", "a": [addr]}),
+            "scans_host_203.0.113.50_torcert.json",
+        )],
+        &[(addr, "ipdata_203.0.113.50.json")],
+    )
+    .await;
+    let c = connector(ivre(&server, &[]).1);
+    let (objects, _) = enrich(&c, sco("ipv4-addr", addr)).await;
+    let rels = relationships(&objects);
+    let ip = format!("ipv4-addr:{addr}");
+    assert!(has(&rels, &ip, "located-at", "location:Germany"));
+    assert!(has(&rels, &ip, "located-at", "location:Netherlands"));
+    assert!(has(&rels, &ip, "belongs-to", "autonomous-system:64497"));
+    let entity = objects.iter().find(|o| o["value"] == addr).unwrap();
+    assert_eq!(entity["x_opencti_labels"], json!(["Possible TOR Node"]));
+    let cert = objects
+        .iter()
+        .find(|o| o["type"] == "x509-certificate")
+        .unwrap();
+    assert_eq!(
+        cert["x_opencti_labels"],
+        json!(["Possible TOR Certificate"])
+    );
+}
+
+#[tokio::test]
+async fn scanners_and_honeypot_hits_label_the_ip() {
+    let server = ivre_server(
+        &[
+            (
+                "passive",
+                json!({"f": "host", "a": ["203.0.113.77"]}),
+                "passive_host_203.0.113.77_scanner.json",
+            ),
+            (
+                "passive",
+                json!({"f": "host", "a": ["203.0.113.78"]}),
+                "passive_host_203.0.113.78_honeypot.json",
+            ),
+        ],
+        &[],
+    )
+    .await;
+    let c = connector(ivre(&server, &[("IVRE_USE_DATA", "no")]).1);
+    let (objects, _) = enrich(&c, sco("ipv4-addr", "203.0.113.77")).await;
+    assert_eq!(
+        objects[0]["x_opencti_labels"],
+        json!(["Scanner Nmap-modified"])
+    );
+    let (objects, _) = enrich(&c, sco("ipv4-addr", "203.0.113.78")).await;
+    assert_eq!(objects[0]["x_opencti_labels"], json!(["Scanner (unknown)"]));
+}
+
+#[tokio::test]
+async fn domain_gets_ips_targets_reverse_cname_and_the_subdomain_chain() {
+    let server = ivre_server(
+        &[
+            (
+                "passive",
+                json!({"f": "dns", "a": ["example.com"]}),
+                "passive_dns_example.com.json",
+            ),
+            (
+                "passive",
+                json!({"f": "dns", "a": ["example.com"], "k": {"reverse": true}}),
+                "passive_dns_example.com_reverse.json",
+            ),
+        ],
+        &[],
+    )
+    .await;
+    let c = connector(ivre(&server, &[]).1);
+    let (objects, _) = enrich(&c, sco("domain-name", "example.com")).await;
+    let rels = relationships(&objects);
+    let d = "domain-name:example.com";
+    assert!(has(&rels, d, "resolves-to", "ipv4-addr:198.51.100.10"));
+    assert!(has(&rels, "domain-name:mail.example.com", "related-to", d));
+    assert!(has(&rels, d, "resolves-to", "domain-name:mail.example.com"));
+    assert!(has(&rels, d, "resolves-to", "domain-name:ns1.example.net"));
+    assert!(has(
+        &rels,
+        "domain-name:alias.example.org",
+        "resolves-to",
+        d
+    ));
+}
+
+#[tokio::test]
+async fn mac_and_certificate_observables() {
+    let server = ivre_server(
+        &[
+            ("passive", json!({"f": "mac", "a": ["00:00:5e:00:53:01"]}), "passive_mac_00-00-5e-00-53-01.json"),
+            ("passive", json!({"f": "cert", "k": {"sha256": "9b04dcc7739983075f59d497edfd7b908a6c3c1c371ad477ed523a5c735c6e25"}}), "passive_cert_sha256_9b04dcc7.json"),
+            ("scans", json!({"f": "cert", "k": {"sha256": "9b04dcc7739983075f59d497edfd7b908a6c3c1c371ad477ed523a5c735c6e25"}}), "scans_host_198.51.100.10.json"),
+        ],
+        &[],
+    )
+    .await;
+    let c = connector(ivre(&server, &[]).1);
+    let (objects, _) = enrich(&c, sco("mac-addr", "00:00:5E:00:53:01")).await;
+    let rels = relationships(&objects);
+    assert!(
+        has(
+            &rels,
+            "ipv4-addr:192.0.2.10",
+            "resolves-to",
+            "mac-addr:00:00:5e:00:53:01"
+        ) || has(
+            &rels,
+            "ipv4-addr:192.0.2.10",
+            "resolves-to",
+            "mac-addr:00:00:5E:00:53:01"
+        )
+    );
+
+    let cert_id = ids::observable_id(
+        "x509-certificate",
+        json!({"hashes": {"MD5": CERT_MD5}}).as_object().unwrap(),
+    );
+    let cert = json!({"id": cert_id, "type": "x509-certificate", "spec_version": "2.1",
+                      "hashes": {"SHA-256": "9b04dcc7739983075f59d497edfd7b908a6c3c1c371ad477ed523a5c735c6e25", "MD5": CERT_MD5}});
+    let (objects, message) = enrich(&c, cert).await;
+    let rels = relationships(&objects);
+    let c_desc = format!("x509-certificate:{CERT_MD5}");
+    assert!(
+        has(&rels, "ipv4-addr:198.51.100.10", "related-to", &c_desc),
+        "{rels:?}"
+    );
+    assert!(has(
+        &rels,
+        "domain-name:web10.example.net",
+        "resolves-to",
+        "ipv4-addr:198.51.100.10"
+    ));
+    assert!(
+        message.contains("passive ok (1 record)") && message.contains("scans ok (1 record)"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn ipv6_and_an_empty_ipdata() {
+    let server = ivre_server(
+        &[(
+            "passive",
+            json!({"f": "host", "a": ["2001:db8::10"]}),
+            "passive_host_2001-db8--10.json",
+        )],
+        &[
+            ("2001:db8::10", "ipdata_2001-db8--10.json"),
+            ("1.1.1.1", "ipdata_1.1.1.1_null.json"),
+        ],
+    )
+    .await;
+    let c = connector(ivre(&server, &[]).1);
+    let (objects, _) = enrich(&c, sco("ipv6-addr", "2001:db8::10")).await;
+    let rels = relationships(&objects);
+    assert!(
+        rels.iter()
+            .any(|(f, r, t, _, _)| f.starts_with("domain-name:")
+                && r == "resolves-to"
+                && t == "ipv6-addr:2001:db8::10"),
+        "{rels:?}"
+    );
+    let (objects, message) = enrich(&c, sco("ipv4-addr", "1.1.1.1")).await;
+    assert!(objects.is_empty());
+    assert!(
+        message.contains("data ok (no data)") && message.ends_with("nothing found"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn autonomous_systems_finish_without_error_and_use_the_view_when_asked() {
+    let server = ivre_server(
+        &[(
+            "view",
+            json!({"f": "asnum", "a": [64496]}),
+            "view_asnum_64496.json",
+        )],
+        &[],
+    )
+    .await;
+    let asys = json!({"id": ids::autonomous_system_id(64496), "type": "autonomous-system", "spec_version": "2.1", "number": 64496});
+    let c = connector(ivre(&server, &[]).1);
+    let (objects, message) = enrich(&c, asys.clone()).await;
+    assert!(objects.is_empty());
+    assert!(message.starts_with("IVRE: no source applies"), "{message}");
+    let c = connector(
+        ivre(
+            &server,
+            &[("IVRE_SCANS_ROUTE", "view"), ("IVRE_USE_SCANS_AS", "true")],
+        )
+        .1,
+    );
+    let (objects, message) = enrich(&c, asys).await;
+    assert!(message.contains("scans ok (2 records)"), "{message}");
+    assert!(objects.iter().any(|o| o["value"] == "198.51.100.10"));
+}
+
+#[tokio::test]
+async fn a_failing_source_does_not_stop_the_others() {
+    let server = MockServer::start().await;
+    Mock::given(path("/cgi/passive"))
+        .respond_with(ResponseTemplate::new(500).set_body_raw(
+            fixture("error_500_unsupported_filter_passive_asnum.html"),
+            "text/html",
+        ))
+        .mount(&server)
+        .await;
+    Mock::given(path("/cgi/scans"))
+        .respond_with(ResponseTemplate::new(400).set_body_raw(
+            fixture("error_400_invalid_referer.json"),
+            "application/json",
+        ))
+        .mount(&server)
+        .await;
+    Mock::given(path(format!("/cgi/ipdata/{HOST}")))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_raw(fixture("ipdata_198.51.100.10.json"), "application/json"),
+        )
+        .mount(&server)
+        .await;
+    let c = connector(ivre(&server, &[]).1);
+    let (objects, message) = enrich(&c, sco("ipv4-addr", HOST)).await;
+    assert!(!objects.is_empty());
+    assert!(
+        message.contains("passive failed (HTTP 500 (unsupported filter or server error))"),
+        "{message}"
+    );
+    assert!(
+        message.contains("scans failed (HTTP 400 (Referer/CSRF check failed"),
+        "{message}"
+    );
+    // Every applicable source failing fails the work.
+    let err = c
+        .enrich(&request(sco("domain-name", "example.com")))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ConnectorError::Rejected(m) if m.starts_with("IVRE: passive failed")));
+}
+
+#[tokio::test]
+async fn through_the_runtime_with_the_tlp_gate() {
+    let server = ivre_server(
+        &[(
+            "passive",
+            json!({"f": "host", "a": [IP]}),
+            "passive_host_198.51.100.10.json",
+        )],
+        &[(IP, "ipdata_8.8.8.8.json")],
+    )
+    .await;
+    let fake = FakeOpencti::start().await;
+    add_ip_entity(&fake, "TLP:GREEN", GREEN);
+    let (settings, hosted) = ivre(&server, &[("IVRE_MAX_TLP", "TLP:AMBER")]);
+    let id = settings.id.to_string();
+    let (shutdown, task) = start(&fake, settings, hosted, Duration::from_secs(5)).await;
+    fake.publish_listen(&id, &manual_message("work_ivre", &ip_stix(GREEN)))
+        .await;
+    fake.wait_for("done", |s| s.count("workEdit.toProcessed") == 1)
+        .await;
+    let done = &fake.calls("workEdit.toProcessed")[0].variables;
+    assert_eq!(done["inError"], false, "{done}");
+    assert!(
+        done["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("IVRE: data ok ("),
+        "{done}"
+    );
+    let objects = pushed_objects(&fake.calls("stixBundlePush")[0]);
+    assert!(
+        objects
+            .iter()
+            .any(|o| o["type"] == "autonomous-system" && o["number"] == 15169)
+    );
+
+    add_ip_entity(&fake, "TLP:RED", RED);
+    fake.publish_listen(&id, &manual_message("work_red", &ip_stix(RED)))
+        .await;
+    fake.wait_for("refused", |s| s.count("workEdit.toProcessed") == 2)
+        .await;
+    assert_eq!(
+        fake.calls("workEdit.toProcessed")[1].variables["message"],
+        "Do not send any data, TLP of the observable is greater than MAX TLP"
+    );
+    stop(shutdown, task).await;
+    fake.delete_queues(&id).await;
+}
+
+#[tokio::test]
+async fn paging_goes_on_until_an_empty_page_even_after_a_short_one() {
+    let server = MockServer::start().await;
+    let filter = json!({"f": "host", "a": [HOST]}).to_string();
+    let one = fixture("passive_host_198.51.100.10.json");
+    let n = opencti_connectors::connectors::ivre::client::parse_records(&one)
+        .unwrap()
+        .len();
+    for (q, body) in [
+        ("skip:0 limit:200".to_string(), one.clone()),
+        (format!("skip:{n} limit:200"), one.clone()),
+        (
+            format!("skip:{} limit:200", 2 * n),
+            fixture("scans_empty_result.json"),
+        ),
+    ] {
+        Mock::given(path("/cgi/passive"))
+            .and(query_param("f", filter.as_str()))
+            .and(query_param("q", q.as_str()))
+            .and(header("x-api-key", "ivre_key"))
+            .respond_with(ResponseTemplate::new(200).set_body_raw(body, "application/json"))
+            .expect(1)
+            .mount(&server)
+            .await;
+    }
+    let c = connector(
+        ivre(
+            &server,
+            &[
+                ("IVRE_USE_DATA", "false"),
+                ("IVRE_USE_SCANS", "false"),
+                ("IVRE_API_KEY", "ivre_key"),
+            ],
+        )
+        .1,
+    );
+    let (_, message) = enrich(&c, sco("ipv4-addr", HOST)).await;
+    assert!(
+        message.contains(&format!("passive ok ({} records)", 2 * n)),
+        "{message}"
+    );
+}
