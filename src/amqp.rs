@@ -121,26 +121,54 @@ pub async fn confirm_channel(connection: &Connection) -> Result<Channel, lapin::
     Ok(channel)
 }
 
-/// Publishes one persistent UTF-8 message and waits for the broker's confirm.
-/// Returns false when the broker nacked it.
+/// Messages published before their confirms are awaited (bounds memory and lets the
+/// broker confirm in bulk instead of one round trip per message).
+pub const CONFIRM_WINDOW: usize = 500;
+
+/// Why a publish failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("the broker refused (nacked) a message")]
+    Nacked,
+    #[error(transparent)]
+    Broker(#[from] lapin::Error),
+}
+
+/// Publishes persistent UTF-8 messages, pipelined, and waits until the broker confirmed
+/// every one of them.
 pub async fn publish_confirmed(
     channel: &Channel,
     exchange: &str,
     routing_key: &str,
-    body: &[u8],
-) -> Result<bool, lapin::Error> {
+    bodies: impl IntoIterator<Item = Vec<u8>>,
+) -> Result<(), PublishError> {
     let props = BasicProperties::default()
         .with_delivery_mode(2)
         .with_content_encoding("utf-8".into());
-    let confirm = channel
-        .basic_publish(
-            exchange.into(),
-            routing_key.into(),
-            BasicPublishOptions::default(),
-            body,
-            props,
-        )
-        .await?
-        .await?;
-    Ok(!confirm.is_nack())
+    let mut pending = Vec::with_capacity(CONFIRM_WINDOW);
+    for body in bodies {
+        let confirm = channel
+            .basic_publish(
+                exchange.into(),
+                routing_key.into(),
+                BasicPublishOptions::default(),
+                &body,
+                props.clone(),
+            )
+            .await?;
+        pending.push(confirm);
+        if pending.len() >= CONFIRM_WINDOW {
+            await_confirms(&mut pending).await?;
+        }
+    }
+    await_confirms(&mut pending).await
+}
+
+async fn await_confirms(pending: &mut Vec<lapin::PublisherConfirm>) -> Result<(), PublishError> {
+    for confirm in pending.drain(..) {
+        if confirm.await?.is_nack() {
+            return Err(PublishError::Nacked);
+        }
+    }
+    Ok(())
 }

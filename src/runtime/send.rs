@@ -115,25 +115,8 @@ impl Sender {
         parts: &[SplitObject],
         target: SendTarget<'_>,
     ) -> Result<(), String> {
-        let mut guard = self.publisher.lock().await;
-        if guard
-            .as_ref()
-            .is_none_or(|(c, ch)| !c.status().connected() || !ch.status().connected())
-        {
-            let conn = self
-                .broker
-                .connect("opencti-connectors-push")
-                .await
-                .map_err(|e| e.to_string())?;
-            let channel = amqp::confirm_channel(&conn)
-                .await
-                .map_err(|e| e.to_string())?;
-            *guard = Some((conn, channel));
-        }
-        // Just (re)connected above.
-        let (_, channel) = guard.as_ref().expect("publisher connected");
         let b64 = base64::engine::general_purpose::STANDARD;
-        for (i, part) in parts.iter().enumerate() {
+        let bodies = parts.iter().enumerate().map(|(i, part)| {
             let mut object = part.object.clone();
             object["nb_deps"] = json!(part.nb_deps);
             let bundle = json!({ "type": "bundle", "id": bundle_id, "spec_version": "2.1", "x_opencti_seq": part.nb_deps, "objects": [object] });
@@ -149,22 +132,40 @@ impl Sender {
             if let Some(work_id) = target.work_id {
                 envelope["work_id"] = json!(work_id);
             }
-            let body = envelope.to_string();
-            let acked = amqp::publish_confirmed(
-                channel,
-                &self.queues.push_exchange,
-                &self.queues.push_routing,
-                body.as_bytes(),
-            )
-            .await;
-            match acked {
-                Ok(true) => {}
-                Ok(false) => return Err("the broker refused (nacked) a message".into()),
-                Err(e) => {
-                    *guard = None;
-                    return Err(e.to_string());
-                }
+            envelope.to_string().into_bytes()
+        });
+        // Built before any await: the sends are chunked, so this stays bounded.
+        let bodies: Vec<Vec<u8>> = bodies.collect();
+        let mut guard = self.publisher.lock().await;
+        let usable = guard
+            .as_ref()
+            .is_some_and(|(c, ch)| c.status().connected() && ch.status().connected());
+        if !usable {
+            let conn = self
+                .broker
+                .connect("opencti-connectors-push")
+                .await
+                .map_err(|e| e.to_string())?;
+            let channel = amqp::confirm_channel(&conn)
+                .await
+                .map_err(|e| e.to_string())?;
+            *guard = Some((conn, channel));
+        }
+        // Connected just above when it was not.
+        let (_, channel) = guard.as_ref().expect("publisher connected");
+        let result = amqp::publish_confirmed(
+            channel,
+            &self.queues.push_exchange,
+            &self.queues.push_routing,
+            bodies,
+        )
+        .await;
+        if let Err(e) = result {
+            if matches!(e, amqp::PublishError::Broker(_)) {
+                // Reconnect on the next attempt.
+                *guard = None;
             }
+            return Err(e.to_string());
         }
         Ok(())
     }
