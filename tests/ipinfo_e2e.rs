@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use opencti_connectors::config::{Config, ConnectorSettings};
+use opencti_connectors::config::ConnectorSettings;
 use opencti_connectors::connectors::Hosted;
 use serde_json::{Value, json};
 use wiremock::matchers::{header, method, path};
@@ -18,23 +18,14 @@ fn fixture(name: &str) -> String {
 
 /// Builds the IPinfo connector from environment-style config, as the daemon does.
 fn ipinfo_connector(base_url: &str, extra: &[(&str, &str)]) -> (ConnectorSettings, Hosted) {
-    let id = uuid::Uuid::new_v4().to_string();
-    let mut env: std::collections::HashMap<String, String> = [
-        ("OPENCTI_URL", "http://unused"),
-        ("OPENCTI_TOKEN", "t"),
-        ("IPINFO_ENABLED", "true"),
-        ("IPINFO_TOKEN", "ipinfo-secret-token"),
-        ("IPINFO_API_BASE_URL", base_url),
-        ("IPINFO_CONNECTOR_ID", id.as_str()),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    let config = Config::from_sources(None, &env).unwrap();
-    opencti_connectors::connectors::build_all(&config)
-        .unwrap()
-        .remove(0)
+    build_connector(
+        "ipinfo",
+        &[
+            ("IPINFO_TOKEN", "ipinfo-secret-token"),
+            ("IPINFO_API_BASE_URL", base_url),
+        ],
+        extra,
+    )
 }
 
 async fn ipinfo_mock(expect: u64) -> MockServer {

@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use opencti_connectors::config::{Config, ConnectorSettings};
+use opencti_connectors::config::ConnectorSettings;
 use opencti_connectors::connectors::Hosted;
 use serde_json::Value;
 use wiremock::matchers::{header, method, path};
@@ -16,23 +16,14 @@ fn feed(name: &str) -> String {
 }
 
 fn ipsum(feed_url: &str, extra: &[(&str, &str)]) -> (ConnectorSettings, Hosted) {
-    let id = uuid::Uuid::new_v4().to_string();
-    let mut env: std::collections::HashMap<String, String> = [
-        ("OPENCTI_URL", "http://unused"),
-        ("OPENCTI_TOKEN", "t"),
-        ("IPSUM_ENABLED", "true"),
-        ("CONNECTOR_IPSUM_API_BASE_URL", feed_url),
-        ("IPSUM_CONNECTOR_ID", id.as_str()),
-        ("IPSUM_CONNECTOR_DURATION_PERIOD", "PT0.4S"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    let config = Config::from_sources(None, &env).unwrap();
-    opencti_connectors::connectors::build_all(&config)
-        .unwrap()
-        .remove(0)
+    build_connector(
+        "ipsum",
+        &[
+            ("CONNECTOR_IPSUM_API_BASE_URL", feed_url),
+            ("IPSUM_CONNECTOR_DURATION_PERIOD", "PT0.4S"),
+        ],
+        extra,
+    )
 }
 
 fn stored_state(fake: &FakeOpencti, id: &str) -> Value {

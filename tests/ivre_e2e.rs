@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use opencti_connectors::config::{Config, ConnectorSettings};
+use opencti_connectors::config::ConnectorSettings;
 use opencti_connectors::connectors::{
     ConnectorError, EnrichmentConnector, EnrichmentRequest, Hosted, Outcome,
 };
@@ -59,23 +59,15 @@ async fn ivre_server(lists: &[(&str, Value, &str)], ipdata: &[(&str, &str)]) -> 
 }
 
 fn ivre(server: &MockServer, extra: &[(&str, &str)]) -> (ConnectorSettings, Hosted) {
-    let id = uuid::Uuid::new_v4().to_string();
     let url = format!("{}/cgi#Referer=http://127.0.0.1/", server.uri());
-    let mut env: HashMap<String, String> = [
-        ("OPENCTI_URL", "http://unused"),
-        ("OPENCTI_TOKEN", "t"),
-        ("IVRE_ENABLED", "true"),
-        ("IVRE_DB_URL", url.as_str()),
-        ("IVRE_CONNECTOR_ID", id.as_str()),
-        ("IVRE_CONNECTOR_NAME", "IVRE-Test"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    opencti_connectors::connectors::build_all(&Config::from_sources(None, &env).unwrap())
-        .unwrap()
-        .remove(0)
+    build_connector(
+        "ivre",
+        &[
+            ("IVRE_DB_URL", url.as_str()),
+            ("IVRE_CONNECTOR_NAME", "IVRE-Test"),
+        ],
+        extra,
+    )
 }
 
 fn connector(hosted: Hosted) -> Arc<dyn EnrichmentConnector> {

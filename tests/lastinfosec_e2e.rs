@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use opencti_connectors::config::{Config, ConnectorSettings};
+use opencti_connectors::config::ConnectorSettings;
 use opencti_connectors::connectors::Hosted;
 use serde_json::{Value, json};
 use wiremock::matchers::{body_json, method, path, query_param};
@@ -21,22 +21,14 @@ fn fixture(name: &str) -> Value {
 }
 
 fn lastinfosec(base: &str, extra: &[(&str, &str)]) -> (ConnectorSettings, Hosted) {
-    let id = uuid::Uuid::new_v4().to_string();
-    let mut env: std::collections::HashMap<String, String> = [
-        ("OPENCTI_URL", "http://unused"),
-        ("OPENCTI_TOKEN", "t"),
-        ("LASTINFOSEC_ENABLED", "true"),
-        ("CONFIG_LIS_APIKEY_CTI", KEY),
-        ("LASTINFOSEC_API_BASE_URL", base),
-        ("LASTINFOSEC_CONNECTOR_ID", id.as_str()),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    opencti_connectors::connectors::build_all(&Config::from_sources(None, &env).unwrap())
-        .unwrap()
-        .remove(0)
+    build_connector(
+        "lastinfosec",
+        &[
+            ("CONFIG_LIS_APIKEY_CTI", KEY),
+            ("LASTINFOSEC_API_BASE_URL", base),
+        ],
+        extra,
+    )
 }
 
 /// Registers an observable in the fake and returns a manual message for it.

@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use opencti_connectors::config::{Config, ConnectorSettings};
+use opencti_connectors::config::ConnectorSettings;
 use opencti_connectors::connectors::Hosted;
 use serde_json::{Value, json};
 use wiremock::matchers::{basic_auth, method, path, query_param};
@@ -22,23 +22,15 @@ fn fixture(name: &str) -> Value {
 }
 
 fn riskiq(base: &str, extra: &[(&str, &str)]) -> (ConnectorSettings, Hosted) {
-    let id = uuid::Uuid::new_v4().to_string();
-    let mut env: std::collections::HashMap<String, String> = [
-        ("OPENCTI_URL", "http://unused"),
-        ("OPENCTI_TOKEN", "t"),
-        ("RISKIQ_ENABLED", "true"),
-        ("RISKIQ_USERNAME", "analyst@example.com"),
-        ("RISKIQ_API_KEY", "riskiq-secret-key"),
-        ("RISKIQ_API_BASE_URL", base),
-        ("RISKIQ_CONNECTOR_ID", id.as_str()),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    opencti_connectors::connectors::build_all(&Config::from_sources(None, &env).unwrap())
-        .unwrap()
-        .remove(0)
+    build_connector(
+        "riskiq",
+        &[
+            ("RISKIQ_USERNAME", "analyst@example.com"),
+            ("RISKIQ_API_KEY", "riskiq-secret-key"),
+            ("RISKIQ_API_BASE_URL", base),
+        ],
+        extra,
+    )
 }
 
 fn add_domain(fake: &FakeOpencti, id: &str, value: &str, markings: Value) {

@@ -26,6 +26,23 @@ pub const SECTIONS: &[&SectionSpec] = &[
     &ivre::SPEC,
 ];
 
+/// The accessors every section implements the same way: its `SPEC`, its `enabled` flag and
+/// its `connector` block.
+#[macro_export]
+macro_rules! section_accessors {
+    ($spec:ident) => {
+        fn spec(&self) -> &'static $crate::config::SectionSpec {
+            &$spec
+        }
+        fn enabled(&self) -> bool {
+            self.enabled
+        }
+        fn connector(&self) -> &$crate::config::ConnectorBlock {
+            &self.connector
+        }
+    };
+}
+
 /// A connector section of the config: what the registry needs of it.
 pub trait Section {
     fn spec(&self) -> &'static SectionSpec;

@@ -243,3 +243,35 @@ impl TestConnector {
         self.calls.load(Ordering::SeqCst)
     }
 }
+
+/// Builds one connector from environment-style settings, as the daemon does: OpenCTI
+/// placeholders, `<SECTION>_ENABLED=true` and a fresh `<SECTION>_CONNECTOR_ID` (so fresh
+/// queues), then `settings`, then `extra` (which may override them).
+pub fn build_connector(
+    section: &str,
+    settings: &[(&str, &str)],
+    extra: &[(&str, &str)],
+) -> (ConnectorSettings, Hosted) {
+    let prefix = section.to_uppercase();
+    let mut env: std::collections::HashMap<String, String> = [
+        ("OPENCTI_URL".to_string(), "http://unused".to_string()),
+        ("OPENCTI_TOKEN".to_string(), "t".to_string()),
+        (format!("{prefix}_ENABLED"), "true".to_string()),
+        (
+            format!("{prefix}_CONNECTOR_ID"),
+            uuid::Uuid::new_v4().to_string(),
+        ),
+    ]
+    .into_iter()
+    .collect();
+    env.extend(
+        settings
+            .iter()
+            .chain(extra)
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    let config = opencti_connectors::config::Config::from_sources(None, &env).expect("test config");
+    opencti_connectors::connectors::build_all(&config)
+        .expect("test connector")
+        .remove(0)
+}

@@ -98,15 +98,7 @@ impl Default for IpinfoSection {
 }
 
 impl crate::connectors::Section for IpinfoSection {
-    fn spec(&self) -> &'static SectionSpec {
-        &SPEC
-    }
-    fn enabled(&self) -> bool {
-        self.enabled
-    }
-    fn connector(&self) -> &crate::config::ConnectorBlock {
-        &self.connector
-    }
+    crate::section_accessors!(SPEC);
     fn validate(&self) -> Vec<String> {
         IpinfoSection::validate(self)
     }

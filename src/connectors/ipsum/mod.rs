@@ -102,15 +102,7 @@ impl Default for IpsumSection {
 }
 
 impl crate::connectors::Section for IpsumSection {
-    fn spec(&self) -> &'static SectionSpec {
-        &SPEC
-    }
-    fn enabled(&self) -> bool {
-        self.enabled
-    }
-    fn connector(&self) -> &crate::config::ConnectorBlock {
-        &self.connector
-    }
+    crate::section_accessors!(SPEC);
     fn validate(&self) -> Vec<String> {
         IpsumSection::validate(self)
     }

@@ -263,15 +263,7 @@ impl IvreSection {
 }
 
 impl crate::connectors::Section for IvreSection {
-    fn spec(&self) -> &'static SectionSpec {
-        &SPEC
-    }
-    fn enabled(&self) -> bool {
-        self.enabled
-    }
-    fn connector(&self) -> &crate::config::ConnectorBlock {
-        &self.connector
-    }
+    crate::section_accessors!(SPEC);
     fn validate(&self) -> Vec<String> {
         let mut errors = Vec::new();
         if self.endpoints().iter().all(|(_, e)| e.is_err()) {

@@ -120,15 +120,7 @@ impl Default for LastinfosecSection {
 }
 
 impl crate::connectors::Section for LastinfosecSection {
-    fn spec(&self) -> &'static SectionSpec {
-        &SPEC
-    }
-    fn enabled(&self) -> bool {
-        self.enabled
-    }
-    fn connector(&self) -> &crate::config::ConnectorBlock {
-        &self.connector
-    }
+    crate::section_accessors!(SPEC);
     fn validate(&self) -> Vec<String> {
         let mut errors = Vec::new();
         if self

@@ -111,15 +111,7 @@ impl Default for RiskiqSection {
 }
 
 impl crate::connectors::Section for RiskiqSection {
-    fn spec(&self) -> &'static SectionSpec {
-        &SPEC
-    }
-    fn enabled(&self) -> bool {
-        self.enabled
-    }
-    fn connector(&self) -> &crate::config::ConnectorBlock {
-        &self.connector
-    }
+    crate::section_accessors!(SPEC);
     fn validate(&self) -> Vec<String> {
         let mut errors = Vec::new();
         for (key, value) in [("username", &self.username), ("api_key", &self.api_key)] {
