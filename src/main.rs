@@ -174,7 +174,14 @@ async fn run(
     let shutdown_tokens = Shutdown::default();
     shutdown::install(shutdown_tokens.stop.clone());
 
-    match client.health_check().await {
+    // Informational only (connectors retry on their own), so bounded.
+    let check =
+        tokio::time::timeout(std::time::Duration::from_secs(15), client.health_check()).await;
+    match check.unwrap_or_else(|_| {
+        Err(opencti_connectors::opencti::OpenctiError::Transport(
+            "timed out".into(),
+        ))
+    }) {
         Ok(version) => tracing::info!(version = %version, url = %url, "OpenCTI reachable."),
         Err(error) => {
             tracing::warn!(%error, url = %url, "OpenCTI not reachable yet; connectors will keep retrying.")

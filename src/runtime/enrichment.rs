@@ -452,10 +452,13 @@ async fn handle_playbook(
             original.clone()
         }
     };
-    let mut bundle = json!({ "type": "bundle", "id": incoming.get("id").cloned().unwrap_or_else(|| json!(format!("bundle--{}", uuid::Uuid::new_v4()))), "spec_version": "2.1", "objects": objects });
-    if bundle["id"].is_null() {
-        bundle["id"] = json!(format!("bundle--{}", uuid::Uuid::new_v4()));
-    }
+    // The playbook's bundle keeps its id; a bundle without one gets a fresh id.
+    let bundle_id = match incoming.get("id").and_then(Value::as_str) {
+        Some(id) => id.to_string(),
+        None => format!("bundle--{}", uuid::Uuid::new_v4()),
+    };
+    let bundle =
+        json!({ "type": "bundle", "id": bundle_id, "spec_version": "2.1", "objects": objects });
     let step = PlaybookStep {
         execution_id: playbook.execution_id.clone(),
         event_id: playbook.event_id.clone(),

@@ -202,11 +202,25 @@ async fn run_connector(
     }
     ping_stop.cancel();
     let _ = pinger.await;
-    // A last ping so the newest state is stored before we exit.
-    if let Err(error) = state
-        .ping(&platform.client, &run.settings.id.to_string(), connector)
-        .await
+    // A last ping so the newest state is stored before we exit; bounded, so a hung platform
+    // cannot hold the shutdown.
+    let id = run.settings.id.to_string();
+    match tokio::time::timeout(
+        FINAL_PING_TIMEOUT,
+        state.ping(&platform.client, &id, connector),
+    )
+    .await
     {
-        tracing::warn!(connector, %error, "Final ping failed; the last state may be lost.");
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => {
+            tracing::warn!(connector, %error, "Final ping failed; the last state may be lost.")
+        }
+        Err(_) => tracing::warn!(
+            connector,
+            "Final ping timed out; the last state may be lost."
+        ),
     }
 }
+
+/// How long the last ping on shutdown may take.
+const FINAL_PING_TIMEOUT: Duration = Duration::from_secs(5);
