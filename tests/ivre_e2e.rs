@@ -591,3 +591,86 @@ async fn paging_goes_on_until_an_empty_page_even_after_a_short_one() {
         "{message}"
     );
 }
+
+#[tokio::test]
+async fn the_remaining_recorded_cases_match_the_python_connector() {
+    let server = ivre_server(
+        &[
+            (
+                "passive",
+                json!({"f": "dns", "a": ["www.example.com"]}),
+                "passive_dns_www.example.com.json",
+            ),
+            (
+                "passive",
+                json!({"f": "dns", "a": ["www.example.com"], "k": {"reverse": true}}),
+                "passive_dns_www.example.com_reverse.json",
+            ),
+            (
+                "passive",
+                json!({"f": "dns", "a": ["example.com"]}),
+                "passive_dns_example.com.json",
+            ),
+            (
+                "passive",
+                json!({"f": "dns", "a": ["example.com"], "k": {"reverse": true}}),
+                "passive_dns_example.com_reverse.json",
+            ),
+            (
+                "scans",
+                json!({"f": "domain", "a": ["example.com"]}),
+                "scans_host_198.51.100.10.json",
+            ),
+            (
+                "passive",
+                json!({"f": "host", "a": ["2001:db8::10"]}),
+                "passive_host_2001-db8--10.json",
+            ),
+        ],
+        &[("2001:db8::10", "ipdata_2001-db8--10.json")],
+    )
+    .await;
+    // domain-name_www.example.com
+    let c = connector(ivre(&server, &[]).1);
+    let rels = relationships(&enrich(&c, sco("domain-name", "www.example.com")).await.0);
+    let www = "domain-name:www.example.com";
+    assert!(has(&rels, www, "resolves-to", "ipv4-addr:198.51.100.10"));
+    assert!(has(&rels, www, "resolves-to", "ipv6-addr:2001:db8::10"));
+    assert!(has(
+        &rels,
+        "domain-name:cdn-edge.example.org",
+        "resolves-to",
+        www
+    ));
+    assert_eq!(rels.len(), 3, "{rels:?}");
+
+    // domain-name_example.com__scans_enabled: the passive results plus the scans host.
+    let c = connector(ivre(&server, &[("IVRE_USE_SCANS_DOMAIN", "true")]).1);
+    let rels = relationships(&enrich(&c, sco("domain-name", "example.com")).await.0);
+    assert!(has(
+        &rels,
+        "domain-name:web10.example.net",
+        "resolves-to",
+        "ipv4-addr:198.51.100.10"
+    ));
+    assert!(has(
+        &rels,
+        "ipv4-addr:198.51.100.10",
+        "related-to",
+        &format!("x509-certificate:{CERT_MD5}")
+    ));
+    assert!(has(
+        &rels,
+        "domain-name:alias.example.org",
+        "resolves-to",
+        "domain-name:example.com"
+    ));
+    assert_eq!(rels.len(), 7, "the recorded run made 7 links: {rels:?}");
+
+    // ipv6-addr_2001-db8--10: data and passive.
+    let rels = relationships(&enrich(&c, sco("ipv6-addr", "2001:db8::10")).await.0);
+    let ip = "ipv6-addr:2001:db8::10";
+    assert!(has(&rels, ip, "located-at", "location:France"));
+    assert!(has(&rels, ip, "belongs-to", "autonomous-system:64496"));
+    assert!(has(&rels, "domain-name:www.example.com", "resolves-to", ip));
+}
