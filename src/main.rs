@@ -123,12 +123,7 @@ async fn async_main(args: Args) -> ExitCode {
 }
 
 fn init_tracing(config: &Config) {
-    let mut filter = config.log.level.clone();
-    for (key, level) in connector_levels(config) {
-        // Events carry `connector = "<key>"` and spans too: per-connector levels.
-        filter.push_str(&format!(",[{{connector={key}}}]={level}"));
-    }
-    let filter = EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_new(config.log_filter()).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false);
@@ -140,19 +135,6 @@ fn init_tracing(config: &Config) {
             .init(),
         LogFormat::Text => builder.init(),
     }
-}
-
-fn connector_levels(config: &Config) -> Vec<(&'static str, String)> {
-    config
-        .sections()
-        .into_iter()
-        .filter_map(|s| {
-            s.connector()
-                .log_level
-                .clone()
-                .map(|l| (s.spec().section, l))
-        })
-        .collect()
 }
 
 async fn run(

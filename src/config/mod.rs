@@ -286,6 +286,21 @@ impl Config {
         ]
     }
 
+    /// The tracing filter: `log.level`, plus each connector's `log_level` for the spans that
+    /// carry `connector = "<section>"` (a message's or a run's).
+    pub fn log_filter(&self) -> String {
+        let mut filter = self.log.level.clone();
+        for section in self.sections() {
+            if let Some(level) = &section.connector().log_level {
+                filter.push_str(&format!(
+                    ",[{{connector={}}}]={level}",
+                    section.spec().section
+                ));
+            }
+        }
+        filter
+    }
+
     /// Loads from optional YAML text and an environment map (injected for tests).
     pub fn from_sources(
         yaml: Option<&str>,

@@ -222,3 +222,48 @@ fn sample_config_parses_and_lists_every_key() {
     // The sample's placeholders are valid once the required values are filled in.
     Config::from_sources(Some(&text), &env(&ipinfo_env())).unwrap();
 }
+
+#[test]
+fn a_connector_log_level_applies_inside_its_spans_only() {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+    impl Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    let mut pairs = ipinfo_env();
+    pairs.push(("LOG_LEVEL", "warn"));
+    pairs.push(("IPINFO_CONNECTOR_LOG_LEVEL", "debug"));
+    let config = Config::from_sources(None, &env(&pairs)).unwrap();
+    assert_eq!(config.log_filter(), "warn,[{connector=ipinfo}]=debug");
+    let buf = Buf::default();
+    let writer = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(config.log_filter()).unwrap())
+        .with_writer(move || writer.clone())
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        tracing::info_span!("enrichment", connector = "ipinfo")
+            .in_scope(|| tracing::debug!("inside-ipinfo"));
+        tracing::info_span!("enrichment", connector = "riskiq")
+            .in_scope(|| tracing::debug!("inside-riskiq"));
+        tracing::debug!("outside");
+        tracing::warn!("warned");
+    });
+    let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    assert!(out.contains("inside-ipinfo"), "{out}");
+    assert!(
+        !out.contains("inside-riskiq") && !out.contains("outside"),
+        "{out}"
+    );
+    assert!(out.contains("warned"));
+}
