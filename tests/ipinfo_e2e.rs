@@ -199,31 +199,24 @@ async fn upstream_errors_end_in_clear_work_messages_without_the_token() {
         s.count("workEdit.toProcessed") == 4
     })
     .await;
-    let by_work = |w: &str| {
-        fake.calls("workEdit.toProcessed")
-            .into_iter()
-            .find(|c| c.variables["id"] == w)
-            .unwrap()
-            .variables
-    };
     assert_eq!(
-        by_work("work_8.8.8.8")["message"],
+        fake.processed("work_8.8.8.8")["message"],
         "Invalid API Token, Error 403. Reason: Forbidden"
     );
-    assert_eq!(by_work("work_8.8.8.8")["inError"], true);
+    assert_eq!(fake.processed("work_8.8.8.8")["inError"], true);
     assert!(
-        by_work("work_1.1.1.1")["message"]
+        fake.processed("work_1.1.1.1")["message"]
             .as_str()
             .unwrap()
             .starts_with("IpInfo Rate limit exceeded, Error 429")
     );
     assert_eq!(
-        by_work("work_9.9.9.9")["message"],
+        fake.processed("work_9.9.9.9")["message"],
         "9.9.9.9 is not routable (IPinfo answered bogon)"
     );
-    assert_eq!(by_work("work_9.9.9.9")["inError"], false);
+    assert_eq!(fake.processed("work_9.9.9.9")["inError"], false);
     assert_eq!(
-        by_work("work_10.1.2.3")["message"],
+        fake.processed("work_10.1.2.3")["message"],
         "10.1.2.3 is not routable (private): nothing to look up"
     );
     for call in fake.all_calls() {

@@ -105,22 +105,15 @@ async fn search_mode_imports_the_bundle_with_the_external_reference() {
     .await;
     fake.wait_for("two", |s| s.count("workEdit.toProcessed") == 2)
         .await;
-    let by_work = |w: &str| {
-        fake.calls("workEdit.toProcessed")
-            .into_iter()
-            .find(|c| c.variables["id"] == w)
-            .unwrap()
-            .variables
-    };
     assert_eq!(
-        by_work("work_found")["message"],
+        fake.processed("work_found")["message"],
         "Sent 6 stix bundle(s) for worker import"
     );
     assert_eq!(
-        by_work("work_nf")["message"],
+        fake.processed("work_nf")["message"],
         "unknown.example not found..."
     );
-    assert_eq!(by_work("work_nf")["inError"], false);
+    assert_eq!(fake.processed("work_nf")["inError"], false);
     let objects = pushed_objects(&fake.calls("stixBundlePush")[0]);
     assert_eq!(objects.len(), 6);
     let entity = objects
@@ -188,22 +181,18 @@ async fn hash_host_mode_hits_the_right_endpoints() {
     .await;
     fake.wait_for("three", |s| s.count("workEdit.toProcessed") == 3)
         .await;
-    let by_work = |w: &str| {
-        fake.calls("workEdit.toProcessed")
-            .into_iter()
-            .find(|c| c.variables["id"] == w)
-            .unwrap()
-            .variables
-    };
     assert_eq!(
-        by_work("work_file")["message"],
+        fake.processed("work_file")["message"],
         "Sent 9 stix bundle(s) for worker import"
     );
     assert_eq!(
-        by_work("work_url")["message"],
+        fake.processed("work_url")["message"],
         "https://example.net/path?q=1 not found..."
     );
-    assert_eq!(by_work("work_host")["message"], "example.net not found...");
+    assert_eq!(
+        fake.processed("work_host")["message"],
+        "example.net not found..."
+    );
     stop(shutdown, task).await;
     fake.delete_queues(&id).await;
 }
@@ -301,18 +290,14 @@ async fn tlp_gate_playbook_and_credentials() {
         s.count("workEdit.toProcessed") == 2 && s.count("playbookStepExecution") == 1
     })
     .await;
-    let by_work = |w: &str| {
-        fake.calls("workEdit.toProcessed")
-            .into_iter()
-            .find(|c| c.variables["id"] == w)
-            .unwrap()
-            .variables
-    };
     assert_eq!(
-        by_work("work_red")["message"],
+        fake.processed("work_red")["message"],
         "Do not send any data, TLP of the observable is greater than MAX TLP"
     );
-    let creds = by_work("work_401")["message"].as_str().unwrap().to_string();
+    let creds = fake.processed("work_401")["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(
         creds.starts_with("401 Client Error: Unauthorized for url: ")
             && creds.contains("api_key=**redacted**"),

@@ -192,19 +192,12 @@ async fn out_of_scope_tlp_and_credentials_are_reported_as_the_reference_words_th
     .await;
     fake.wait_for("three", |s| s.count("workEdit.toProcessed") == 3)
         .await;
-    let by_work = |w: &str| {
-        fake.calls("workEdit.toProcessed")
-            .into_iter()
-            .find(|c| c.variables["id"] == w)
-            .unwrap()
-            .variables
-    };
     assert_eq!(
-        by_work("work_scope")["message"],
+        fake.processed("work_scope")["message"],
         "[CONNECTOR] Skip the following entity as it does not concern the initial scope found in the connector config: {'entity_id': 'hostname--x'}"
     );
-    assert!(by_work("work_red")["message"].as_str().unwrap().starts_with("[CONNECTOR] Do not send any data, TLP of the observable is greater than MAX TLP,the connector"));
-    let creds = by_work("work_creds");
+    assert!(fake.processed("work_red")["message"].as_str().unwrap().starts_with("[CONNECTOR] Do not send any data, TLP of the observable is greater than MAX TLP,the connector"));
+    let creds = fake.processed("work_creds");
     assert_eq!(creds["inError"], true);
     assert_eq!(
         creds["message"],

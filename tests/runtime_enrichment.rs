@@ -256,14 +256,7 @@ async fn malformed_messages_are_reported_acked_and_the_loop_goes_on() {
         s.count("workEdit.toProcessed") == 3
     })
     .await;
-    let by_work = |w: &str| {
-        fake.calls("workEdit.toProcessed")
-            .into_iter()
-            .find(|c| c.variables["id"] == w)
-            .unwrap()
-            .variables
-    };
-    let bad = by_work("work_bad");
+    let bad = fake.processed("work_bad");
     assert_eq!(bad["inError"], true);
     assert!(
         bad["message"]
@@ -271,12 +264,12 @@ async fn malformed_messages_are_reported_acked_and_the_loop_goes_on() {
             .unwrap()
             .starts_with("malformed listen message")
     );
-    let noid = by_work("work_noid");
+    let noid = fake.processed("work_noid");
     assert_eq!(
         noid["message"],
         "Internal enrichment must be based on a specific id"
     );
-    assert_eq!(by_work("work_good")["inError"], false);
+    assert_eq!(fake.processed("work_good")["inError"], false);
     stop(shutdown, task).await;
     assert_eq!(
         fake.queue_len(&FakeOpencti::listen_queue(&id)).await,

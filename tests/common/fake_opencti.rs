@@ -255,6 +255,15 @@ impl FakeOpencti {
     pub fn count(&self, field: &str) -> usize {
         self.calls(field).len()
     }
+
+    /// The variables of the `toProcessed` call that closed `work_id`.
+    pub fn processed(&self, work_id: &str) -> Value {
+        self.calls("workEdit.toProcessed")
+            .into_iter()
+            .find(|c| c.variables["id"] == work_id)
+            .unwrap_or_else(|| panic!("{work_id} was never processed"))
+            .variables
+    }
 }
 
 impl FakeState {
