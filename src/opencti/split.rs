@@ -234,15 +234,22 @@ pub fn split(objects: Vec<Value>, cleanup_inconsistent: bool) -> Vec<SplitObject
         memo.insert(id.to_string(), n);
         n
     }
+    // Count every dependency first, then move the objects out (no deep copies).
+    // `visiting` is empty again after each walk, so one set serves them all.
+    let mut visiting = HashSet::new();
+    let counts: Vec<usize> = order
+        .iter()
+        .filter(|id| kept.contains(*id))
+        .map(|id| deps(id, &by_id, &kept, &mut memo, &mut visiting))
+        .collect();
     let mut out: Vec<SplitObject> = order
         .iter()
         .filter(|id| kept.contains(*id))
-        .map(|id| {
-            let nb_deps = deps(id, &by_id, &kept, &mut memo, &mut HashSet::new());
-            SplitObject {
-                object: by_id[id].clone(),
-                nb_deps,
-            }
+        .zip(counts)
+        .filter_map(|(id, nb_deps)| {
+            by_id
+                .remove(id)
+                .map(|object| SplitObject { object, nb_deps })
         })
         .collect();
     out.sort_by_key(|s| s.nb_deps); // stable
