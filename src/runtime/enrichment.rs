@@ -352,17 +352,14 @@ async fn process_enrichment(
                 draft_id: message.internal.draft_id.as_deref(),
                 cleanup_inconsistent: false,
             };
-            let sent = until_done(
-                abort,
-                "send bundle",
-                |e: &super::send::SendError| e.is_transient(),
-                || ctx.sender.send(client, objects.clone(), target),
-            )
-            .await
-            .map_err(|g| match g {
-                Gave::Aborted => Failure::Aborted,
-                Gave::Up(e) => Failure::Report(e.to_string()),
-            })?;
+            let sent = ctx
+                .sender
+                .send(client, objects, target, abort)
+                .await
+                .map_err(|g| match g {
+                    Gave::Aborted => Failure::Aborted,
+                    Gave::Up(e) => Failure::Report(e.to_string()),
+                })?;
             ctx.run
                 .metrics
                 .add(ctx.run.settings.key, "bundles_sent", sent as u64);

@@ -10,7 +10,7 @@ use serde_json::Value;
 use tracing::Instrument;
 
 use super::retry::{Gave, until_done};
-use super::send::{SendError, SendTarget, Sender};
+use super::send::{SendTarget, Sender};
 use super::{ConnectorRun, Shutdown};
 use crate::connectors::{ConnectorError, ImportConnector, ImportContext};
 use crate::opencti::OpenctiError;
@@ -75,13 +75,10 @@ impl ImportContext for RunContext<'_> {
             draft_id: None,
             cleanup_inconsistent: true,
         };
-        let result = until_done(
-            &self.shutdown.abort,
-            "send bundle",
-            SendError::is_transient,
-            || self.sender.send(client, objects.clone(), target),
-        )
-        .await;
+        let result = self
+            .sender
+            .send(client, objects, target, &self.shutdown.abort)
+            .await;
         match result {
             Ok(n) => {
                 self.run

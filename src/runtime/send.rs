@@ -4,6 +4,9 @@
 use base64::Engine;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use super::retry::{Gave, until_done};
 
 use crate::amqp::{self, BrokerAddress};
 use crate::config::QueueProtocol;
@@ -73,19 +76,36 @@ impl Sender {
         }
     }
 
-    /// Sends `objects`; returns the number of bundles (objects) OpenCTI will import.
+    /// Sends `objects`, retrying transient failures until they go through or `abort` fires;
+    /// returns the number of bundles (objects) OpenCTI will import. The bundle is split once:
+    /// a retry only repeats the delivery.
     pub async fn send(
         &self,
         client: &OpenctiClient,
         objects: Vec<Value>,
         target: SendTarget<'_>,
-    ) -> Result<usize, SendError> {
-        let bundle_id = format!("bundle--{}", uuid::Uuid::new_v4());
+        abort: &CancellationToken,
+    ) -> Result<usize, Gave<SendError>> {
         let parts = split(objects, target.cleanup_inconsistent);
         if parts.is_empty() {
-            return Err(SendError::Nothing);
+            return Err(Gave::Up(SendError::Nothing));
         }
-        let n = parts.len();
+        let bundle_id = format!("bundle--{}", uuid::Uuid::new_v4());
+        until_done(abort, "send bundle", SendError::is_transient, || {
+            self.deliver(client, &bundle_id, &parts, target)
+        })
+        .await?;
+        Ok(parts.len())
+    }
+
+    /// One delivery attempt of already split objects.
+    async fn deliver(
+        &self,
+        client: &OpenctiClient,
+        bundle_id: &str,
+        parts: &[SplitObject],
+        target: SendTarget<'_>,
+    ) -> Result<(), SendError> {
         match self.protocol {
             QueueProtocol::Api => {
                 for chunk in parts.chunks(API_CHUNK_OBJECTS) {
@@ -99,14 +119,14 @@ impl Sender {
             QueueProtocol::Amqp => {
                 if let Some(work_id) = target.work_id {
                     // Before publishing, so a fast worker cannot complete the work early.
-                    client.add_expectations(work_id, n).await?;
+                    client.add_expectations(work_id, parts.len()).await?;
                 }
-                self.publish(&bundle_id, &parts, target)
+                self.publish(bundle_id, parts, target)
                     .await
                     .map_err(SendError::Broker)?;
             }
         }
-        Ok(n)
+        Ok(())
     }
 
     async fn publish(
