@@ -63,13 +63,6 @@ impl Metrics {
             .inc_by(n);
     }
 
-    /// Current value of an event counter.
-    pub fn get(&self, connector: &str, event: &str) -> u64 {
-        self.events
-            .get_or_create(&Self::labels(connector, event))
-            .get()
-    }
-
     /// Marks a connector up or down.
     pub fn set_up(&self, connector: &str, up: bool) {
         self.up

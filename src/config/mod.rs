@@ -175,7 +175,6 @@ pub struct ConnectorSettings {
     pub queue_protocol: QueueProtocol,
     pub concurrency: u16,
     pub duration_period: Option<std::time::Duration>,
-    pub log_level: Option<String>,
 }
 
 impl ConnectorBlock {
@@ -261,7 +260,6 @@ impl ConnectorBlock {
             queue_protocol: self.queue_protocol.unwrap_or_default(),
             concurrency,
             duration_period,
-            log_level: self.log_level.clone(),
         })
     }
 }

@@ -66,7 +66,6 @@ pub fn settings(
         queue_protocol: protocol,
         concurrency: 2,
         duration_period: (kind == ConnectorKind::Import).then(|| Duration::from_millis(300)),
-        log_level: None,
     }
 }
 
