@@ -232,7 +232,7 @@ async fn upstream_errors_end_in_clear_work_messages_without_the_token() {
 
 #[tokio::test]
 async fn every_error_fixture_maps_to_a_clear_connector_error() {
-    use opencti_connectors::connectors::{ConnectorError, EnrichmentRequest};
+    use opencti_connectors::connectors::ConnectorError;
     let upstream = MockServer::start().await;
     let cases: &[(&str, u16, &str, &str)] = &[
         (
@@ -284,15 +284,9 @@ async fn every_error_fixture_maps_to_a_clear_connector_error() {
     let Hosted::Enrichment(connector) = hosted else {
         unreachable!("ipinfo is an enrichment connector")
     };
-    let request = |ip: &str| EnrichmentRequest {
-        entity_id: opencti_connectors::stix::ids::value_observable_id("ipv4-addr", ip),
-        entity_type: Some("IPv4-Addr".into()),
-        internal_id: None,
-        observable_value: Some(ip.into()),
-        stix_entity: json!({"type": "ipv4-addr", "value": ip}),
-        stix_objects: vec![],
-        markings: vec![],
-        playbook: false,
+    let request = |ip: &str| {
+        let id = opencti_connectors::stix::ids::value_observable_id("ipv4-addr", ip);
+        request_for(json!({"id": id, "type": "ipv4-addr", "value": ip}))
     };
     let err = |ip: &str| {
         let c = connector.clone();

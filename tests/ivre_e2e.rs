@@ -10,9 +10,7 @@ use std::time::Duration;
 
 use common::*;
 use opencti_connectors::config::ConnectorSettings;
-use opencti_connectors::connectors::{
-    ConnectorError, EnrichmentConnector, EnrichmentRequest, Hosted, Outcome,
-};
+use opencti_connectors::connectors::{ConnectorError, EnrichmentConnector, Hosted, Outcome};
 use opencti_connectors::stix::ids;
 use serde_json::{Value, json};
 use wiremock::matchers::{header, method, path, query_param};
@@ -77,19 +75,6 @@ fn connector(hosted: Hosted) -> Arc<dyn EnrichmentConnector> {
     }
 }
 
-fn request(entity: Value) -> EnrichmentRequest {
-    EnrichmentRequest {
-        entity_id: entity["id"].as_str().unwrap().into(),
-        entity_type: None,
-        internal_id: None,
-        observable_value: None,
-        stix_objects: vec![entity.clone()],
-        stix_entity: entity,
-        markings: vec![],
-        playbook: false,
-    }
-}
-
 fn sco(stix_type: &str, value: &str) -> Value {
     json!({"id": ids::value_observable_id(stix_type, value), "type": stix_type, "spec_version": "2.1", "value": value})
 }
@@ -143,7 +128,7 @@ fn has(rels: &[Rel], from: &str, rel: &str, to: &str) -> bool {
 }
 
 async fn enrich(c: &Arc<dyn EnrichmentConnector>, entity: Value) -> (Vec<Value>, String) {
-    match c.enrich(&request(entity)).await.unwrap() {
+    match c.enrich(&request_for(entity)).await.unwrap() {
         Outcome::Bundle { objects, message } => (objects, message(1)),
         Outcome::Done(m) => (vec![], m),
     }
@@ -358,18 +343,17 @@ async fn mac_and_certificate_observables() {
     let c = connector(ivre(&server, &[]).1);
     let (objects, _) = enrich(&c, sco("mac-addr", "00:00:5E:00:53:01")).await;
     let rels = relationships(&objects);
-    assert!(
-        has(
-            &rels,
-            "ipv4-addr:192.0.2.10",
-            "resolves-to",
-            "mac-addr:00:00:5e:00:53:01"
-        ) || has(
-            &rels,
-            "ipv4-addr:192.0.2.10",
-            "resolves-to",
-            "mac-addr:00:00:5E:00:53:01"
-        )
+    // The query is lower-cased (the mock only answers `00:00:5e:…`); the link targets the
+    // enriched entity as it is.
+    assert_eq!(
+        rels,
+        vec![(
+            "ipv4-addr:192.0.2.10".to_string(),
+            "resolves-to".to_string(),
+            "mac-addr:00:00:5E:00:53:01".to_string(),
+            Some("2025-06-01T13:00:00Z".to_string()),
+            Some("2025-06-01T13:00:01Z".to_string()),
+        )]
     );
 
     let cert_id = ids::observable_id(
@@ -494,7 +478,7 @@ async fn a_failing_source_does_not_stop_the_others() {
     );
     // Every applicable source failing fails the work.
     let err = c
-        .enrich(&request(sco("domain-name", "example.com")))
+        .enrich(&request_for(sco("domain-name", "example.com")))
         .await
         .unwrap_err();
     assert!(matches!(err, ConnectorError::Rejected(m) if m.starts_with("IVRE: passive failed")));

@@ -274,3 +274,17 @@ pub fn build_connector(
         .expect("test connector")
         .remove(0)
 }
+
+/// A request for `entity` alone (its STIX form, no markings), as connector tests need it.
+pub fn request_for(entity: Value) -> EnrichmentRequest {
+    EnrichmentRequest {
+        entity_id: entity["id"].as_str().expect("entity id").into(),
+        entity_type: None,
+        internal_id: None,
+        observable_value: None,
+        stix_objects: vec![entity.clone()],
+        stix_entity: entity,
+        markings: vec![],
+        playbook: false,
+    }
+}
