@@ -175,3 +175,31 @@ fn the_sample_config_checks_once_secrets_are_set() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("ipinfo: IPInfo (INTERNAL_ENRICHMENT"));
 }
+
+#[tokio::test]
+async fn healthz_reports_the_connectors_that_are_not_up() {
+    use std::sync::Arc;
+    let metrics = Arc::new(opencti_connectors::metrics::Metrics::default());
+    let stop = tokio_util::sync::CancellationToken::new();
+    let addr = opencti_connectors::health::serve(
+        "127.0.0.1:0".parse().unwrap(),
+        metrics.clone(),
+        vec!["ipinfo", "ipsum"],
+        stop.clone(),
+    )
+    .await
+    .unwrap();
+    let url = format!("http://{addr}/healthz");
+    metrics.set_up("ipinfo", true);
+    let r = reqwest::get(&url).await.unwrap();
+    assert_eq!(r.status().as_u16(), 503);
+    assert_eq!(r.text().await.unwrap(), "not ready: ipsum\n");
+    assert!(
+        opencti_connectors::health::probe(&url).await.is_err(),
+        "the healthcheck subcommand fails too"
+    );
+    metrics.set_up("ipsum", true);
+    assert_eq!(reqwest::get(&url).await.unwrap().status().as_u16(), 200);
+    assert!(opencti_connectors::health::probe(&url).await.is_ok());
+    stop.cancel();
+}
