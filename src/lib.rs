@@ -20,3 +20,6 @@ pub mod opencti;
 pub mod runtime;
 pub mod shutdown;
 pub mod stix;
+
+#[cfg(test)]
+mod fixtures;

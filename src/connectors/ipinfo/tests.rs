@@ -1,15 +1,8 @@
+use crate::fixtures::fixture_json;
 use serde_json::{Value, json};
 
 use super::*;
 use crate::stix::ObjectMarking;
-
-fn fixture(name: &str) -> Value {
-    let path = format!(
-        "{}/../shared/fixtures/ipinfo/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
 
 const IP_ID: &str = "ipv4-addr--2f689bf9-0ff2-545f-aa61-e495eb8cecc7";
 const GREEN: &str = "marking-definition--34098fce-860f-48ae-8e50-ebd3cc5e41da";
@@ -40,7 +33,7 @@ fn ids(objects: &[Value]) -> Vec<&str> {
 fn worked_example_has_the_reference_ids_and_order() {
     let m = map_response(
         &request(IP_ID, "8.8.8.8", "ipv4-addr"),
-        &fixture("ipv4_asn_privacy_8.8.8.8.json"),
+        &fixture_json("ipinfo", "ipv4_asn_privacy_8.8.8.8.json"),
         true,
         "2024-01-01T00:00:00.000Z",
     );
@@ -93,7 +86,7 @@ fn worked_example_has_the_reference_ids_and_order() {
 fn free_plan_parses_the_as_from_org_and_leaves_labels_alone() {
     let m = map_response(
         &request(IP_ID, "8.8.8.8", "ipv4-addr"),
-        &fixture("ipv4_basic_8.8.8.8.json"),
+        &fixture_json("ipinfo", "ipv4_basic_8.8.8.8.json"),
         true,
         "t",
     );
@@ -114,7 +107,7 @@ fn use_asn_name_false_names_the_as_by_its_handle() {
     ] {
         let m = map_response(
             &request(IP_ID, "8.8.8.8", "ipv4-addr"),
-            &fixture(f),
+            &fixture_json("ipinfo", f),
             false,
             "t",
         );
@@ -131,7 +124,7 @@ fn vpn_sample_gets_labels_and_dutch_locations() {
     let id = crate::stix::ids::value_observable_id("ipv4-addr", "203.0.113.45");
     let m = map_response(
         &request(&id, "203.0.113.45", "ipv4-addr"),
-        &fixture("vpn_privacy_constructed.json"),
+        &fixture_json("ipinfo", "vpn_privacy_constructed.json"),
         true,
         "t",
     );
@@ -155,7 +148,12 @@ fn ipv6_with_all_false_privacy_keeps_existing_labels() {
     let id = "ipv6-addr--196096a3-659b-59b3-995c-2daf5c89111e";
     let mut req = request(id, "2607:fb91:2a0:80af:11ad:f056:42f2:b8c2", "ipv6-addr");
     req.stix_objects[0]["labels"] = json!(["keep-me"]);
-    let m = map_response(&req, &fixture("ipv6_2607-fb91.json"), true, "t");
+    let m = map_response(
+        &req,
+        &fixture_json("ipinfo", "ipv6_2607-fb91.json"),
+        true,
+        "t",
+    );
     assert_eq!(m.objects[0]["labels"], json!(["keep-me"]));
     let asys = m
         .objects
@@ -174,7 +172,7 @@ fn business_sample_labels_in_reference_order_on_the_entity_only() {
     req.stix_objects.push(other.clone());
     let m = map_response(
         &req,
-        &fixture("ipv4_business_privacy_flags_true_8.8.8.8.json"),
+        &fixture_json("ipinfo", "ipv4_business_privacy_flags_true_8.8.8.8.json"),
         true,
         "t",
     );
@@ -194,7 +192,7 @@ fn full_node_fixture_and_missingauth_answer_map() {
     ] {
         let m = map_response(
             &request(IP_ID, "8.8.8.8", "ipv4-addr"),
-            &fixture(f),
+            &fixture_json("ipinfo", f),
             true,
             "t",
         );
@@ -236,7 +234,12 @@ fn sparse_answers_give_what_they_can() {
     assert!(city.get("latitude").is_none() && city.get("country").is_none());
     assert_eq!(m.notes.len(), 2);
     // Nothing at all.
-    let m = map_response(&req, &fixture("bogon_10.0.0.1.json"), true, "t");
+    let m = map_response(
+        &req,
+        &fixture_json("ipinfo", "bogon_10.0.0.1.json"),
+        true,
+        "t",
+    );
     assert_eq!(m.added, 0);
     assert_eq!(m.objects.len(), 2);
 }

@@ -1,14 +1,7 @@
+use crate::fixtures::fixture;
 use serde_json::json;
 
 use super::*;
-
-fn fixture(name: &str) -> String {
-    std::fs::read_to_string(format!(
-        "{}/../shared/fixtures/ipsum/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap()
-}
 
 fn connector(tlp: &str, score: i64) -> IpsumConnector {
     let section = IpsumSection {
@@ -21,18 +14,18 @@ fn connector(tlp: &str, score: i64) -> IpsumConnector {
 
 #[test]
 fn parses_every_fixture_with_exact_counts() {
-    let p = parse(&fixture("levels/1.txt"));
+    let p = parse(&fixture("ipsum", "levels/1.txt"));
     assert_eq!(
         (p.ips.len(), p.private, p.junk, p.comments),
         (120_430, 0, 0, 0)
     );
     assert!(p.ips.iter().all(|i| i.count.is_none()));
-    let p = parse(&fixture("levels/5.txt"));
+    let p = parse(&fixture("ipsum", "levels/5.txt"));
     assert_eq!((p.ips.len(), p.skipped()), (1_413, 0));
     assert_eq!(p.ips[0].ip.to_string(), "77.90.185.20");
-    let p = parse(&fixture("levels/8.txt"));
+    let p = parse(&fixture("ipsum", "levels/8.txt"));
     assert_eq!(p.ips.len(), 23);
-    let p = parse(&fixture("ipsum.txt"));
+    let p = parse(&fixture("ipsum", "ipsum.txt"));
     assert_eq!((p.ips.len(), p.comments, p.skipped()), (120_430, 7, 0));
     assert_eq!(p.ips[0].count, Some(10));
     // levels/5 is exactly the IPs of ipsum.txt counted at least 5 times, in order.
@@ -42,7 +35,7 @@ fn parses_every_fixture_with_exact_counts() {
         .filter(|i| i.count >= Some(5))
         .map(|i| i.ip)
         .collect();
-    let level5: Vec<_> = parse(&fixture("levels/5.txt"))
+    let level5: Vec<_> = parse(&fixture("ipsum", "levels/5.txt"))
         .ips
         .into_iter()
         .map(|i| i.ip)

@@ -1,22 +1,21 @@
-use serde_json::{Value, json};
+use crate::fixtures::fixture_json;
+use serde_json::json;
 
 use super::*;
 
-fn fixture(name: &str) -> Value {
-    let path = format!(
-        "{}/../shared/fixtures/lastinfosec/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
 #[test]
 fn each_found_fixture_yields_its_bundle_objects() {
-    let (objects, dropped) =
-        upstream_objects(&fixture("stix21_search_hash_found_constructed.json")).unwrap();
+    let (objects, dropped) = upstream_objects(&fixture_json(
+        "lastinfosec",
+        "stix21_search_hash_found_constructed.json",
+    ))
+    .unwrap();
     assert_eq!((objects.len(), dropped), (8, 0));
-    let (objects, dropped) =
-        upstream_objects(&fixture("stix21_search_domain_found_constructed.json")).unwrap();
+    let (objects, dropped) = upstream_objects(&fixture_json(
+        "lastinfosec",
+        "stix21_search_domain_found_constructed.json",
+    ))
+    .unwrap();
     assert_eq!((objects.len(), dropped), (5, 0));
     assert!(objects.iter().any(|o| o["type"] == "attack-pattern"));
 }
@@ -25,8 +24,14 @@ fn each_found_fixture_yields_its_bundle_objects() {
 fn envelopes_may_be_empty_or_carry_extra_keys() {
     assert!(upstream_objects(&json!({"message": []})).is_none());
     assert!(upstream_objects(&json!({"status": "ok"})).is_none());
-    assert!(upstream_objects(&fixture("error_422_not_found_constructed.json")).is_none());
-    let mut body = fixture("stix21_search_domain_found_constructed.json");
+    assert!(
+        upstream_objects(&fixture_json(
+            "lastinfosec",
+            "error_422_not_found_constructed.json"
+        ))
+        .is_none()
+    );
+    let mut body = fixture_json("lastinfosec", "stix21_search_domain_found_constructed.json");
     body["headers"] = json!({"count": 1});
     body["message"]
         .as_array_mut()

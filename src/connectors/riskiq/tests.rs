@@ -1,20 +1,16 @@
+use crate::fixtures::fixture_json;
 use serde_json::{Value, json};
 
 use super::*;
-
-fn fixture(name: &str) -> Value {
-    let path = format!(
-        "{}/../shared/fixtures/riskiq/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
 
 const DOMAIN_ID: &str = "domain-name--d8f80844-a558-554c-97ba-13937278c048";
 const IP_ID: &str = "ipv4-addr--8b12a0da-27b6-5220-852e-d812ea771990";
 
 fn results(name: &str) -> Vec<Value> {
-    fixture(name)["results"].as_array().unwrap().clone()
+    fixture_json("riskiq", name)["results"]
+        .as_array()
+        .unwrap()
+        .clone()
 }
 
 fn pairs(m: &Mapped) -> Vec<(String, String)> {
@@ -222,7 +218,8 @@ fn times_follow_python_isoformat_and_stix2() {
 
 #[test]
 fn http_errors_say_what_to_fix() {
-    let body = serde_json::to_string(&fixture("error_generic_constructed.json")).unwrap();
+    let body =
+        serde_json::to_string(&fixture_json("riskiq", "error_generic_constructed.json")).unwrap();
     assert!(
         matches!(status_error(401, "Unauthorized", &body), ConnectorError::Misconfigured(m) if m.contains("Authentication failed") && m.contains("riskiq.api_key"))
     );

@@ -1,10 +1,8 @@
 //! LastInfoSec through the runtime, the API faked by wiremock.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use opencti_connectors::config::ConnectorSettings;
 use opencti_connectors::connectors::Hosted;
 use serde_json::{Value, json};
@@ -12,13 +10,6 @@ use wiremock::matchers::{body_json, method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const KEY: &str = "lis-secret-key";
-
-fn fixture(name: &str) -> Value {
-    serde_json::from_str(
-        &std::fs::read_to_string(shared(&format!("fixtures/lastinfosec/{name}"))).unwrap(),
-    )
-    .unwrap()
-}
 
 fn lastinfosec(base: &str, extra: &[(&str, &str)]) -> (ConnectorSettings, Hosted) {
     build_connector(
@@ -45,7 +36,7 @@ fn observable(
         None => json!([]),
     };
     fake.state.lock().unwrap().entities.insert(id.clone(), json!({"id": format!("internal-{work}"), "standard_id": id, "entity_type": "X", "objectMarking": markings, "observable_value": value}));
-    json!({"internal": {"work_id": work}, "event": {"entity_id": id, "stix_entity": entity.to_string()}}).to_string().into_bytes()
+    manual_message(work, &entity)
 }
 
 fn domain(value: &str) -> Value {
@@ -60,20 +51,20 @@ async fn search_mode_imports_the_bundle_with_the_external_reference() {
         .and(query_param("api_key", KEY))
         .and(query_param("platform", "opencti"))
         .and(body_json(json!({"value": "example.net"})))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(fixture("stix21_search_domain_found_constructed.json")),
-        )
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture_json(
+            "lastinfosec",
+            "stix21_search_domain_found_constructed.json",
+        )))
         .expect(1)
         .mount(&server)
         .await;
     Mock::given(method("POST"))
         .and(path("/v2/stix21/search/"))
         .and(body_json(json!({"value": "unknown.example"})))
-        .respond_with(
-            ResponseTemplate::new(422)
-                .set_body_json(fixture("error_422_not_found_constructed.json")),
-        )
+        .respond_with(ResponseTemplate::new(422).set_body_json(fixture_json(
+            "lastinfosec",
+            "error_422_not_found_constructed.json",
+        )))
         .expect(1)
         .mount(&server)
         .await;
@@ -124,7 +115,7 @@ async fn search_mode_imports_the_bundle_with_the_external_reference() {
         entity["x_opencti_external_references"][0]["source_name"],
         "Last Info Sec"
     );
-    let upstream = fixture("stix21_search_domain_found_constructed.json");
+    let upstream = fixture_json("lastinfosec", "stix21_search_domain_found_constructed.json");
     for o in upstream["message"][0]["objects"].as_array().unwrap() {
         let sent = objects
             .iter()
@@ -133,7 +124,6 @@ async fn search_mode_imports_the_bundle_with_the_external_reference() {
         assert_eq!(sent, o, "objects are kept as the API gives them");
     }
     stop(shutdown, task).await;
-    fake.delete_queues(&id).await;
 }
 
 #[tokio::test]
@@ -143,10 +133,10 @@ async fn hash_host_mode_hits_the_right_endpoints() {
     Mock::given(method("GET"))
         .and(path(format!("/v2/stix21/search_hash/{sha256}")))
         .and(query_param("api_key", KEY))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(fixture("stix21_search_hash_found_constructed.json")),
-        )
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture_json(
+            "lastinfosec",
+            "stix21_search_hash_found_constructed.json",
+        )))
         .expect(1)
         .mount(&server)
         .await;
@@ -194,7 +184,6 @@ async fn hash_host_mode_hits_the_right_endpoints() {
         "example.net not found..."
     );
     stop(shutdown, task).await;
-    fake.delete_queues(&id).await;
 }
 
 #[tokio::test]
@@ -232,7 +221,6 @@ async fn the_proxy_setting_reaches_the_http_client() {
         "the proxy got the absolute URL"
     );
     stop(shutdown, task).await;
-    fake.delete_queues(&id).await;
 }
 
 #[tokio::test]
@@ -242,7 +230,8 @@ async fn tlp_gate_playbook_and_credentials() {
         .and(path("/v2/stix21/search/"))
         .and(body_json(json!({"value": "example.net"})))
         .respond_with(
-            ResponseTemplate::new(401).set_body_json(fixture("error_401_constructed.json")),
+            ResponseTemplate::new(401)
+                .set_body_json(fixture_json("lastinfosec", "error_401_constructed.json")),
         )
         .expect(1)
         .mount(&server)
@@ -250,10 +239,10 @@ async fn tlp_gate_playbook_and_credentials() {
     Mock::given(method("POST"))
         .and(path("/v2/stix21/search/"))
         .and(body_json(json!({"value": "8.8.8.8"})))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(fixture("stix21_search_hash_found_constructed.json")),
-        )
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture_json(
+            "lastinfosec",
+            "stix21_search_hash_found_constructed.json",
+        )))
         .expect(1)
         .mount(&server)
         .await;
@@ -318,5 +307,4 @@ async fn tlp_gate_playbook_and_credentials() {
         );
     }
     stop(shutdown, task).await;
-    fake.delete_queues(&id).await;
 }

@@ -2,23 +2,17 @@
 //! with the official connector's recorded calls (`expected_python_connector/`), modulo the
 //! deviations of spec §4.5.
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use opencti_connectors::config::ConnectorSettings;
 use opencti_connectors::connectors::{ConnectorError, EnrichmentConnector, Hosted, Outcome};
 use opencti_connectors::stix::ids;
 use serde_json::{Value, json};
 use wiremock::matchers::{header, method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
-
-fn fixture(name: &str) -> String {
-    std::fs::read_to_string(shared(&format!("fixtures/ivre/{name}"))).unwrap()
-}
 
 /// A fake IVRE: each (route, filter) answers its fixture on page 0; every other page and
 /// filter answers IVRE's empty page.
@@ -31,7 +25,7 @@ async fn ivre_server(lists: &[(&str, Value, &str)], ipdata: &[(&str, &str)]) -> 
             .and(query_param("q", "skip:0 limit:200"))
             .and(header("referer", "http://127.0.0.1/"))
             .respond_with(
-                ResponseTemplate::new(200).set_body_raw(fixture(file), "application/json"),
+                ResponseTemplate::new(200).set_body_raw(fixture("ivre", file), "application/json"),
             )
             .with_priority(1)
             .mount(&server)
@@ -40,16 +34,16 @@ async fn ivre_server(lists: &[(&str, Value, &str)], ipdata: &[(&str, &str)]) -> 
     for (addr, file) in ipdata {
         Mock::given(path(format!("/cgi/ipdata/{addr}")))
             .respond_with(
-                ResponseTemplate::new(200).set_body_raw(fixture(file), "application/json"),
+                ResponseTemplate::new(200).set_body_raw(fixture("ivre", file), "application/json"),
             )
             .mount(&server)
             .await;
     }
     Mock::given(method("GET"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_raw(fixture("scans_empty_result.json"), "application/json"),
-        )
+        .respond_with(ResponseTemplate::new(200).set_body_raw(
+            fixture("ivre", "scans_empty_result.json"),
+            "application/json",
+        ))
         .with_priority(10)
         .mount(&server)
         .await;
@@ -204,7 +198,8 @@ async fn ipv4_gets_locations_as_domains_and_certificates() {
         x509["hashes"]["SHA-256"],
         "9b04dcc7739983075f59d497edfd7b908a6c3c1c371ad477ed523a5c735c6e25"
     );
-    let scans: Value = serde_json::from_str(&fixture("scans_host_198.51.100.10.json")).unwrap();
+    let scans: Value =
+        serde_json::from_str(&fixture("ivre", "scans_host_198.51.100.10.json")).unwrap();
     let issuer_text = scans[0]["ports"]
         .as_array()
         .unwrap()
@@ -446,23 +441,23 @@ async fn a_failing_source_does_not_stop_the_others() {
     let server = MockServer::start().await;
     Mock::given(path("/cgi/passive"))
         .respond_with(ResponseTemplate::new(500).set_body_raw(
-            fixture("error_500_unsupported_filter_passive_asnum.html"),
+            fixture("ivre", "error_500_unsupported_filter_passive_asnum.html"),
             "text/html",
         ))
         .mount(&server)
         .await;
     Mock::given(path("/cgi/scans"))
         .respond_with(ResponseTemplate::new(400).set_body_raw(
-            fixture("error_400_invalid_referer.json"),
+            fixture("ivre", "error_400_invalid_referer.json"),
             "application/json",
         ))
         .mount(&server)
         .await;
     Mock::given(path(format!("/cgi/ipdata/{HOST}")))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_raw(fixture("ipdata_198.51.100.10.json"), "application/json"),
-        )
+        .respond_with(ResponseTemplate::new(200).set_body_raw(
+            fixture("ivre", "ipdata_198.51.100.10.json"),
+            "application/json",
+        ))
         .mount(&server)
         .await;
     let c = connector(ivre(&server, &[]).1);
@@ -530,14 +525,13 @@ async fn through_the_runtime_with_the_tlp_gate() {
         "Do not send any data, TLP of the observable is greater than MAX TLP"
     );
     stop(shutdown, task).await;
-    fake.delete_queues(&id).await;
 }
 
 #[tokio::test]
 async fn paging_goes_on_until_an_empty_page_even_after_a_short_one() {
     let server = MockServer::start().await;
     let filter = json!({"f": "host", "a": [HOST]}).to_string();
-    let one = fixture("passive_host_198.51.100.10.json");
+    let one = fixture("ivre", "passive_host_198.51.100.10.json");
     let n = opencti_connectors::connectors::ivre::client::parse_records(&one)
         .unwrap()
         .len();
@@ -546,7 +540,7 @@ async fn paging_goes_on_until_an_empty_page_even_after_a_short_one() {
         (format!("skip:{n} limit:200"), one.clone()),
         (
             format!("skip:{} limit:200", 2 * n),
-            fixture("scans_empty_result.json"),
+            fixture("ivre", "scans_empty_result.json"),
         ),
     ] {
         Mock::given(path("/cgi/passive"))

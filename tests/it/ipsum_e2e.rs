@@ -1,10 +1,8 @@
 //! IPsum through the runtime: scheduled runs against the fake OpenCTI and a wiremock feed.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use opencti_connectors::config::ConnectorSettings;
 use opencti_connectors::connectors::Hosted;
 use serde_json::Value;
@@ -135,7 +133,6 @@ async fn imports_then_skips_an_unchanged_feed_by_etag() {
     assert_eq!(state["etag"], "\"v1\"");
     assert!(state["last_run"].as_str().unwrap().len() == 19);
     assert!(state["feed_sha256"].is_string());
-    fake.delete_queues(&id).await;
 }
 
 #[tokio::test]
@@ -149,7 +146,6 @@ async fn counts_drive_scores_and_an_unchanged_body_is_not_resent() {
         .await;
     let fake = FakeOpencti::start().await;
     let (settings, hosted) = ipsum(&format!("{}/ipsum.txt", server.uri()), &[]);
-    let id = settings.id.to_string();
     let (shutdown, task) = start(&fake, settings, hosted, Duration::from_secs(5)).await;
     fake.wait_for("two runs", |s| s.count("workEdit.toProcessed") >= 2)
         .await;
@@ -185,7 +181,6 @@ async fn counts_drive_scores_and_an_unchanged_body_is_not_resent() {
             .unwrap()
             .ends_with("the feed is unchanged since the last run, nothing sent")
     );
-    fake.delete_queues(&id).await;
 }
 
 #[tokio::test]
@@ -197,7 +192,6 @@ async fn a_failed_download_fails_the_work() {
         .await;
     let fake = FakeOpencti::start().await;
     let (settings, hosted) = ipsum(&format!("{}/levels/5.txt", server.uri()), &[]);
-    let id = settings.id.to_string();
     let (shutdown, task) = start(&fake, settings, hosted, Duration::from_secs(5)).await;
     fake.wait_for("a run", |s| s.count("workEdit.toProcessed") >= 1)
         .await;
@@ -214,7 +208,6 @@ async fn a_failed_download_fails_the_work() {
         "null",
         "no state on failure"
     );
-    fake.delete_queues(&id).await;
 }
 
 #[tokio::test]
@@ -249,5 +242,4 @@ async fn amqp_mode_publishes_every_object_on_the_push_queue() {
         fake.queue_len(&FakeOpencti::push_queue(&id)).await as usize,
         expected
     );
-    fake.delete_queues(&id).await;
 }

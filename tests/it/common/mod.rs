@@ -1,5 +1,4 @@
 //! Shared test support: fixture paths, the platform schema, a fake OpenCTI, broker helpers.
-#![allow(dead_code)]
 
 pub mod fake_opencti;
 
@@ -8,10 +7,9 @@ use std::sync::OnceLock;
 use apollo_compiler::Schema;
 use apollo_compiler::validation::Valid;
 
-/// Path of a file under `../shared/`.
-pub fn shared(path: &str) -> String {
-    format!("{}/../shared/{path}", env!("CARGO_MANIFEST_DIR"))
-}
+#[path = "../../../src/fixtures.rs"]
+mod fixtures;
+pub use fixtures::{fixture, fixture_json, shared};
 
 /// The platform's merged GraphQL schema, parsed and validated once.
 pub fn schema() -> &'static Valid<Schema> {
@@ -169,15 +167,22 @@ pub fn ip_stix(marking_id: &str) -> Value {
            "extensions": {"extension-definition--ea279b3e-5c71-4632-ac08-831c66a786ba": {"id": "2a6b1c5e-0000-4000-8000-000000000001", "type": "IPv4-Addr"}}})
 }
 
-/// A 6.8.10 manual enrichment message.
-pub fn manual_message(work_id: &str, stix_entity: &Value) -> Vec<u8> {
+/// An enrichment request for `entity` as OpenCTI 6.8.10 queues it: `manual` from the UI,
+/// `auto` when triggered by a creation. The entity travels as `stix_entity`.
+pub fn listen_message(work_id: &str, entity: &Value, mode: &str) -> Vec<u8> {
+    let trigger = if mode == "auto" { "create" } else { "update" };
     json!({
-        "internal": {"work_id": work_id, "applicant_id": null, "draft_id": null, "mode": "manual", "trigger": "update"},
-        "event": {"event_type": "INTERNAL_ENRICHMENT", "entity_id": IP_ID, "entity_type": "IPv4-Addr",
-                  "stix_entity": stix_entity.to_string(), "stix_objects": null}
+        "internal": {"work_id": work_id, "applicant_id": null, "draft_id": null, "mode": mode, "trigger": trigger},
+        "event": {"event_type": "INTERNAL_ENRICHMENT", "entity_id": entity["id"],
+                  "stix_entity": entity.to_string(), "stix_objects": null}
     })
     .to_string()
     .into_bytes()
+}
+
+/// A manual enrichment request for `entity`.
+pub fn manual_message(work_id: &str, entity: &Value) -> Vec<u8> {
+    listen_message(work_id, entity, "manual")
 }
 
 /// A playbook step message carrying `objects`.
@@ -208,7 +213,10 @@ pub struct TestConnector {
     pub max_tlp: Option<Tlp>,
 }
 
-pub const ADDED_ID: &str = "identity--00000000-test";
+/// The id of the identity [`TestConnector`] adds.
+pub fn added_id() -> String {
+    opencti_connectors::stix::ids::identity_id("Test Author", "organization")
+}
 
 #[async_trait]
 impl EnrichmentConnector for TestConnector {

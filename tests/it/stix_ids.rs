@@ -1,7 +1,5 @@
 //! Every vector of `shared/fixtures/stix-id-vectors.json` (computed by stix2 / pycti).
 
-mod common;
-
 use opencti_connectors::stix::canonical::canonical_json;
 use opencti_connectors::stix::ids;
 use serde_json::{Map, Value};
@@ -63,7 +61,8 @@ fn compute(kind: &str, input: &Map<String, Value>) -> String {
 
 #[test]
 fn every_reference_vector_matches() {
-    let text = std::fs::read_to_string(common::shared("fixtures/stix-id-vectors.json")).unwrap();
+    let text =
+        std::fs::read_to_string(crate::common::shared("fixtures/stix-id-vectors.json")).unwrap();
     let vectors: Vec<Value> = serde_json::from_str(&text).unwrap();
     assert_eq!(vectors.len(), 95);
     let mut failures = Vec::new();
@@ -88,7 +87,8 @@ fn every_reference_vector_matches() {
 
 #[test]
 fn canonical_text_matches_for_sco_vectors() {
-    let text = std::fs::read_to_string(common::shared("fixtures/stix-id-vectors.json")).unwrap();
+    let text =
+        std::fs::read_to_string(crate::common::shared("fixtures/stix-id-vectors.json")).unwrap();
     let vectors: Vec<Value> = serde_json::from_str(&text).unwrap();
     for v in vectors
         .iter()

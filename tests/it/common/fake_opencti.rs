@@ -60,6 +60,55 @@ pub struct FakeOpencti {
     pub state: Arc<Mutex<FakeState>>,
     channel: lapin::Channel,
     _connection: Arc<lapin::Connection>,
+    /// Deletes the declared queues when the last clone goes (test end, panics included).
+    _teardown: Arc<Teardown>,
+}
+
+/// The connector ids whose queues the fake declared; dropped with the last fake clone.
+#[derive(Default)]
+struct Teardown {
+    connector_ids: Mutex<Vec<String>>,
+}
+
+impl Drop for Teardown {
+    fn drop(&mut self) {
+        let ids =
+            std::mem::take(&mut *self.connector_ids.lock().unwrap_or_else(|e| e.into_inner()));
+        if ids.is_empty() {
+            return;
+        }
+        // Drop cannot await, and may run inside the test's runtime while it shuts down (or
+        // unwinds from a failed assertion): delete from a thread with a runtime of its own.
+        let deleting = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                let connect =
+                    lapin::Connection::connect(BROKER_URL, lapin::ConnectionProperties::default());
+                let Ok(Ok(connection)) =
+                    tokio::time::timeout(Duration::from_secs(5), connect).await
+                else {
+                    return;
+                };
+                let Ok(channel) = connection.create_channel().await else {
+                    return;
+                };
+                for id in &ids {
+                    for q in [FakeOpencti::listen_queue(id), FakeOpencti::push_queue(id)] {
+                        let _ = channel
+                            .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+                            .await;
+                    }
+                }
+                let _ = connection.close(200, "test teardown".into()).await;
+            });
+        });
+        let _ = deleting.join();
+    }
 }
 
 /// Connects to the test broker, failing loudly when it does not answer.
@@ -98,6 +147,7 @@ impl FakeOpencti {
             state: Arc::new(Mutex::new(FakeState::default())),
             channel,
             _connection: Arc::new(connection),
+            _teardown: Arc::default(),
         };
         let app = Router::new()
             .route("/graphql", post(graphql))
@@ -116,6 +166,12 @@ impl FakeOpencti {
 
     /// Declares and binds a connector's queues as the platform does (they expire when idle).
     pub async fn declare_queues(&self, connector_id: &str) {
+        {
+            let mut ids = self._teardown.connector_ids.lock().unwrap();
+            if !ids.iter().any(|i| i == connector_id) {
+                ids.push(connector_id.to_string());
+            }
+        }
         let mut args = FieldTable::default();
         args.insert("x-expires".into(), AMQPValue::LongUInt(600_000));
         for (queue, exchange, routing) in [
@@ -201,18 +257,6 @@ impl FakeOpencti {
             out.push(m.delivery.data.clone());
         }
         out
-    }
-
-    pub async fn delete_queues(&self, connector_id: &str) {
-        for q in [
-            Self::listen_queue(connector_id),
-            Self::push_queue(connector_id),
-        ] {
-            let _ = self
-                .channel
-                .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
-                .await;
-        }
     }
 
     pub fn calls(&self, field: &str) -> Vec<Call> {

@@ -1,11 +1,9 @@
 //! The enrichment runtime end to end: real RabbitMQ, fake OpenCTI, a trivial test connector.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use opencti_connectors::config::{ConnectorKind, QueueProtocol};
 use opencti_connectors::connectors::{ConnectorError, Hosted};
 use opencti_connectors::stix::Tlp;
@@ -60,7 +58,7 @@ async fn enrichment_pushes_the_bundle_reports_the_work_then_acks() {
     let objects = pushed_objects(&pushes[0]);
     let ids: Vec<&str> = objects.iter().map(|o| o["id"].as_str().unwrap()).collect();
     // Marking first (fewest dependencies), then the entity, then the addition.
-    assert_eq!(ids, vec![GREEN, ADDED_ID_FOR_AUTHOR(), IP_ID]);
+    assert_eq!(ids, vec![GREEN, added_id().as_str(), IP_ID]);
     let processed = &fake.calls("workEdit.toProcessed")[0].variables;
     assert_eq!(
         processed["message"],
@@ -79,15 +77,6 @@ async fn enrichment_pushes_the_bundle_reports_the_work_then_acks() {
         fake.state.lock().unwrap().invalid.is_empty(),
         "every operation validated"
     );
-    fake.delete_queues(&id).await;
-}
-
-#[allow(non_snake_case)]
-fn ADDED_ID_FOR_AUTHOR() -> &'static str {
-    // Identity::organization("Test Author") has a deterministic id.
-    Box::leak(
-        opencti_connectors::stix::ids::identity_id("Test Author", "organization").into_boxed_str(),
-    )
 }
 
 #[tokio::test]
@@ -120,7 +109,6 @@ async fn pre_6_8_9_message_reads_the_entity_through_graphql() {
         false
     );
     stop(shutdown, task).await;
-    fake.delete_queues(&id).await;
 }
 
 #[tokio::test]
@@ -150,7 +138,7 @@ async fn playbook_step_gets_the_original_objects_plus_additions_and_no_work_call
         .iter()
         .map(|o| o["id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, vec![IP_ID, ADDED_ID_FOR_AUTHOR()]);
+    assert_eq!(ids, vec![IP_ID, added_id().as_str()]);
     assert_eq!(call["step_id"], "step-2");
     assert_eq!(call["previous_step_id"], "step-1");
     let previous: Value = serde_json::from_str(call["previous_bundle"].as_str().unwrap()).unwrap();
@@ -163,7 +151,6 @@ async fn playbook_step_gets_the_original_objects_plus_additions_and_no_work_call
         "no work calls, no push"
     );
     stop(shutdown, task).await;
-    fake.delete_queues(&id).await;
 }
 
 #[tokio::test]
@@ -193,7 +180,6 @@ async fn failing_playbook_enrichment_still_answers_with_the_original_bundle() {
     let bundle: Value = serde_json::from_str(call["bundle"].as_str().unwrap()).unwrap();
     assert_eq!(bundle["objects"], serde_json::json!([ip_stix(GREEN)]));
     stop(shutdown, task).await;
-    fake.delete_queues(&id).await;
 }
 
 #[tokio::test]
@@ -226,7 +212,6 @@ async fn tlp_above_max_calls_nothing_upstream_and_the_work_says_why() {
     assert_eq!(connector.calls(), 0, "the connector was never called");
     assert_eq!(fake.count("stixBundlePush"), 0);
     stop(shutdown, task).await;
-    fake.delete_queues(&id).await;
 }
 
 #[tokio::test]
@@ -276,7 +261,6 @@ async fn malformed_messages_are_reported_acked_and_the_loop_goes_on() {
         0,
         "nothing left to poison the queue"
     );
-    fake.delete_queues(&id).await;
 }
 
 #[tokio::test]
@@ -302,7 +286,6 @@ async fn unreadable_entity_fails_the_work_with_pyctis_message() {
     );
     assert_eq!(processed["inError"], true);
     stop(shutdown, task).await;
-    fake.delete_queues(&id).await;
 }
 
 #[tokio::test]
@@ -331,7 +314,6 @@ async fn transient_upstream_errors_are_retried_then_fail_the_work() {
     assert_eq!(processed["message"], "HTTP 503 upstream");
     assert_eq!(processed["inError"], true);
     stop(shutdown, task).await;
-    fake.delete_queues(&id).await;
 }
 
 #[tokio::test]
@@ -359,7 +341,6 @@ async fn platform_outage_during_push_is_retried_before_the_ack() {
         false
     );
     stop(shutdown, task).await;
-    fake.delete_queues(&id).await;
 }
 
 #[tokio::test]
@@ -426,7 +407,6 @@ async fn killed_daemon_mid_message_gets_the_message_redelivered() {
     );
     stop(shutdown, task).await;
     assert_eq!(fake.queue_len(&FakeOpencti::listen_queue(&id)).await, 0);
-    fake.delete_queues(&id).await;
 }
 
 #[tokio::test]
@@ -465,7 +445,6 @@ async fn shutdown_finishes_in_flight_work_within_the_deadline() {
         false
     );
     assert_eq!(fake.queue_len(&FakeOpencti::listen_queue(&id)).await, 0);
-    fake.delete_queues(&id).await;
 }
 
 #[tokio::test]
@@ -504,7 +483,6 @@ async fn shutdown_deadline_requeues_what_did_not_finish() {
         1,
         "the message is back in the queue"
     );
-    fake.delete_queues(&id).await;
 }
 
 #[tokio::test]
@@ -558,11 +536,10 @@ async fn amqp_protocol_publishes_one_object_per_message_after_expectations() {
         "Sent 3 stix bundle(s) for worker import"
     );
     stop(shutdown, task).await;
-    fake.delete_queues(&id).await;
 }
 
 fn fake_opencti_user() -> &'static str {
-    common::fake_opencti::CONNECTOR_USER_ID
+    crate::common::fake_opencti::CONNECTOR_USER_ID
 }
 
 #[tokio::test]
@@ -608,8 +585,6 @@ async fn one_failing_connector_does_not_stop_another() {
     })
     .await;
     stop(shutdown, task).await;
-    fake.delete_queues(&good_id).await;
-    fake.delete_queues(&bad_id).await;
 }
 
 struct PanickingConnector;
@@ -625,4 +600,44 @@ impl opencti_connectors::connectors::EnrichmentConnector for PanickingConnector 
     ) -> Result<opencti_connectors::connectors::Outcome, ConnectorError> {
         panic!("connector bug")
     }
+}
+
+#[tokio::test]
+async fn a_request_in_a_draft_works_in_that_draft_only() {
+    let fake = FakeOpencti::start().await;
+    add_ip_entity(&fake, "TLP:GREEN", GREEN);
+    let s = enrichment(QueueProtocol::Api);
+    let id = s.id.to_string();
+    let connector = Arc::new(TestConnector::default());
+    let (shutdown, task) = start(
+        &fake,
+        s,
+        Hosted::Enrichment(connector),
+        Duration::from_secs(5),
+    )
+    .await;
+    let mut in_draft: Value =
+        serde_json::from_slice(&manual_message("work_d", &ip_stix(GREEN))).unwrap();
+    in_draft["internal"]["draft_id"] = "draft-1".into();
+    fake.publish_listen(&id, in_draft.to_string().as_bytes())
+        .await;
+    fake.wait_for("the draft work", |s| s.count("workEdit.toProcessed") == 1)
+        .await;
+    fake.publish_listen(&id, &manual_message("work_live", &ip_stix(GREEN)))
+        .await;
+    fake.wait_for("the live work", |s| s.count("workEdit.toProcessed") == 2)
+        .await;
+    stop(shutdown, task).await;
+
+    let drafts = |field: &str| -> Vec<Option<String>> {
+        fake.calls(field).into_iter().map(|c| c.draft_id).collect()
+    };
+    let draft = Some("draft-1".to_string());
+    assert_eq!(drafts("stixBundlePush"), vec![draft.clone(), None]);
+    assert_eq!(drafts("workEdit.toReceived"), vec![draft.clone(), None]);
+    assert_eq!(drafts("workEdit.toProcessed"), vec![draft, None]);
+    assert!(
+        drafts("pingConnector").iter().all(Option::is_none),
+        "connector calls stay outside the draft"
+    );
 }

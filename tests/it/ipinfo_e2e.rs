@@ -1,20 +1,14 @@
 //! IPinfo through the whole runtime: real RabbitMQ, fake OpenCTI, IPinfo faked by wiremock
 //! serving `shared/fixtures/ipinfo`.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use opencti_connectors::config::ConnectorSettings;
 use opencti_connectors::connectors::Hosted;
 use serde_json::{Value, json};
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
-
-fn fixture(name: &str) -> String {
-    std::fs::read_to_string(shared(&format!("fixtures/ipinfo/{name}"))).unwrap()
-}
 
 /// Builds the IPinfo connector from environment-style config, as the daemon does.
 fn ipinfo_connector(base_url: &str, extra: &[(&str, &str)]) -> (ConnectorSettings, Hosted) {
@@ -33,23 +27,14 @@ async fn ipinfo_mock(expect: u64) -> MockServer {
     Mock::given(method("GET"))
         .and(path("/8.8.8.8/json"))
         .and(header("authorization", "Bearer ipinfo-secret-token"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_raw(fixture("ipv4_asn_privacy_8.8.8.8.json"), "application/json"),
-        )
+        .respond_with(ResponseTemplate::new(200).set_body_raw(
+            fixture("ipinfo", "ipv4_asn_privacy_8.8.8.8.json"),
+            "application/json",
+        ))
         .expect(expect)
         .mount(&server)
         .await;
     server
-}
-
-fn auto_message(work_id: &str) -> Vec<u8> {
-    json!({
-        "internal": {"work_id": work_id, "applicant_id": null, "draft_id": null, "trigger": "create", "mode": "auto"},
-        "event": {"event_type": "INTERNAL_ENRICHMENT", "entity_id": IP_ID, "entity_type": "IPv4-Addr", "stix_entity": ip_stix(GREEN).to_string(), "stix_objects": null}
-    })
-    .to_string()
-    .into_bytes()
 }
 
 #[tokio::test]
@@ -63,7 +48,8 @@ async fn manual_and_auto_enrichments_push_the_reference_objects() {
 
     fake.publish_listen(&id, &manual_message("work_manual", &ip_stix(GREEN)))
         .await;
-    fake.publish_listen(&id, &auto_message("work_auto")).await;
+    fake.publish_listen(&id, &listen_message("work_auto", &ip_stix(GREEN), "auto"))
+        .await;
     fake.wait_for("two processed works", |s| {
         s.count("workEdit.toProcessed") == 2
     })
@@ -98,7 +84,6 @@ async fn manual_and_auto_enrichments_push_the_reference_objects() {
     let entity = objects.iter().find(|o| o["id"] == IP_ID).unwrap();
     assert_eq!(entity["labels"], json!(["hosting"]));
     stop(shutdown, task).await;
-    fake.delete_queues(&id).await;
     // wiremock verifies `.expect(2)` (with the Bearer header) on drop.
 }
 
@@ -129,7 +114,6 @@ async fn playbook_step_returns_the_enriched_bundle() {
         0
     );
     stop(shutdown, task).await;
-    fake.delete_queues(&id).await;
 }
 
 #[tokio::test]
@@ -151,31 +135,30 @@ async fn tlp_above_max_sends_nothing_to_ipinfo() {
     );
     assert_eq!(processed["inError"], true);
     stop(shutdown, task).await;
-    fake.delete_queues(&id).await;
 }
 
 #[tokio::test]
 async fn upstream_errors_end_in_clear_work_messages_without_the_token() {
     let upstream = MockServer::start().await;
     Mock::given(path("/8.8.8.8/json"))
-        .respond_with(
-            ResponseTemplate::new(403)
-                .set_body_raw(fixture("error_403_wrong_token.json"), "application/json"),
-        )
+        .respond_with(ResponseTemplate::new(403).set_body_raw(
+            fixture("ipinfo", "error_403_wrong_token.json"),
+            "application/json",
+        ))
         .expect(1)
         .mount(&upstream)
         .await;
     Mock::given(path("/1.1.1.1/json"))
-        .respond_with(
-            ResponseTemplate::new(429)
-                .set_body_raw(fixture("error_429_legacy_text_plain.txt"), "text/html"),
-        )
+        .respond_with(ResponseTemplate::new(429).set_body_raw(
+            fixture("ipinfo", "error_429_legacy_text_plain.txt"),
+            "text/html",
+        ))
         .expect(3)
         .mount(&upstream)
         .await;
     Mock::given(path("/9.9.9.9/json"))
         .respond_with(ResponseTemplate::new(200).set_body_raw(
-            fixture("bogon_198.51.100.1_ipinfo-node.json"),
+            fixture("ipinfo", "bogon_198.51.100.1_ipinfo-node.json"),
             "application/json",
         ))
         .expect(1)
@@ -192,8 +175,8 @@ async fn upstream_errors_end_in_clear_work_messages_without_the_token() {
         let ip_id = opencti_connectors::stix::ids::value_observable_id("ipv4-addr", ip);
         fake.state.lock().unwrap().entities.insert(ip_id.clone(), json!({"id": format!("i{n}"), "standard_id": ip_id, "entity_type": "IPv4-Addr", "objectMarking": []}));
         let entity = json!({"id": ip_id, "type": "ipv4-addr", "spec_version": "2.1", "value": ip});
-        let body = json!({"internal": {"work_id": format!("work_{ip}")}, "event": {"entity_id": ip_id, "entity_type": "IPv4-Addr", "stix_entity": entity.to_string()}});
-        fake.publish_listen(&id, body.to_string().as_bytes()).await;
+        fake.publish_listen(&id, &manual_message(&format!("work_{ip}"), &entity))
+            .await;
     }
     fake.wait_for("four processed works", |s| {
         s.count("workEdit.toProcessed") == 4
@@ -227,7 +210,6 @@ async fn upstream_errors_end_in_clear_work_messages_without_the_token() {
         );
     }
     stop(shutdown, task).await;
-    fake.delete_queues(&id).await;
 }
 
 #[tokio::test]
@@ -276,7 +258,9 @@ async fn every_error_fixture_maps_to_a_clear_connector_error() {
     ];
     for (ip, status, file, mime) in cases {
         Mock::given(path(format!("/{ip}/json")))
-            .respond_with(ResponseTemplate::new(*status).set_body_raw(fixture(file), mime))
+            .respond_with(
+                ResponseTemplate::new(*status).set_body_raw(fixture("ipinfo", file), mime),
+            )
             .mount(&upstream)
             .await;
     }
@@ -319,7 +303,7 @@ async fn every_error_fixture_maps_to_a_clear_connector_error() {
     Mock::given(path("/2607:fb91:2a0:80af:11ad:f056:42f2:b8c2/json"))
         .respond_with(
             ResponseTemplate::new(200)
-                .set_body_raw(fixture("ipv6_2607-fb91.json"), "application/json"),
+                .set_body_raw(fixture("ipinfo", "ipv6_2607-fb91.json"), "application/json"),
         )
         .expect(1)
         .mount(&upstream)

@@ -1,10 +1,8 @@
 //! RiskIQ PassiveTotal through the runtime, PassiveTotal faked by wiremock.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use opencti_connectors::config::ConnectorSettings;
 use opencti_connectors::connectors::Hosted;
 use serde_json::{Value, json};
@@ -13,13 +11,6 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const DOMAIN: &str = "www.furth.com.ar";
 const DOMAIN_ID: &str = "domain-name--d8f80844-a558-554c-97ba-13937278c048";
-
-fn fixture(name: &str) -> Value {
-    serde_json::from_str(
-        &std::fs::read_to_string(shared(&format!("fixtures/riskiq/{name}"))).unwrap(),
-    )
-    .unwrap()
-}
 
 fn riskiq(base: &str, extra: &[(&str, &str)]) -> (ConnectorSettings, Hosted) {
     build_connector(
@@ -42,7 +33,7 @@ fn add_domain(fake: &FakeOpencti, id: &str, value: &str, markings: Value) {
 
 fn domain_message(work: &str, id: &str, stix_type: &str, value: &str) -> Vec<u8> {
     let entity = json!({"id": id, "type": stix_type, "spec_version": "2.1", "value": value});
-    json!({"internal": {"work_id": work}, "event": {"entity_id": id, "stix_entity": entity.to_string()}}).to_string().into_bytes()
+    manual_message(work, &entity)
 }
 
 async fn passive_total(quota: &str, quota_calls: u64, dns_calls: u64) -> MockServer {
@@ -50,7 +41,7 @@ async fn passive_total(quota: &str, quota_calls: u64, dns_calls: u64) -> MockSer
     Mock::given(method("GET"))
         .and(path("/pt/v2/account/quota"))
         .and(basic_auth("analyst@example.com", "riskiq-secret-key"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(fixture(quota)))
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture_json("riskiq", quota)))
         .expect(quota_calls)
         .mount(&server)
         .await;
@@ -58,10 +49,10 @@ async fn passive_total(quota: &str, quota_calls: u64, dns_calls: u64) -> MockSer
         .and(path("/pt/v2/dns/passive"))
         .and(query_param("query", DOMAIN))
         .and(basic_auth("analyst@example.com", "riskiq-secret-key"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(fixture("dns_passive_domain_www.furth.com.ar.json")),
-        )
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture_json(
+            "riskiq",
+            "dns_passive_domain_www.furth.com.ar.json",
+        )))
         .expect(dns_calls)
         .mount(&server)
         .await;
@@ -115,7 +106,6 @@ async fn two_enrichments_make_one_quota_call_and_send_the_reference_objects() {
         assert!(ids.contains(&want), "{want} missing");
     }
     stop(shutdown, task).await;
-    fake.delete_queues(&id).await;
 }
 
 #[tokio::test]
@@ -146,7 +136,6 @@ async fn an_exhausted_quota_fails_the_work_without_a_lookup() {
         assert_eq!(call.variables["inError"], true);
     }
     stop(shutdown, task).await;
-    fake.delete_queues(&id).await;
 }
 
 #[tokio::test]
@@ -154,7 +143,8 @@ async fn out_of_scope_tlp_and_credentials_are_reported_as_the_reference_words_th
     let server = MockServer::start().await;
     Mock::given(path("/pt/v2/account/quota"))
         .respond_with(
-            ResponseTemplate::new(401).set_body_json(fixture("error_generic_constructed.json")),
+            ResponseTemplate::new(401)
+                .set_body_json(fixture_json("riskiq", "error_generic_constructed.json")),
         )
         .expect(1)
         .mount(&server)
@@ -207,21 +197,22 @@ async fn out_of_scope_tlp_and_credentials_are_reported_as_the_reference_words_th
         assert!(!call.variables.to_string().contains("riskiq-secret-key"));
     }
     stop(shutdown, task).await;
-    fake.delete_queues(&id).await;
 }
 
 #[tokio::test]
 async fn an_empty_result_is_the_only_no_information_found() {
     let server = MockServer::start().await;
     Mock::given(path("/pt/v2/account/quota"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(fixture("account_quota.json")))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(fixture_json("riskiq", "account_quota.json")),
+        )
         .mount(&server)
         .await;
     Mock::given(path("/pt/v2/dns/passive"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(fixture("dns_passive_zero_records_xsoar.json")),
-        )
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture_json(
+            "riskiq",
+            "dns_passive_zero_records_xsoar.json",
+        )))
         .mount(&server)
         .await;
     let fake = FakeOpencti::start().await;
@@ -241,5 +232,4 @@ async fn an_empty_result_is_the_only_no_information_found() {
     assert_eq!(done["inError"], false);
     assert_eq!(fake.count("stixBundlePush"), 0);
     stop(shutdown, task).await;
-    fake.delete_queues(&id).await;
 }

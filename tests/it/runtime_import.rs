@@ -1,13 +1,11 @@
 //! The scheduled-import runtime: workAdd → send → state → ping → toProcessed, on a schedule.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::common::*;
 use async_trait::async_trait;
-use common::*;
 use opencti_connectors::config::{ConnectorKind, QueueProtocol};
 use opencti_connectors::connectors::{ConnectorError, Hosted, ImportConnector, ImportContext};
 use opencti_connectors::stix::{Observable, to_object};
@@ -111,10 +109,9 @@ async fn runs_at_start_then_on_schedule_keeping_state_in_opencti() {
     let last_ping = fake.calls("pingConnector").pop().unwrap();
     assert!(last_ping.variables["connectorInfo"]["last_run_datetime"].is_string());
     assert!(last_ping.variables["connectorInfo"]["next_run_datetime"].is_string());
-    fake.delete_queues(&id).await;
 }
 
-fn pushes_objects_len(call: &common::fake_opencti::Call) -> usize {
+fn pushes_objects_len(call: &crate::common::fake_opencti::Call) -> usize {
     pushed_objects(call).len()
 }
 
@@ -150,7 +147,6 @@ async fn a_failed_run_fails_the_work_and_keeps_the_state() {
         fake.calls("pingConnector").pop().unwrap().variables["state"],
         r#"{"runs":7}"#
     );
-    fake.delete_queues(&id).await;
 }
 
 #[tokio::test]
@@ -183,7 +179,6 @@ async fn a_state_reset_from_the_platform_is_adopted() {
         fake.calls("workEdit.toProcessed")[1].variables["message"],
         "imported 4 objects (run 1)"
     );
-    fake.delete_queues(&id).await;
 }
 
 #[tokio::test]
@@ -212,5 +207,4 @@ async fn amqp_importer_adds_expectations_per_chunk_and_publishes() {
         fake.drain_queue(&FakeOpencti::push_queue(&id)).await.len(),
         4
     );
-    fake.delete_queues(&id).await;
 }

@@ -1,0 +1,21 @@
+//! Test fixtures under `../shared/`: one reader for the unit tests (`crate::fixtures`) and the
+//! integration tests (`tests/it/common` includes this file by path).
+
+#![allow(dead_code)] // Each test binary uses its own subset.
+
+/// Path of a file under `../shared/`.
+pub fn shared(path: &str) -> String {
+    format!("{}/../shared/{path}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The text of `shared/fixtures/<connector>/<name>`.
+pub fn fixture(connector: &str, name: &str) -> String {
+    let path = shared(&format!("fixtures/{connector}/{name}"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("fixture {path}: {e}"))
+}
+
+/// `shared/fixtures/<connector>/<name>` parsed as JSON.
+pub fn fixture_json(connector: &str, name: &str) -> serde_json::Value {
+    let text = fixture(connector, name);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("fixture {connector}/{name}: {e}"))
+}

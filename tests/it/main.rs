@@ -1,0 +1,20 @@
+//! The integration tests, one binary: the runtime on the real RabbitMQ against a fake OpenCTI
+//! that validates every operation against the platform schema, each connector end to end
+//! against a faked upstream, the daemon binary itself, and checks that keep the README and
+//! the deployment files true.
+
+mod common;
+
+mod daemon;
+mod deploy;
+mod graphql_schema;
+mod ipinfo_e2e;
+mod ipsum_e2e;
+mod ivre_e2e;
+mod lastinfosec_e2e;
+mod opencti_client;
+mod readme;
+mod riskiq_e2e;
+mod runtime_enrichment;
+mod runtime_import;
+mod stix_ids;
