@@ -16,7 +16,10 @@ pub enum UpstreamError {
     Status {
         status: u16,
         reason: String,
+        /// The start of the body, for the connector's message.
         body: String,
+        /// `Retry-After` in seconds or as an HTTP date.
+        retry_after: Option<Duration>,
     },
     /// A 2xx answer whose body is not JSON.
     #[error("the answer is not JSON: {0}")]
@@ -76,29 +79,93 @@ pub fn describe(error: &reqwest::Error) -> String {
     format!("{kind}{source}").replace(|c: char| c.is_control(), " ")
 }
 
+impl UpstreamError {
+    /// A transport failure, described without its URL.
+    pub fn transport(error: reqwest::Error) -> Self {
+        UpstreamError::Transport(describe(&error.without_url()))
+    }
+
+    /// A non-2xx answer whose body was not read.
+    pub fn status(response: &reqwest::Response) -> Self {
+        let status = response.status();
+        UpstreamError::Status {
+            status: status.as_u16(),
+            reason: reason(status).to_string(),
+            body: String::new(),
+            retry_after: retry_after(response.headers()),
+        }
+    }
+}
+
+/// The canonical reason phrase of `status` (`Unknown` for unregistered codes).
+pub fn reason(status: reqwest::StatusCode) -> &'static str {
+    status.canonical_reason().unwrap_or("Unknown")
+}
+
+/// The `Retry-After` of an answer: delay-seconds or an HTTP date (RFC 9110 §10.2.3).
+pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let value = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    let wait = at.signed_duration_since(chrono::Utc::now());
+    Some(wait.to_std().unwrap_or(Duration::ZERO))
+}
+
 /// Reads a JSON answer; non-2xx answers become `Status` with the body kept for messages.
 pub async fn json_body(
     response: reqwest::Result<reqwest::Response>,
 ) -> Result<Value, UpstreamError> {
-    let response = response.map_err(|e| UpstreamError::Transport(describe(&e.without_url())))?;
+    let response = response.map_err(UpstreamError::transport)?;
     let status = response.status();
-    let text = response
-        .text()
-        .await
-        .map_err(|e| UpstreamError::Transport(describe(&e.without_url())))?;
     if !status.is_success() {
+        let retry_after = retry_after(response.headers());
+        let body = response.text().await.unwrap_or_default();
         return Err(UpstreamError::Status {
             status: status.as_u16(),
-            reason: status.canonical_reason().unwrap_or("Unknown").to_string(),
-            body: text.chars().take(500).collect(),
+            reason: reason(status).to_string(),
+            body: body.chars().take(500).collect(),
+            retry_after,
         });
     }
+    let text = response.text().await.map_err(UpstreamError::transport)?;
     serde_json::from_str(&text).map_err(|e| UpstreamError::NotJson(e.to_string()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_takes_seconds_or_a_date() {
+        let mut headers = reqwest::header::HeaderMap::new();
+        assert_eq!(retry_after(&headers), None);
+        headers.insert(reqwest::header::RETRY_AFTER, "120".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(120)));
+        let soon = (chrono::Utc::now() + chrono::Duration::seconds(30)).to_rfc2822();
+        headers.insert(reqwest::header::RETRY_AFTER, soon.parse().unwrap());
+        let wait = retry_after(&headers).unwrap();
+        assert!(
+            wait > Duration::from_secs(25) && wait <= Duration::from_secs(30),
+            "{wait:?}"
+        );
+        headers.insert(
+            reqwest::header::RETRY_AFTER,
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
+        assert_eq!(
+            retry_after(&headers),
+            Some(Duration::ZERO),
+            "a past date: now"
+        );
+        headers.insert(reqwest::header::RETRY_AFTER, "soon".parse().unwrap());
+        assert_eq!(retry_after(&headers), None);
+    }
 
     #[test]
     fn ipv6_addresses_stay_in_the_path() {

@@ -1,12 +1,14 @@
 //! opencti-connectors: one daemon hosting OpenCTI connectors.
 //!
-//! - [`config`]: YAML + environment → validated [`config::Config`]; the key table.
+//! - [`config`]: the leaf: shared blocks, value types, the key table, the YAML + env loader.
+//! - [`registry`]: the top-level [`registry::Config`], the one list of connectors, validation
+//!   and [`registry::build_all`].
 //! - [`stix`]: STIX 2.1 builders, deterministic ids ([`stix::ids`]), TLP markings.
 //! - [`opencti`]: the shared GraphQL client, listen messages, the bundle splitter.
 //! - [`amqp`]: RabbitMQ connect / consume / publish with confirms.
 //! - [`runtime`]: registration, pings and state, the enrichment loop, the import scheduler,
 //!   bundle sending, supervision and the two-stage shutdown.
-//! - [`connectors`]: the connector traits and each connector's mapping.
+//! - [`connectors`]: the connector contract, and one directory per connector.
 //! - [`health`], [`metrics`]: `/healthz` and `/metrics`.
 //! - [`shutdown`]: signals → cancellation.
 
@@ -17,6 +19,7 @@ pub mod health;
 pub mod http;
 pub mod metrics;
 pub mod opencti;
+pub mod registry;
 pub mod runtime;
 pub mod shutdown;
 pub mod stix;

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-use opencti_connectors::config::{Config, LogFormat};
+use opencti_connectors::config::LogFormat;
 use opencti_connectors::metrics::Metrics;
 use opencti_connectors::opencti::OpenctiClient;
+use opencti_connectors::registry::{self, Config};
 use opencti_connectors::runtime::{self, Platform, Shutdown, retry::RetryPolicy};
 use opencti_connectors::{connectors, health, shutdown};
 
@@ -64,7 +65,7 @@ fn main() -> ExitCode {
 async fn async_main(args: Args) -> ExitCode {
     let command = args.command.unwrap_or(Command::Run);
     if let Command::ConfigTable = command {
-        print!("{}", opencti_connectors::config::keys::markdown_table());
+        print!("{}", registry::markdown_table());
         return ExitCode::SUCCESS;
     }
     if let Command::Healthcheck { url } = &command {
@@ -87,7 +88,7 @@ async fn async_main(args: Args) -> ExitCode {
         }
     };
     init_tracing(&config);
-    let built = match connectors::build_all(&config) {
+    let built = match registry::build_all(&config) {
         Ok(b) => b,
         Err(e) => {
             eprintln!("error: {e}");
@@ -100,7 +101,7 @@ async fn async_main(args: Args) -> ExitCode {
                 "{}: {} ({}, id {})",
                 s.key,
                 s.name,
-                s.kind.connector_type(),
+                s.connector_type(),
                 s.id
             );
         }

@@ -11,6 +11,43 @@ use prometheus_client::registry::Registry;
 
 type Labels = Vec<(String, String)>;
 
+/// Everything the daemon counts per connector: the `event` label of
+/// `opencti_connectors_events_total`. One name each, so a typo cannot start a new series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    EnrichmentSucceeded,
+    EnrichmentFailed,
+    /// A listen message that could not be parsed.
+    MessageMalformed,
+    /// The connector panicked on a message.
+    Panic,
+    /// An entity above the connector's max TLP.
+    TlpRefused,
+    /// Bundles sent to OpenCTI.
+    BundlesSent,
+    RunSucceeded,
+    RunFailed,
+    /// The supervisor restarted the connector.
+    Restart,
+}
+
+impl Event {
+    /// The label value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Event::EnrichmentSucceeded => "enrichments_succeeded",
+            Event::EnrichmentFailed => "enrichments_failed",
+            Event::MessageMalformed => "messages_malformed",
+            Event::Panic => "panics",
+            Event::TlpRefused => "tlp_refused",
+            Event::BundlesSent => "bundles_sent",
+            Event::RunSucceeded => "runs_succeeded",
+            Event::RunFailed => "runs_failed",
+            Event::Restart => "restarts",
+        }
+    }
+}
+
 /// The daemon's metrics.
 pub struct Metrics {
     registry: Mutex<Registry>,
@@ -42,22 +79,22 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    fn labels(connector: &str, event: &str) -> Labels {
+    fn labels(connector: &str, event: Event) -> Labels {
         vec![
             ("connector".into(), connector.into()),
-            ("event".into(), event.into()),
+            ("event".into(), event.name().into()),
         ]
     }
 
     /// Counts one event.
-    pub fn count(&self, connector: &str, event: &str) {
+    pub fn count(&self, connector: &str, event: Event) {
         self.events
             .get_or_create(&Self::labels(connector, event))
             .inc();
     }
 
     /// Adds `n` to an event counter.
-    pub fn add(&self, connector: &str, event: &str, n: u64) {
+    pub fn add(&self, connector: &str, event: Event, n: u64) {
         self.events
             .get_or_create(&Self::labels(connector, event))
             .inc_by(n);

@@ -1,6 +1,7 @@
 //! The table of every configuration key: YAML path, environment names, kind, default and
 //! meaning. It drives environment overrides, value normalisation, the README table
-//! (`opencti-connectors config-table`) and tests that keep them in step.
+//! (`opencti-connectors config-table`) and tests that keep them in step. The connectors'
+//! sections are described by their [`SectionSpec`]s; the registry lists them.
 
 /// What a key holds; decides how an environment string becomes a YAML value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,19 +28,54 @@ pub struct KeyDef {
     pub doc: &'static str,
 }
 
-/// Whether a connector answers enrichment requests or imports on a schedule.
+impl KeyDef {
+    /// `max_tlp`: the highest TLP of an entity that may be sent upstream (`""`: no limit).
+    pub const fn max_tlp(default: &'static str, doc: &'static str) -> KeyDef {
+        KeyDef {
+            key: "max_tlp",
+            env_aliases: &[],
+            kind: Kind::Tlp,
+            default,
+            doc,
+        }
+    }
+
+    /// `request_timeout`: the timeout of one upstream request.
+    pub const fn request_timeout(default: &'static str, doc: &'static str) -> KeyDef {
+        KeyDef {
+            key: "request_timeout",
+            env_aliases: &[],
+            kind: Kind::Duration,
+            default,
+            doc,
+        }
+    }
+}
+
+/// Whether a connector answers enrichment requests or imports on a schedule, with the
+/// settings that only that kind has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConnectorKind {
-    Enrichment,
-    Import,
+    /// INTERNAL_ENRICHMENT: consumes its listen queue.
+    Enrichment {
+        /// `connector.auto` when unset.
+        default_auto: bool,
+        /// Registered as usable in playbooks.
+        playbook_compatible: bool,
+    },
+    /// EXTERNAL_IMPORT: runs on a schedule.
+    Import {
+        /// `connector.duration_period` when unset.
+        default_period: std::time::Duration,
+    },
 }
 
 impl ConnectorKind {
     /// The OpenCTI `ConnectorType`.
     pub fn connector_type(self) -> &'static str {
         match self {
-            ConnectorKind::Enrichment => "INTERNAL_ENRICHMENT",
-            ConnectorKind::Import => "EXTERNAL_IMPORT",
+            ConnectorKind::Enrichment { .. } => "INTERNAL_ENRICHMENT",
+            ConnectorKind::Import { .. } => "EXTERNAL_IMPORT",
         }
     }
 }
@@ -47,17 +83,32 @@ impl ConnectorKind {
 /// What a connector section looks like: its common block's defaults and its own keys.
 #[derive(Debug, Clone, Copy)]
 pub struct SectionSpec {
+    /// The YAML section, module name and log field (`ipinfo`).
     pub section: &'static str,
     pub kind: ConnectorKind,
     pub default_name: &'static str,
     pub default_scope: &'static str,
-    pub default_auto: bool,
     pub default_api_base_url: &'static str,
     /// Extra environment names of `api_base_url` (the Python connector's).
     pub api_base_url_aliases: &'static [&'static str],
-    /// Default `connector.duration_period` of an importer.
-    pub default_duration_period: &'static str,
     pub keys: &'static [KeyDef],
+}
+
+impl SectionSpec {
+    /// Every key of the section, fully named, in table order.
+    pub fn all_keys(&self) -> Vec<KeySpec> {
+        section_keys(self)
+    }
+
+    /// ` (env A or B)` for `key` of this section, as errors name it; empty for an unknown key.
+    pub fn env_hint(&self, key: &str) -> String {
+        let path = format!("{}.{key}", self.section);
+        self.all_keys()
+            .into_iter()
+            .find(|k| k.path == path)
+            .map(|k| format!(" (env {})", k.env.join(" or ")))
+            .unwrap_or_default()
+    }
 }
 
 /// One fully named key.
@@ -92,7 +143,7 @@ pub fn env_name(path: &str) -> String {
 }
 
 /// Global keys (outside connector sections).
-fn global_keys() -> Vec<KeySpec> {
+pub fn global_keys() -> Vec<KeySpec> {
     use Kind::*;
     vec![
         KeySpec::new(
@@ -236,12 +287,12 @@ fn section_keys(spec: &SectionSpec) -> Vec<KeySpec> {
         ),
     ];
     match spec.kind {
-        ConnectorKind::Enrichment => keys.extend([
+        ConnectorKind::Enrichment { default_auto, .. } => keys.extend([
             KeySpec::new(
                 &p("connector.auto"),
                 &[],
                 Bool,
-                if spec.default_auto { "true" } else { "false" },
+                if default_auto { "true" } else { "false" },
                 "Enrich automatically on creation.",
             ),
             KeySpec::new(
@@ -259,11 +310,11 @@ fn section_keys(spec: &SectionSpec) -> Vec<KeySpec> {
                 "Requests processed at once (the queue prefetch).",
             ),
         ]),
-        ConnectorKind::Import => keys.push(KeySpec::new(
+        ConnectorKind::Import { default_period } => keys.push(KeySpec::new(
             &p("connector.duration_period"),
             &[],
             Duration,
-            spec.default_duration_period,
+            &super::IsoDuration(default_period).to_string(),
             "Interval between runs (ISO-8601); the first run starts at start-up.",
         )),
     }
@@ -279,21 +330,12 @@ fn section_keys(spec: &SectionSpec) -> Vec<KeySpec> {
     keys
 }
 
-/// Every key the loader reads, in table order.
-pub fn all_keys() -> Vec<KeySpec> {
-    let mut keys = global_keys();
-    for spec in crate::connectors::SECTIONS {
-        keys.extend(section_keys(spec));
-    }
-    keys
-}
-
-/// The Markdown table of every key, as the README shows it.
-pub fn markdown_table() -> String {
+/// The Markdown table of `keys`, as the README shows it.
+pub fn markdown_table(keys: &[KeySpec]) -> String {
     let mut out = String::from(
         "| YAML key | Environment variable(s) | Default | Meaning |\n|---|---|---|---|\n",
     );
-    for k in all_keys() {
+    for k in keys {
         let env = k
             .env
             .iter()

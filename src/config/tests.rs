@@ -1,269 +1,226 @@
+//! The loader and the connector block alone, on a section made up for the test: `config`
+//! compiles and is tested without any connector.
+
 use std::collections::HashMap;
 
-use super::*;
+use serde::Deserialize;
 
-fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
+use super::keys::{self, KeySpec};
+use super::*;
 
 const ID: &str = "2f0cc9a8-0b1b-4e2a-9f7d-1c2b3d4e5f60";
 
-fn ipinfo_env() -> Vec<(&'static str, &'static str)> {
-    vec![
-        ("OPENCTI_URL", "http://opencti:8080"),
-        ("OPENCTI_TOKEN", "secret-token"),
-        ("IPINFO_ENABLED", "true"),
-        ("IPINFO_CONNECTOR_ID", ID),
-        ("IPINFO_TOKEN", "ipinfo-token"),
-    ]
+static SPEC: SectionSpec = SectionSpec {
+    section: "demo",
+    kind: ConnectorKind::Enrichment {
+        default_auto: true,
+        playbook_compatible: false,
+    },
+    default_name: "Demo",
+    default_scope: "IPv4-Addr",
+    default_api_base_url: "https://demo.example",
+    api_base_url_aliases: &["DEMO_URL"],
+    keys: &[
+        KeyDef {
+            key: "token",
+            env_aliases: &["DEMO_API_TOKEN"],
+            kind: Kind::Secret,
+            default: "",
+            doc: "Token.",
+        },
+        KeyDef {
+            key: "retries",
+            env_aliases: &[],
+            kind: Kind::Int,
+            default: "2",
+            doc: "Retries.",
+        },
+        KeyDef::max_tlp("TLP:AMBER", "Highest TLP."),
+    ],
+};
+
+static IMPORT: SectionSpec = SectionSpec {
+    section: "feed",
+    kind: ConnectorKind::Import {
+        default_period: std::time::Duration::from_secs(6 * 3600),
+    },
+    default_name: "Feed",
+    default_scope: "feed",
+    default_api_base_url: "https://feed.example",
+    api_base_url_aliases: &[],
+    keys: &[],
+};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct Root {
+    log: LogConfig,
+    demo: Demo,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct Demo {
+    enabled: bool,
+    api_base_url: Option<String>,
+    connector: ConnectorBlock,
+    token: Option<Secret>,
+    retries: i64,
+    max_tlp: Option<TlpSetting>,
+}
+
+fn table() -> Vec<KeySpec> {
+    let mut t: Vec<KeySpec> = keys::global_keys()
+        .into_iter()
+        .filter(|k| k.path.starts_with("log."))
+        .collect();
+    t.extend(SPEC.all_keys());
+    t
+}
+
+fn load(yaml: Option<&str>, pairs: &[(&str, &str)]) -> Result<Root, ConfigError> {
+    let env: HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    loader::from_sources(yaml, &env, &table())
 }
 
 #[test]
-fn environment_alone_configures_the_daemon() {
-    let c = Config::from_sources(None, &env(&ipinfo_env())).unwrap();
-    assert!(c.ipinfo.enabled);
-    assert_eq!(c.opencti.url.as_deref(), Some("http://opencti:8080"));
-    assert_eq!(c.ipinfo.token.as_ref().unwrap().expose(), "ipinfo-token");
-    assert_eq!(c.ipinfo.max_tlp.0, crate::stix::Tlp::Amber);
-    let (settings, _) = crate::connectors::build_all(&c).unwrap().remove(0);
-    assert_eq!(settings.id.to_string(), ID);
-    assert_eq!(settings.name, "IPInfo");
-    assert_eq!(settings.scope, vec!["IPv4-Addr", "IPv6-Addr"]);
-    assert!(settings.auto && settings.playbook_compatible);
-    assert_eq!(settings.concurrency, 4);
-}
-
-#[test]
-fn environment_overrides_yaml() {
-    let yaml = format!(
-        "opencti:\n  url: http://yaml:8080\n  token: yaml-token\nipinfo:\n  enabled: yes\n  token: t\n  use_asn_name: 'no'\n  connector:\n    id: {ID}\n    auto: false\n"
+fn the_environment_overrides_the_file_through_every_name_of_a_key() {
+    let yaml =
+        "demo:\n  enabled: 'yes'\n  retries: '5'\n  token: 1234\n  connector:\n    auto: false\n";
+    let root = load(Some(yaml), &[]).unwrap();
+    assert!(root.demo.enabled);
+    assert_eq!(root.demo.retries, 5, "integers may be quoted");
+    assert_eq!(
+        root.demo.token.unwrap().expose(),
+        "1234",
+        "a numeric token stays a string"
     );
-    let c = Config::from_sources(
-        Some(&yaml),
-        &env(&[
-            ("OPENCTI_URL", "http://env:8080"),
-            ("IPINFO_CONNECTOR_AUTO", "TRUE"),
-        ]),
+    assert_eq!(root.demo.connector.auto, Some(false));
+    let root = load(
+        Some(yaml),
+        &[
+            ("DEMO_CONNECTOR_AUTO", "TRUE"),
+            ("DEMO_API_TOKEN", "from-alias"),
+            ("DEMO_URL", "http://alias"),
+            ("DEMO_RETRIES", " "),
+        ],
     )
     .unwrap();
-    assert_eq!(c.opencti.url.as_deref(), Some("http://env:8080"));
-    assert!(c.ipinfo.enabled);
-    assert!(!c.ipinfo.use_asn_name);
-    assert_eq!(c.ipinfo.connector.auto, Some(true));
+    assert_eq!(root.demo.connector.auto, Some(true));
+    assert_eq!(root.demo.token.unwrap().expose(), "from-alias");
+    assert_eq!(root.demo.api_base_url.as_deref(), Some("http://alias"));
+    assert_eq!(root.demo.retries, 5, "a blank variable does not override");
 }
 
 #[test]
-fn unknown_keys_are_errors_naming_the_key() {
-    let err = Config::from_sources(Some("ipinfo:\n  tokn: x\n"), &HashMap::new())
+fn loader_errors_name_the_key_and_its_variable() {
+    let err = load(None, &[("DEMO_ENABLED", "maybe")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("demo.enabled (env DEMO_ENABLED)") && err.contains("boolean"),
+        "{err}"
+    );
+    let err = load(Some("demo:\n  tokn: x\n"), &[])
         .unwrap_err()
         .to_string();
     assert!(err.contains("tokn"), "{err}");
-    let err = Config::from_sources(Some("ipinfo:\n  connector:\n    idd: x\n"), &HashMap::new())
+    let err = load(None, &[("DEMO_MAX_TLP", "AMBER")])
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("idd") && err.contains("ipinfo.connector"),
+        err.contains("demo.max_tlp (env DEMO_MAX_TLP)") && err.contains("TLP:AMBER+STRICT"),
         "{err}"
     );
-    let err = Config::from_sources(Some("nonsense: 1\n"), &HashMap::new())
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("nonsense"), "{err}");
+    let err = load(Some("- a list"), &[]).unwrap_err().to_string();
+    assert!(err.contains("mapping of sections"), "{err}");
 }
 
 #[test]
-fn invalid_values_say_what_is_allowed() {
-    let mut e = ipinfo_env();
-    e.push(("IPINFO_MAX_TLP", "AMBER"));
-    let err = Config::from_sources(None, &env(&e))
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("ipinfo.max_tlp") && err.contains("TLP:AMBER+STRICT"),
-        "{err}"
+fn the_block_resolves_with_the_kind_s_defaults() {
+    let block = ConnectorBlock {
+        id: Some(ID.parse().unwrap()),
+        ..Default::default()
+    };
+    let mut checks = Checks::new(&SPEC);
+    let settings = block.resolve(&SPEC, &mut checks);
+    assert!(checks.is_empty(), "{:?}", checks.into_errors());
+    assert_eq!(settings.name, "Demo");
+    assert_eq!(settings.scope, vec!["IPv4-Addr"]);
+    assert_eq!(settings.connector_type(), "INTERNAL_ENRICHMENT");
+    assert_eq!(
+        settings.mode,
+        Mode::Enrichment {
+            auto: true,
+            auto_update: false,
+            playbook_compatible: false,
+            concurrency: connector::DEFAULT_CONCURRENCY,
+        }
     );
-
-    let mut e = ipinfo_env();
-    e.retain(|(k, _)| *k != "IPINFO_CONNECTOR_ID");
-    e.push(("IPINFO_CONNECTOR_ID", "ipinfo--43cf861c"));
-    let err = Config::from_sources(None, &env(&e))
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("ipinfo.connector.id") && err.contains("UUID"),
-        "{err}"
+    let mut checks = Checks::new(&IMPORT);
+    let settings = block.resolve(&IMPORT, &mut checks);
+    assert!(checks.is_empty());
+    assert_eq!(
+        settings.mode,
+        Mode::Import {
+            period: std::time::Duration::from_secs(6 * 3600)
+        }
     );
-
-    let mut e = ipinfo_env();
-    e.push(("IPINFO_REQUEST_TIMEOUT", "soon"));
-    let err = Config::from_sources(None, &env(&e))
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("ipinfo.request_timeout") && err.contains("ISO-8601"),
-        "{err}"
-    );
-
-    let mut e = env(&ipinfo_env());
-    e.insert("IPINFO_ENABLED".into(), "maybe".into());
-    let err = Config::from_sources(None, &e).unwrap_err().to_string();
-    assert!(
-        err.contains("IPINFO_ENABLED") && err.contains("boolean"),
-        "{err}"
-    );
-
-    let mut e = ipinfo_env();
-    e.retain(|(k, _)| *k != "OPENCTI_URL");
-    e.push(("OPENCTI_URL", "opencti:8080"));
-    let err = Config::from_sources(None, &env(&e))
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("opencti.url") && err.contains("http(s) URL"),
-        "{err}"
-    );
+    assert_eq!(settings.connector_type(), "EXTERNAL_IMPORT");
 }
 
 #[test]
-fn enabled_connector_requires_its_secrets_and_id() {
-    let err = Config::from_sources(None, &env(&[("IPINFO_ENABLED", "true")]))
-        .unwrap_err()
-        .to_string();
+fn the_block_s_errors_name_their_keys() {
+    let block = ConnectorBlock {
+        name: Some(" x ".into()),
+        concurrency: Some(0),
+        duration_period: Some(IsoDuration(std::time::Duration::from_secs(60))),
+        log_level: Some("loud".into()),
+        ..Default::default()
+    };
+    let mut checks = Checks::new(&SPEC);
+    block.resolve(&SPEC, &mut checks);
+    checks.require_secret("token", None);
+    checks.url("api_base_url", "demo.example");
+    let errors = checks.into_errors().join("\n");
     for needle in [
-        "opencti.url",
-        "opencti.token",
-        "ipinfo.token",
-        "ipinfo.connector.id",
+        "demo.connector.id (env DEMO_CONNECTOR_ID): required when demo.enabled is true",
+        "demo.connector.name",
+        "demo.connector.concurrency (env DEMO_CONNECTOR_CONCURRENCY): must be at least 1",
+        "demo.connector.duration_period: only scheduled importers take a period",
+        "demo.connector.log_level",
+        "demo.token (env DEMO_TOKEN or DEMO_API_TOKEN): required when demo.enabled is true",
+        "demo.api_base_url (env DEMO_API_BASE_URL or DEMO_URL): `demo.example` is not an http(s) URL",
     ] {
-        assert!(err.contains(needle), "{needle} missing from: {err}");
+        assert!(errors.contains(needle), "{needle} missing from:\n{errors}");
     }
-}
-
-#[test]
-fn secrets_never_reach_debug_output() {
-    let c = Config::from_sources(None, &env(&ipinfo_env())).unwrap();
-    let dump = format!("{c:?}");
+    let block = ConnectorBlock {
+        id: Some(ID.parse().unwrap()),
+        auto: Some(true),
+        duration_period: Some(IsoDuration(std::time::Duration::ZERO)),
+        ..Default::default()
+    };
+    let mut checks = Checks::new(&IMPORT);
+    block.resolve(&IMPORT, &mut checks);
+    let errors = checks.into_errors().join("\n");
     assert!(
-        !dump.contains("secret-token") && !dump.contains("ipinfo-token"),
-        "{dump}"
+        errors.contains("only apply to enrichment connectors"),
+        "{errors}"
     );
+    assert!(errors.contains("must be longer than zero"), "{errors}");
 }
 
 #[test]
-fn every_key_in_the_table_is_read_by_the_loader() {
-    // Setting each key through each of its environment names must be accepted: the overlay
-    // writes the value at the key's path, so an unknown-field error here would mean the table
-    // names a key the config structs do not have.
-    for key in keys::all_keys() {
-        let sample = match key.kind {
-            Kind::Bool => "true",
-            Kind::Int => "3",
-            Kind::Duration => "PT5M",
-            Kind::Tlp => "TLP:GREEN",
-            Kind::Uuid => ID,
-            Kind::Url => "http://example.test:1234",
-            Kind::Scope => "IPv4-Addr",
-            Kind::Str | Kind::Secret => match key.path.as_str() {
-                "log.format" => "json",
-                "log.level" => "debug",
-                "daemon.listen" => "127.0.0.1:0",
-                p if p.ends_with("queue_protocol") => "amqp",
-                p if p.ends_with("log_level") => "debug",
-                "ipsum.tlp_level" => "amber",
-                "lastinfosec.endpoint" => "hash_host",
-                "ivre.scans_route" => "view",
-                p if p.starts_with("ivre.db_url") => "http://ivre.test/cgi",
-                _ => "value",
-            },
-        };
-        for name in &key.env {
-            let mut pairs = ipinfo_env();
-            pairs.push(("IPSUM_CONNECTOR_ID", "9b7c2e14-3f5a-4d8b-9c1e-6a2f4b8d0e37"));
-            pairs.push((
-                "RISKIQ_CONNECTOR_ID",
-                "5d1f6a0e-8c3b-4f2a-9e7d-2b4c6d8e0f12",
-            ));
-            pairs.push(("RISKIQ_USERNAME", "u"));
-            pairs.push(("RISKIQ_API_KEY", "k"));
-            pairs.push((
-                "LASTINFOSEC_CONNECTOR_ID",
-                "7c4e2a10-3b5d-4e6f-8a9b-0c1d2e3f4a5b",
-            ));
-            pairs.push(("CONFIG_LIS_APIKEY_CTI", "k"));
-            pairs.push(("IVRE_CONNECTOR_ID", "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d"));
-            pairs.push(("IVRE_DB_URL", "http://ivre/cgi"));
-            pairs.push((name.as_str(), sample));
-            let result = Config::from_sources(None, &env(&pairs));
-            assert!(
-                result.is_ok(),
-                "{} via {name}: {:?}",
-                key.path,
-                result.err()
-            );
-        }
-    }
-}
-
-#[test]
-fn sample_config_parses_and_lists_every_key() {
-    let text =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.yml.sample")).unwrap();
-    let mut root: serde_yaml::Mapping = serde_yaml::from_str(&text).unwrap();
-    for key in keys::all_keys() {
-        assert!(
-            get_path_mut(&mut root, &key.path).is_some(),
-            "config.yml.sample lacks {}",
-            key.path
-        );
-    }
-    // The sample's placeholders are valid once the required values are filled in.
-    Config::from_sources(Some(&text), &env(&ipinfo_env())).unwrap();
-}
-
-#[test]
-fn a_connector_log_level_applies_inside_its_spans_only() {
-    use std::io::Write;
-    use std::sync::{Arc, Mutex};
-
-    #[derive(Clone, Default)]
-    struct Buf(Arc<Mutex<Vec<u8>>>);
-    impl Write for Buf {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    let mut pairs = ipinfo_env();
-    pairs.push(("LOG_LEVEL", "warn"));
-    pairs.push(("IPINFO_CONNECTOR_LOG_LEVEL", "debug"));
-    let config = Config::from_sources(None, &env(&pairs)).unwrap();
-    assert_eq!(config.log_filter(), "warn,[{connector=ipinfo}]=debug");
-    let buf = Buf::default();
-    let writer = buf.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(config.log_filter()).unwrap())
-        .with_writer(move || writer.clone())
-        .finish();
-    tracing::subscriber::with_default(subscriber, || {
-        tracing::info_span!("enrichment", connector = "ipinfo")
-            .in_scope(|| tracing::debug!("inside-ipinfo"));
-        tracing::info_span!("enrichment", connector = "riskiq")
-            .in_scope(|| tracing::debug!("inside-riskiq"));
-        tracing::debug!("outside");
-        tracing::warn!("warned");
-    });
-    let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
-    assert!(out.contains("inside-ipinfo"), "{out}");
-    assert!(
-        !out.contains("inside-riskiq") && !out.contains("outside"),
-        "{out}"
+fn shared_blocks_need_opencti_only_when_a_connector_runs() {
+    let (opencti, log, daemon) = (
+        OpenctiConfig::default(),
+        LogConfig::default(),
+        DaemonConfig::default(),
     );
-    assert!(out.contains("warned"));
+    assert!(check_shared(&opencti, &log, &daemon, false).is_empty());
+    let errors = check_shared(&opencti, &log, &daemon, true).join("\n");
+    assert!(errors.contains("opencti.url") && errors.contains("opencti.token"));
 }

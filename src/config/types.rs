@@ -95,7 +95,38 @@ impl IsoDuration {
         if let Some(time) = time {
             parse_part(time, &[('H', 3600.0), ('M', 60.0), ('S', 1.0)])?;
         }
-        Ok(IsoDuration(Duration::from_secs_f64(total)))
+        Duration::try_from_secs_f64(total)
+            .map(IsoDuration)
+            .map_err(|_| format!("`{s}` is too long a duration"))
+    }
+}
+
+/// The shortest ISO-8601 form: `P1D`, `PT6H`, `PT1H30M`, `PT0.5S`.
+impl fmt::Display for IsoDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secs = self.0.as_secs();
+        let millis = self.0.subsec_millis();
+        let (days, rest) = (secs / 86400, secs % 86400);
+        let (hours, minutes, seconds) = (rest / 3600, rest % 3600 / 60, rest % 60);
+        f.write_str("P")?;
+        if days > 0 {
+            write!(f, "{days}D")?;
+        }
+        if rest == 0 && millis == 0 && days > 0 {
+            return Ok(());
+        }
+        f.write_str("T")?;
+        if hours > 0 {
+            write!(f, "{hours}H")?;
+        }
+        if minutes > 0 {
+            write!(f, "{minutes}M")?;
+        }
+        match (seconds, millis) {
+            (0, 0) if hours > 0 || minutes > 0 => Ok(()),
+            (s, 0) => write!(f, "{s}S"),
+            (s, ms) => write!(f, "{s}.{ms:03}S"),
+        }
     }
 }
 
@@ -125,6 +156,25 @@ impl<'de> Deserialize<'de> for TlpSetting {
         Tlp::parse(&s).map(TlpSetting).ok_or_else(|| {
             serde::de::Error::custom(format!(
                 "`{s}` is not a TLP; expected one of: {TLP_CHOICES}"
+            ))
+        })
+    }
+}
+
+/// A TLP level as IPsum's reference spells it (`white`, `green`, `amber+strict`; any case,
+/// `TLP:` optional).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TlpLevel(pub Tlp);
+
+/// The values [`TlpLevel`] accepts.
+pub const TLP_LEVEL_CHOICES: &str = "white, clear, green, amber, amber+strict, red";
+
+impl<'de> Deserialize<'de> for TlpLevel {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Tlp::parse_level(&s).map(TlpLevel).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "`{s}` is not a TLP level; expected one of: {TLP_LEVEL_CHOICES}"
             ))
         })
     }
@@ -208,8 +258,27 @@ mod tests {
     }
 
     #[test]
+    fn durations_print_in_their_shortest_iso_form() {
+        for text in [
+            "P1D", "PT6H", "PT1H30M", "PT40S", "P2DT3H", "PT0S", "PT0.500S",
+        ] {
+            assert_eq!(IsoDuration::parse(text).unwrap().to_string(), text);
+        }
+    }
+
+    #[test]
     fn rejects_bad_durations() {
-        for bad in ["", "P", "PT", "ChangeMe", "1h", "PT1X", "P1H", "PT1S1H"] {
+        for bad in [
+            "",
+            "P",
+            "PT",
+            "ChangeMe",
+            "1h",
+            "PT1X",
+            "P1H",
+            "PT1S1H",
+            "P999999999999Y",
+        ] {
             assert!(IsoDuration::parse(bad).is_err(), "{bad} should fail");
         }
     }

@@ -1,4 +1,6 @@
-//! The connector contract and the registry of hosted connectors.
+//! The connector contract: the traits a connector implements, [`ConnectorError`] with the one
+//! classifier of upstream failures, and [`Outcome`]. The list of connectors lives in
+//! [`crate::registry`].
 //!
 //! A connector is a thin mapping from an upstream answer to STIX objects. The runtime owns
 //! everything else: registration, pings, the queue, the TLP gate, work reporting, sending.
@@ -10,62 +12,88 @@ pub mod lastinfosec;
 pub mod riskiq;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::config::{Config, ConfigError, ConnectorSettings, SectionSpec};
+use crate::config::{Checks, ConnectorBlock, ConnectorSettings, SectionSpec};
+use crate::http::UpstreamError;
 use crate::stix::{ObjectMarking, Tlp};
 
-/// Every connector section the config knows, in README order.
-pub const SECTIONS: &[&SectionSpec] = &[
-    &ipinfo::SPEC,
-    &ipsum::SPEC,
-    &riskiq::SPEC,
-    &lastinfosec::SPEC,
-    &ivre::SPEC,
-];
-
-/// The accessors every section implements the same way: its `SPEC`, its `enabled` flag and
-/// its `connector` block.
-#[macro_export]
-macro_rules! section_accessors {
-    ($spec:ident) => {
-        fn spec(&self) -> &'static $crate::config::SectionSpec {
-            &$spec
-        }
-        fn enabled(&self) -> bool {
-            self.enabled
-        }
-        fn connector(&self) -> &$crate::config::ConnectorBlock {
-            &self.connector
-        }
-    };
-}
-
-/// A connector section of the config: what the registry needs of it.
-pub trait Section {
-    fn spec(&self) -> &'static SectionSpec;
-    fn enabled(&self) -> bool;
-    fn connector(&self) -> &crate::config::ConnectorBlock;
-    /// Checks beyond types; errors name the key.
-    fn validate(&self) -> Vec<String>;
-    /// Builds the connector (fallible setup happens here, at start-up).
-    fn build(&self) -> Result<(ConnectorSettings, Hosted), Vec<String>>;
+/// A connector's section of the configuration (`ipinfo:` in the YAML file).
+pub trait ConnectorConfig:
+    DeserializeOwned + Default + Clone + std::fmt::Debug + Send + Sync + 'static
+{
+    /// The section's shape: its name, kind, defaults and keys.
+    fn spec() -> &'static SectionSpec;
+    /// `enabled` and the common `connector` block.
+    fn base(&self) -> (bool, &ConnectorBlock);
+    /// Checks beyond types, each naming its key (relative to the section).
+    fn check(&self, checks: &mut Checks);
+    /// Builds the connector; fallible setup (clients, URLs) happens here, at start-up.
+    fn build(&self, settings: &ConnectorSettings) -> Result<Hosted, String>;
 }
 
 /// What the runtime should do with a failure.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConnectorError {
-    /// Transient (429, 5xx, timeout): retry with backoff, then fail the work.
-    #[error("{0}")]
-    Retryable(String),
+    /// Transient (408, 429, 5xx, timeout): retry with backoff, then fail the work.
+    #[error("{message}")]
+    Retryable {
+        message: String,
+        /// The upstream's `Retry-After`: wait at least this long before the next attempt.
+        retry_after: Option<Duration>,
+    },
     /// Bad input or not found: report on the work and move on.
     #[error("{0}")]
     Rejected(String),
     /// Wrong credentials or settings (401/403): report, log at ERROR, keep serving.
     #[error("{0}")]
     Misconfigured(String),
+}
+
+impl ConnectorError {
+    /// A transient failure with no `Retry-After`.
+    pub fn retryable(message: impl Into<String>) -> Self {
+        ConnectorError::Retryable {
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// The one classifier of upstream failures; `message` is the connector's own wording.
+    ///
+    /// - 408, 429, 5xx and transport failures (timeouts included) are retryable, honouring
+    ///   `Retry-After`;
+    /// - 401 and 403 mean the credentials or settings are wrong;
+    /// - anything else (other statuses, an answer that is not JSON or too large) is rejected.
+    pub fn from_upstream(error: &UpstreamError, message: impl Into<String>) -> Self {
+        let message = message.into();
+        match error {
+            UpstreamError::Status {
+                status: 401 | 403, ..
+            } => ConnectorError::Misconfigured(message),
+            UpstreamError::Status {
+                status: 408 | 429 | 500..=599,
+                retry_after,
+                ..
+            } => ConnectorError::Retryable {
+                message,
+                retry_after: *retry_after,
+            },
+            UpstreamError::Transport(_) => ConnectorError::retryable(message),
+            UpstreamError::Status { .. } | UpstreamError::NotJson(_) => {
+                ConnectorError::Rejected(message)
+            }
+        }
+    }
+
+    /// Whether another attempt may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, ConnectorError::Retryable { .. })
+    }
 }
 
 /// One enrichment request, resolved by the runtime.
@@ -93,6 +121,14 @@ impl EnrichmentRequest {
     /// The entity's `value` property, if it has one.
     pub fn value(&self) -> Option<&str> {
         self.stix_entity.get("value").and_then(Value::as_str)
+    }
+
+    /// The entity's STIX `type` (`ipv4-addr`), empty when it has none.
+    pub fn stix_type(&self) -> &str {
+        self.stix_entity
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
     }
 }
 
@@ -169,39 +205,55 @@ pub enum Hosted {
     Import(Arc<dyn ImportConnector>),
 }
 
-/// Names of the enabled sections.
-pub fn enabled_sections(config: &Config) -> Vec<&'static str> {
-    config
-        .sections()
-        .into_iter()
-        .filter(|s| s.enabled())
-        .map(|s| s.spec().section)
-        .collect()
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Section-level validation of every enabled connector.
-pub fn validate_sections(config: &Config) -> Vec<String> {
-    config
-        .sections()
-        .into_iter()
-        .filter(|s| s.enabled())
-        .flat_map(|s| s.validate())
-        .collect()
-}
-
-/// Builds every enabled connector; fails at start-up on anything wrong.
-pub fn build_all(config: &Config) -> Result<Vec<(ConnectorSettings, Hosted)>, ConfigError> {
-    let mut out = Vec::new();
-    let mut errors = Vec::new();
-    for section in config.sections().into_iter().filter(|s| s.enabled()) {
-        match section.build() {
-            Ok(built) => out.push(built),
-            Err(mut e) => errors.append(&mut e),
+    fn status(status: u16, retry_after: Option<u64>) -> UpstreamError {
+        UpstreamError::Status {
+            status,
+            reason: String::new(),
+            body: String::new(),
+            retry_after: retry_after.map(Duration::from_secs),
         }
     }
-    if errors.is_empty() {
-        Ok(out)
-    } else {
-        Err(ConfigError::Many(errors))
+
+    #[test]
+    fn the_classifier_retries_transient_failures_only() {
+        let class = |e: &UpstreamError| ConnectorError::from_upstream(e, "m");
+        for transient in [408, 429, 500, 502, 503, 504, 599] {
+            assert!(
+                class(&status(transient, None)).is_retryable(),
+                "{transient}"
+            );
+        }
+        assert!(class(&UpstreamError::Transport("timed out".into())).is_retryable());
+        for credentials in [401, 403] {
+            assert_eq!(
+                class(&status(credentials, None)),
+                ConnectorError::Misconfigured("m".into())
+            );
+        }
+        for permanent in [400, 404, 409, 422] {
+            assert_eq!(
+                class(&status(permanent, None)),
+                ConnectorError::Rejected("m".into())
+            );
+        }
+        assert_eq!(
+            class(&UpstreamError::NotJson("x".into())),
+            ConnectorError::Rejected("m".into())
+        );
+    }
+
+    #[test]
+    fn the_classifier_keeps_retry_after() {
+        assert_eq!(
+            ConnectorError::from_upstream(&status(429, Some(7)), "slow down"),
+            ConnectorError::Retryable {
+                message: "slow down".into(),
+                retry_after: Some(Duration::from_secs(7)),
+            }
+        );
     }
 }

@@ -1,6 +1,8 @@
 //! The scheduled importer: run at start, then every `duration_period` after the end of the
 //! previous run (fixed delay, as pycti's `schedule_iso`). Each run: workAdd → send chunks →
-//! state → ping → toProcessed.
+//! state → ping → toProcessed. A run that fails transiently is run again under the retry
+//! policy (ids are deterministic, so re-sent objects merge); then its work fails. A run cut
+//! short by the shutdown deadline fails its work as interrupted and keeps the previous state.
 
 use std::sync::Arc;
 
@@ -13,6 +15,7 @@ use super::retry::{Gave, until_done};
 use super::send::{SendTarget, Sender};
 use super::{ConnectorRun, Shutdown};
 use crate::connectors::{ConnectorError, ImportConnector, ImportContext};
+use crate::metrics::Event;
 use crate::opencti::OpenctiError;
 
 /// Runs `importer` on its schedule until `shutdown.stop`.
@@ -20,14 +23,10 @@ pub async fn run(
     run: Arc<ConnectorRun>,
     importer: Arc<dyn ImportConnector>,
     sender: Arc<Sender>,
+    period: std::time::Duration,
     shutdown: Shutdown,
 ) {
     let connector = run.settings.key;
-    // Resolved for every importer at config time.
-    let period = run
-        .settings
-        .duration_period
-        .unwrap_or(std::time::Duration::from_secs(86400));
     loop {
         if shutdown.stop.is_cancelled() {
             break;
@@ -55,7 +54,24 @@ struct RunContext<'a> {
     work_id: String,
     state: Option<Value>,
     new_state: Option<Value>,
+    /// A send was cut short by the shutdown deadline.
+    aborted: bool,
     shutdown: &'a Shutdown,
+}
+
+/// The work message of a run cut short by the shutdown deadline.
+pub const INTERRUPTED: &str = "interrupted by shutdown";
+/// How long closing an interrupted run's work may take (the platform may be what hangs).
+const INTERRUPTED_REPORT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How a run ended.
+enum RunEnd {
+    Done {
+        message: String,
+        state: Option<Value>,
+    },
+    Failed(ConnectorError),
+    Interrupted,
 }
 
 #[async_trait]
@@ -83,12 +99,13 @@ impl ImportContext for RunContext<'_> {
             Ok(n) => {
                 self.run
                     .metrics
-                    .add(self.run.settings.key, "bundles_sent", n as u64);
+                    .add(self.run.settings.key, Event::BundlesSent, n as u64);
                 Ok(n)
             }
-            Err(Gave::Aborted) => Err(ConnectorError::Retryable(
-                "shutdown before the bundle was sent".into(),
-            )),
+            Err(Gave::Aborted) => {
+                self.aborted = true;
+                Err(ConnectorError::Rejected(INTERRUPTED.into()))
+            }
             Err(Gave::Up(e)) => Err(ConnectorError::Rejected(e.to_string())),
         }
     }
@@ -131,6 +148,56 @@ async fn run_once(
         .await;
 }
 
+/// Runs the importer under the retry policy until it succeeds, fails for good or is
+/// interrupted.
+async fn attempt_runs(
+    run: &ConnectorRun,
+    importer: &dyn ImportConnector,
+    sender: &Sender,
+    shutdown: &Shutdown,
+    work_id: &str,
+) -> RunEnd {
+    let connector = run.settings.key;
+    let state = run.state.get().await;
+    let mut retry = run.platform.retry.start();
+    loop {
+        let mut ctx = RunContext {
+            run,
+            sender,
+            work_id: work_id.to_string(),
+            state: state.clone(),
+            new_state: None,
+            aborted: false,
+            shutdown,
+        };
+        let result = tokio::select! {
+            r = importer.run(&mut ctx) => r,
+            _ = shutdown.abort.cancelled() => return RunEnd::Interrupted,
+        };
+        if ctx.aborted {
+            return RunEnd::Interrupted;
+        }
+        let error = match result {
+            Ok(message) => {
+                return RunEnd::Done {
+                    message,
+                    state: ctx.new_state,
+                };
+            }
+            Err(error) => error,
+        };
+        match retry.after(&error) {
+            Some(delay) => {
+                tracing::warn!(connector, attempt = retry.attempt - 1, %error, "Import run failed; running it again.");
+                if !super::retry::sleep(delay, &shutdown.abort).await {
+                    return RunEnd::Interrupted;
+                }
+            }
+            None => return RunEnd::Failed(error),
+        }
+    }
+}
+
 async fn finish_run(
     run: &ConnectorRun,
     importer: &dyn ImportConnector,
@@ -142,32 +209,46 @@ async fn finish_run(
     let client = &run.platform.client;
     let connector_id = run.settings.id.to_string();
     tracing::info!(connector, "Import run started.");
-    let mut ctx = RunContext {
-        run,
-        sender,
-        work_id: work_id.clone(),
-        state: run.state.get().await,
-        new_state: None,
-        shutdown,
-    };
-    let result = importer.run(&mut ctx).await;
-    let (message, in_error) = match result {
-        Ok(message) => {
-            if let Some(state) = ctx.new_state.take() {
+    let (message, in_error) = match attempt_runs(run, importer, sender, shutdown, &work_id).await {
+        RunEnd::Done { message, state } => {
+            if let Some(state) = state {
                 run.state.set(Some(state)).await;
                 // Persist now rather than at the next ping.
                 if let Err(error) = run.state.ping(client, &connector_id, connector).await {
                     tracing::warn!(connector, %error, "Could not store the new state yet; the next ping will.");
                 }
             }
-            run.metrics.count(connector, "runs_succeeded");
+            run.metrics.count(connector, Event::RunSucceeded);
             tracing::info!(connector, message = %message, "Import run done.");
             (message, false)
         }
-        Err(error) => {
-            run.metrics.count(connector, "runs_failed");
-            tracing::warn!(connector, %error, "Import run failed.");
+        RunEnd::Failed(error) => {
+            run.metrics.count(connector, Event::RunFailed);
+            if let ConnectorError::Misconfigured(_) = &error {
+                tracing::error!(connector, %error, "Import run failed: fix the connector's configuration.");
+            } else {
+                tracing::warn!(connector, %error, "Import run failed.");
+            }
             (error.to_string(), true)
+        }
+        RunEnd::Interrupted => {
+            run.metrics.count(connector, Event::RunFailed);
+            tracing::warn!(
+                connector,
+                "Import run interrupted by the shutdown; the previous state is kept."
+            );
+            // The abort has fired, so no retry: one bounded attempt to close the work.
+            let closing = client.work_to_processed(&work_id, INTERRUPTED, true);
+            match tokio::time::timeout(INTERRUPTED_REPORT_TIMEOUT, closing).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    tracing::warn!(connector, %error, "Could not close the interrupted run's work.")
+                }
+                Err(_) => {
+                    tracing::warn!(connector, "Closing the interrupted run's work timed out.")
+                }
+            }
+            return;
         }
     };
     if let Err(Gave::Up(error)) = until_done(

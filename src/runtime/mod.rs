@@ -13,12 +13,12 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::amqp::BrokerAddress;
-use crate::config::{ConnectorSettings, MqConfig};
+use crate::config::{ConnectorSettings, Mode, MqConfig};
 use crate::connectors::Hosted;
-use crate::metrics::Metrics;
+use crate::metrics::{Event, Metrics};
 use crate::opencti::OpenctiClient;
 use crate::opencti::client::{QueueConfig, RegisterInput, Registration};
-use retry::{Backoff, RetryPolicy};
+use retry::{RESTART_BACKOFF, RetryPolicy};
 use state::StateCell;
 
 /// Two-stage shutdown: `stop` ends intake; `abort` (at the drain deadline) ends in-flight work,
@@ -51,16 +51,25 @@ pub struct ConnectorRun {
 
 /// The registration input for a connector.
 pub fn register_input(settings: &ConnectorSettings) -> RegisterInput {
+    let (auto, auto_update, playbook_compatible) = match settings.mode {
+        Mode::Enrichment {
+            auto,
+            auto_update,
+            playbook_compatible,
+            ..
+        } => (auto, auto_update, playbook_compatible),
+        Mode::Import { .. } => (false, false, false),
+    };
     RegisterInput {
         id: settings.id.to_string(),
         name: settings.name.clone(),
-        connector_type: settings.kind.connector_type().to_string(),
+        connector_type: settings.connector_type().to_string(),
         scope: settings.scope.clone(),
-        auto: settings.auto,
-        auto_update: settings.auto_update,
+        auto,
+        auto_update,
         enrichment_resolution: "none".into(),
         only_contextual: false,
-        playbook_compatible: settings.playbook_compatible,
+        playbook_compatible,
         listen_callback_uri: None,
     }
 }
@@ -109,7 +118,19 @@ async fn supervise(
     shutdown: Shutdown,
 ) {
     let connector = settings.key;
-    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+    let kinds_agree = matches!(
+        (&hosted, settings.mode),
+        (Hosted::Enrichment(_), Mode::Enrichment { .. }) | (Hosted::Import(_), Mode::Import { .. })
+    );
+    if !kinds_agree {
+        tracing::error!(
+            connector,
+            "The connector's kind does not match its settings; not starting it."
+        );
+        platform.metrics.set_up(connector, false);
+        return;
+    }
+    let mut backoff = RESTART_BACKOFF;
     loop {
         let task = tokio::spawn(run_connector(
             platform.clone(),
@@ -125,7 +146,7 @@ async fn supervise(
             }
         }
         platform.metrics.set_up(connector, false);
-        platform.metrics.count(connector, "restarts");
+        platform.metrics.count(connector, Event::Restart);
         if !backoff.wait(&shutdown.stop).await {
             break;
         }
@@ -143,7 +164,7 @@ async fn run_connector(
 ) {
     let connector = settings.key;
     let input = register_input(&settings);
-    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+    let mut backoff = RESTART_BACKOFF;
     let registration = loop {
         match platform.client.register_connector(&input).await {
             Ok(r) => break r,
@@ -160,7 +181,7 @@ async fn run_connector(
             }
         }
     };
-    tracing::info!(connector, id = %registration.id, name = %settings.name, kind = settings.kind.connector_type(), "Connector registered.");
+    tracing::info!(connector, id = %registration.id, name = %settings.name, kind = settings.connector_type(), "Connector registered.");
     let state = StateCell::new(state::parse_state(registration.connector_state.as_deref()));
     let broker = BrokerAddress::resolve(&registration.config.connection, &platform.mq);
     let run = Arc::new(ConnectorRun {
@@ -189,16 +210,20 @@ async fn run_connector(
         run.broker.clone(),
         run.registration.connector_user_id.clone(),
     ));
-    match hosted {
-        Hosted::Enrichment(c) => {
+    match (hosted, run.settings.mode) {
+        (Hosted::Enrichment(c), Mode::Enrichment { concurrency, .. }) => {
             let ctx = Arc::new(enrichment::EnrichmentContext {
                 run: run.clone(),
                 connector: c,
                 sender,
             });
-            enrichment::run(ctx, shutdown.clone()).await;
+            enrichment::run(ctx, concurrency, shutdown.clone()).await;
         }
-        Hosted::Import(c) => import::run(run.clone(), c, sender, shutdown.clone()).await,
+        (Hosted::Import(c), Mode::Import { period }) => {
+            import::run(run.clone(), c, sender, period, shutdown.clone()).await
+        }
+        // `supervise` refuses a connector whose kind and settings disagree.
+        _ => {}
     }
     ping_stop.cancel();
     let _ = pinger.await;

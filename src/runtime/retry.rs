@@ -1,9 +1,23 @@
-//! Capped exponential backoff, cancellable.
+//! Capped exponential backoff (cancellable), the named backoffs of the runtime, and the
+//! retry policy of connector calls.
 
 use std::future::Future;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
+
+use crate::connectors::ConnectorError;
+
+/// Registering with OpenCTI, and restarting a connector that failed or panicked.
+pub const RESTART_BACKOFF: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+/// Connecting to RabbitMQ and consuming a queue.
+pub const BROKER_BACKOFF: Backoff =
+    Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+/// Retrying an OpenCTI call that failed transiently.
+pub const OPENCTI_BACKOFF: Backoff =
+    Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+/// The longest `Retry-After` honoured before the next attempt; a longer one is cut to this.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 /// Delays `base`, `2·base`, ... up to `max`.
 #[derive(Debug, Clone)]
@@ -13,7 +27,7 @@ pub struct Backoff {
 }
 
 impl Backoff {
-    pub fn new(base: Duration, max: Duration) -> Self {
+    pub const fn new(base: Duration, max: Duration) -> Self {
         Backoff { next: base, max }
     }
 
@@ -26,11 +40,7 @@ impl Backoff {
 
     /// Sleeps for the next delay; false when `cancel` fired first.
     pub async fn wait(&mut self, cancel: &CancellationToken) -> bool {
-        let d = self.next_delay();
-        tokio::select! {
-            _ = tokio::time::sleep(d) => true,
-            _ = cancel.cancelled() => false,
-        }
+        sleep(self.next_delay(), cancel).await
     }
 }
 
@@ -50,6 +60,51 @@ impl Default for RetryPolicy {
             base: Duration::from_secs(2),
             max: Duration::from_secs(30),
         }
+    }
+}
+
+impl RetryPolicy {
+    /// The retry state of one call.
+    pub fn start(&self) -> Retry {
+        Retry {
+            attempt: 1,
+            attempts: self.attempts,
+            backoff: Backoff::new(self.base, self.max),
+        }
+    }
+}
+
+/// Where one connector call stands in its [`RetryPolicy`].
+#[derive(Debug)]
+pub struct Retry {
+    /// The attempt that just ran (1 for the first).
+    pub attempt: u32,
+    attempts: u32,
+    backoff: Backoff,
+}
+
+impl Retry {
+    /// After a failed attempt: the delay before the next one, or `None` when the error is
+    /// not transient or the attempts are used up. A `Retry-After` lengthens the delay (up to
+    /// [`MAX_RETRY_AFTER`]).
+    pub fn after(&mut self, error: &ConnectorError) -> Option<Duration> {
+        let ConnectorError::Retryable { retry_after, .. } = error else {
+            return None;
+        };
+        if self.attempt >= self.attempts {
+            return None;
+        }
+        self.attempt += 1;
+        let delay = self.backoff.next_delay();
+        Some(retry_after.map_or(delay, |r| r.min(MAX_RETRY_AFTER).max(delay)))
+    }
+}
+
+/// Sleeps for `delay`; false when `cancel` fired first.
+pub async fn sleep(delay: Duration, cancel: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(delay) => true,
+        _ = cancel.cancelled() => false,
     }
 }
 
@@ -74,7 +129,7 @@ where
     Fut: Future<Output = Result<T, E>>,
     E: std::fmt::Display,
 {
-    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+    let mut backoff = OPENCTI_BACKOFF;
     loop {
         if abort.is_cancelled() {
             return Err(Gave::Aborted);
@@ -89,5 +144,41 @@ where
             }
             Err(e) => return Err(Gave::Up(e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_transient_errors_within_the_attempts_honouring_retry_after() {
+        let policy = RetryPolicy {
+            attempts: 3,
+            base: Duration::from_millis(100),
+            max: Duration::from_millis(150),
+        };
+        let mut retry = policy.start();
+        let plain = ConnectorError::retryable("busy");
+        assert_eq!(retry.after(&plain), Some(Duration::from_millis(100)));
+        let slow = ConnectorError::Retryable {
+            message: "slow down".into(),
+            retry_after: Some(Duration::from_secs(2)),
+        };
+        assert_eq!(retry.after(&slow), Some(Duration::from_secs(2)));
+        assert_eq!(retry.after(&plain), None, "three attempts in all");
+        assert_eq!(retry.attempt, 3);
+
+        let mut retry = policy.start();
+        assert_eq!(retry.after(&ConnectorError::Rejected("no".into())), None);
+        assert_eq!(
+            retry.after(&ConnectorError::Misconfigured("key".into())),
+            None
+        );
+        let huge = ConnectorError::Retryable {
+            message: "tomorrow".into(),
+            retry_after: Some(Duration::from_secs(86400)),
+        };
+        assert_eq!(retry.after(&huge), Some(MAX_RETRY_AFTER));
     }
 }

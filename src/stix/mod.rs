@@ -48,6 +48,9 @@ pub struct Observable {
     pub x_opencti_created_by_ref: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub x_opencti_main_observable_type: Option<String>,
+    /// OpenCTI's custom property for an observable's references.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub x_opencti_external_references: Vec<ExternalReference>,
 }
 
 impl Observable {
@@ -65,6 +68,7 @@ impl Observable {
             x_opencti_description: None,
             x_opencti_created_by_ref: None,
             x_opencti_main_observable_type: None,
+            x_opencti_external_references: Vec::new(),
         }
     }
 }
@@ -157,6 +161,50 @@ pub struct Identity {
     pub identity_class: String,
 }
 
+/// A connector's author organisation, built once with the connector. Its objects carry the
+/// build time, or the time of the request for connectors whose reference makes the author
+/// per request ([`Author::object_at`]).
+#[derive(Debug, Clone)]
+pub struct Author {
+    identity: Identity,
+}
+
+impl Author {
+    pub fn organization(name: &str, description: Option<&str>) -> Self {
+        Author {
+            identity: Identity::organization(name, description, &now()),
+        }
+    }
+
+    /// The identity's deterministic id.
+    pub fn id(&self) -> &str {
+        &self.identity.id
+    }
+
+    /// The identity object as built.
+    pub fn object(&self) -> Value {
+        to_object(&self.identity)
+    }
+
+    /// The identity object created and modified at `now`.
+    pub fn object_at(&self, now: &str) -> Value {
+        let mut identity = self.identity.clone();
+        identity.created = now.to_string();
+        identity.modified = now.to_string();
+        to_object(&identity)
+    }
+}
+
+/// An external reference, as objects carry it in `external_references`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExternalReference {
+    pub source_name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
 impl Identity {
     pub fn organization(name: &str, description: Option<&str>, created: &str) -> Self {
         Identity {
@@ -197,6 +245,8 @@ pub struct Indicator {
     pub x_opencti_score: Option<u8>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub x_opencti_main_observable_type: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub external_references: Vec<ExternalReference>,
 }
 
 impl Indicator {
@@ -218,6 +268,7 @@ impl Indicator {
             labels: None,
             x_opencti_score: None,
             x_opencti_main_observable_type: None,
+            external_references: Vec::new(),
         }
     }
 }

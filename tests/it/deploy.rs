@@ -7,7 +7,7 @@ fn read(path: &str) -> String {
 }
 
 fn known_env() -> HashSet<String> {
-    opencti_connectors::config::keys::all_keys()
+    opencti_connectors::registry::all_keys()
         .into_iter()
         .flat_map(|k| k.env)
         .collect()
@@ -43,7 +43,7 @@ fn every_env_var_of_the_compose_file_is_read_by_the_config_loader() {
 #[test]
 fn every_connector_is_configurable_from_the_compose_file() {
     let text = read("docker-compose.yml");
-    for section in opencti_connectors::connectors::SECTIONS {
+    for section in opencti_connectors::registry::specs() {
         let enabled = format!("{}_ENABLED=", section.section.to_uppercase());
         assert!(
             text.contains(&enabled),

@@ -287,7 +287,7 @@ async fn every_error_fixture_maps_to_a_clear_connector_error() {
     );
     for ip in ["1.0.0.3", "1.0.0.4", "1.0.0.5"] {
         assert!(
-            matches!(err(ip).await, ConnectorError::Retryable(m) if m.starts_with("IpInfo Rate limit exceeded, Error 429. Reason: Too Many Requests")),
+            matches!(err(ip).await, ConnectorError::Retryable { message: m, .. } if m.starts_with("IpInfo Rate limit exceeded, Error 429. Reason: Too Many Requests")),
             "{ip}"
         );
     }

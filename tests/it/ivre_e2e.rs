@@ -471,12 +471,100 @@ async fn a_failing_source_does_not_stop_the_others() {
         message.contains("scans failed (HTTP 400 (Referer/CSRF check failed"),
         "{message}"
     );
-    // Every applicable source failing fails the work.
+    // Every applicable source failing fails the request; a 5xx reaches the runtime's retry
+    // policy instead of failing for good.
     let err = c
         .enrich(&request_for(sco("domain-name", "example.com")))
         .await
         .unwrap_err();
-    assert!(matches!(err, ConnectorError::Rejected(m) if m.starts_with("IVRE: passive failed")));
+    assert!(
+        matches!(&err, ConnectorError::Retryable { message, .. } if message.starts_with("IVRE: passive failed")),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn every_source_failing_is_classified_once() {
+    for (status, expect) in [
+        (400, "rejected"),
+        (404, "rejected"),
+        (401, "misconfigured"),
+        (403, "misconfigured"),
+        (429, "retryable"),
+        (502, "retryable"),
+    ] {
+        let server = MockServer::start().await;
+        Mock::given(path("/cgi/passive"))
+            .respond_with(ResponseTemplate::new(status).insert_header("retry-after", "3"))
+            .mount(&server)
+            .await;
+        let c = connector(ivre(&server, &[]).1);
+        let err = c
+            .enrich(&request_for(sco("domain-name", "example.com")))
+            .await
+            .unwrap_err();
+        let class = match &err {
+            ConnectorError::Rejected(_) => "rejected",
+            ConnectorError::Misconfigured(_) => "misconfigured",
+            ConnectorError::Retryable { retry_after, .. } => {
+                assert_eq!(*retry_after, Some(Duration::from_secs(3)), "{status}");
+                "retryable"
+            }
+        };
+        assert_eq!(class, expect, "HTTP {status}: {err:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_5xx_from_ivre_is_retried_by_the_runtime_until_it_answers() {
+    let server = MockServer::start().await;
+    Mock::given(path("/cgi/passive"))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(2)
+        .with_priority(1)
+        .expect(2)
+        .mount(&server)
+        .await;
+    Mock::given(path("/cgi/passive"))
+        .and(query_param("q", "skip:0 limit:200"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(
+            fixture("ivre", "passive_host_198.51.100.10.json"),
+            "application/json",
+        ))
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    Mock::given(path("/cgi/passive"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(
+            fixture("ivre", "scans_empty_result.json"),
+            "application/json",
+        ))
+        .with_priority(3)
+        .mount(&server)
+        .await;
+    let fake = FakeOpencti::start().await;
+    add_ip_entity(&fake, "TLP:GREEN", GREEN);
+    let (settings, hosted) = ivre(
+        &server,
+        &[("IVRE_USE_DATA", "false"), ("IVRE_USE_SCANS", "false")],
+    );
+    let id = settings.id.to_string();
+    let (shutdown, task) = start(&fake, settings, hosted, Duration::from_secs(5)).await;
+    fake.publish_listen(&id, &manual_message("work_retry", &ip_stix(GREEN)))
+        .await;
+    fake.wait_for("done", |s| s.count("workEdit.toProcessed") == 1)
+        .await;
+    stop(shutdown, task).await;
+    let done = fake.processed("work_retry");
+    assert_eq!(done["inError"], false, "{done}");
+    assert!(
+        done["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("IVRE: passive ok ("),
+        "{done}"
+    );
+    assert_eq!(fake.count("stixBundlePush"), 1);
 }
 
 #[tokio::test]

@@ -13,7 +13,7 @@ fn readme_config_table_matches_the_key_table() {
         .expect("end marker");
     assert_eq!(
         &readme[start..end],
-        opencti_connectors::config::keys::markdown_table(),
+        opencti_connectors::registry::markdown_table(),
         "regenerate with `cargo run -q -- config-table`"
     );
 }

@@ -4,13 +4,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::common::*;
-use opencti_connectors::config::{ConnectorKind, QueueProtocol};
+use opencti_connectors::config::QueueProtocol;
 use opencti_connectors::connectors::{ConnectorError, Hosted};
 use opencti_connectors::stix::Tlp;
 use serde_json::Value;
 
 fn enrichment(protocol: QueueProtocol) -> opencti_connectors::config::ConnectorSettings {
-    settings("test", ConnectorKind::Enrichment, protocol)
+    settings("test", enrichment_mode(), protocol)
 }
 
 #[tokio::test]
@@ -295,7 +295,7 @@ async fn transient_upstream_errors_are_retried_then_fail_the_work() {
     let s = enrichment(QueueProtocol::Api);
     let id = s.id.to_string();
     let connector = Arc::new(TestConnector {
-        fail: Some(ConnectorError::Retryable("HTTP 503 upstream".into())),
+        fail: Some(ConnectorError::retryable("HTTP 503 upstream")),
         ..Default::default()
     });
     let (shutdown, task) = start(

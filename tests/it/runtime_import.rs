@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::common::*;
 use async_trait::async_trait;
-use opencti_connectors::config::{ConnectorKind, QueueProtocol};
+use opencti_connectors::config::QueueProtocol;
 use opencti_connectors::connectors::{ConnectorError, Hosted, ImportConnector, ImportContext};
 use opencti_connectors::stix::{Observable, to_object};
 use serde_json::{Value, json};
@@ -15,18 +15,27 @@ use serde_json::{Value, json};
 #[derive(Default)]
 struct TestImporter {
     seen_states: Mutex<Vec<Option<Value>>>,
-    fail: bool,
+    /// Every run fails with this error...
+    fail: Option<ConnectorError>,
+    /// ...or only the first N runs do.
+    fail_times: Option<usize>,
+    /// When set, a run waits for a permit after its first chunk (holds it mid-import).
+    gate: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 #[async_trait]
 impl ImportConnector for TestImporter {
     async fn run(&self, ctx: &mut dyn ImportContext) -> Result<String, ConnectorError> {
         let state = ctx.state();
-        self.seen_states.lock().unwrap().push(state.clone());
-        if self.fail {
-            return Err(ConnectorError::Rejected(
-                "feed download failed: HTTP 502".into(),
-            ));
+        let attempt = {
+            let mut seen = self.seen_states.lock().unwrap();
+            seen.push(state.clone());
+            seen.len()
+        };
+        if let Some(error) = &self.fail
+            && self.fail_times.is_none_or(|n| attempt <= n)
+        {
+            return Err(error.clone());
         }
         let runs = state.as_ref().and_then(|s| s["runs"].as_u64()).unwrap_or(0) + 1;
         let mut sent = 0;
@@ -36,6 +45,9 @@ impl ImportConnector for TestImporter {
                 .map(|ip| to_object(&Observable::new("ipv4-addr", *ip)))
                 .collect();
             sent += ctx.send(objects).await?;
+            if let Some(gate) = &self.gate {
+                gate.acquire().await.expect("gate").forget();
+            }
         }
         ctx.set_state(json!({ "runs": runs }));
         Ok(format!("imported {sent} objects (run {runs})"))
@@ -45,7 +57,11 @@ impl ImportConnector for TestImporter {
 #[tokio::test]
 async fn runs_at_start_then_on_schedule_keeping_state_in_opencti() {
     let fake = FakeOpencti::start().await;
-    let s = settings("importer", ConnectorKind::Import, QueueProtocol::Api);
+    let s = settings(
+        "importer",
+        import_mode(Duration::from_millis(300)),
+        QueueProtocol::Api,
+    );
     let id = s.id.to_string();
     fake.state
         .lock()
@@ -118,7 +134,11 @@ fn pushes_objects_len(call: &crate::common::fake_opencti::Call) -> usize {
 #[tokio::test]
 async fn a_failed_run_fails_the_work_and_keeps_the_state() {
     let fake = FakeOpencti::start().await;
-    let s = settings("importer", ConnectorKind::Import, QueueProtocol::Api);
+    let s = settings(
+        "importer",
+        import_mode(Duration::from_millis(300)),
+        QueueProtocol::Api,
+    );
     let id = s.id.to_string();
     fake.state
         .lock()
@@ -126,7 +146,9 @@ async fn a_failed_run_fails_the_work_and_keeps_the_state() {
         .states
         .insert(id.clone(), Some(r#"{"runs": 7}"#.into()));
     let importer = Arc::new(TestImporter {
-        fail: true,
+        fail: Some(ConnectorError::Rejected(
+            "feed download failed: HTTP 404".into(),
+        )),
         ..Default::default()
     });
     let (shutdown, task) = start(
@@ -141,7 +163,7 @@ async fn a_failed_run_fails_the_work_and_keeps_the_state() {
     stop(shutdown, task).await;
     let processed = &fake.calls("workEdit.toProcessed")[0].variables;
     assert_eq!(processed["inError"], true);
-    assert_eq!(processed["message"], "feed download failed: HTTP 502");
+    assert_eq!(processed["message"], "feed download failed: HTTP 404");
     assert_eq!(fake.count("stixBundlePush"), 0);
     assert_eq!(
         fake.calls("pingConnector").pop().unwrap().variables["state"],
@@ -152,8 +174,11 @@ async fn a_failed_run_fails_the_work_and_keeps_the_state() {
 #[tokio::test]
 async fn a_state_reset_from_the_platform_is_adopted() {
     let fake = FakeOpencti::start().await;
-    let mut s = settings("importer", ConnectorKind::Import, QueueProtocol::Api);
-    s.duration_period = Some(Duration::from_millis(700));
+    let s = settings(
+        "importer",
+        import_mode(Duration::from_millis(700)),
+        QueueProtocol::Api,
+    );
     let id = s.id.to_string();
     let importer = Arc::new(TestImporter::default());
     let (shutdown, task) = start(
@@ -184,8 +209,11 @@ async fn a_state_reset_from_the_platform_is_adopted() {
 #[tokio::test]
 async fn amqp_importer_adds_expectations_per_chunk_and_publishes() {
     let fake = FakeOpencti::start().await;
-    let mut s = settings("importer", ConnectorKind::Import, QueueProtocol::Amqp);
-    s.duration_period = Some(Duration::from_secs(3600));
+    let s = settings(
+        "importer",
+        import_mode(Duration::from_secs(3600)),
+        QueueProtocol::Amqp,
+    );
     let id = s.id.to_string();
     let (shutdown, task) = start(
         &fake,
@@ -206,5 +234,117 @@ async fn amqp_importer_adds_expectations_per_chunk_and_publishes() {
     assert_eq!(
         fake.drain_queue(&FakeOpencti::push_queue(&id)).await.len(),
         4
+    );
+}
+
+#[tokio::test]
+async fn a_transient_failure_runs_again_within_the_same_work() {
+    let fake = FakeOpencti::start().await;
+    let s = settings(
+        "importer",
+        import_mode(Duration::from_secs(3600)),
+        QueueProtocol::Api,
+    );
+    let importer = Arc::new(TestImporter {
+        fail: Some(ConnectorError::retryable("feed download failed: HTTP 503")),
+        fail_times: Some(2),
+        ..Default::default()
+    });
+    let (shutdown, task) = start(
+        &fake,
+        s,
+        Hosted::Import(importer.clone()),
+        Duration::from_secs(5),
+    )
+    .await;
+    fake.wait_for("the run", |s| s.count("workEdit.toProcessed") >= 1)
+        .await;
+    stop(shutdown, task).await;
+    assert_eq!(importer.seen_states.lock().unwrap().len(), 3, "two retries");
+    assert_eq!(
+        fake.count("workAdd"),
+        1,
+        "one work for the run and its retries"
+    );
+    let processed = &fake.calls("workEdit.toProcessed")[0].variables;
+    assert_eq!(processed["inError"], false, "{processed}");
+    assert_eq!(processed["message"], "imported 4 objects (run 1)");
+}
+
+#[tokio::test]
+async fn a_transient_failure_that_persists_fails_the_run_after_the_attempts() {
+    let fake = FakeOpencti::start().await;
+    let s = settings(
+        "importer",
+        import_mode(Duration::from_secs(3600)),
+        QueueProtocol::Api,
+    );
+    let id = s.id.to_string();
+    let importer = Arc::new(TestImporter {
+        fail: Some(ConnectorError::retryable("feed download failed: HTTP 503")),
+        ..Default::default()
+    });
+    let (shutdown, task) = start(
+        &fake,
+        s,
+        Hosted::Import(importer.clone()),
+        Duration::from_secs(5),
+    )
+    .await;
+    fake.wait_for("the run", |s| s.count("workEdit.toProcessed") >= 1)
+        .await;
+    stop(shutdown, task).await;
+    assert_eq!(
+        importer.seen_states.lock().unwrap().len(),
+        3,
+        "the test policy's three attempts"
+    );
+    let processed = &fake.calls("workEdit.toProcessed")[0].variables;
+    assert_eq!(processed["inError"], true);
+    assert_eq!(processed["message"], "feed download failed: HTTP 503");
+    assert_eq!(fake.count("stixBundlePush"), 0);
+    assert_eq!(
+        fake.state.lock().unwrap().states[&id].as_deref(),
+        Some("null"),
+        "no state stored"
+    );
+}
+
+#[tokio::test]
+async fn the_shutdown_deadline_closes_a_run_as_interrupted_and_keeps_the_state() {
+    let fake = FakeOpencti::start().await;
+    let s = settings(
+        "importer",
+        import_mode(Duration::from_secs(3600)),
+        QueueProtocol::Api,
+    );
+    let id = s.id.to_string();
+    fake.state
+        .lock()
+        .unwrap()
+        .states
+        .insert(id.clone(), Some(r#"{"runs": 3}"#.into()));
+    let importer = Arc::new(TestImporter {
+        gate: Some(Arc::new(tokio::sync::Semaphore::new(0))),
+        ..Default::default()
+    });
+    let (shutdown, task) = start(
+        &fake,
+        s,
+        Hosted::Import(importer.clone()),
+        Duration::from_millis(300),
+    )
+    .await;
+    fake.wait_for("the first chunk", |s| s.count("stixBundlePush") == 1)
+        .await;
+    stop(shutdown, task).await;
+    let processed = fake.calls("workEdit.toProcessed");
+    assert_eq!(processed.len(), 1, "the run's work is closed");
+    assert_eq!(processed[0].variables["message"], "interrupted by shutdown");
+    assert_eq!(processed[0].variables["inError"], true);
+    assert_eq!(
+        fake.state.lock().unwrap().states[&id].as_deref(),
+        Some(r#"{"runs":3}"#),
+        "the previous state is kept"
     );
 }

@@ -6,207 +6,44 @@
 //! and private addresses finish with "not routable" instead of an error; privacy labels
 //! go on the enriched observable only and are merged with its labels.
 
+pub mod client;
+pub mod config;
 pub mod countries;
 mod mapping;
 
 use std::net::IpAddr;
-use std::time::Duration;
 
 use async_trait::async_trait;
-use serde::Deserialize;
 use serde_json::Value;
 
-use crate::config::{
-    ConnectorKind, ConnectorSettings, IsoDuration, KeyDef, Kind, Secret, SectionSpec, TlpSetting,
-    check_url,
-};
 use crate::connectors::{
-    ConnectorError, EnrichmentConnector, EnrichmentRequest, Hosted, Outcome, sent_message,
+    ConnectorError, EnrichmentConnector, EnrichmentRequest, Outcome, sent_message,
 };
-use crate::http::{self, UpstreamError};
+use crate::http;
 use crate::stix::Tlp;
+use client::IpinfoClient;
 
+pub use client::status_error;
+pub use config::{IpinfoConfig, SPEC};
 pub use mapping::{Mapped, map_response};
-
-/// The `ipinfo` section's shape.
-pub const SPEC: SectionSpec = SectionSpec {
-    section: "ipinfo",
-    kind: ConnectorKind::Enrichment,
-    default_name: "IPInfo",
-    default_scope: "IPv4-Addr,IPv6-Addr",
-    default_auto: true,
-    default_api_base_url: "https://ipinfo.io",
-    api_base_url_aliases: &[],
-    default_duration_period: "",
-    keys: &[
-        KeyDef {
-            key: "token",
-            env_aliases: &[],
-            kind: Kind::Secret,
-            default: "",
-            doc: "IPinfo API token (required).",
-        },
-        KeyDef {
-            key: "max_tlp",
-            env_aliases: &[],
-            kind: Kind::Tlp,
-            default: "TLP:AMBER",
-            doc: "Highest TLP of an observable that may be sent to IPinfo.",
-        },
-        KeyDef {
-            key: "use_asn_name",
-            env_aliases: &[],
-            kind: Kind::Bool,
-            default: "true",
-            doc: "Name the autonomous system by its owner (`Google LLC`) instead of `AS15169`.",
-        },
-        KeyDef {
-            key: "request_timeout",
-            env_aliases: &[],
-            kind: Kind::Duration,
-            default: "PT30S",
-            doc: "Timeout of one IPinfo request.",
-        },
-    ],
-};
-
-/// `ipinfo:` in the YAML file.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct IpinfoSection {
-    pub enabled: bool,
-    pub api_base_url: String,
-    pub connector: crate::config::ConnectorBlock,
-    pub token: Option<Secret>,
-    pub max_tlp: TlpSetting,
-    pub use_asn_name: bool,
-    pub request_timeout: IsoDuration,
-}
-
-impl Default for IpinfoSection {
-    fn default() -> Self {
-        IpinfoSection {
-            enabled: false,
-            api_base_url: SPEC.default_api_base_url.into(),
-            connector: Default::default(),
-            token: None,
-            max_tlp: TlpSetting(Tlp::Amber),
-            use_asn_name: true,
-            request_timeout: IsoDuration(Duration::from_secs(30)),
-        }
-    }
-}
-
-impl crate::connectors::Section for IpinfoSection {
-    crate::section_accessors!(SPEC);
-    fn validate(&self) -> Vec<String> {
-        IpinfoSection::validate(self)
-    }
-    fn build(&self) -> Result<(ConnectorSettings, Hosted), Vec<String>> {
-        build(self)
-    }
-}
-
-impl IpinfoSection {
-    /// Section checks beyond types.
-    pub fn validate(&self) -> Vec<String> {
-        let mut errors = Vec::new();
-        if self
-            .token
-            .as_ref()
-            .is_none_or(|t| t.is_blank() || t.expose() == "ChangeMe")
-        {
-            errors.push(
-                "ipinfo.token (env IPINFO_TOKEN): required when ipinfo.enabled is true".into(),
-            );
-        }
-        if let Err(e) = check_url("ipinfo.api_base_url", &self.api_base_url) {
-            errors.push(e);
-        }
-        if let Err(mut e) = self.connector.resolve(&SPEC, true) {
-            errors.append(&mut e);
-        }
-        errors
-    }
-}
-
-/// Builds the connector from its section.
-pub fn build(section: &IpinfoSection) -> Result<(ConnectorSettings, Hosted), Vec<String>> {
-    let settings = section.connector.resolve(&SPEC, true)?;
-    let connector = IpinfoConnector::new(section).map_err(|e| vec![format!("ipinfo: {e}")])?;
-    Ok((settings, Hosted::Enrichment(std::sync::Arc::new(connector))))
-}
 
 /// The IPinfo connector.
 pub struct IpinfoConnector {
-    client: reqwest::Client,
-    base_url: reqwest::Url,
-    token: Secret,
+    client: IpinfoClient,
     max_tlp: Tlp,
     use_asn_name: bool,
 }
 
 impl IpinfoConnector {
-    pub fn new(section: &IpinfoSection) -> Result<Self, String> {
-        let token = section.token.clone().ok_or("ipinfo.token is required")?;
+    pub fn new(config: &IpinfoConfig) -> Result<Self, String> {
+        let token = config.token.clone().ok_or("ipinfo.token is required")?;
+        let http = http::client(config.request_timeout.0, None).map_err(|e| e.to_string())?;
+        let base_url = reqwest::Url::parse(&config.api_base_url).map_err(|e| e.to_string())?;
         Ok(IpinfoConnector {
-            client: http::client(section.request_timeout.0, None).map_err(|e| e.to_string())?,
-            base_url: reqwest::Url::parse(&section.api_base_url).map_err(|e| e.to_string())?,
-            token,
-            max_tlp: section.max_tlp.0,
-            use_asn_name: section.use_asn_name,
+            client: IpinfoClient::new(http, base_url, token),
+            max_tlp: config.max_tlp.0,
+            use_asn_name: config.use_asn_name,
         })
-    }
-
-    /// `GET <base>/<ip>/json` with the token in a Bearer header.
-    async fn lookup(&self, ip: &str) -> Result<Value, ConnectorError> {
-        let url = http::join_segments(&self.base_url, &[ip, "json"]);
-        let response = self
-            .client
-            .get(url)
-            .bearer_auth(self.token.expose())
-            .header(reqwest::header::ACCEPT, "application/json")
-            .send()
-            .await;
-        let body = http::json_body(response).await.map_err(|e| match e {
-            UpstreamError::Status { status, reason, .. } => status_error(status, &reason),
-            UpstreamError::Transport(_) => {
-                ConnectorError::Retryable("API connection error.".into())
-            }
-            UpstreamError::NotJson(_) => {
-                ConnectorError::Rejected("Invalid JSON in response.".into())
-            }
-        })?;
-        // Some IPinfo errors come back with HTTP 200 and a `status` in the body.
-        if let (Some(status), Some(_)) = (
-            body.get("status").and_then(Value::as_u64),
-            body.get("error"),
-        ) {
-            let status = u16::try_from(status).unwrap_or(500);
-            let reason = reqwest::StatusCode::from_u16(status)
-                .ok()
-                .and_then(|s| s.canonical_reason())
-                .unwrap_or("Unknown")
-                .to_string();
-            return Err(status_error(status, &reason));
-        }
-        Ok(body)
-    }
-}
-
-/// The reference's wording for each HTTP failure; 429 and 5xx are retried.
-fn status_error(status: u16, reason: &str) -> ConnectorError {
-    match status {
-        401 | 403 => ConnectorError::Misconfigured(format!(
-            "Invalid API Token, Error {status}. Reason: {reason}"
-        )),
-        429 => ConnectorError::Retryable(format!(
-            "IpInfo Rate limit exceeded, Error 429. Reason: {reason} (the IPinfo quota is exhausted)"
-        )),
-        s if s >= 500 => {
-            ConnectorError::Retryable(format!("Unexpected HTTP Error {s}. Reason: {reason}"))
-        }
-        s => ConnectorError::Rejected(format!("Unexpected HTTP Error {s}. Reason: {reason}")),
     }
 }
 
@@ -275,7 +112,7 @@ impl EnrichmentConnector for IpinfoConnector {
                 "{value} is not routable ({reason}): nothing to look up"
             )));
         }
-        let body = self.lookup(&value).await?;
+        let body = self.client.lookup(&value).await?;
         if body.get("bogon").and_then(Value::as_bool) == Some(true) {
             return Ok(Outcome::Done(format!(
                 "{value} is not routable (IPinfo answered bogon)"

@@ -1,3 +1,4 @@
+//! The ipinfo connector's unit tests: its mapping over the fixtures, its config and its wording.
 use crate::fixtures::fixture_json;
 use serde_json::{Value, json};
 
@@ -299,7 +300,7 @@ fn http_failures_use_the_reference_wording() {
         ConnectorError::Misconfigured("Invalid API Token, Error 403. Reason: Forbidden".into())
     );
     assert!(
-        matches!(status_error(429, "Too Many Requests"), ConnectorError::Retryable(m) if m.starts_with("IpInfo Rate limit exceeded, Error 429. Reason: Too Many Requests"))
+        matches!(status_error(429, "Too Many Requests"), ConnectorError::Retryable { message: m, .. } if m.starts_with("IpInfo Rate limit exceeded, Error 429. Reason: Too Many Requests"))
     );
     assert_eq!(
         status_error(404, "Not Found"),
@@ -307,6 +308,6 @@ fn http_failures_use_the_reference_wording() {
     );
     assert!(matches!(
         status_error(502, "Bad Gateway"),
-        ConnectorError::Retryable(_)
+        ConnectorError::Retryable { .. }
     ));
 }

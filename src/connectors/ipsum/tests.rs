@@ -1,11 +1,12 @@
+//! The ipsum connector's unit tests: its mapping over the fixtures, its config and its wording.
 use crate::fixtures::fixture;
 use serde_json::json;
 
 use super::*;
 
 fn connector(tlp: &str, score: i64) -> IpsumConnector {
-    let section = IpsumSection {
-        tlp_level: tlp.into(),
+    let section = IpsumConfig {
+        tlp_level: crate::config::TlpLevel(Tlp::parse_level(tlp).unwrap()),
         default_x_opencti_score: score,
         ..Default::default()
     };
@@ -158,33 +159,47 @@ fn score_grows_with_the_count_around_the_default() {
 
 #[test]
 fn invalid_settings_are_rejected_with_the_allowed_values() {
-    let s = IpsumSection {
-        tlp_level: "purple".into(),
+    let env: std::collections::HashMap<String, String> = [
+        ("OPENCTI_URL", "http://opencti:8080"),
+        ("OPENCTI_TOKEN", "t"),
+        ("IPSUM_ENABLED", "true"),
+        ("IPSUM_CONNECTOR_ID", "9b7c2e14-3f5a-4d8b-9c1e-6a2f4b8d0e37"),
+        ("IPSUM_TLP_LEVEL", "purple"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let errors = crate::registry::Config::from_sources(None, &env)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        errors.contains("ipsum.tlp_level (env IPSUM_TLP_LEVEL)") && errors.contains("amber+strict"),
+        "{errors}"
+    );
+    let s = IpsumConfig {
         default_x_opencti_score: 101,
         ..Default::default()
     };
-    let errors = s.validate().join("\n");
-    assert!(
-        errors.contains("ipsum.tlp_level") && errors.contains("amber+strict"),
-        "{errors}"
-    );
+    let mut checks = crate::config::Checks::new(&SPEC);
+    crate::connectors::ConnectorConfig::check(&s, &mut checks);
+    let errors = checks.into_errors().join("\n");
     assert!(errors.contains("ipsum.default_x_opencti_score"), "{errors}");
 }
 
 #[test]
 fn the_default_period_is_the_references_six_hours() {
-    let section = IpsumSection {
-        enabled: true,
-        connector: crate::config::ConnectorBlock {
-            id: Some(uuid::Uuid::nil()),
-            ..Default::default()
-        },
+    let block = crate::config::ConnectorBlock {
+        id: Some(uuid::Uuid::nil()),
         ..Default::default()
     };
-    let (settings, _) = build(&section).unwrap();
+    let mut checks = crate::config::Checks::new(&SPEC);
+    let settings = block.resolve(&SPEC, &mut checks);
+    assert!(checks.is_empty());
     assert_eq!(
-        settings.duration_period,
-        Some(std::time::Duration::from_secs(6 * 3600))
+        settings.mode,
+        crate::config::Mode::Import {
+            period: std::time::Duration::from_secs(6 * 3600)
+        }
     );
     assert_eq!(settings.name, "IPsum");
     assert_eq!(settings.scope, vec!["ipsum"]);

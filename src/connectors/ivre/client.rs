@@ -8,6 +8,8 @@ use chrono::{DateTime, NaiveDateTime, Timelike};
 use serde_json::Value;
 
 use crate::config::Secret;
+use crate::connectors::ConnectorError;
+use crate::http::UpstreamError;
 
 /// One purpose's endpoint.
 #[derive(Clone)]
@@ -125,10 +127,18 @@ impl Endpoint {
     }
 }
 
-/// A failed IVRE request, with a hint for the operator.
+/// A failed IVRE request: the message (with a hint for the operator) and, through the one
+/// classifier, what the runtime should do with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
-pub struct IvreError(pub String);
+pub struct IvreError(pub ConnectorError);
+
+impl IvreError {
+    /// A failure that another attempt would not fix (a malformed answer, a missing URL).
+    pub fn rejected(message: impl Into<String>) -> Self {
+        IvreError(ConnectorError::Rejected(message.into()))
+    }
+}
 
 fn hint(status: u16) -> &'static str {
     match status {
@@ -171,52 +181,42 @@ impl IvreClient {
         })
     }
 
-    /// GET `<base><path_and_query>`, one retry on a connection failure or timeout.
+    /// GET `<base><path_and_query>`. Failures are classified once: transport errors, 408,
+    /// 429 and 5xx are retryable by the runtime, 401/403 are misconfiguration.
     async fn get(&self, endpoint: &Endpoint, path_and_query: &str) -> Result<String, IvreError> {
         let url = format!("{}{path_and_query}", endpoint.base);
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let mut request = self
-                .http
-                .get(&url)
-                .header(reqwest::header::ACCEPT, "application/json");
-            for (k, v) in &endpoint.headers {
-                request = request.header(k.as_str(), v.as_str());
-            }
-            if let Some((user, pass)) = &endpoint.basic {
-                request = request.basic_auth(user, Some(pass.expose()));
-            }
-            match request.send().await {
-                Ok(response) => {
-                    let status = response.status();
-                    let body = response.text().await.map_err(|e| {
-                        IvreError(format!(
-                            "reading the answer failed: {}",
-                            crate::http::describe(&e.without_url())
-                        ))
-                    })?;
-                    if !status.is_success() {
-                        let snippet: String = body
-                            .chars()
-                            .take(200)
-                            .collect::<String>()
-                            .replace(|c: char| c.is_control(), " ");
-                        tracing::warn!(connector = "ivre", status = status.as_u16(), body = %snippet, "IVRE answered with an error.");
-                        return Err(IvreError(format!(
-                            "HTTP {} ({})",
-                            status.as_u16(),
-                            hint(status.as_u16())
-                        )));
-                    }
-                    return Ok(body);
-                }
-                Err(e) if attempt == 1 && (e.is_timeout() || e.is_connect() || e.is_request()) => {
-                    continue;
-                }
-                Err(e) => return Err(IvreError(crate::http::describe(&e.without_url()))),
-            }
+        let mut request = self
+            .http
+            .get(&url)
+            .header(reqwest::header::ACCEPT, "application/json");
+        for (k, v) in &endpoint.headers {
+            request = request.header(k.as_str(), v.as_str());
         }
+        if let Some((user, pass)) = &endpoint.basic {
+            request = request.basic_auth(user, Some(pass.expose()));
+        }
+        let response = request.send().await.map_err(|e| {
+            let error = UpstreamError::transport(e);
+            IvreError(ConnectorError::from_upstream(&error, error.to_string()))
+        })?;
+        let status = response.status();
+        let failure = (!status.is_success()).then(|| UpstreamError::status(&response));
+        let body = response.text().await.map_err(|e| {
+            let error = UpstreamError::transport(e);
+            let message = format!("reading the answer failed: {error}");
+            IvreError(ConnectorError::from_upstream(&error, message))
+        })?;
+        if let Some(error) = failure {
+            let snippet: String = body
+                .chars()
+                .take(200)
+                .collect::<String>()
+                .replace(|c: char| c.is_control(), " ");
+            tracing::warn!(connector = "ivre", status = status.as_u16(), body = %snippet, "IVRE answered with an error.");
+            let message = format!("HTTP {} ({})", status.as_u16(), hint(status.as_u16()));
+            return Err(IvreError(ConnectorError::from_upstream(&error, message)));
+        }
+        Ok(body)
     }
 
     /// `/ipdata/<addr>`: `None` for IVRE's `null`.
@@ -229,10 +229,12 @@ impl IvreClient {
         match serde_json::from_str::<Value>(body.trim()) {
             Ok(Value::Null) => Ok(None),
             Ok(v @ Value::Object(_)) => Ok(Some(v)),
-            Ok(_) => Err(IvreError(
-                "ipdata answered something that is not an object".into(),
+            Ok(_) => Err(IvreError::rejected(
+                "ipdata answered something that is not an object",
             )),
-            Err(e) => Err(IvreError(format!("ipdata answered invalid JSON: {e}"))),
+            Err(e) => Err(IvreError::rejected(format!(
+                "ipdata answered invalid JSON: {e}"
+            ))),
         }
     }
 
@@ -279,15 +281,16 @@ pub fn parse_records(body: &str) -> Result<Vec<Value>, IvreError> {
     if trimmed.starts_with('[') {
         return match serde_json::from_str::<Value>(trimmed) {
             Ok(Value::Array(a)) => Ok(a),
-            _ => Err(IvreError("the answer is not a JSON array".into())),
+            _ => Err(IvreError::rejected("the answer is not a JSON array")),
         };
     }
     trimmed
         .lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| {
-            serde_json::from_str(l)
-                .map_err(|e| IvreError(format!("the answer is neither JSON nor NDJSON: {e}")))
+            serde_json::from_str(l).map_err(|e| {
+                IvreError::rejected(format!("the answer is neither JSON nor NDJSON: {e}"))
+            })
         })
         .collect()
 }

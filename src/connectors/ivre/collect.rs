@@ -7,7 +7,7 @@ use chrono::NaiveDateTime;
 use serde_json::{Map, Value, json};
 
 use super::client::format_time;
-use crate::stix::{AutonomousSystem, Identity, Location, Observable, Relationship, ids, to_object};
+use crate::stix::{AutonomousSystem, Location, Observable, Relationship, ids, to_object};
 
 /// Objects collected for one enrichment.
 pub struct Collector {
@@ -27,10 +27,12 @@ pub fn norm_domain(name: &str) -> String {
 }
 
 impl Collector {
-    pub fn new(author: &Identity, entity: &Value, entity_id: &str) -> Self {
+    /// A collector for the enrichment of `entity`, relationships created by `author_id` at
+    /// `now`.
+    pub fn new(author_id: &str, now: &str, entity: &Value, entity_id: &str) -> Self {
         let mut c = Collector {
-            author_id: author.id.clone(),
-            now: author.created.clone(),
+            author_id: author_id.to_string(),
+            now: now.to_string(),
             order: Vec::new(),
             objects: HashMap::new(),
             entity_id: entity_id.to_string(),

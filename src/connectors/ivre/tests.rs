@@ -1,3 +1,4 @@
+//! The ivre connector's unit tests: its mapping over the fixtures, its config and its wording.
 use crate::fixtures::fixture;
 use serde_json::json;
 
@@ -119,8 +120,14 @@ fn tor_names_follow_the_reference_pattern() {
 
 #[test]
 fn the_section_needs_a_usable_web_api_url() {
-    use crate::connectors::Section;
-    let s = IvreSection {
+    use crate::connectors::ConnectorConfig;
+    let validate = |s: &IvreConfig| {
+        let mut checks = crate::config::Checks::new(&SPEC);
+        let _ = s.connector.resolve(&SPEC, &mut checks);
+        s.check(&mut checks);
+        checks.into_errors()
+    };
+    let s = IvreConfig {
         enabled: true,
         api_base_url: Some("mongodb:///ivre".into()),
         connector: crate::config::ConnectorBlock {
@@ -130,15 +137,15 @@ fn the_section_needs_a_usable_web_api_url() {
         ..Default::default()
     };
     assert!(
-        s.validate()
+        validate(&s)
             .join(" ")
             .contains("no usable IVRE web API URL")
     );
-    let s = IvreSection {
+    let s = IvreConfig {
         db_url_passive: Some("http://ivre/cgi".into()),
         ..s
     };
-    assert!(s.validate().is_empty());
+    assert!(validate(&s).is_empty());
 }
 
 #[test]

@@ -1,3 +1,4 @@
+//! The lastinfosec connector's unit tests: its mapping over the fixtures, its config and its wording.
 use crate::fixtures::fixture_json;
 use serde_json::json;
 

@@ -4,7 +4,7 @@
 use chrono::NaiveDateTime;
 use serde_json::Value;
 
-use crate::stix::{Identity, Observable, Relationship, Tlp, ids, to_object};
+use crate::stix::{Author, Observable, Relationship, Tlp, ids, to_object};
 
 pub const AUTHOR: &str = "RiskIQ PassiveTotal";
 pub const AUTHOR_DESCRIPTION: &str = "RiskIQ Passive Total enrichment connector can be used to enrich ipv4-address and domain-name observables with Passive DNS";
@@ -54,17 +54,12 @@ pub fn stix_time(t: NaiveDateTime) -> String {
 }
 
 /// The author identity.
-pub fn author(now: &str) -> Value {
-    to_object(&Identity::organization(
-        AUTHOR,
-        Some(AUTHOR_DESCRIPTION),
-        now,
-    ))
+pub fn author() -> Author {
+    Author::organization(AUTHOR, Some(AUTHOR_DESCRIPTION))
 }
 
-/// Maps `results[]` for the entity `entity_id`.
-pub fn map_records(entity_id: &str, results: &[Value], now: &str) -> Mapped {
-    let author_id = ids::identity_id(AUTHOR, "organization");
+/// Maps `results[]` for the entity `entity_id`, every object created by `author_id`.
+pub fn map_records(entity_id: &str, author_id: &str, results: &[Value], now: &str) -> Mapped {
     let white = Tlp::Clear.marking_id().to_string();
     let mut out = Mapped {
         objects: Vec::new(),
@@ -104,7 +99,7 @@ pub fn map_records(entity_id: &str, results: &[Value], now: &str) -> Mapped {
         }
         let mut observable = Observable::new(stix_type, resolve);
         observable.object_marking_refs = vec![white.clone()];
-        observable.x_opencti_created_by_ref = Some(author_id.clone());
+        observable.x_opencti_created_by_ref = Some(author_id.to_string());
         observable.x_opencti_main_observable_type = Some(main_type.into());
         let (source, target) = if reversed {
             (observable.id.clone(), entity_id.to_string())
@@ -119,7 +114,7 @@ pub fn map_records(entity_id: &str, results: &[Value], now: &str) -> Mapped {
             Some(&py_isoformat(first)),
             None,
         );
-        rel.created_by_ref = Some(author_id.clone());
+        rel.created_by_ref = Some(author_id.to_string());
         rel.description = Some(format!("{record_type} record"));
         rel.start_time = Some(stix_time(first));
         rel.stop_time = Some(stix_time(last));

@@ -1,3 +1,4 @@
+//! The riskiq connector's unit tests: its mapping over the fixtures, its config and its wording.
 use crate::fixtures::fixture_json;
 use serde_json::{Value, json};
 
@@ -5,6 +6,8 @@ use super::*;
 
 const DOMAIN_ID: &str = "domain-name--d8f80844-a558-554c-97ba-13937278c048";
 const IP_ID: &str = "ipv4-addr--8b12a0da-27b6-5220-852e-d812ea771990";
+/// The reference author id (spec §6).
+const AUTHOR_ID: &str = "identity--3dd5005e-308b-57f5-b865-ba1f5e230b13";
 
 fn results(name: &str) -> Vec<Value> {
     fixture_json("riskiq", name)["results"]
@@ -29,6 +32,7 @@ fn pairs(m: &Mapped) -> Vec<(String, String)> {
 fn domain_worked_example_has_the_reference_ids_and_times() {
     let m = map_records(
         DOMAIN_ID,
+        AUTHOR_ID,
         &results("dns_passive_domain_www.furth.com.ar.json"),
         "t",
     );
@@ -97,7 +101,7 @@ fn domain_worked_example_has_the_reference_ids_and_times() {
     let mut all =
         vec![json!({"id": DOMAIN_ID, "type": "domain-name", "value": "www.furth.com.ar"})];
     all.extend(m.objects.clone());
-    all.push(author("t"));
+    all.push(author().object_at("t"));
     all.push(Tlp::Clear.stix2_object("t"));
     assert_eq!(crate::opencti::split::split(all, true).len(), 12);
 }
@@ -106,6 +110,7 @@ fn domain_worked_example_has_the_reference_ids_and_times() {
 fn observables_have_the_reference_shape() {
     let m = map_records(
         DOMAIN_ID,
+        AUTHOR_ID,
         &results("dns_passive_domain_www.furth.com.ar.json"),
         "t",
     );
@@ -116,7 +121,7 @@ fn observables_have_the_reference_shape() {
                "x_opencti_created_by_ref":"identity--3dd5005e-308b-57f5-b865-ba1f5e230b13",
                "x_opencti_main_observable_type":"IPv4-Addr"})
     );
-    let a = author("now");
+    let a = author().object_at("now");
     assert_eq!(a["id"], "identity--3dd5005e-308b-57f5-b865-ba1f5e230b13");
     assert_eq!(a["description"], mapping::AUTHOR_DESCRIPTION);
 }
@@ -125,6 +130,7 @@ fn observables_have_the_reference_shape() {
 fn ip_query_reverses_a_domain_records() {
     let m = map_records(
         IP_ID,
+        AUTHOR_ID,
         &results("dns_passive_ip_query_constructed.json"),
         "t",
     );
@@ -164,6 +170,7 @@ fn records_without_types_or_results_map_to_nothing() {
     assert_eq!(
         map_records(
             DOMAIN_ID,
+            AUTHOR_ID,
             &results("dns_passive_python_api_testdata.json"),
             "t"
         )
@@ -173,6 +180,7 @@ fn records_without_types_or_results_map_to_nothing() {
     assert_eq!(
         map_records(
             DOMAIN_ID,
+            AUTHOR_ID,
             &results("dns_passive_zero_records_xsoar.json"),
             "t"
         )
@@ -188,7 +196,7 @@ fn malformed_times_skip_the_record_not_the_message() {
         json!({"recordType": "A", "resolveType": "ip", "resolve": "1.2.3.5", "firstSeen": "2020-01-02 00:00:00", "lastSeen": "2020-01-01 00:00:00"}),
         json!({"recordType": "TXT", "resolveType": "text", "resolve": "v=spf1", "firstSeen": "2020-01-02 00:00:00", "lastSeen": "2020-01-03 00:00:00"}),
     ];
-    let m = map_records(DOMAIN_ID, &records, "t");
+    let m = map_records(DOMAIN_ID, AUTHOR_ID, &records, "t");
     assert_eq!((m.handled, m.malformed), (1, 1));
     assert_eq!(
         m.objects[1]["stop_time"], "2020-01-02T00:00:01Z",
@@ -225,11 +233,11 @@ fn http_errors_say_what_to_fix() {
     );
     assert!(matches!(
         status_error(429, "Too Many Requests", ""),
-        ConnectorError::Retryable(_)
+        ConnectorError::Retryable { .. }
     ));
     assert!(matches!(
         status_error(503, "Service Unavailable", ""),
-        ConnectorError::Retryable(_)
+        ConnectorError::Retryable { .. }
     ));
     assert!(matches!(
         status_error(404, "Not Found", ""),

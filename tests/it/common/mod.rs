@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use opencti_connectors::config::{ConnectorKind, ConnectorSettings, MqConfig, QueueProtocol};
+use opencti_connectors::config::{ConnectorSettings, Mode, MqConfig, QueueProtocol};
 use opencti_connectors::connectors::{
     ConnectorError, EnrichmentConnector, EnrichmentRequest, Hosted, Outcome,
 };
@@ -47,24 +47,30 @@ pub const GREEN: &str = "marking-definition--34098fce-860f-48ae-8e50-ebd3cc5e41d
 pub const RED: &str = "marking-definition--5e57c739-391a-4eb3-b6be-7d15ca92d5ed";
 
 /// Settings of a test connector with a fresh id (so fresh queues).
-pub fn settings(
-    key: &'static str,
-    kind: ConnectorKind,
-    protocol: QueueProtocol,
-) -> ConnectorSettings {
+pub fn settings(key: &'static str, mode: Mode, protocol: QueueProtocol) -> ConnectorSettings {
     ConnectorSettings {
         key,
         id: uuid::Uuid::new_v4(),
         name: format!("Test {key}"),
-        kind,
         scope: vec!["IPv4-Addr".into()],
+        queue_protocol: protocol,
+        mode,
+    }
+}
+
+/// A playbook-compatible enrichment connector taking two messages at once.
+pub fn enrichment_mode() -> Mode {
+    Mode::Enrichment {
         auto: false,
         auto_update: false,
         playbook_compatible: true,
-        queue_protocol: protocol,
         concurrency: 2,
-        duration_period: (kind == ConnectorKind::Import).then(|| Duration::from_millis(300)),
     }
+}
+
+/// An importer running every `period`.
+pub fn import_mode(period: Duration) -> Mode {
+    Mode::Import { period }
 }
 
 /// A platform pointing at the fake, with fast pings and retries.
@@ -277,8 +283,9 @@ pub fn build_connector(
             .chain(extra)
             .map(|(k, v)| (k.to_string(), v.to_string())),
     );
-    let config = opencti_connectors::config::Config::from_sources(None, &env).expect("test config");
-    opencti_connectors::connectors::build_all(&config)
+    let config =
+        opencti_connectors::registry::Config::from_sources(None, &env).expect("test config");
+    opencti_connectors::registry::build_all(&config)
         .expect("test connector")
         .remove(0)
 }

@@ -1,0 +1,226 @@
+//! The `connector` block every section shares, its resolution into the settings the runtime
+//! uses, and [`Checks`], which names each key of a section the way every error does.
+
+use std::fmt::Display;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+use uuid::Uuid;
+
+use super::keys::{ConnectorKind, SectionSpec};
+use super::types::{IsoDuration, QueueProtocol, Scope, Secret};
+
+/// Requests an enrichment connector processes at once when `concurrency` is unset.
+pub const DEFAULT_CONCURRENCY: u16 = 4;
+/// The longest import period accepted (a year): anything longer is a typo.
+pub const MAX_PERIOD: Duration = Duration::from_secs(365 * 86400);
+
+/// The base connector block of every section (`<section>.connector.*`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectorBlock {
+    #[serde(default, deserialize_with = "de_uuid")]
+    pub id: Option<Uuid>,
+    pub name: Option<String>,
+    pub scope: Option<Scope>,
+    pub auto: Option<bool>,
+    pub auto_update: Option<bool>,
+    /// Deprecated in OpenCTI 6: accepted and ignored.
+    pub confidence_level: Option<u8>,
+    pub log_level: Option<String>,
+    pub queue_protocol: Option<QueueProtocol>,
+    pub concurrency: Option<u16>,
+    pub duration_period: Option<IsoDuration>,
+}
+
+fn de_uuid<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Uuid>, D::Error> {
+    let s: Option<String> = Option::deserialize(d)?;
+    match s {
+        None => Ok(None),
+        Some(s) => Uuid::parse_str(s.trim()).map(Some).map_err(|_| {
+            serde::de::Error::custom(format!(
+                "`{s}` is not a UUID (expected e.g. 2f0cc9a8-0b1b-4e2a-9f7d-1c2b3d4e5f60)"
+            ))
+        }),
+    }
+}
+
+/// How a hosted connector runs: the settings only its kind has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Consumes its listen queue.
+    Enrichment {
+        auto: bool,
+        auto_update: bool,
+        playbook_compatible: bool,
+        /// Requests processed at once (the queue prefetch).
+        concurrency: u16,
+    },
+    /// Runs every `period`, measured from the end of the previous run.
+    Import { period: Duration },
+}
+
+/// The resolved identity and behaviour of one hosted connector.
+#[derive(Debug, Clone)]
+pub struct ConnectorSettings {
+    /// Snake-case service noun (`ipinfo`): module, YAML section and log field.
+    pub key: &'static str,
+    pub id: Uuid,
+    pub name: String,
+    pub scope: Vec<String>,
+    pub queue_protocol: QueueProtocol,
+    pub mode: Mode,
+}
+
+impl ConnectorSettings {
+    /// The OpenCTI `ConnectorType`.
+    pub fn connector_type(&self) -> &'static str {
+        match self.mode {
+            Mode::Enrichment { .. } => "INTERNAL_ENRICHMENT",
+            Mode::Import { .. } => "EXTERNAL_IMPORT",
+        }
+    }
+}
+
+impl ConnectorBlock {
+    /// Resolves the block with the section's defaults; problems go to `checks`.
+    pub fn resolve(&self, spec: &'static SectionSpec, checks: &mut Checks) -> ConnectorSettings {
+        let s = spec.section;
+        let id = self.id.unwrap_or_else(|| {
+            checks.error(
+                "connector.id",
+                format!("required when {s}.enabled is true; expected a UUID"),
+            );
+            Uuid::nil()
+        });
+        let name = self
+            .name
+            .clone()
+            .unwrap_or_else(|| spec.default_name.to_string());
+        if name.trim().chars().count() < 2 {
+            checks.error(
+                "connector.name",
+                "must have at least 2 non-blank characters",
+            );
+        }
+        let scope = self
+            .scope
+            .clone()
+            .unwrap_or_else(|| Scope::parse(spec.default_scope))
+            .0;
+        if let Some(level) = &self.log_level
+            && level
+                .parse::<tracing_subscriber::filter::LevelFilter>()
+                .is_err()
+        {
+            checks.error(
+                "connector.log_level",
+                format!(
+                    "`{level}` is not a level; expected one of: trace, debug, info, warn, error"
+                ),
+            );
+        }
+        let mode = match spec.kind {
+            ConnectorKind::Enrichment {
+                default_auto,
+                playbook_compatible,
+            } => {
+                if self.duration_period.is_some() {
+                    checks.error(
+                        "connector.duration_period",
+                        "only scheduled importers take a period",
+                    );
+                }
+                let concurrency = self.concurrency.unwrap_or(DEFAULT_CONCURRENCY);
+                if concurrency == 0 {
+                    checks.error("connector.concurrency", "must be at least 1");
+                }
+                Mode::Enrichment {
+                    auto: self.auto.unwrap_or(default_auto),
+                    auto_update: self.auto_update.unwrap_or(false),
+                    playbook_compatible,
+                    concurrency,
+                }
+            }
+            ConnectorKind::Import { default_period } => {
+                if self.auto.is_some() || self.auto_update.is_some() || self.concurrency.is_some() {
+                    checks.error(
+                        "connector",
+                        "auto, auto_update and concurrency only apply to enrichment connectors",
+                    );
+                }
+                let period = self.duration_period.map_or(default_period, |d| d.0);
+                if period.is_zero() {
+                    checks.error("connector.duration_period", "must be longer than zero");
+                } else if period > MAX_PERIOD {
+                    checks.error(
+                        "connector.duration_period",
+                        format!("{} is longer than a year", IsoDuration(period)),
+                    );
+                }
+                Mode::Import { period }
+            }
+        };
+        ConnectorSettings {
+            key: s,
+            id,
+            name,
+            scope,
+            queue_protocol: self.queue_protocol.unwrap_or_default(),
+            mode,
+        }
+    }
+}
+
+/// The errors of one section, each naming its key as `<section>.<key> (env …): …`.
+#[derive(Debug)]
+pub struct Checks {
+    spec: &'static SectionSpec,
+    errors: Vec<String>,
+}
+
+impl Checks {
+    pub fn new(spec: &'static SectionSpec) -> Self {
+        Checks {
+            spec,
+            errors: Vec::new(),
+        }
+    }
+
+    /// Records a problem with `key` (relative to the section, e.g. `token`).
+    pub fn error(&mut self, key: &str, message: impl Display) {
+        self.errors.push(format!(
+            "{}.{key}{}: {message}",
+            self.spec.section,
+            self.spec.env_hint(key)
+        ));
+    }
+
+    /// A secret the connector cannot work without: set, not blank, not the samples' `ChangeMe`.
+    pub fn require_secret(&mut self, key: &str, value: Option<&Secret>) {
+        if value.is_none_or(|v| v.is_blank() || v.expose() == "ChangeMe") {
+            let section = self.spec.section;
+            self.error(key, format!("required when {section}.enabled is true"));
+        }
+    }
+
+    /// `value` must be an absolute http(s) URL.
+    pub fn url(&mut self, key: &str, value: &str) {
+        if !is_http_url(value) {
+            self.error(key, format!("`{value}` is not an http(s) URL"));
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.errors.is_empty()
+    }
+
+    pub fn into_errors(self) -> Vec<String> {
+        self.errors
+    }
+}
+
+/// Whether `url` is an absolute http(s) URL.
+pub fn is_http_url(url: &str) -> bool {
+    reqwest::Url::parse(url).is_ok_and(|u| u.scheme() == "http" || u.scheme() == "https")
+}

@@ -1,0 +1,152 @@
+//! The generic loader: optional YAML text overlaid with environment variables named by a key
+//! table, then deserialised strictly into any config type. It knows nothing of connectors.
+
+use std::collections::HashMap;
+
+use serde::de::DeserializeOwned;
+use serde_yaml::{Mapping, Value};
+
+use super::ConfigError;
+use super::keys::{KeySpec, Kind};
+use super::types::parse_bool;
+
+/// Reads `path`; `None` when it does not exist and was not named explicitly (the
+/// environment alone then configures the daemon).
+pub fn read_file(path: &str, explicit: bool) -> Result<Option<String>, ConfigError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => Ok(None),
+        Err(source) => Err(ConfigError::Read {
+            path: path.into(),
+            source,
+        }),
+    }
+}
+
+/// Parses `yaml`, applies every key of `table` found in `env` (the first non-blank of its
+/// names wins over the file), and deserialises the result into `T`. Errors name the key and
+/// its environment variable.
+pub fn from_sources<T: DeserializeOwned>(
+    yaml: Option<&str>,
+    env: &HashMap<String, String>,
+    table: &[KeySpec],
+) -> Result<T, ConfigError> {
+    let mut root = parse_root(yaml)?;
+    let mut errors = Vec::new();
+    for key in table {
+        let from_env = key.env.iter().find_map(|name| {
+            env.get(name)
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| (name, v))
+        });
+        if let Some((name, raw)) = from_env {
+            match env_value(key.kind, raw) {
+                Ok(v) => set_path(&mut root, &key.path, v),
+                Err(m) => errors.push(format!("{} (env {name}): {m}", key.path)),
+            }
+        } else if let Some(v) = get_path_mut(&mut root, &key.path) {
+            normalise_yaml(key.kind, v)
+                .unwrap_or_else(|m| errors.push(format!("{}: {m}", key.path)));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ConfigError::Many(errors));
+    }
+    serde_path_to_error::deserialize(Value::Mapping(root)).map_err(|e| {
+        let path = e.path().to_string();
+        let env = table
+            .iter()
+            .find(|k| k.path == path)
+            .map(|k| format!(" (env {})", k.env[0]))
+            .unwrap_or_default();
+        ConfigError::Invalid {
+            key: format!("{path}{env}"),
+            message: e.into_inner().to_string(),
+        }
+    })
+}
+
+/// Whether the YAML text has a value at the dotted `path`.
+pub fn has_path(yaml: &str, path: &str) -> Result<bool, ConfigError> {
+    let mut root = parse_root(Some(yaml))?;
+    Ok(get_path_mut(&mut root, path).is_some())
+}
+
+fn parse_root(yaml: Option<&str>) -> Result<Mapping, ConfigError> {
+    match yaml {
+        Some(text) if !text.trim().is_empty() => match serde_yaml::from_str::<Value>(text) {
+            Ok(Value::Mapping(m)) => Ok(m),
+            Ok(Value::Null) => Ok(Mapping::new()),
+            Ok(_) => Err(ConfigError::Yaml(
+                "the top level must be a mapping of sections".into(),
+            )),
+            Err(e) => Err(ConfigError::Yaml(e.to_string())),
+        },
+        _ => Ok(Mapping::new()),
+    }
+}
+
+/// Turns an environment string into the YAML value of a key's kind.
+fn env_value(kind: Kind, raw: &str) -> Result<Value, String> {
+    let raw = raw.trim();
+    Ok(match kind {
+        Kind::Bool => Value::Bool(
+            parse_bool(raw)
+                .ok_or_else(|| format!("`{raw}` is not a boolean; expected true or false"))?,
+        ),
+        Kind::Int => Value::Number(
+            raw.parse::<i64>()
+                .map_err(|_| format!("`{raw}` is not an integer"))?
+                .into(),
+        ),
+        _ => Value::String(raw.to_string()),
+    })
+}
+
+/// Lets YAML files spell booleans and integers as strings (`"yes"`, `"4"`).
+fn normalise_yaml(kind: Kind, v: &mut Value) -> Result<(), String> {
+    if let Value::String(s) = v {
+        if matches!(kind, Kind::Bool | Kind::Int) {
+            *v = env_value(kind, s)?;
+        }
+    } else if matches!(
+        kind,
+        Kind::Str | Kind::Secret | Kind::Uuid | Kind::Url | Kind::Tlp
+    ) {
+        // A token or id of digits written without quotes is still a string.
+        if let Value::Number(n) = v {
+            *v = Value::String(n.to_string());
+        }
+    }
+    Ok(())
+}
+
+fn set_path(root: &mut Mapping, path: &str, value: Value) {
+    let mut parts = path.split('.').peekable();
+    let mut map = root;
+    while let Some(part) = parts.next() {
+        let key = Value::String(part.to_string());
+        if parts.peek().is_none() {
+            map.insert(key, value);
+            return;
+        }
+        let entry = map
+            .entry(key)
+            .or_insert_with(|| Value::Mapping(Mapping::new()));
+        if !entry.is_mapping() {
+            *entry = Value::Mapping(Mapping::new());
+        }
+        // Just made sure it is a mapping.
+        map = entry.as_mapping_mut().expect("mapping");
+    }
+}
+
+fn get_path_mut<'a>(root: &'a mut Mapping, path: &str) -> Option<&'a mut Value> {
+    let mut parts = path.split('.');
+    let first = parts.next()?;
+    let mut cur = root.get_mut(first)?;
+    for part in parts {
+        cur = cur.as_mapping_mut()?.get_mut(part)?;
+    }
+    Some(cur)
+}

@@ -1,0 +1,94 @@
+//! The `ipinfo` section: its keys, defaults and checks, and how it builds the connector.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::IpinfoConnector;
+use crate::config::{
+    Checks, ConnectorBlock, ConnectorKind, ConnectorSettings, IsoDuration, KeyDef, Kind, Secret,
+    SectionSpec, TlpSetting,
+};
+use crate::connectors::{ConnectorConfig, Hosted};
+use crate::stix::Tlp;
+
+/// The `ipinfo` section's shape.
+pub static SPEC: SectionSpec = SectionSpec {
+    section: "ipinfo",
+    kind: ConnectorKind::Enrichment {
+        default_auto: true,
+        playbook_compatible: true,
+    },
+    default_name: "IPInfo",
+    default_scope: "IPv4-Addr,IPv6-Addr",
+    default_api_base_url: "https://ipinfo.io",
+    api_base_url_aliases: &[],
+    keys: &[
+        KeyDef {
+            key: "token",
+            env_aliases: &[],
+            kind: Kind::Secret,
+            default: "",
+            doc: "IPinfo API token (required).",
+        },
+        KeyDef::max_tlp(
+            "TLP:AMBER",
+            "Highest TLP of an observable that may be sent to IPinfo.",
+        ),
+        KeyDef {
+            key: "use_asn_name",
+            env_aliases: &[],
+            kind: Kind::Bool,
+            default: "true",
+            doc: "Name the autonomous system by its owner (`Google LLC`) instead of `AS15169`.",
+        },
+        KeyDef::request_timeout("PT30S", "Timeout of one IPinfo request."),
+    ],
+};
+
+/// `ipinfo:` in the YAML file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IpinfoConfig {
+    pub enabled: bool,
+    pub api_base_url: String,
+    pub connector: ConnectorBlock,
+    pub token: Option<Secret>,
+    pub max_tlp: TlpSetting,
+    pub use_asn_name: bool,
+    pub request_timeout: IsoDuration,
+}
+
+impl Default for IpinfoConfig {
+    fn default() -> Self {
+        IpinfoConfig {
+            enabled: false,
+            api_base_url: SPEC.default_api_base_url.into(),
+            connector: ConnectorBlock::default(),
+            token: None,
+            max_tlp: TlpSetting(Tlp::Amber),
+            use_asn_name: true,
+            request_timeout: IsoDuration(Duration::from_secs(30)),
+        }
+    }
+}
+
+impl ConnectorConfig for IpinfoConfig {
+    fn spec() -> &'static SectionSpec {
+        &SPEC
+    }
+
+    fn base(&self) -> (bool, &ConnectorBlock) {
+        (self.enabled, &self.connector)
+    }
+
+    fn check(&self, checks: &mut Checks) {
+        checks.require_secret("token", self.token.as_ref());
+        checks.url("api_base_url", &self.api_base_url);
+    }
+
+    fn build(&self, _settings: &ConnectorSettings) -> Result<Hosted, String> {
+        Ok(Hosted::Enrichment(Arc::new(IpinfoConnector::new(self)?)))
+    }
+}

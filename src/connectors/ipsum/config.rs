@@ -1,0 +1,107 @@
+//! The `ipsum` section: its keys, defaults and checks, and how it builds the importer.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::{DEFAULT_FEED, IpsumConnector};
+use crate::config::{
+    Checks, ConnectorBlock, ConnectorKind, ConnectorSettings, IsoDuration, KeyDef, Kind, Secret,
+    SectionSpec, TlpLevel,
+};
+use crate::connectors::{ConnectorConfig, Hosted};
+use crate::stix::Tlp;
+
+/// The `ipsum` section's shape.
+pub static SPEC: SectionSpec = SectionSpec {
+    section: "ipsum",
+    kind: ConnectorKind::Import {
+        default_period: Duration::from_secs(6 * 3600),
+    },
+    default_name: "IPsum",
+    default_scope: "ipsum",
+    default_api_base_url: DEFAULT_FEED,
+    api_base_url_aliases: &["CONNECTOR_IPSUM_API_BASE_URL"],
+    keys: &[
+        KeyDef {
+            key: "api_key",
+            env_aliases: &["CONNECTOR_IPSUM_API_KEY"],
+            kind: Kind::Secret,
+            default: "",
+            doc: "Optional GitHub token, sent as `Authorization: Bearer`.",
+        },
+        KeyDef {
+            key: "default_x_opencti_score",
+            env_aliases: &["CONNECTOR_IPSUM_DEFAULT_X_OPENCTI_SCORE"],
+            kind: Kind::Int,
+            default: "60",
+            doc: "Score of every IP when the feed has no counts; the score of count 5 otherwise (0–100).",
+        },
+        KeyDef {
+            key: "tlp_level",
+            env_aliases: &["CONNECTOR_IPSUM_TLP_LEVEL"],
+            kind: Kind::Str,
+            default: "white",
+            doc: "Marking of everything imported: `white`/`clear`, `green`, `amber`, `amber+strict`, `red`.",
+        },
+        KeyDef::request_timeout("PT2M", "Timeout of the feed download."),
+    ],
+};
+
+/// `ipsum:` in the YAML file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IpsumConfig {
+    pub enabled: bool,
+    pub api_base_url: String,
+    pub connector: ConnectorBlock,
+    pub api_key: Option<Secret>,
+    pub default_x_opencti_score: i64,
+    pub tlp_level: TlpLevel,
+    pub request_timeout: IsoDuration,
+}
+
+impl Default for IpsumConfig {
+    fn default() -> Self {
+        IpsumConfig {
+            enabled: false,
+            api_base_url: DEFAULT_FEED.into(),
+            connector: ConnectorBlock::default(),
+            api_key: None,
+            default_x_opencti_score: 60,
+            tlp_level: TlpLevel(Tlp::Clear),
+            request_timeout: IsoDuration(Duration::from_secs(120)),
+        }
+    }
+}
+
+impl ConnectorConfig for IpsumConfig {
+    fn spec() -> &'static SectionSpec {
+        &SPEC
+    }
+
+    fn base(&self) -> (bool, &ConnectorBlock) {
+        (self.enabled, &self.connector)
+    }
+
+    fn check(&self, checks: &mut Checks) {
+        checks.url("api_base_url", &self.api_base_url);
+        if !(0..=100).contains(&self.default_x_opencti_score) {
+            checks.error(
+                "default_x_opencti_score",
+                format!(
+                    "{} is not a score; expected 0 to 100",
+                    self.default_x_opencti_score
+                ),
+            );
+        }
+    }
+
+    fn build(&self, settings: &ConnectorSettings) -> Result<Hosted, String> {
+        Ok(Hosted::Import(Arc::new(IpsumConnector::new(
+            self,
+            settings.name.clone(),
+        )?)))
+    }
+}

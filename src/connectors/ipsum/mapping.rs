@@ -1,0 +1,341 @@
+//! The IPsum feed → STIX, pure: the parser (bare IPs in `levels/N.txt`, `IP<TAB>count` with
+//! `#` comments in `ipsum.txt`; CIDRs expanded host by host up to a bound, private ranges
+//! skipped, junk skipped and counted instead of stopping the import), the count → score rule
+//! and the three objects of each IP.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde_json::Value;
+
+use crate::stix::{ExternalReference, Indicator, Observable, Relationship, Tlp, to_object};
+
+/// The largest network expanded host by host (a /16); larger ones are skipped as junk.
+pub const MAX_EXPANSION: u128 = 65_536;
+
+/// One IP to import, with its blacklist count when the feed has one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedIp {
+    pub ip: IpAddr,
+    pub count: Option<u32>,
+}
+
+/// What a parse found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Parsed {
+    pub ips: Vec<FeedIp>,
+    /// `#` comment lines.
+    pub comments: usize,
+    /// Blank lines.
+    pub blank: usize,
+    /// Lines (or networks) in private / reserved ranges.
+    pub private: usize,
+    /// Lines that are neither an address, a network nor a comment (first few kept for logs).
+    pub junk: usize,
+    pub junk_examples: Vec<String>,
+}
+
+impl Parsed {
+    /// Lines not imported (comments and blanks are not "skipped": they carry no IP).
+    pub fn skipped(&self) -> usize {
+        self.private + self.junk
+    }
+
+    fn junk(&mut self, line: &str, why: &str) {
+        self.junk += 1;
+        if self.junk_examples.len() < 5 {
+            self.junk_examples.push(format!(
+                "{why}: {:?}",
+                line.chars().take(80).collect::<String>()
+            ));
+        }
+    }
+}
+
+/// Python's `is_private` ranges (3.12.4+), with their exceptions.
+const PRIVATE: &[&str] = &[
+    "0.0.0.0/8",
+    "10.0.0.0/8",
+    "127.0.0.0/8",
+    "169.254.0.0/16",
+    "172.16.0.0/12",
+    "192.0.0.0/24",
+    "192.0.0.170/31",
+    "192.0.2.0/24",
+    "192.168.0.0/16",
+    "198.18.0.0/15",
+    "198.51.100.0/24",
+    "203.0.113.0/24",
+    "240.0.0.0/4",
+    "255.255.255.255/32",
+    "::1/128",
+    "::/128",
+    "::ffff:0:0/96",
+    "64:ff9b:1::/48",
+    "100::/64",
+    "2001::/23",
+    "2001:db8::/32",
+    "2002::/16",
+    "fc00::/7",
+    "fe80::/10",
+];
+const NOT_PRIVATE: &[&str] = &[
+    "192.0.0.9/32",
+    "192.0.0.10/32",
+    "2001:1::1/128",
+    "2001:1::2/128",
+    "2001:3::/32",
+    "2001:4:112::/48",
+    "2001:20::/28",
+    "2001:30::/28",
+];
+
+fn nets(list: &[&str]) -> Vec<IpNet> {
+    // The lists above are constant and valid.
+    list.iter()
+        .map(|s| s.parse().expect("valid network literal"))
+        .collect()
+}
+
+/// Whether an address is in a private / reserved range (Python's `is_private`).
+pub fn is_private(ip: IpAddr) -> bool {
+    thread_local! {
+        static TABLES: (Vec<IpNet>, Vec<IpNet>) = (nets(PRIVATE), nets(NOT_PRIVATE));
+    }
+    TABLES.with(|(private, exceptions)| {
+        private.iter().any(|n| n.contains(&ip)) && !exceptions.iter().any(|n| n.contains(&ip))
+    })
+}
+
+/// Hosts of a network as Python's `hosts()` yields them.
+fn hosts(net: IpNet) -> Vec<IpAddr> {
+    match net {
+        IpNet::V4(n) if n.prefix_len() >= 31 => n
+            .subnets(32)
+            .into_iter()
+            .flatten()
+            .map(|s| IpAddr::V4(s.addr()))
+            .collect(),
+        IpNet::V4(n) => n.hosts().map(IpAddr::V4).collect(),
+        IpNet::V6(n) if n.prefix_len() >= 127 => n
+            .subnets(128)
+            .into_iter()
+            .flatten()
+            .map(|s| IpAddr::V6(s.addr()))
+            .collect(),
+        // All but the subnet-router anycast (network) address.
+        IpNet::V6(n) => n.hosts().skip(1).map(IpAddr::V6).collect(),
+    }
+}
+
+/// Parses a feed body.
+pub fn parse(body: &str) -> Parsed {
+    let mut out = Parsed::default();
+    for raw in body.lines() {
+        let line = raw.trim();
+        if line.is_empty() {
+            out.blank += 1;
+            continue;
+        }
+        if line.starts_with('#') {
+            out.comments += 1;
+            continue;
+        }
+        let mut fields = line.split_whitespace();
+        let target = fields.next().unwrap_or_default();
+        let count = match fields.next() {
+            None => None,
+            Some(c) => match c.parse::<u32>() {
+                Ok(n) => Some(n),
+                Err(_) => {
+                    out.junk(line, "count is not a number");
+                    continue;
+                }
+            },
+        };
+        if fields.next().is_some() {
+            out.junk(line, "unexpected extra fields");
+            continue;
+        }
+        if let Ok(ip) = target.parse::<IpAddr>() {
+            if is_private(ip) {
+                out.private += 1;
+            } else {
+                out.ips.push(FeedIp { ip, count });
+            }
+            continue;
+        }
+        let Ok(net) = target.parse::<IpNet>() else {
+            out.junk(line, "not an IP address or network");
+            continue;
+        };
+        if net.trunc() != net {
+            out.junk(line, "network with host bits set");
+            continue;
+        }
+        let size: u128 = match net {
+            IpNet::V4(n) => 1u128 << (32 - n.prefix_len()),
+            IpNet::V6(n) => 1u128
+                .checked_shl(u32::from(128 - n.prefix_len()))
+                .unwrap_or(u128::MAX),
+        };
+        if size > MAX_EXPANSION {
+            out.junk(line, "network too large to expand");
+            continue;
+        }
+        if is_private(net.network()) && is_private(net.broadcast()) {
+            out.private += 1;
+            continue;
+        }
+        out.ips
+            .extend(hosts(net).into_iter().map(|ip| FeedIp { ip, count }));
+    }
+    out
+}
+
+/// The score of an IP seen on `count` blacklists: the configured default at count 5 (the
+/// recommended level), 10 points per count above or below, within 10..=100.
+pub fn score_for(count: Option<u32>, default: u8) -> u8 {
+    match count {
+        None => default,
+        Some(c) => (i64::from(default) + (i64::from(c) - 5) * 10).clamp(10, 100) as u8,
+    }
+}
+
+/// What every object of a run shares.
+#[derive(Debug, Clone)]
+pub struct Marks {
+    pub author_id: String,
+    pub tlp: Tlp,
+    /// The score at count 5, or of every IP when the feed has no counts.
+    pub default_score: u8,
+}
+
+/// The external reference every object carries.
+fn external_reference() -> ExternalReference {
+    ExternalReference {
+        source_name: "IPsum".into(),
+        description: Some(
+            "All lists are automatically retrieved and parsed on a daily (24h) basis.".into(),
+        ),
+        url: Some("https://github.com/stamparm/ipsum/tree/master".into()),
+    }
+}
+
+/// The objects for one IP: observable, indicator, based-on.
+pub fn objects_for(ip: &FeedIp, marks: &Marks, now: &str) -> [Value; 3] {
+    let (stix_type, main_type) = if ip.ip.is_ipv4() {
+        ("ipv4-addr", "IPv4-Addr")
+    } else {
+        ("ipv6-addr", "IPv6-Addr")
+    };
+    let value = ip.ip.to_string();
+    let score = score_for(ip.count, marks.default_score);
+    let marking_id = marks.tlp.marking_id().to_string();
+    let mut observable = Observable::new(stix_type, value.clone());
+    observable.object_marking_refs = vec![marking_id.clone()];
+    observable.x_opencti_created_by_ref = Some(marks.author_id.clone());
+    observable.x_opencti_score = Some(score);
+    observable.x_opencti_external_references = vec![external_reference()];
+
+    let mut indicator = Indicator::new(
+        value.clone(),
+        format!("[{stix_type}:value = '{value}']"),
+        now,
+    );
+    indicator.created_by_ref = Some(marks.author_id.clone());
+    indicator.object_marking_refs = vec![marking_id.clone()];
+    indicator.x_opencti_score = Some(score);
+    indicator.x_opencti_main_observable_type = Some(main_type.into());
+    if let Some(c) = ip.count {
+        indicator.description = Some(format!("Listed on {c} IPsum blacklist(s)."));
+    }
+    indicator.external_references = vec![external_reference()];
+
+    let mut rel = Relationship::new("based-on", &indicator.id, &observable.id, now);
+    rel.created_by_ref = Some(marks.author_id.clone());
+    rel.object_marking_refs = vec![marking_id];
+    [
+        to_object(&observable),
+        to_object(&indicator),
+        to_object(&rel),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ips(p: &Parsed) -> Vec<String> {
+        p.ips.iter().map(|i| i.ip.to_string()).collect()
+    }
+
+    #[test]
+    fn reference_examples_where_the_reference_and_we_agree() {
+        let p = parse("# c\n1.2.3.4\n10.0.0.1\n8.8.8.8\n");
+        assert_eq!(ips(&p), ["1.2.3.4", "8.8.8.8"]);
+        assert_eq!((p.comments, p.private, p.junk), (1, 1, 0));
+        let p = parse("5.6.7.0/30\n192.168.0.0/24\n0.0.0.0/0\n100.64.0.1\n224.0.0.1\n9.9.9.9\n");
+        assert_eq!(
+            ips(&p),
+            ["5.6.7.1", "5.6.7.2", "100.64.0.1", "224.0.0.1", "9.9.9.9"]
+        );
+        let p = parse("2001:4860:4860:0:0:0:0:8888\n::1\n");
+        assert_eq!(ips(&p), ["2001:4860:4860::8888"]);
+    }
+
+    #[test]
+    fn junk_is_skipped_and_counted_instead_of_stopping() {
+        let p = parse("1.1.1.1\n\n2.2.2.2\t7\n3.3.3.3 x\n1.2.3.4/24\nhello\n01.2.3.4\n4.4.4.4\n");
+        assert_eq!(ips(&p), ["1.1.1.1", "2.2.2.2", "4.4.4.4"]);
+        assert_eq!(p.ips[1].count, Some(7));
+        assert_eq!((p.blank, p.junk), (1, 4));
+        assert_eq!(p.junk_examples.len(), 4);
+    }
+
+    #[test]
+    fn small_networks_expand_like_python_hosts() {
+        assert_eq!(ips(&parse("5.6.7.8/31\n")), ["5.6.7.8", "5.6.7.9"]);
+        assert_eq!(ips(&parse("5.6.7.8/32\n")), ["5.6.7.8"]);
+        assert_eq!(
+            ips(&parse("2600::/126\n")),
+            ["2600::1", "2600::2", "2600::3"]
+        );
+        assert_eq!(ips(&parse("2600::/127\n")), ["2600::", "2600::1"]);
+        let p = parse("2600::/64\n");
+        assert!(
+            p.ips.is_empty() && p.junk == 1,
+            "an IPv6 /64 is refused, not exploded"
+        );
+    }
+
+    #[test]
+    fn private_ranges_follow_python_3_12() {
+        for ip in [
+            "192.0.2.1",
+            "198.51.100.7",
+            "203.0.113.9",
+            "::ffff:8.8.8.8",
+            "2001:db8::1",
+            "fd00::1",
+            "255.255.255.255",
+        ] {
+            assert!(is_private(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in [
+            "100.64.0.1",
+            "224.0.0.1",
+            "8.8.8.8",
+            "192.0.0.9",
+            "2001:4860::8888",
+        ] {
+            assert!(!is_private(ip.parse().unwrap()), "{ip}");
+        }
+    }
+
+    #[test]
+    fn tolerates_crlf_and_leading_whitespace() {
+        let p = parse("1.1.1.1\r\n  2.2.2.2  \r\n  # indented comment\n");
+        assert_eq!(ips(&p), ["1.1.1.1", "2.2.2.2"]);
+    }
+}

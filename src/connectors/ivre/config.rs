@@ -1,0 +1,286 @@
+//! The `ivre` section: its keys, defaults and checks, the endpoint of each purpose, and how
+//! it builds the connector.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::IvreConnector;
+use super::client::Endpoint;
+use crate::config::{
+    Checks, ConnectorBlock, ConnectorKind, ConnectorSettings, IsoDuration, KeyDef, Kind, Secret,
+    SectionSpec, TlpSetting,
+};
+use crate::connectors::{ConnectorConfig, Hosted};
+
+/// The `ivre` section's shape.
+pub static SPEC: SectionSpec = SectionSpec {
+    section: "ivre",
+    kind: ConnectorKind::Enrichment {
+        default_auto: false,
+        playbook_compatible: false,
+    },
+    default_name: "IVRE",
+    default_scope: "autonomous-system,domain-name,ipv4-addr,ipv6-addr,mac-addr,x509-certificate",
+    default_api_base_url: "",
+    api_base_url_aliases: &["IVRE_DB_URL"],
+    keys: &[
+        KeyDef {
+            key: "db_url_data",
+            env_aliases: &[],
+            kind: Kind::Str,
+            default: "",
+            doc: "Base URL for `/ipdata` (default: `api_base_url`).",
+        },
+        KeyDef {
+            key: "db_url_passive",
+            env_aliases: &[],
+            kind: Kind::Str,
+            default: "",
+            doc: "Base URL for `/passive` (default: `api_base_url`).",
+        },
+        KeyDef {
+            key: "db_url_scans",
+            env_aliases: &[],
+            kind: Kind::Str,
+            default: "",
+            doc: "Base URL for `/scans` or `/view` (default: `api_base_url`).",
+        },
+        KeyDef {
+            key: "scans_route",
+            env_aliases: &[],
+            kind: Kind::Str,
+            default: "scans",
+            doc: "`scans` (the nmap DB, as the reference) or `view` (needed for AS lookups).",
+        },
+        KeyDef {
+            key: "referer",
+            env_aliases: &[],
+            kind: Kind::Str,
+            default: "",
+            doc: "`Referer` sent (default `<scheme>://<host>/` of each URL); one of the server's WEB_ALLOWED_REFERERS behind a proxy.",
+        },
+        KeyDef {
+            key: "api_key",
+            env_aliases: &[],
+            kind: Kind::Secret,
+            default: "",
+            doc: "IVRE API key, sent as `X-API-Key` (also passes the Referer check).",
+        },
+        KeyDef::max_tlp(
+            "",
+            "Highest TLP sent to IVRE; unset means no restriction (as the reference).",
+        ),
+        KeyDef {
+            key: "use_data",
+            env_aliases: &[],
+            kind: Kind::Bool,
+            default: "true",
+            doc: "Use MaxMind data (`/ipdata`) for IPs.",
+        },
+        KeyDef {
+            key: "use_passive",
+            env_aliases: &[],
+            kind: Kind::Bool,
+            default: "true",
+            doc: "Use the passive DB.",
+        },
+        KeyDef {
+            key: "use_passive_as",
+            env_aliases: &[],
+            kind: Kind::Bool,
+            default: "true",
+            doc: "Passive lookups for AS (the web API has none: skipped with a warning).",
+        },
+        KeyDef {
+            key: "use_passive_domain",
+            env_aliases: &[],
+            kind: Kind::Bool,
+            default: "true",
+            doc: "Passive DNS lookups for domains.",
+        },
+        KeyDef {
+            key: "use_scans",
+            env_aliases: &[],
+            kind: Kind::Bool,
+            default: "true",
+            doc: "Use the scans DB.",
+        },
+        KeyDef {
+            key: "use_scans_as",
+            env_aliases: &[],
+            kind: Kind::Bool,
+            default: "false",
+            doc: "Scans lookups for AS (needs `scans_route: view`).",
+        },
+        KeyDef {
+            key: "use_scans_domain",
+            env_aliases: &[],
+            kind: Kind::Bool,
+            default: "false",
+            doc: "Scans lookups for domains (the name and its subdomains).",
+        },
+        KeyDef {
+            key: "page_size",
+            env_aliases: &[],
+            kind: Kind::Int,
+            default: "200",
+            doc: "Records per page (`limit:`).",
+        },
+        KeyDef {
+            key: "max_records",
+            env_aliases: &[],
+            kind: Kind::Int,
+            default: "0",
+            doc: "Cap per query (0: none); paging stops with a warning when hit.",
+        },
+        KeyDef {
+            key: "http_timeout",
+            env_aliases: &[],
+            kind: Kind::Duration,
+            default: "PT2M",
+            doc: "Timeout of one IVRE request.",
+        },
+        KeyDef {
+            key: "verify_tls",
+            env_aliases: &[],
+            kind: Kind::Bool,
+            default: "true",
+            doc: "Verify IVRE's TLS certificate.",
+        },
+    ],
+};
+
+/// Which route serves the scans source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScansRoute {
+    #[default]
+    Scans,
+    View,
+}
+
+impl ScansRoute {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScansRoute::Scans => "scans",
+            ScansRoute::View => "view",
+        }
+    }
+}
+
+/// `ivre:` in the YAML file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IvreConfig {
+    pub enabled: bool,
+    /// IVRE's web API mount point (the reference's `db_url`), e.g. `https://ivre.example.com/cgi`.
+    pub api_base_url: Option<String>,
+    pub connector: ConnectorBlock,
+    pub db_url_data: Option<String>,
+    pub db_url_passive: Option<String>,
+    pub db_url_scans: Option<String>,
+    pub scans_route: ScansRoute,
+    pub referer: Option<String>,
+    pub api_key: Option<Secret>,
+    pub max_tlp: Option<TlpSetting>,
+    pub use_data: bool,
+    pub use_passive: bool,
+    pub use_passive_as: bool,
+    pub use_passive_domain: bool,
+    pub use_scans: bool,
+    pub use_scans_as: bool,
+    pub use_scans_domain: bool,
+    pub page_size: u64,
+    pub max_records: u64,
+    pub http_timeout: IsoDuration,
+    pub verify_tls: bool,
+}
+
+impl Default for IvreConfig {
+    fn default() -> Self {
+        IvreConfig {
+            enabled: false,
+            api_base_url: None,
+            connector: ConnectorBlock::default(),
+            db_url_data: None,
+            db_url_passive: None,
+            db_url_scans: None,
+            scans_route: ScansRoute::Scans,
+            referer: None,
+            api_key: None,
+            max_tlp: None,
+            use_data: true,
+            use_passive: true,
+            use_passive_as: true,
+            use_passive_domain: true,
+            use_scans: true,
+            use_scans_as: false,
+            use_scans_domain: false,
+            page_size: 200,
+            max_records: 0,
+            http_timeout: IsoDuration(Duration::from_secs(120)),
+            verify_tls: true,
+        }
+    }
+}
+
+impl IvreConfig {
+    /// The endpoint of each purpose, or why it is unusable.
+    pub fn endpoints(&self) -> [(&'static str, Result<Endpoint, String>); 3] {
+        let pick = |specific: &Option<String>| {
+            specific
+                .clone()
+                .filter(|s| !s.trim().is_empty())
+                .unwrap_or_else(|| self.api_base_url.clone().unwrap_or_default())
+        };
+        let parse = |url: String| {
+            if url.trim().is_empty() {
+                Err("no URL configured".to_string())
+            } else {
+                Endpoint::parse(
+                    &url,
+                    self.referer.as_deref().filter(|r| !r.is_empty()),
+                    self.api_key.as_ref().filter(|k| !k.is_blank()),
+                )
+            }
+        };
+        [
+            ("data", parse(pick(&self.db_url_data))),
+            ("passive", parse(pick(&self.db_url_passive))),
+            ("scans", parse(pick(&self.db_url_scans))),
+        ]
+    }
+}
+
+impl ConnectorConfig for IvreConfig {
+    fn spec() -> &'static SectionSpec {
+        &SPEC
+    }
+
+    fn base(&self) -> (bool, &ConnectorBlock) {
+        (self.enabled, &self.connector)
+    }
+
+    fn check(&self, checks: &mut Checks) {
+        let endpoints = self.endpoints();
+        if endpoints.iter().all(|(_, e)| e.is_err()) {
+            let why: Vec<String> = endpoints
+                .into_iter()
+                .map(|(p, e)| format!("{p}: {}", e.err().unwrap_or_default()))
+                .collect();
+            checks.error(
+                "api_base_url",
+                format!("no usable IVRE web API URL ({})", why.join("; ")),
+            );
+        }
+    }
+
+    fn build(&self, settings: &ConnectorSettings) -> Result<Hosted, String> {
+        Ok(Hosted::Enrichment(Arc::new(IvreConnector::new(
+            self,
+            &settings.name,
+        )?)))
+    }
+}

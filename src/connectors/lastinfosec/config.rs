@@ -1,0 +1,133 @@
+//! The `lastinfosec` section: its keys, defaults and checks, and how it builds the connector.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::LastinfosecConnector;
+use crate::config::{
+    Checks, ConnectorBlock, ConnectorKind, ConnectorSettings, IsoDuration, KeyDef, Kind, Secret,
+    SectionSpec, TlpSetting,
+};
+use crate::connectors::{ConnectorConfig, Hosted};
+use crate::stix::Tlp;
+
+/// The `lastinfosec` section's shape.
+pub static SPEC: SectionSpec = SectionSpec {
+    section: "lastinfosec",
+    kind: ConnectorKind::Enrichment {
+        default_auto: false,
+        playbook_compatible: true,
+    },
+    default_name: "LastInfoSec Enrichment",
+    default_scope: "StixFile,Domain-Name,Hostname,Url",
+    default_api_base_url: "https://api.client.lastinfosec.com/v2",
+    api_base_url_aliases: &[],
+    keys: &[
+        KeyDef {
+            key: "api_key_cti",
+            env_aliases: &["CONFIG_LIS_APIKEY_CTI"],
+            kind: Kind::Secret,
+            default: "",
+            doc: "LastInfoSec API key (required).",
+        },
+        KeyDef {
+            key: "proxy_http",
+            env_aliases: &["PROXY_HTTP"],
+            kind: Kind::Url,
+            default: "",
+            doc: "Proxy for http:// upstream calls.",
+        },
+        KeyDef {
+            key: "proxy_https",
+            env_aliases: &["PROXY_HTTPS"],
+            kind: Kind::Url,
+            default: "",
+            doc: "Proxy for https:// upstream calls.",
+        },
+        KeyDef {
+            key: "endpoint",
+            env_aliases: &[],
+            kind: Kind::Str,
+            default: "search",
+            doc: "`search` (POST /stix21/search/, as the current official connector) or `hash_host` (GET /stix21/search_hash/{hash} and /stix21/search_host/{host}).",
+        },
+        KeyDef::max_tlp(
+            "TLP:AMBER",
+            "Highest TLP of an observable that may be sent to LastInfoSec.",
+        ),
+        KeyDef::request_timeout("PT30S", "Timeout of one LastInfoSec request."),
+    ],
+};
+
+/// Which LastInfoSec endpoints to call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Endpoint {
+    /// `POST /stix21/search/` with `{"value": …}` for every type.
+    #[default]
+    Search,
+    /// `GET /stix21/search_hash/{hash}` (files) and `GET /stix21/search_host/{host}` (the rest).
+    HashHost,
+}
+
+/// `lastinfosec:` in the YAML file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LastinfosecConfig {
+    pub enabled: bool,
+    pub api_base_url: String,
+    pub connector: ConnectorBlock,
+    pub api_key_cti: Option<Secret>,
+    pub proxy_http: Option<String>,
+    pub proxy_https: Option<String>,
+    pub endpoint: Endpoint,
+    pub max_tlp: TlpSetting,
+    pub request_timeout: IsoDuration,
+}
+
+impl Default for LastinfosecConfig {
+    fn default() -> Self {
+        LastinfosecConfig {
+            enabled: false,
+            api_base_url: SPEC.default_api_base_url.into(),
+            connector: ConnectorBlock::default(),
+            api_key_cti: None,
+            proxy_http: None,
+            proxy_https: None,
+            endpoint: Endpoint::Search,
+            max_tlp: TlpSetting(Tlp::Amber),
+            request_timeout: IsoDuration(Duration::from_secs(30)),
+        }
+    }
+}
+
+impl ConnectorConfig for LastinfosecConfig {
+    fn spec() -> &'static SectionSpec {
+        &SPEC
+    }
+
+    fn base(&self) -> (bool, &ConnectorBlock) {
+        (self.enabled, &self.connector)
+    }
+
+    fn check(&self, checks: &mut Checks) {
+        checks.require_secret("api_key_cti", self.api_key_cti.as_ref());
+        checks.url("api_base_url", &self.api_base_url);
+        for (key, value) in [
+            ("proxy_http", &self.proxy_http),
+            ("proxy_https", &self.proxy_https),
+        ] {
+            if let Some(url) = value {
+                checks.url(key, url);
+            }
+        }
+    }
+
+    fn build(&self, _settings: &ConnectorSettings) -> Result<Hosted, String> {
+        Ok(Hosted::Enrichment(Arc::new(LastinfosecConnector::new(
+            self,
+        )?)))
+    }
+}

@@ -1,0 +1,173 @@
+//! PassiveTotal's API: Basic-authenticated GETs, the quota gate, failures in the connector's
+//! wording.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::sync::Mutex;
+
+use crate::config::Secret;
+use crate::connectors::ConnectorError;
+use crate::http::{self, UpstreamError};
+
+/// The last quota reading, counted down locally.
+#[derive(Debug, Clone)]
+struct Quota {
+    read_at: Instant,
+    used: Option<u64>,
+    limit: Option<u64>,
+    next_reset: Option<String>,
+}
+
+impl Quota {
+    fn exhausted(&self) -> bool {
+        matches!((self.used, self.limit), (Some(u), Some(l)) if u >= l)
+    }
+}
+
+/// The PassiveTotal HTTP client.
+pub struct RiskiqClient {
+    http: reqwest::Client,
+    base: reqwest::Url,
+    username: Secret,
+    api_key: Secret,
+    quota_interval: Duration,
+    quota: Mutex<Option<Quota>>,
+}
+
+impl RiskiqClient {
+    pub fn new(
+        http: reqwest::Client,
+        base: reqwest::Url,
+        username: Secret,
+        api_key: Secret,
+        quota_interval: Duration,
+    ) -> Self {
+        RiskiqClient {
+            http,
+            base,
+            username,
+            api_key,
+            quota_interval,
+            quota: Mutex::new(None),
+        }
+    }
+
+    /// `GET <base>/<path>?<query>`.
+    pub async fn get(
+        &self,
+        path: &[&str],
+        query: &[(&str, &str)],
+    ) -> Result<Value, ConnectorError> {
+        let url = http::join_segments(&self.base, path);
+        let response = self
+            .http
+            .get(url)
+            .basic_auth(self.username.expose(), Some(self.api_key.expose()))
+            .query(query)
+            .send()
+            .await;
+        let body = http::json_body(response)
+            .await
+            .map_err(|e| ConnectorError::from_upstream(&e, wording(&e)))?;
+        if let Some(message) = body.get("message").and_then(Value::as_str)
+            && message.starts_with("quota_exceeded")
+        {
+            return Err(ConnectorError::Rejected(format!(
+                "RiskIQ PassiveTotal quota exhausted: {message}"
+            )));
+        }
+        Ok(body)
+    }
+
+    /// The quota gate: at most one quota call per interval; exhausted → fail without a lookup.
+    pub async fn check_quota(&self) -> Result<(), ConnectorError> {
+        let mut cached = self.quota.lock().await;
+        let fresh = cached
+            .as_ref()
+            .is_some_and(|q| q.read_at.elapsed() < self.quota_interval);
+        if !fresh {
+            let body = self.get(&["v2", "account", "quota"], &[]).await?;
+            let user = body.get("user");
+            let number = |k: &str| {
+                user.and_then(|u| u.get(k))
+                    .and_then(|v| v.get("searchApi"))
+                    .and_then(Value::as_u64)
+            };
+            let quota = Quota {
+                read_at: Instant::now(),
+                used: number("licenseCounts"),
+                limit: number("licenseLimits"),
+                next_reset: user
+                    .and_then(|u| u.get("next_reset"))
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+            };
+            if quota.used.is_none() || quota.limit.is_none() {
+                tracing::warn!(
+                    connector = "riskiq",
+                    "The quota answer has no searchApi counts; looking up anyway."
+                );
+            }
+            *cached = Some(quota);
+        }
+        // Just filled above when it was stale.
+        let quota = cached.as_mut().expect("quota read");
+        if quota.exhausted() {
+            return Err(ConnectorError::Rejected(format!(
+                "RiskIQ PassiveTotal quota exhausted until {}",
+                quota.next_reset.as_deref().unwrap_or("the next reset")
+            )));
+        }
+        // Count this lookup so an exhausted quota is noticed before the next reading.
+        if let Some(used) = quota.used.as_mut() {
+            *used = used.saturating_add(1);
+        }
+        Ok(())
+    }
+}
+
+/// An HTTP failure `status` with its `body`, classified, in the connector's wording.
+pub fn status_error(status: u16, reason: &str, body: &str) -> ConnectorError {
+    let error = UpstreamError::Status {
+        status,
+        reason: reason.to_string(),
+        body: body.to_string(),
+        retry_after: None,
+    };
+    ConnectorError::from_upstream(&error, wording(&error))
+}
+
+/// Credentials, rate limit, failure or the API's own message.
+fn wording(error: &UpstreamError) -> String {
+    let (status, reason, body) = match error {
+        UpstreamError::Status {
+            status,
+            reason,
+            body,
+            ..
+        } => (*status, reason, body),
+        UpstreamError::Transport(t) => return format!("RiskIQ PassiveTotal is unreachable: {t}"),
+        UpstreamError::NotJson(_) => {
+            return "RiskIQ PassiveTotal answered with something that is not JSON".into();
+        }
+    };
+    let detail = serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|v| {
+            v.pointer("/error/message")
+                .or_else(|| v.get("message"))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .map(|m| format!(": {m}"))
+        .unwrap_or_default();
+    match status {
+        401 | 403 => format!(
+            "RiskIQ PassiveTotal refused the credentials (HTTP {status}{detail}): check riskiq.username and riskiq.api_key"
+        ),
+        429 => format!("RiskIQ PassiveTotal rate limit (HTTP 429 {reason}){detail}"),
+        s if s >= 500 => format!("RiskIQ PassiveTotal failed (HTTP {s} {reason}){detail}"),
+        s => format!("RiskIQ PassiveTotal refused the request (HTTP {s} {reason}){detail}"),
+    }
+}

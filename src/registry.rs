@@ -1,0 +1,187 @@
+//! The registry: the top-level [`Config`] (the shared blocks plus one section per connector),
+//! the one list of connectors, every configuration key, validation and [`build_all`].
+//!
+//! Dependencies run one way: connectors use [`crate::config`], and only this module knows
+//! them all. Adding a connector is one new directory under `src/connectors/` plus one line in
+//! the `registry!` list below.
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+
+use crate::config::{
+    self, Checks, ConfigError, ConnectorBlock, ConnectorSettings, DaemonConfig, KeySpec, LogConfig,
+    MqConfig, OpenctiConfig, SectionSpec, keys, loader,
+};
+use crate::connectors::ipinfo::IpinfoConfig;
+use crate::connectors::ipsum::IpsumConfig;
+use crate::connectors::ivre::IvreConfig;
+use crate::connectors::lastinfosec::LastinfosecConfig;
+use crate::connectors::riskiq::RiskiqConfig;
+use crate::connectors::{ConnectorConfig, Hosted};
+
+/// What the registry needs of a section: [`ConnectorConfig`], made object-safe.
+trait Section {
+    fn spec(&self) -> &'static SectionSpec;
+    fn base(&self) -> (bool, &ConnectorBlock);
+    fn check(&self, checks: &mut Checks);
+    fn build(&self, settings: &ConnectorSettings) -> Result<Hosted, String>;
+}
+
+impl<T: ConnectorConfig> Section for T {
+    fn spec(&self) -> &'static SectionSpec {
+        T::spec()
+    }
+    fn base(&self) -> (bool, &ConnectorBlock) {
+        ConnectorConfig::base(self)
+    }
+    fn check(&self, checks: &mut Checks) {
+        ConnectorConfig::check(self, checks)
+    }
+    fn build(&self, settings: &ConnectorSettings) -> Result<Hosted, String> {
+        ConnectorConfig::build(self, settings)
+    }
+}
+
+/// Declares [`Config`] with one field per connector section and the list of sections, from
+/// one list of `section: Type` lines.
+macro_rules! registry {
+    ($($section:ident: $config:ty),+ $(,)?) => {
+        /// The whole daemon configuration: the shared blocks, then one section per connector.
+        #[derive(Debug, Clone, Default, Deserialize)]
+        #[serde(deny_unknown_fields, default)]
+        pub struct Config {
+            pub opencti: OpenctiConfig,
+            pub log: LogConfig,
+            pub mq: MqConfig,
+            pub daemon: DaemonConfig,
+            $(pub $section: $config,)+
+        }
+
+        impl Config {
+            /// Every connector section, in README order.
+            fn sections(&self) -> Vec<&dyn Section> {
+                vec![$(&self.$section),+]
+            }
+        }
+
+        /// Every connector section's shape, in README order.
+        pub fn specs() -> Vec<&'static SectionSpec> {
+            vec![$(<$config as ConnectorConfig>::spec()),+]
+        }
+    };
+}
+
+registry! {
+    ipinfo: IpinfoConfig,
+    ipsum: IpsumConfig,
+    riskiq: RiskiqConfig,
+    lastinfosec: LastinfosecConfig,
+    ivre: IvreConfig,
+}
+
+/// Every key the loader reads, in table order: the shared blocks, then each section.
+pub fn all_keys() -> Vec<KeySpec> {
+    let mut table = keys::global_keys();
+    for spec in specs() {
+        table.extend(spec.all_keys());
+    }
+    table
+}
+
+/// The Markdown table of every key, as the README shows it.
+pub fn markdown_table() -> String {
+    keys::markdown_table(&all_keys())
+}
+
+impl Config {
+    /// Loads from optional YAML text and an environment map (injected for tests), then
+    /// validates everything: a `Config` that loaded is one [`build_all`] accepts.
+    pub fn from_sources(
+        yaml: Option<&str>,
+        env: &HashMap<String, String>,
+    ) -> Result<Config, ConfigError> {
+        let config: Config = loader::from_sources(yaml, env, &all_keys())?;
+        config.resolve_enabled()?;
+        Ok(config)
+    }
+
+    /// Loads `path` if it exists (or was named explicitly) plus the process environment.
+    pub fn load(path: &str, explicit: bool) -> Result<Config, ConfigError> {
+        let env: HashMap<String, String> = std::env::vars().collect();
+        let yaml = loader::read_file(path, explicit)?;
+        Config::from_sources(yaml.as_deref(), &env)
+    }
+
+    /// The tracing filter: `log.level`, plus each connector's `log_level` for the spans that
+    /// carry `connector = "<section>"` (a message's or a run's).
+    pub fn log_filter(&self) -> String {
+        let mut filter = self.log.level.clone();
+        for section in self.sections() {
+            if let Some(level) = &section.base().1.log_level {
+                filter.push_str(&format!(
+                    ",[{{connector={}}}]={level}",
+                    section.spec().section
+                ));
+            }
+        }
+        filter
+    }
+
+    /// The YAML names of the enabled sections.
+    pub fn enabled_sections(&self) -> Vec<&'static str> {
+        self.enabled().map(|s| s.spec().section).collect()
+    }
+
+    fn enabled(&self) -> impl Iterator<Item = &dyn Section> {
+        self.sections().into_iter().filter(|s| s.base().0)
+    }
+
+    /// Checks the shared blocks and resolves every enabled section once, with all the
+    /// errors together.
+    fn resolve_enabled(&self) -> Result<Vec<(ConnectorSettings, &dyn Section)>, ConfigError> {
+        let mut errors = config::check_shared(
+            &self.opencti,
+            &self.log,
+            &self.daemon,
+            self.enabled().next().is_some(),
+        );
+        let mut resolved = Vec::new();
+        for section in self.enabled() {
+            let spec = section.spec();
+            let mut checks = Checks::new(spec);
+            let settings = section.base().1.resolve(spec, &mut checks);
+            section.check(&mut checks);
+            if checks.is_empty() {
+                resolved.push((settings, section));
+            } else {
+                errors.extend(checks.into_errors());
+            }
+        }
+        if errors.is_empty() {
+            Ok(resolved)
+        } else {
+            Err(ConfigError::Many(errors))
+        }
+    }
+}
+
+/// Builds every enabled connector; fails at start-up on anything wrong.
+pub fn build_all(config: &Config) -> Result<Vec<(ConnectorSettings, Hosted)>, ConfigError> {
+    let mut built = Vec::new();
+    let mut errors = Vec::new();
+    for (settings, section) in config.resolve_enabled()? {
+        match section.build(&settings) {
+            Ok(hosted) => built.push((settings, hosted)),
+            Err(e) => errors.push(format!("{}: {e}", settings.key)),
+        }
+    }
+    if errors.is_empty() {
+        Ok(built)
+    } else {
+        Err(ConfigError::Many(errors))
+    }
+}
+
+#[cfg(test)]
+mod tests;

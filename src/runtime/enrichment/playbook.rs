@@ -1,0 +1,146 @@
+//! Playbook steps: the entity is taken from the playbook's bundle, enriched like any other,
+//! and the step is always answered (with the bundle unchanged when enrichment fails).
+
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use super::request::{Failure, check_tlp, enrich_with_retries};
+use super::{Disposition, EnrichmentContext};
+use crate::connectors::{EnrichmentRequest, Outcome};
+use crate::opencti::client::PlaybookStep;
+use crate::opencti::messages::{ListenMessage, PlaybookInfo};
+use crate::opencti::{OpenctiClient, OpenctiError};
+use crate::runtime::Shutdown;
+use crate::runtime::retry::{Gave, until_done};
+use crate::stix::{Tlp, tlp};
+
+/// Answers a playbook step with the enriched bundle.
+pub(super) async fn handle_playbook(
+    ctx: &EnrichmentContext,
+    message: &ListenMessage,
+    playbook: &PlaybookInfo,
+    shutdown: &Shutdown,
+) -> Disposition {
+    let connector = ctx.run.settings.key;
+    let abort = &shutdown.abort;
+    let client = ctx
+        .run
+        .platform
+        .client
+        .in_draft(message.internal.draft_id.as_deref());
+    let incoming = message
+        .event
+        .bundle
+        .clone()
+        .unwrap_or_else(|| json!({"type": "bundle", "objects": []}));
+    let original: Vec<Value> = incoming
+        .get("objects")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let execution_start = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, false);
+    let objects = match process_playbook(ctx, &client, message, &original, abort).await {
+        Ok(Some(objects)) => objects,
+        Ok(None) => original.clone(),
+        Err(Failure::Aborted) => return Disposition::Requeue,
+        Err(Failure::Report(text)) => {
+            tracing::warn!(connector, error = %text, "Playbook enrichment failed; passing the bundle on unchanged.");
+            original.clone()
+        }
+    };
+    // The playbook's bundle keeps its id; a bundle without one gets a fresh id.
+    let bundle_id = match incoming.get("id").and_then(Value::as_str) {
+        Some(id) => id.to_string(),
+        None => format!("bundle--{}", uuid::Uuid::new_v4()),
+    };
+    let bundle =
+        json!({ "type": "bundle", "id": bundle_id, "spec_version": "2.1", "objects": objects });
+    let step = PlaybookStep {
+        execution_id: playbook.execution_id.clone(),
+        event_id: playbook.event_id.clone(),
+        execution_start,
+        data_instance_id: playbook.data_instance_id.clone(),
+        playbook_id: playbook.playbook_id.clone(),
+        previous_step_id: playbook.previous_step_id.clone(),
+        step_id: playbook.step_id.clone(),
+        previous_bundle: incoming.to_string(),
+    };
+    let text = bundle.to_string();
+    match until_done(
+        abort,
+        "playbookStepExecution",
+        OpenctiError::is_transient,
+        || client.playbook_step_execution(&step, &text),
+    )
+    .await
+    {
+        Ok(()) => Disposition::Ack,
+        Err(Gave::Aborted) => Disposition::Requeue,
+        Err(Gave::Up(error)) => {
+            tracing::error!(connector, %error, "OpenCTI refused the playbook step answer.");
+            Disposition::Ack
+        }
+    }
+}
+
+/// The playbook's enriched objects, or `None` to pass the bundle on unchanged.
+async fn process_playbook(
+    ctx: &EnrichmentContext,
+    client: &OpenctiClient,
+    message: &ListenMessage,
+    original: &[Value],
+    abort: &CancellationToken,
+) -> Result<Option<Vec<Value>>, Failure> {
+    let entity_id = message.event.entity_id.as_deref().ok_or_else(|| {
+        Failure::Report("Internal enrichment must be based on a specific id".into())
+    })?;
+    let stix_entity = original
+        .iter()
+        .find(|o| o.get("id").and_then(Value::as_str) == Some(entity_id))
+        .cloned()
+        .ok_or_else(|| Failure::Report(format!("{entity_id} is not in the playbook bundle")))?;
+    let entity = until_done(abort, "read entity", OpenctiError::is_transient, || {
+        client.read_entity(entity_id)
+    })
+    .await?;
+    let markings = match &entity {
+        Some(e) => e.object_marking.clone(),
+        None => {
+            // Not stored yet (a playbook may run on a bundle): use the bundle's TLP refs.
+            markings_from_refs(&stix_entity)
+        }
+    };
+    let request = EnrichmentRequest {
+        entity_id: entity_id.to_string(),
+        entity_type: entity.as_ref().map(|e| e.entity_type.clone()),
+        internal_id: entity.as_ref().map(|e| e.id.clone()),
+        observable_value: entity.as_ref().and_then(|e| e.observable_value.clone()),
+        stix_entity,
+        stix_objects: original.to_vec(),
+        markings,
+        playbook: true,
+    };
+    check_tlp(ctx, &request)?;
+    match enrich_with_retries(ctx, &request, abort).await? {
+        Outcome::Done(_) => Ok(None),
+        Outcome::Bundle { objects, .. } => Ok(Some(objects)),
+    }
+}
+
+/// TLP markings derived from an object's `object_marking_refs` (static TLP ids).
+fn markings_from_refs(object: &Value) -> Vec<tlp::ObjectMarking> {
+    object
+        .get("object_marking_refs")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .filter_map(|id| {
+            Tlp::from_marking_id(id).map(|t| tlp::ObjectMarking {
+                standard_id: Some(id.to_string()),
+                definition_type: Some("TLP".into()),
+                definition: Some(t.definition().into()),
+            })
+        })
+        .collect()
+}
