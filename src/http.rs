@@ -33,12 +33,21 @@ pub struct Proxies {
     pub https: Option<String>,
 }
 
-/// A rustls client with a timeout, a recognisable User-Agent and optional proxies.
-pub fn client(timeout: Duration, proxies: Option<&Proxies>) -> reqwest::Result<reqwest::Client> {
-    let mut builder = reqwest::Client::builder()
+/// The User-Agent of every upstream call.
+pub const USER_AGENT: &str = concat!("opencti-connectors/", env!("CARGO_PKG_VERSION"));
+
+/// A rustls client builder with a timeout (connecting takes at most 10 s of it) and the
+/// daemon's User-Agent.
+pub fn builder(timeout: Duration) -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(10)))
-        .user_agent(concat!("opencti-connectors/", env!("CARGO_PKG_VERSION")));
+        .user_agent(USER_AGENT)
+}
+
+/// A rustls client with a timeout, a recognisable User-Agent and optional proxies.
+pub fn client(timeout: Duration, proxies: Option<&Proxies>) -> reqwest::Result<reqwest::Client> {
+    let mut builder = builder(timeout);
     if let Some(p) = proxies {
         if let Some(http) = &p.http {
             builder = builder.proxy(reqwest::Proxy::http(http)?);

@@ -185,7 +185,7 @@ impl OpenctiClient {
             .timeout(Duration::from_secs(300))
             .connect_timeout(Duration::from_secs(10))
             .danger_accept_invalid_certs(!ssl_verify)
-            .user_agent(concat!("opencti-connectors/", env!("CARGO_PKG_VERSION")))
+            .user_agent(crate::http::USER_AGENT)
             .build()?;
         Ok(OpenctiClient {
             http,

@@ -168,11 +168,8 @@ impl IvreClient {
         page_size: u64,
         max_records: u64,
     ) -> reqwest::Result<Self> {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(10)))
+        let http = crate::http::builder(timeout)
             .danger_accept_invalid_certs(!verify_tls)
-            .user_agent(concat!("opencti-connectors/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(IvreClient {
             http,
