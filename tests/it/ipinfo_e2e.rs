@@ -173,7 +173,14 @@ async fn upstream_errors_end_in_clear_work_messages_without_the_token() {
         .enumerate()
     {
         let ip_id = opencti_connectors::stix::ids::value_observable_id("ipv4-addr", ip);
-        fake.state.lock().unwrap().entities.insert(ip_id.clone(), json!({"id": format!("i{n}"), "standard_id": ip_id, "entity_type": "IPv4-Addr", "objectMarking": []}));
+        add_entity(
+            &fake,
+            &ip_id,
+            &format!("i{n}"),
+            "IPv4-Addr",
+            json!([]),
+            None,
+        );
         let entity = json!({"id": ip_id, "type": "ipv4-addr", "spec_version": "2.1", "value": ip});
         fake.publish_listen(&id, &manual_message(&format!("work_{ip}"), &entity))
             .await;

@@ -35,7 +35,8 @@ fn observable(
         Some(t) => json!([{"definition_type": "TLP", "definition": t}]),
         None => json!([]),
     };
-    fake.state.lock().unwrap().entities.insert(id.clone(), json!({"id": format!("internal-{work}"), "standard_id": id, "entity_type": "X", "objectMarking": markings, "observable_value": value}));
+    let internal = format!("internal-{work}");
+    add_entity(fake, &id, &internal, "X", markings, Some(value));
     manual_message(work, &entity)
 }
 

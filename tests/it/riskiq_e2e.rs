@@ -25,10 +25,8 @@ fn riskiq(base: &str, extra: &[(&str, &str)]) -> (ConnectorSettings, Hosted) {
 }
 
 fn add_domain(fake: &FakeOpencti, id: &str, value: &str, markings: Value) {
-    fake.state.lock().unwrap().entities.insert(
-        id.into(),
-        json!({"id": format!("internal-{value}"), "standard_id": id, "entity_type": "Domain-Name", "objectMarking": markings, "observable_value": value}),
-    );
+    let internal = format!("internal-{value}");
+    add_entity(fake, id, &internal, "Domain-Name", markings, Some(value));
 }
 
 fn domain_message(work: &str, id: &str, stix_type: &str, value: &str) -> Vec<u8> {

@@ -152,18 +152,38 @@ pub async fn stop(shutdown: Shutdown, task: JoinHandle<()>) {
         .unwrap();
 }
 
+/// Registers an entity in the fake as `stixCoreObject` answers it: its standard id, internal
+/// id, OpenCTI type, markings (`objectMarking`) and display value.
+pub fn add_entity(
+    fake: &FakeOpencti,
+    standard_id: &str,
+    internal_id: &str,
+    entity_type: &str,
+    markings: Value,
+    observable_value: Option<&str>,
+) {
+    fake.state.lock().unwrap().entities.insert(
+        standard_id.into(),
+        json!({
+            "id": internal_id,
+            "standard_id": standard_id,
+            "entity_type": entity_type,
+            "parent_types": ["Basic-Object", "Stix-Object", "Stix-Core-Object", "Stix-Cyber-Observable"],
+            "objectMarking": markings,
+            "observable_value": observable_value,
+        }),
+    );
+}
+
 /// Registers the entity `8.8.8.8` (TLP marking `marking`) in the fake.
 pub fn add_ip_entity(fake: &FakeOpencti, tlp: &str, marking_id: &str) {
-    fake.state.lock().unwrap().entities.insert(
-        IP_ID.into(),
-        json!({
-            "id": "2a6b1c5e-0000-4000-8000-000000000001",
-            "standard_id": IP_ID,
-            "entity_type": "IPv4-Addr",
-            "parent_types": ["Basic-Object", "Stix-Object", "Stix-Core-Object", "Stix-Cyber-Observable"],
-            "objectMarking": [{"id": "m-1", "standard_id": marking_id, "definition_type": "TLP", "definition": tlp, "x_opencti_order": 2}],
-            "observable_value": IP,
-        }),
+    add_entity(
+        fake,
+        IP_ID,
+        "2a6b1c5e-0000-4000-8000-000000000001",
+        "IPv4-Addr",
+        json!([{"id": "m-1", "standard_id": marking_id, "definition_type": "TLP", "definition": tlp, "x_opencti_order": 2}]),
+        Some(IP),
     );
 }
 
