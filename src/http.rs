@@ -24,7 +24,16 @@ pub enum UpstreamError {
     /// A 2xx answer whose body is not JSON.
     #[error("the answer is not JSON: {0}")]
     NotJson(String),
+    /// An answer larger than the daemon reads.
+    #[error("the answer is larger than {limit} bytes")]
+    TooLarge { limit: usize },
+    /// The request could not be built (a header value that is not one): not transient.
+    #[error("the request could not be built: {0}")]
+    Request(String),
 }
+
+/// Upstream answers are read up to this size unless `daemon.max_upstream_bytes` says.
+pub const DEFAULT_MAX_UPSTREAM_BYTES: usize = 32 * 1024 * 1024;
 
 /// Proxy settings for an upstream client.
 #[derive(Debug, Clone, Default)]
@@ -89,9 +98,16 @@ pub fn describe(error: &reqwest::Error) -> String {
 }
 
 impl UpstreamError {
-    /// A transport failure, described without its URL.
+    /// A transport failure, described without its URL (a request that could not be built
+    /// is not a transport failure: it would fail the same way again).
     pub fn transport(error: reqwest::Error) -> Self {
-        UpstreamError::Transport(describe(&error.without_url()))
+        let builder = error.is_builder();
+        let text = describe(&error.without_url());
+        if builder {
+            UpstreamError::Request(text)
+        } else {
+            UpstreamError::Transport(text)
+        }
     }
 
     /// A non-2xx answer whose body was not read.
@@ -126,15 +142,49 @@ pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     Some(wait.to_std().unwrap_or(Duration::ZERO))
 }
 
-/// Reads a JSON answer; non-2xx answers become `Status` with the body kept for messages.
+/// Reads the body, refusing more than `limit` bytes: at once when `Content-Length` says so,
+/// else as soon as the stream passes it. Memory stays bounded whatever the server sends.
+pub async fn read_capped(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<Vec<u8>, UpstreamError> {
+    if response.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(UpstreamError::TooLarge { limit });
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(UpstreamError::transport)? {
+        if body.len() + chunk.len() > limit {
+            return Err(UpstreamError::TooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// [`read_capped`] as text (invalid UTF-8 replaced).
+pub async fn text_capped(
+    response: reqwest::Response,
+    limit: usize,
+) -> Result<String, UpstreamError> {
+    let bytes = read_capped(response, limit).await?;
+    Ok(match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    })
+}
+
+/// Reads a JSON answer of at most `limit` bytes; non-2xx answers become `Status` with the
+/// start of the body kept for messages.
 pub async fn json_body(
     response: reqwest::Result<reqwest::Response>,
+    limit: usize,
 ) -> Result<Value, UpstreamError> {
     let response = response.map_err(UpstreamError::transport)?;
     let status = response.status();
     if !status.is_success() {
         let retry_after = retry_after(response.headers());
-        let body = response.text().await.unwrap_or_default();
+        // Only the start matters for the message; a failed read leaves it empty.
+        let body = text_capped(response, 64 * 1024).await.unwrap_or_default();
         return Err(UpstreamError::Status {
             status: status.as_u16(),
             reason: reason(status).to_string(),
@@ -142,13 +192,71 @@ pub async fn json_body(
             retry_after,
         });
     }
-    let text = response.text().await.map_err(UpstreamError::transport)?;
-    serde_json::from_str(&text).map_err(|e| UpstreamError::NotJson(e.to_string()))
+    let bytes = read_capped(response, limit).await?;
+    serde_json::from_slice(&bytes).map_err(|e| UpstreamError::NotJson(e.to_string()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A server that answers every connection with `head` then `chunks`, chunked.
+    async fn chunked_server(chunks: Vec<Vec<u8>>) -> String {
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let chunks = chunks.clone();
+                tokio::spawn(async move {
+                    let mut request = [0u8; 4096];
+                    let _ = tokio::io::AsyncReadExt::read(&mut socket, &mut request).await;
+                    let head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
+                    let _ = socket.write_all(head.as_bytes()).await;
+                    for chunk in chunks {
+                        let _ = socket
+                            .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+                            .await;
+                        let _ = socket.write_all(&chunk).await;
+                        let _ = socket.write_all(b"\r\n").await;
+                    }
+                    let _ = socket.write_all(b"0\r\n\r\n").await;
+                });
+            }
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn bodies_are_read_up_to_the_limit_only() {
+        let url = chunked_server(vec![vec![b'a'; 600], vec![b'b'; 600]]).await;
+        let client = client(Duration::from_secs(5), None).unwrap();
+        let get = || client.get(&url).send();
+        let body = read_capped(get().await.unwrap(), 2000).await.unwrap();
+        assert_eq!(body.len(), 1200);
+        let err = read_capped(get().await.unwrap(), 1000).await.unwrap_err();
+        assert!(
+            matches!(err, UpstreamError::TooLarge { limit: 1000 }),
+            "{err:?}"
+        );
+        // Content-Length over the limit: refused before reading.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let big = format!("http://{}/", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            if let Ok((mut socket, _)) = listener.accept().await {
+                let mut request = [0u8; 4096];
+                let _ = tokio::io::AsyncReadExt::read(&mut socket, &mut request).await;
+                let head = "HTTP/1.1 200 OK\r\nContent-Length: 1000000000\r\n\r\n{";
+                let _ = socket.write_all(head.as_bytes()).await;
+                // Never sends the rest: only the header can end this read in time.
+                tokio::time::sleep(Duration::from_secs(30)).await;
+            }
+        });
+        let response = client.get(&big).send().await.unwrap();
+        let err = json_body(Ok(response), 1 << 20).await.unwrap_err();
+        assert!(matches!(err, UpstreamError::TooLarge { .. }), "{err:?}");
+    }
 
     #[test]
     fn retry_after_takes_seconds_or_a_date() {

@@ -152,7 +152,8 @@ async fn run(
         .token
         .clone()
         .ok_or_else(|| anyhow::anyhow!("opencti.token is required"))?;
-    let client = OpenctiClient::new(&url, token, config.opencti.ssl_verify)?;
+    let client = OpenctiClient::new(&url, token, config.opencti.ssl_verify)?
+        .with_max_answer(usize::try_from(config.opencti.max_answer_bytes).unwrap_or(usize::MAX));
     let metrics = Arc::new(Metrics::default());
     let shutdown_tokens = Shutdown::default();
     shutdown::install(shutdown_tokens.stop.clone());

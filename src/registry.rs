@@ -150,7 +150,9 @@ impl Config {
         for section in self.enabled() {
             let spec = section.spec();
             let mut checks = Checks::new(spec);
-            let settings = section.base().1.resolve(spec, &mut checks);
+            let mut settings = section.base().1.resolve(spec, &mut checks);
+            settings.max_answer_bytes =
+                usize::try_from(self.daemon.max_upstream_bytes).unwrap_or(usize::MAX);
             section.check(&mut checks);
             if checks.is_empty() {
                 resolved.push((settings, section));

@@ -70,6 +70,8 @@ pub struct ConnectorSettings {
     pub scope: Vec<String>,
     pub queue_protocol: QueueProtocol,
     pub mode: Mode,
+    /// Upstream answers larger than this are refused (`daemon.max_upstream_bytes`).
+    pub max_answer_bytes: usize,
 }
 
 impl ConnectorSettings {
@@ -168,6 +170,7 @@ impl ConnectorBlock {
             scope,
             queue_protocol: self.queue_protocol.unwrap_or_default(),
             mode,
+            max_answer_bytes: crate::http::DEFAULT_MAX_UPSTREAM_BYTES,
         }
     }
 }

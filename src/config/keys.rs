@@ -168,6 +168,13 @@ pub fn global_keys() -> Vec<KeySpec> {
             "Verify OpenCTI's TLS certificate (pycti's default is false).",
         ),
         KeySpec::new(
+            "opencti.max_answer_bytes",
+            &[],
+            Int,
+            "268435456",
+            "GraphQL answers larger than this (256 MiB) are refused.",
+        ),
+        KeySpec::new(
             "log.level",
             &[],
             Str,
@@ -225,6 +232,13 @@ pub fn global_keys() -> Vec<KeySpec> {
             Duration,
             "PT30S",
             "How long in-flight work may take to finish on SIGTERM before it is requeued.",
+        ),
+        KeySpec::new(
+            "daemon.max_upstream_bytes",
+            &[],
+            Int,
+            "33554432",
+            "Upstream API answers larger than this (32 MiB) are refused (IPsum has its own cap).",
         ),
     ]
 }

@@ -48,6 +48,8 @@ pub struct OpenctiConfig {
     pub token: Option<Secret>,
     /// Verify the platform's TLS certificate.
     pub ssl_verify: bool,
+    /// GraphQL answers larger than this are refused.
+    pub max_answer_bytes: u64,
 }
 
 impl Default for OpenctiConfig {
@@ -56,6 +58,7 @@ impl Default for OpenctiConfig {
             url: None,
             token: None,
             ssl_verify: true,
+            max_answer_bytes: crate::opencti::client::DEFAULT_MAX_ANSWER_BYTES as u64,
         }
     }
 }
@@ -101,6 +104,8 @@ pub struct DaemonConfig {
     pub shutdown_timeout: IsoDuration,
     /// Address of the health and metrics endpoint; empty disables it.
     pub listen: String,
+    /// Upstream answers larger than this are refused.
+    pub max_upstream_bytes: u64,
 }
 
 impl Default for DaemonConfig {
@@ -109,6 +114,7 @@ impl Default for DaemonConfig {
             ping_interval: IsoDuration(std::time::Duration::from_secs(40)),
             shutdown_timeout: IsoDuration(std::time::Duration::from_secs(30)),
             listen: "0.0.0.0:9095".into(),
+            max_upstream_bytes: crate::http::DEFAULT_MAX_UPSTREAM_BYTES as u64,
         }
     }
 }

@@ -68,7 +68,8 @@ impl ConnectorError {
     /// - 408, 429, 5xx and transport failures (timeouts included) are retryable, honouring
     ///   `Retry-After`;
     /// - 401 and 403 mean the credentials or settings are wrong;
-    /// - anything else (other statuses, an answer that is not JSON or too large) is rejected.
+    /// - anything else (other statuses, an answer that is not JSON or too large, a request
+    ///   that cannot be built) is rejected.
     pub fn from_upstream(error: &UpstreamError, message: impl Into<String>) -> Self {
         let message = message.into();
         match error {
@@ -84,9 +85,10 @@ impl ConnectorError {
                 retry_after: *retry_after,
             },
             UpstreamError::Transport(_) => ConnectorError::retryable(message),
-            UpstreamError::Status { .. } | UpstreamError::NotJson(_) => {
-                ConnectorError::Rejected(message)
-            }
+            UpstreamError::Status { .. }
+            | UpstreamError::NotJson(_)
+            | UpstreamError::TooLarge { .. }
+            | UpstreamError::Request(_) => ConnectorError::Rejected(message),
         }
     }
 
@@ -240,10 +242,13 @@ mod tests {
                 ConnectorError::Rejected("m".into())
             );
         }
-        assert_eq!(
-            class(&UpstreamError::NotJson("x".into())),
-            ConnectorError::Rejected("m".into())
-        );
+        for permanent in [
+            UpstreamError::NotJson("x".into()),
+            UpstreamError::TooLarge { limit: 1 },
+            UpstreamError::Request("bad header".into()),
+        ] {
+            assert_eq!(class(&permanent), ConnectorError::Rejected("m".into()));
+        }
     }
 
     #[test]

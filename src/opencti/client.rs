@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::config::Secret;
+use crate::http::UpstreamError;
 
 /// A failed GraphQL call.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -21,10 +22,16 @@ pub enum OpenctiError {
     /// `errors` in the answer (pycti raises `name: message`).
     #[error("OpenCTI error {name}: {message}")]
     GraphQl { name: String, message: String },
-    /// A 200 answer without the expected data.
+    /// A 200 answer without the expected data, or one too large to read.
     #[error("unexpected OpenCTI answer: {0}")]
     Decode(String),
+    /// The request could not be built (a draft id that is no header value): never transient.
+    #[error("the OpenCTI request could not be built: {0}")]
+    Request(String),
 }
+
+/// GraphQL answers are read up to this size unless `opencti.max_answer_bytes` says.
+pub const DEFAULT_MAX_ANSWER_BYTES: usize = 256 * 1024 * 1024;
 
 impl OpenctiError {
     /// Worth retrying: the platform is down, restarting or overloaded.
@@ -33,7 +40,7 @@ impl OpenctiError {
             OpenctiError::Transport(_) => true,
             OpenctiError::Http { status, .. } => *status >= 500 || *status == 429 || *status == 408,
             OpenctiError::GraphQl { name, .. } => name == "LOCK_ERROR" || name == "DATABASE_ERROR",
-            OpenctiError::Decode(_) => false,
+            OpenctiError::Decode(_) | OpenctiError::Request(_) => false,
         }
     }
 }
@@ -168,6 +175,8 @@ pub struct OpenctiClient {
     endpoint: String,
     token: Secret,
     draft_id: Option<String>,
+    /// Answers larger than this are refused.
+    max_answer: usize,
 }
 
 impl std::fmt::Debug for OpenctiClient {
@@ -192,7 +201,14 @@ impl OpenctiClient {
             endpoint: format!("{}/graphql", url.trim_end_matches('/')),
             token,
             draft_id: None,
+            max_answer: DEFAULT_MAX_ANSWER_BYTES,
         })
+    }
+
+    /// The same client refusing answers larger than `bytes`.
+    pub fn with_max_answer(mut self, bytes: usize) -> Self {
+        self.max_answer = bytes;
+        self
     }
 
     /// The same client acting inside a draft workspace (`opencti-draft-id`).
@@ -212,15 +228,22 @@ impl OpenctiClient {
         if let Some(draft) = &self.draft_id {
             request = request.header("opencti-draft-id", draft);
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| OpenctiError::Transport(crate::http::describe(&e.without_url())))?;
+        let response = request.send().await.map_err(|e| {
+            let builder = e.is_builder();
+            let text = crate::http::describe(&e.without_url());
+            if builder {
+                OpenctiError::Request(text)
+            } else {
+                OpenctiError::Transport(text)
+            }
+        })?;
         let status = response.status();
-        let text = response
-            .text()
+        let text = crate::http::text_capped(response, self.max_answer)
             .await
-            .map_err(|e| OpenctiError::Transport(crate::http::describe(&e.without_url())))?;
+            .map_err(|e| match e {
+                UpstreamError::Transport(t) => OpenctiError::Transport(t),
+                other => OpenctiError::Decode(other.to_string()),
+            })?;
         if !status.is_success() {
             return Err(OpenctiError::Http {
                 status: status.as_u16(),

@@ -181,6 +181,69 @@ fn is_compatible(o: &Value) -> bool {
     }
 }
 
+/// One object being counted: its references and how far through them the walk is.
+struct Frame {
+    id: String,
+    refs: Vec<String>,
+    next: usize,
+    count: usize,
+}
+
+/// pycti's dependency count of `root`: 1 plus the counts of the kept objects it references
+/// (a reference back into the walk counts 0). Depth-first with an explicit stack, so a chain
+/// of any length cannot overflow the stack, and saturating, so a diamond-shaped graph cannot
+/// overflow the count. Each object is counted once (`memo`), so the walk is linear.
+fn deps(
+    root: &str,
+    by_id: &HashMap<String, Value>,
+    kept: &HashSet<String>,
+    memo: &mut HashMap<String, usize>,
+    visiting: &mut HashSet<String>,
+) -> usize {
+    if let Some(n) = memo.get(root) {
+        return *n;
+    }
+    let frame = |id: &str| {
+        let mut refs = Vec::new();
+        collect_refs(&by_id[id], &mut refs);
+        Frame {
+            id: id.to_string(),
+            refs,
+            next: 0,
+            count: 1,
+        }
+    };
+    visiting.insert(root.to_string());
+    let mut stack = vec![frame(root)];
+    loop {
+        // The stack holds the root until it is popped below.
+        let top = stack.last_mut().expect("the walk's root");
+        if let Some(r) = top.refs.get(top.next) {
+            top.next += 1;
+            if *r == top.id || !kept.contains(r) {
+                continue;
+            }
+            if let Some(n) = memo.get(r) {
+                top.count = top.count.saturating_add(*n);
+            } else if visiting.insert(r.clone()) {
+                let child = frame(r);
+                stack.push(child);
+            } // else: a cycle, which counts 0.
+            continue;
+        }
+        // Every reference counted: pop, and add the total to the parent.
+        let Some(done) = stack.pop() else {
+            unreachable!()
+        };
+        visiting.remove(&done.id);
+        memo.insert(done.id, done.count);
+        match stack.last_mut() {
+            Some(parent) => parent.count = parent.count.saturating_add(done.count),
+            None => return done.count,
+        }
+    }
+}
+
 /// Splits `objects` into the objects that will be sent, in sending order.
 /// `expectations` = the returned length.
 pub fn split(objects: Vec<Value>, cleanup_inconsistent: bool) -> Vec<SplitObject> {
@@ -209,31 +272,6 @@ pub fn split(objects: Vec<Value>, cleanup_inconsistent: bool) -> Vec<SplitObject
         .collect();
 
     let mut memo: HashMap<String, usize> = HashMap::new();
-    fn deps(
-        id: &str,
-        by_id: &HashMap<String, Value>,
-        kept: &HashSet<String>,
-        memo: &mut HashMap<String, usize>,
-        visiting: &mut HashSet<String>,
-    ) -> usize {
-        if let Some(n) = memo.get(id) {
-            return *n;
-        }
-        if !visiting.insert(id.to_string()) {
-            return 0; // cycle
-        }
-        let mut refs = Vec::new();
-        collect_refs(&by_id[id], &mut refs);
-        let mut n = 1;
-        for r in refs {
-            if r != id && kept.contains(&r) {
-                n += deps(&r, by_id, kept, memo, visiting);
-            }
-        }
-        visiting.remove(id);
-        memo.insert(id.to_string(), n);
-        n
-    }
     // Count every dependency first, then move the objects out (no deep copies).
     // `visiting` is empty again after each walk, so one set serves them all.
     let mut visiting = HashSet::new();
@@ -303,6 +341,56 @@ mod tests {
         let cleaned = split(objects, true);
         assert_eq!(cleaned.len(), 1);
         assert_eq!(cleaned[0].object["object_marking_refs"], json!([]));
+    }
+
+    /// Runs `f` on a thread with a 2 MiB stack, as a tokio worker has.
+    fn on_small_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        std::thread::Builder::new()
+            .stack_size(2 * 1024 * 1024)
+            .spawn(f)
+            .unwrap()
+            .join()
+            .expect("no stack overflow, no panic")
+    }
+
+    #[test]
+    fn a_200k_deep_reference_chain_does_not_overflow_the_stack() {
+        const DEPTH: usize = 200_000;
+        let out = on_small_stack(|| {
+            let objects = (0..DEPTH)
+                .map(|i| json!({"id": format!("note--{i}"), "type": "note", "object_refs": [format!("note--{}", i + 1)]}))
+                .collect();
+            split(objects, false)
+        });
+        assert_eq!(out.len(), DEPTH);
+        // The chain's end comes first, its head (which depends on all) last.
+        assert_eq!(out[0].object["id"], format!("note--{}", DEPTH - 1));
+        assert_eq!(out[DEPTH - 1].object["id"], "note--0");
+        assert_eq!(out[DEPTH - 1].nb_deps, DEPTH);
+    }
+
+    #[test]
+    fn a_wide_diamond_graph_saturates_instead_of_overflowing() {
+        // 200 layers of 3 notes, each referencing all three of the next layer: the counts
+        // triple per layer, far past usize::MAX.
+        const LAYERS: usize = 200;
+        let out = on_small_stack(|| {
+            let mut objects = Vec::new();
+            for layer in 0..LAYERS {
+                for k in 0..3 {
+                    let refs: Vec<String> = if layer + 1 < LAYERS {
+                        (0..3).map(|j| format!("note--{}-{j}", layer + 1)).collect()
+                    } else {
+                        Vec::new()
+                    };
+                    objects.push(json!({"id": format!("note--{layer}-{k}"), "type": "note", "object_refs": refs}));
+                }
+            }
+            split(objects, false)
+        });
+        assert_eq!(out.len(), LAYERS * 3);
+        assert_eq!(out[0].nb_deps, 1, "the last layer depends on nothing");
+        assert_eq!(out.last().unwrap().nb_deps, usize::MAX);
     }
 
     #[test]

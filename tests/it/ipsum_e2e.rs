@@ -9,10 +9,6 @@ use serde_json::Value;
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-fn feed(name: &str) -> String {
-    std::fs::read_to_string(shared(&format!("fixtures/ipsum/{name}"))).unwrap()
-}
-
 fn ipsum(feed_url: &str, extra: &[(&str, &str)]) -> (ConnectorSettings, Hosted) {
     build_connector(
         "ipsum",
@@ -53,7 +49,7 @@ async fn imports_then_skips_an_unchanged_feed_by_etag() {
         .respond_with(
             ResponseTemplate::new(200)
                 .insert_header("etag", "\"v1\"")
-                .set_body_string(feed("levels/8.txt")),
+                .set_body_string(fixture("ipsum", "levels/8.txt")),
         )
         .expect(1)
         .with_priority(2)
@@ -214,7 +210,7 @@ async fn a_failed_download_fails_the_work() {
 async fn amqp_mode_publishes_every_object_on_the_push_queue() {
     let server = MockServer::start().await;
     Mock::given(path("/levels/5.txt"))
-        .respond_with(ResponseTemplate::new(200).set_body_string(feed("levels/5.txt")))
+        .respond_with(ResponseTemplate::new(200).set_body_string(fixture("ipsum", "levels/5.txt")))
         .mount(&server)
         .await;
     let fake = FakeOpencti::start().await;
@@ -242,4 +238,108 @@ async fn amqp_mode_publishes_every_object_on_the_push_queue() {
         fake.queue_len(&FakeOpencti::push_queue(&id)).await as usize,
         expected
     );
+}
+
+#[tokio::test]
+async fn a_feed_that_expands_past_max_ips_stops_with_a_clear_message() {
+    // 300 public /16 lines: a few KB that expand to almost 20 million addresses.
+    let body: String = (1..=300)
+        .map(|i| format!("{}.{}.0.0/16\n", 1 + i / 250, i % 250))
+        .collect();
+    let server = MockServer::start().await;
+    Mock::given(path("/huge.txt"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(body))
+        .mount(&server)
+        .await;
+    let fake = FakeOpencti::start().await;
+    let (settings, hosted) = ipsum(
+        &format!("{}/huge.txt", server.uri()),
+        &[
+            ("IPSUM_MAX_IPS", "5000"),
+            ("IPSUM_CONNECTOR_DURATION_PERIOD", "PT1H"),
+        ],
+    );
+    let id = settings.id.to_string();
+    let (shutdown, task) = start(&fake, settings, hosted, Duration::from_secs(5)).await;
+    fake.wait_for("the run", |s| s.count("workEdit.toProcessed") >= 1)
+        .await;
+    stop(shutdown, task).await;
+    let processed = &fake.calls("workEdit.toProcessed")[0].variables;
+    assert_eq!(processed["inError"], true);
+    assert_eq!(
+        processed["message"],
+        "IPsum stopped after 5000 IPs (15006 bundles sent): the feed holds more than ipsum.max_ips (5000) addresses"
+    );
+    let pushed: usize = fake
+        .calls("stixBundlePush")
+        .iter()
+        .map(|c| pushed_objects(c).len())
+        .sum();
+    assert_eq!(
+        pushed,
+        5000 * 3 + 3 * 2,
+        "three chunks, author and marking in each"
+    );
+    assert_eq!(
+        fake.state.lock().unwrap().states[&id].as_deref(),
+        Some("null"),
+        "the feed is not taken as imported"
+    );
+}
+
+#[tokio::test]
+async fn a_feed_larger_than_max_feed_bytes_is_refused() {
+    let server = MockServer::start().await;
+    Mock::given(path("/big.txt"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("8.8.8.8\n".repeat(100)))
+        .mount(&server)
+        .await;
+    let fake = FakeOpencti::start().await;
+    let (settings, hosted) = ipsum(
+        &format!("{}/big.txt", server.uri()),
+        &[
+            ("IPSUM_MAX_FEED_BYTES", "100"),
+            ("IPSUM_CONNECTOR_DURATION_PERIOD", "PT1H"),
+        ],
+    );
+    let (shutdown, task) = start(&fake, settings, hosted, Duration::from_secs(5)).await;
+    fake.wait_for("the run", |s| s.count("workEdit.toProcessed") >= 1)
+        .await;
+    stop(shutdown, task).await;
+    let processed = &fake.calls("workEdit.toProcessed")[0].variables;
+    assert_eq!(processed["inError"], true);
+    assert_eq!(
+        processed["message"],
+        "IPsum feed is larger than 100 bytes (ipsum.max_feed_bytes)"
+    );
+    assert_eq!(fake.count("stixBundlePush"), 0);
+}
+
+#[tokio::test]
+async fn a_stored_etag_that_is_no_header_value_is_not_sent() {
+    let server = MockServer::start().await;
+    Mock::given(path("/levels/8.txt"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(fixture("ipsum", "levels/8.txt")))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let fake = FakeOpencti::start().await;
+    let (settings, hosted) = ipsum(
+        &format!("{}/levels/8.txt", server.uri()),
+        &[("IPSUM_CONNECTOR_DURATION_PERIOD", "PT1H")],
+    );
+    let id = settings.id.to_string();
+    fake.state.lock().unwrap().states.insert(
+        id.clone(),
+        Some(r#"{"etag": "bad\nvalue", "last_run": "2026-01-01 00:00:00"}"#.into()),
+    );
+    let (shutdown, task) = start(&fake, settings, hosted, Duration::from_secs(5)).await;
+    fake.wait_for("the run", |s| s.count("workEdit.toProcessed") >= 1)
+        .await;
+    stop(shutdown, task).await;
+    let processed = &fake.calls("workEdit.toProcessed")[0].variables;
+    assert_eq!(processed["inError"], false, "{processed}");
+    assert!(fake.count("stixBundlePush") >= 1);
+    let requests = server.received_requests().await.unwrap();
+    assert!(requests[0].headers.get("if-none-match").is_none());
 }

@@ -620,14 +620,19 @@ async fn paging_goes_on_until_an_empty_page_even_after_a_short_one() {
     let server = MockServer::start().await;
     let filter = json!({"f": "host", "a": [HOST]}).to_string();
     let one = fixture("ivre", "passive_host_198.51.100.10.json");
-    let n = opencti_connectors::connectors::ivre::client::parse_records(&one)
-        .unwrap()
-        .len();
+    // The second page differs from the first (a repeated page would end the paging).
+    let two = fixture("ivre", "passive_host_198.51.100.10_datesasstrings.json");
+    let count = |body: &str| {
+        opencti_connectors::connectors::ivre::client::parse_records(body)
+            .unwrap()
+            .len()
+    };
+    let (n, m) = (count(&one), count(&two));
     for (q, body) in [
         ("skip:0 limit:200".to_string(), one.clone()),
-        (format!("skip:{n} limit:200"), one.clone()),
+        (format!("skip:{n} limit:200"), two.clone()),
         (
-            format!("skip:{} limit:200", 2 * n),
+            format!("skip:{} limit:200", n + m),
             fixture("ivre", "scans_empty_result.json"),
         ),
     ] {
@@ -653,7 +658,7 @@ async fn paging_goes_on_until_an_empty_page_even_after_a_short_one() {
     );
     let (_, message) = enrich(&c, sco("ipv4-addr", HOST)).await;
     assert!(
-        message.contains(&format!("passive ok ({} records)", 2 * n)),
+        message.contains(&format!("passive ok ({} records)", n + m)),
         "{message}"
     );
 }
@@ -739,4 +744,100 @@ async fn the_remaining_recorded_cases_match_the_python_connector() {
     assert!(has(&rels, ip, "located-at", "location:France"));
     assert!(has(&rels, ip, "belongs-to", "autonomous-system:64496"));
     assert!(has(&rels, "domain-name:www.example.com", "resolves-to", ip));
+}
+
+#[tokio::test]
+async fn the_ipdata_path_comes_from_the_parsed_address_only() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("null"))
+        .expect(0)
+        .mount(&server)
+        .await;
+    let c = connector(
+        ivre(
+            &server,
+            &[("IVRE_USE_PASSIVE", "false"), ("IVRE_USE_SCANS", "false")],
+        )
+        .1,
+    );
+    for hostile in [
+        "1.2.3.4?f=x",
+        "1.2.3.4#frag",
+        "1.2.3.4/../../passive",
+        "1.2.3.4\\x",
+    ] {
+        let err = c
+            .enrich(&request_for(sco("ipv4-addr", hostile)))
+            .await
+            .map(|o| format!("{o:?}"));
+        match err {
+            Ok(outcome) => assert!(outcome.contains("network"), "{hostile}: {outcome}"),
+            Err(e) => assert!(
+                e.to_string().contains("is not an IP address"),
+                "{hostile}: {e}"
+            ),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_redirect_never_carries_the_api_key_to_another_host() {
+    let elsewhere = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("null"))
+        .expect(0)
+        .mount(&elsewhere)
+        .await;
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(
+            ResponseTemplate::new(302)
+                .insert_header("location", format!("{}/cgi/ipdata/{HOST}", elsewhere.uri())),
+        )
+        .mount(&server)
+        .await;
+    let c = connector(
+        ivre(
+            &server,
+            &[
+                ("IVRE_API_KEY", "ivre_secret_key"),
+                ("IVRE_USE_PASSIVE", "false"),
+                ("IVRE_USE_SCANS", "false"),
+            ],
+        )
+        .1,
+    );
+    let err = c
+        .enrich(&request_for(sco("ipv4-addr", HOST)))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("HTTP 302"), "{err}");
+    assert!(!err.to_string().contains("ivre_secret_key"));
+}
+
+#[tokio::test]
+async fn a_server_that_repeats_its_page_does_not_page_forever() {
+    let server = MockServer::start().await;
+    // Every page, whatever its `skip:`, is the same page.
+    Mock::given(path("/cgi/passive"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(
+            fixture("ivre", "passive_host_198.51.100.10.json"),
+            "application/json",
+        ))
+        .expect(2)
+        .mount(&server)
+        .await;
+    let c = connector(
+        ivre(
+            &server,
+            &[("IVRE_USE_DATA", "false"), ("IVRE_USE_SCANS", "false")],
+        )
+        .1,
+    );
+    let (_, message) = enrich(&c, sco("ipv4-addr", HOST)).await;
+    assert!(
+        message.starts_with("IVRE: passive ok (4 records)"),
+        "{message}"
+    );
 }

@@ -70,3 +70,33 @@ async fn the_endpoint_is_url_plus_graphql_and_answers_decode() {
         client_answering(200, json!({"data": {"about": {"version": "6.8.10"}}})).await;
     assert_eq!(client.health_check().await.unwrap(), "6.8.10");
 }
+
+#[tokio::test]
+async fn a_request_that_cannot_be_built_is_not_transient() {
+    // A draft id with a control character is no header value: retrying cannot help.
+    let client = OpenctiClient::new("http://127.0.0.1:9", Secret::new("tok"), true)
+        .unwrap()
+        .in_draft(Some("draft\nid"));
+    let err = client.health_check().await.unwrap_err();
+    assert!(matches!(err, OpenctiError::Request(_)), "{err:?}");
+    assert!(!err.is_transient());
+}
+
+#[tokio::test]
+async fn an_answer_over_the_limit_is_refused() {
+    let (_s, client) = client_answering(
+        200,
+        json!({"data": {"about": {"version": "x".repeat(1000)}}}),
+    )
+    .await;
+    let err = client
+        .with_max_answer(512)
+        .health_check()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, OpenctiError::Decode(m) if m.contains("larger than 512 bytes")),
+        "{err:?}"
+    );
+    assert!(!err.is_transient());
+}

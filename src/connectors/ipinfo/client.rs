@@ -12,14 +12,21 @@ pub struct IpinfoClient {
     http: reqwest::Client,
     base_url: reqwest::Url,
     token: Secret,
+    max_answer: usize,
 }
 
 impl IpinfoClient {
-    pub fn new(http: reqwest::Client, base_url: reqwest::Url, token: Secret) -> Self {
+    pub fn new(
+        http: reqwest::Client,
+        base_url: reqwest::Url,
+        token: Secret,
+        max_answer: usize,
+    ) -> Self {
         IpinfoClient {
             http,
             base_url,
             token,
+            max_answer,
         }
     }
 
@@ -33,7 +40,7 @@ impl IpinfoClient {
             .header(reqwest::header::ACCEPT, "application/json")
             .send()
             .await;
-        let body = http::json_body(response)
+        let body = http::json_body(response, self.max_answer)
             .await
             .map_err(|e| ConnectorError::from_upstream(&e, wording(&e)))?;
         // Some IPinfo errors come back with HTTP 200 and a `status` in the body.
@@ -83,5 +90,6 @@ fn wording(error: &UpstreamError) -> String {
         }
         UpstreamError::Transport(_) => "API connection error.".into(),
         UpstreamError::NotJson(_) => "Invalid JSON in response.".into(),
+        other => other.to_string(),
     }
 }

@@ -88,7 +88,8 @@ impl ConnectorConfig for IpinfoConfig {
         checks.url("api_base_url", &self.api_base_url);
     }
 
-    fn build(&self, _settings: &ConnectorSettings) -> Result<Hosted, String> {
-        Ok(Hosted::Enrichment(Arc::new(IpinfoConnector::new(self)?)))
+    fn build(&self, settings: &ConnectorSettings) -> Result<Hosted, String> {
+        let connector = IpinfoConnector::new(self, settings)?;
+        Ok(Hosted::Enrichment(Arc::new(connector)))
     }
 }

@@ -16,6 +16,7 @@ use std::net::IpAddr;
 use async_trait::async_trait;
 use serde_json::Value;
 
+use crate::config::ConnectorSettings;
 use crate::connectors::{
     ConnectorError, EnrichmentConnector, EnrichmentRequest, Outcome, sent_message,
 };
@@ -35,12 +36,12 @@ pub struct IpinfoConnector {
 }
 
 impl IpinfoConnector {
-    pub fn new(config: &IpinfoConfig) -> Result<Self, String> {
+    pub fn new(config: &IpinfoConfig, settings: &ConnectorSettings) -> Result<Self, String> {
         let token = config.token.clone().ok_or("ipinfo.token is required")?;
         let http = http::client(config.request_timeout.0, None).map_err(|e| e.to_string())?;
         let base_url = reqwest::Url::parse(&config.api_base_url).map_err(|e| e.to_string())?;
         Ok(IpinfoConnector {
-            client: IpinfoClient::new(http, base_url, token),
+            client: IpinfoClient::new(http, base_url, token, settings.max_answer_bytes),
             max_tlp: config.max_tlp.0,
             use_asn_name: config.use_asn_name,
         })

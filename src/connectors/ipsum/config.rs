@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{DEFAULT_FEED, IpsumConnector};
+use super::feed::DEFAULT_MAX_FEED_BYTES;
+use super::{DEFAULT_FEED, DEFAULT_MAX_IPS, IpsumConnector};
 use crate::config::{
     Checks, ConnectorBlock, ConnectorKind, ConnectorSettings, IsoDuration, KeyDef, Kind, Secret,
     SectionSpec, TlpLevel,
@@ -46,6 +47,20 @@ pub static SPEC: SectionSpec = SectionSpec {
             doc: "Marking of everything imported: `white`/`clear`, `green`, `amber`, `amber+strict`, `red`.",
         },
         KeyDef::request_timeout("PT2M", "Timeout of the feed download."),
+        KeyDef {
+            key: "max_feed_bytes",
+            env_aliases: &[],
+            kind: Kind::Int,
+            default: "67108864",
+            doc: "A feed larger than this (64 MiB) is refused, before its body when the server says its length.",
+        },
+        KeyDef {
+            key: "max_ips",
+            env_aliases: &[],
+            kind: Kind::Int,
+            default: "1000000",
+            doc: "Addresses one run imports at most (networks expanded); past it the run stops and its work says why.",
+        },
     ],
 };
 
@@ -60,6 +75,8 @@ pub struct IpsumConfig {
     pub default_x_opencti_score: i64,
     pub tlp_level: TlpLevel,
     pub request_timeout: IsoDuration,
+    pub max_feed_bytes: u64,
+    pub max_ips: u64,
 }
 
 impl Default for IpsumConfig {
@@ -72,6 +89,8 @@ impl Default for IpsumConfig {
             default_x_opencti_score: 60,
             tlp_level: TlpLevel(Tlp::Clear),
             request_timeout: IsoDuration(Duration::from_secs(120)),
+            max_feed_bytes: DEFAULT_MAX_FEED_BYTES as u64,
+            max_ips: DEFAULT_MAX_IPS as u64,
         }
     }
 }
@@ -87,6 +106,12 @@ impl ConnectorConfig for IpsumConfig {
 
     fn check(&self, checks: &mut Checks) {
         checks.url("api_base_url", &self.api_base_url);
+        if self.max_ips == 0 {
+            checks.error("max_ips", "must be at least 1");
+        }
+        if self.max_feed_bytes == 0 {
+            checks.error("max_feed_bytes", "must be at least 1");
+        }
         if !(0..=100).contains(&self.default_x_opencti_score) {
             checks.error(
                 "default_x_opencti_score",

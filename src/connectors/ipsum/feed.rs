@@ -6,16 +6,17 @@ use sha2::{Digest, Sha256};
 
 use crate::config::Secret;
 use crate::connectors::ConnectorError;
-use crate::http::UpstreamError;
+use crate::http::{self, UpstreamError};
 
-/// The feed download is refused above this size.
-pub const MAX_FEED_BYTES: usize = 64 * 1024 * 1024;
+/// The feed download is refused above this size unless `ipsum.max_feed_bytes` says.
+pub const DEFAULT_MAX_FEED_BYTES: usize = 64 * 1024 * 1024;
 
 /// The feed's HTTP client.
 pub struct FeedClient {
     pub(super) http: reqwest::Client,
     pub(super) url: reqwest::Url,
     pub(super) api_key: Option<Secret>,
+    pub(super) max_bytes: usize,
 }
 
 /// A downloaded feed.
@@ -36,14 +37,22 @@ impl FeedClient {
         if let Some(key) = &self.api_key {
             request = request.bearer_auth(key.expose());
         }
-        if let Some(etag) = state.and_then(|s| s.get("etag")).and_then(Value::as_str) {
-            request = request.header(reqwest::header::IF_NONE_MATCH, etag);
-        }
-        if let Some(lm) = state
-            .and_then(|s| s.get("last_modified"))
-            .and_then(Value::as_str)
-        {
-            request = request.header(reqwest::header::IF_MODIFIED_SINCE, lm);
+        // A stored value that is no header value (a state edited by hand) is not sent: the
+        // download is then unconditional rather than failing every run.
+        for (key, header) in [
+            ("etag", reqwest::header::IF_NONE_MATCH),
+            ("last_modified", reqwest::header::IF_MODIFIED_SINCE),
+        ] {
+            let stored = state.and_then(|s| s.get(key)).and_then(Value::as_str);
+            match stored.map(reqwest::header::HeaderValue::from_str) {
+                Some(Ok(value)) => request = request.header(header, value),
+                Some(Err(_)) => tracing::warn!(
+                    connector = "ipsum",
+                    key,
+                    "The stored state's value is no valid header; downloading unconditionally."
+                ),
+                None => {}
+            }
         }
         let response = request.send().await.map_err(transport)?;
         let status = response.status();
@@ -73,12 +82,17 @@ impl FeedClient {
         };
         let etag = header(reqwest::header::ETAG);
         let last_modified = header(reqwest::header::LAST_MODIFIED);
-        let bytes = response.bytes().await.map_err(transport)?;
-        if bytes.len() > MAX_FEED_BYTES {
-            return Err(ConnectorError::Rejected(format!(
-                "IPsum feed is larger than {MAX_FEED_BYTES} bytes"
-            )));
-        }
+        let bytes = http::read_capped(response, self.max_bytes)
+            .await
+            .map_err(|e| match e {
+                UpstreamError::TooLarge { limit } => ConnectorError::Rejected(format!(
+                    "IPsum feed is larger than {limit} bytes (ipsum.max_feed_bytes)"
+                )),
+                other => ConnectorError::from_upstream(
+                    &other,
+                    format!("IPsum feed download failed: {other}"),
+                ),
+            })?;
         let sha256 = Sha256::digest(&bytes)
             .iter()
             .map(|b| format!("{b:02x}"))

@@ -20,10 +20,9 @@ pub struct FeedIp {
     pub count: Option<u32>,
 }
 
-/// What a parse found.
+/// What a parse skipped, counted as the feed is read.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Parsed {
-    pub ips: Vec<FeedIp>,
+pub struct Tally {
     /// `#` comment lines.
     pub comments: usize,
     /// Blank lines.
@@ -35,7 +34,7 @@ pub struct Parsed {
     pub junk_examples: Vec<String>,
 }
 
-impl Parsed {
+impl Tally {
     /// Lines not imported (comments and blanks are not "skipped": they carry no IP).
     pub fn skipped(&self) -> usize {
         self.private + self.junk
@@ -49,6 +48,20 @@ impl Parsed {
                 line.chars().take(80).collect::<String>()
             ));
         }
+    }
+}
+
+/// A whole feed parsed at once (tests, benchmarks); runs read a [`Feed`] lazily.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Parsed {
+    pub ips: Vec<FeedIp>,
+    pub tally: Tally,
+}
+
+impl std::ops::Deref for Parsed {
+    type Target = Tally;
+    fn deref(&self) -> &Tally {
+        &self.tally
     }
 }
 
@@ -107,71 +120,84 @@ pub fn is_private(ip: IpAddr) -> bool {
     })
 }
 
-/// Hosts of a network as Python's `hosts()` yields them.
-fn hosts(net: IpNet) -> Vec<IpAddr> {
+/// Hosts of a network as Python's `hosts()` yields them, one at a time.
+fn hosts(net: IpNet) -> Box<dyn Iterator<Item = IpAddr> + Send> {
     match net {
-        IpNet::V4(n) if n.prefix_len() >= 31 => n
-            .subnets(32)
-            .into_iter()
-            .flatten()
-            .map(|s| IpAddr::V4(s.addr()))
-            .collect(),
-        IpNet::V4(n) => n.hosts().map(IpAddr::V4).collect(),
-        IpNet::V6(n) if n.prefix_len() >= 127 => n
-            .subnets(128)
-            .into_iter()
-            .flatten()
-            .map(|s| IpAddr::V6(s.addr()))
-            .collect(),
+        IpNet::V4(n) if n.prefix_len() >= 31 => Box::new(
+            n.subnets(32)
+                .into_iter()
+                .flatten()
+                .map(|s| IpAddr::V4(s.addr())),
+        ),
+        IpNet::V4(n) => Box::new(n.hosts().map(IpAddr::V4)),
+        IpNet::V6(n) if n.prefix_len() >= 127 => Box::new(
+            n.subnets(128)
+                .into_iter()
+                .flatten()
+                .map(|s| IpAddr::V6(s.addr())),
+        ),
         // All but the subnet-router anycast (network) address.
-        IpNet::V6(n) => n.hosts().skip(1).map(IpAddr::V6).collect(),
+        IpNet::V6(n) => Box::new(n.hosts().skip(1).map(IpAddr::V6)),
     }
 }
 
-/// Parses a feed body.
-pub fn parse(body: &str) -> Parsed {
-    let mut out = Parsed::default();
-    for raw in body.lines() {
+/// A feed body read line by line, networks expanded host by host as the IPs are taken: only
+/// the current line and network are in memory, whatever the feed expands to.
+pub struct Feed<'a> {
+    lines: std::str::Lines<'a>,
+    expanding: Option<(Box<dyn Iterator<Item = IpAddr> + Send>, Option<u32>)>,
+    /// What was skipped so far.
+    pub tally: Tally,
+}
+
+impl<'a> Feed<'a> {
+    pub fn new(body: &'a str) -> Self {
+        Feed {
+            lines: body.lines(),
+            expanding: None,
+            tally: Tally::default(),
+        }
+    }
+
+    /// One line: an IP to return, a network to expand (set in `self.expanding`), or nothing.
+    fn line(&mut self, raw: &str) -> Option<FeedIp> {
         let line = raw.trim();
         if line.is_empty() {
-            out.blank += 1;
-            continue;
+            self.tally.blank += 1;
+            return None;
         }
         if line.starts_with('#') {
-            out.comments += 1;
-            continue;
+            self.tally.comments += 1;
+            return None;
         }
         let mut fields = line.split_whitespace();
         let target = fields.next().unwrap_or_default();
-        let count = match fields.next() {
+        let count = match fields.next().map(str::parse::<u32>) {
             None => None,
-            Some(c) => match c.parse::<u32>() {
-                Ok(n) => Some(n),
-                Err(_) => {
-                    out.junk(line, "count is not a number");
-                    continue;
-                }
-            },
+            Some(Ok(n)) => Some(n),
+            Some(Err(_)) => {
+                self.tally.junk(line, "count is not a number");
+                return None;
+            }
         };
         if fields.next().is_some() {
-            out.junk(line, "unexpected extra fields");
-            continue;
+            self.tally.junk(line, "unexpected extra fields");
+            return None;
         }
         if let Ok(ip) = target.parse::<IpAddr>() {
             if is_private(ip) {
-                out.private += 1;
-            } else {
-                out.ips.push(FeedIp { ip, count });
+                self.tally.private += 1;
+                return None;
             }
-            continue;
+            return Some(FeedIp { ip, count });
         }
         let Ok(net) = target.parse::<IpNet>() else {
-            out.junk(line, "not an IP address or network");
-            continue;
+            self.tally.junk(line, "not an IP address or network");
+            return None;
         };
         if net.trunc() != net {
-            out.junk(line, "network with host bits set");
-            continue;
+            self.tally.junk(line, "network with host bits set");
+            return None;
         }
         let size: u128 = match net {
             IpNet::V4(n) => 1u128 << (32 - n.prefix_len()),
@@ -180,17 +206,45 @@ pub fn parse(body: &str) -> Parsed {
                 .unwrap_or(u128::MAX),
         };
         if size > MAX_EXPANSION {
-            out.junk(line, "network too large to expand");
-            continue;
+            self.tally.junk(line, "network too large to expand");
+            return None;
         }
         if is_private(net.network()) && is_private(net.broadcast()) {
-            out.private += 1;
-            continue;
+            self.tally.private += 1;
+            return None;
         }
-        out.ips
-            .extend(hosts(net).into_iter().map(|ip| FeedIp { ip, count }));
+        self.expanding = Some((hosts(net), count));
+        None
     }
-    out
+}
+
+impl Iterator for Feed<'_> {
+    type Item = FeedIp;
+
+    fn next(&mut self) -> Option<FeedIp> {
+        loop {
+            if let Some((hosts, count)) = &mut self.expanding {
+                match hosts.next() {
+                    Some(ip) => return Some(FeedIp { ip, count: *count }),
+                    None => self.expanding = None,
+                }
+            }
+            let raw = self.lines.next()?;
+            if let Some(ip) = self.line(raw) {
+                return Some(ip);
+            }
+        }
+    }
+}
+
+/// Parses a whole feed body at once.
+pub fn parse(body: &str) -> Parsed {
+    let mut feed = Feed::new(body);
+    let ips = feed.by_ref().collect();
+    Parsed {
+        ips,
+        tally: feed.tally,
+    }
 }
 
 /// The score of an IP seen on `count` blacklists: the configured default at count 5 (the

@@ -15,8 +15,8 @@ use crate::stix::{Author, Tlp};
 use feed::FeedClient;
 
 pub use config::{IpsumConfig, SPEC};
-pub use feed::MAX_FEED_BYTES;
-pub use mapping::{FeedIp, Marks, Parsed, objects_for, parse, score_for};
+pub use feed::DEFAULT_MAX_FEED_BYTES;
+pub use mapping::{Feed, FeedIp, Marks, Parsed, Tally, objects_for, parse, score_for};
 
 /// The reference's default feed: IPs on at least 5 blacklists.
 pub const DEFAULT_FEED: &str =
@@ -24,6 +24,8 @@ pub const DEFAULT_FEED: &str =
 /// IPs per chunk: each chunk (3 objects an IP, plus author and marking) is built, sent and
 /// dropped before the next, so the whole bundle never exists in memory.
 pub const CHUNK_IPS: usize = 2_000;
+/// Addresses one run imports at most unless `ipsum.max_ips` says.
+pub const DEFAULT_MAX_IPS: usize = 1_000_000;
 
 const AUTHOR: &str = "IPsum";
 const AUTHOR_DESCRIPTION: &str =
@@ -34,6 +36,7 @@ pub struct IpsumConnector {
     feed: FeedClient,
     name: String,
     marks: Marks,
+    max_ips: usize,
     /// Author and marking, made once per process (as the reference does).
     author: Value,
     marking: Value,
@@ -48,7 +51,9 @@ impl IpsumConnector {
                 http: http::client(config.request_timeout.0, None).map_err(|e| e.to_string())?,
                 url: reqwest::Url::parse(&config.api_base_url).map_err(|e| e.to_string())?,
                 api_key: config.api_key.clone().filter(|k| !k.is_blank()),
+                max_bytes: usize::try_from(config.max_feed_bytes).unwrap_or(usize::MAX),
             },
+            max_ips: usize::try_from(config.max_ips).unwrap_or(usize::MAX),
             name,
             marks: Marks {
                 author_id: author.id().to_string(),
@@ -105,29 +110,43 @@ impl ImportConnector for IpsumConnector {
                 self.name
             ));
         }
-        let parsed = parse(&download.body);
-        drop(download.body);
-        if parsed.junk > 0 {
-            tracing::warn!(connector = "ipsum", junk = parsed.junk, examples = ?parsed.junk_examples, "Skipped lines that are not IPs.");
-        }
-        tracing::info!(
-            connector = "ipsum",
-            ips = parsed.ips.len(),
-            private = parsed.private,
-            junk = parsed.junk,
-            "Feed parsed."
-        );
         let now = crate::stix::now();
-        let mut sent = 0;
-        for chunk in parsed.ips.chunks(CHUNK_IPS) {
+        let mut feed = Feed::new(&download.body);
+        let (mut sent, mut imported) = (0, 0);
+        loop {
+            let room = CHUNK_IPS.min(self.max_ips - imported);
+            let chunk: Vec<FeedIp> = feed.by_ref().take(room).collect();
+            if chunk.is_empty() {
+                break;
+            }
+            imported += chunk.len();
             let mut objects = Vec::with_capacity(chunk.len() * 3 + 2);
-            for ip in chunk {
+            for ip in &chunk {
                 objects.extend(self.objects_for(ip, &now));
             }
             objects.push(self.author.clone());
             objects.push(self.marking.clone());
             sent += ctx.send(objects).await?;
+            if imported == self.max_ips && feed.next().is_some() {
+                // The rest of the feed is not read; the state stays as it was, so the feed
+                // is not taken as imported.
+                return Err(ConnectorError::Rejected(format!(
+                    "{} stopped after {imported} IPs ({sent} bundles sent): the feed holds more than ipsum.max_ips ({}) addresses",
+                    self.name, self.max_ips
+                )));
+            }
         }
+        let parsed = feed.tally;
+        if parsed.junk > 0 {
+            tracing::warn!(connector = "ipsum", junk = parsed.junk, examples = ?parsed.junk_examples, "Skipped lines that are not IPs.");
+        }
+        tracing::info!(
+            connector = "ipsum",
+            ips = imported,
+            private = parsed.private,
+            junk = parsed.junk,
+            "Feed imported."
+        );
         state.insert("feed_sha256".into(), json!(download.sha256));
         for (key, value) in [
             ("etag", download.etag),
@@ -142,7 +161,7 @@ impl ImportConnector for IpsumConnector {
         Ok(format!(
             "{} connector successfully run, storing last_run as {last_run}: {} IPs imported ({sent} bundles sent), {} lines skipped ({} private, {} not IPs)",
             self.name,
-            parsed.ips.len(),
+            imported,
             parsed.skipped(),
             parsed.private,
             parsed.junk

@@ -204,3 +204,25 @@ fn the_default_period_is_the_references_six_hours() {
     assert_eq!(settings.name, "IPsum");
     assert_eq!(settings.scope, vec!["ipsum"]);
 }
+
+#[test]
+fn networks_expand_lazily_as_ips_are_taken() {
+    // Almost 20 million addresses behind a few KB: taking the first ones must not expand the
+    // rest (this would take seconds and gigabytes if it did).
+    let body: String = (1..=300)
+        .map(|i| format!("{}.{}.0.0/16\n", 1 + i / 250, i % 250))
+        .collect();
+    let started = std::time::Instant::now();
+    let mut feed = Feed::new(&body);
+    let first: Vec<FeedIp> = feed.by_ref().take(3).collect();
+    assert_eq!(
+        first.iter().map(|f| f.ip.to_string()).collect::<Vec<_>>(),
+        ["1.1.0.1", "1.1.0.2", "1.1.0.3"]
+    );
+    assert_eq!(
+        feed.by_ref().take(70_000).count(),
+        70_000,
+        "into the second network"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}

@@ -159,6 +159,7 @@ pub struct IvreClient {
     http: reqwest::Client,
     pub page_size: u64,
     pub max_records: u64,
+    max_answer: usize,
 }
 
 impl IvreClient {
@@ -167,14 +168,19 @@ impl IvreClient {
         verify_tls: bool,
         page_size: u64,
         max_records: u64,
+        max_answer: usize,
     ) -> reqwest::Result<Self> {
+        // No redirects: the endpoint's headers (X-API-Key, the fragment's) must never reach
+        // another host; a 3xx is reported like any other unexpected answer.
         let http = crate::http::builder(timeout)
             .danger_accept_invalid_certs(!verify_tls)
+            .redirect(reqwest::redirect::Policy::none())
             .build()?;
         Ok(IvreClient {
             http,
             page_size: page_size.max(1),
             max_records,
+            max_answer,
         })
     }
 
@@ -198,11 +204,12 @@ impl IvreClient {
         })?;
         let status = response.status();
         let failure = (!status.is_success()).then(|| UpstreamError::status(&response));
-        let body = response.text().await.map_err(|e| {
-            let error = UpstreamError::transport(e);
-            let message = format!("reading the answer failed: {error}");
-            IvreError(ConnectorError::from_upstream(&error, message))
-        })?;
+        let body = crate::http::text_capped(response, self.max_answer)
+            .await
+            .map_err(|error| {
+                let message = format!("reading the answer failed: {error}");
+                IvreError(ConnectorError::from_upstream(&error, message))
+            })?;
         if let Some(error) = failure {
             let snippet: String = body
                 .chars()
@@ -216,13 +223,18 @@ impl IvreClient {
         Ok(body)
     }
 
-    /// `/ipdata/<addr>`: `None` for IVRE's `null`.
+    /// `/ipdata/<addr>`: `None` for IVRE's `null`. The path is built from the parsed
+    /// address, so nothing in the observable's value can add a query, a fragment or a path.
     pub async fn ipdata(
         &self,
         endpoint: &Endpoint,
         addr: &str,
     ) -> Result<Option<Value>, IvreError> {
-        let body = self.get(endpoint, &format!("/ipdata/{addr}")).await?;
+        let ip: std::net::IpAddr = addr
+            .trim()
+            .parse()
+            .map_err(|_| IvreError::rejected(format!("`{addr}` is not an IP address")))?;
+        let body = self.get(endpoint, &format!("/ipdata/{ip}")).await?;
         match serde_json::from_str::<Value>(body.trim()) {
             Ok(Value::Null) => Ok(None),
             Ok(v @ Value::Object(_)) => Ok(Some(v)),
@@ -235,7 +247,9 @@ impl IvreClient {
         }
     }
 
-    /// Every record of `route` matching `filter`, paged until an empty page.
+    /// Every record of `route` matching `filter`, paged until an empty page, at most
+    /// `max_records` of them; a page equal to the previous one (a server that ignores
+    /// `skip:`) ends the paging too.
     pub async fn list(
         &self,
         endpoint: &Endpoint,
@@ -243,8 +257,9 @@ impl IvreClient {
         filter: &Value,
     ) -> Result<Vec<Value>, IvreError> {
         let f = pct_encode(&filter.to_string());
-        let mut records = Vec::new();
+        let mut records: Vec<Value> = Vec::new();
         let mut skip = 0u64;
+        let mut previous_len = 0;
         loop {
             let q = pct_encode(&format!("skip:{skip} limit:{}", self.page_size));
             let body = self.get(endpoint, &format!("/{route}?f={f}&q={q}")).await?;
@@ -252,7 +267,17 @@ impl IvreClient {
             if page.is_empty() {
                 break;
             }
-            skip += page.len() as u64;
+            if previous_len == page.len() && records[records.len() - previous_len..] == page[..] {
+                tracing::warn!(
+                    connector = "ivre",
+                    route,
+                    skip,
+                    "IVRE answered the previous page again; stopped paging."
+                );
+                break;
+            }
+            skip = skip.saturating_add(page.len() as u64);
+            previous_len = page.len();
             records.extend(page);
             if self.max_records > 0 && records.len() as u64 >= self.max_records {
                 tracing::warn!(

@@ -132,7 +132,7 @@ pub static SPEC: SectionSpec = SectionSpec {
             key: "max_records",
             env_aliases: &[],
             kind: Kind::Int,
-            default: "0",
+            default: "10000",
             doc: "Cap per query (0: none); paging stops with a warning when hit.",
         },
         KeyDef {
@@ -219,7 +219,7 @@ impl Default for IvreConfig {
             use_scans_as: false,
             use_scans_domain: false,
             page_size: 200,
-            max_records: 0,
+            max_records: 10_000,
             http_timeout: IsoDuration(Duration::from_secs(120)),
             verify_tls: true,
         }
@@ -278,9 +278,7 @@ impl ConnectorConfig for IvreConfig {
     }
 
     fn build(&self, settings: &ConnectorSettings) -> Result<Hosted, String> {
-        Ok(Hosted::Enrichment(Arc::new(IvreConnector::new(
-            self,
-            &settings.name,
-        )?)))
+        let connector = IvreConnector::new(self, settings)?;
+        Ok(Hosted::Enrichment(Arc::new(connector)))
     }
 }

@@ -11,6 +11,7 @@ pub mod query;
 use async_trait::async_trait;
 use serde_json::Value;
 
+use crate::config::ConnectorSettings;
 use crate::connectors::{ConnectorError, EnrichmentConnector, EnrichmentRequest, Outcome};
 use crate::stix::{Author, Tlp};
 use client::{Endpoint, IvreClient, IvreError};
@@ -51,7 +52,8 @@ struct Target<'a> {
 }
 
 impl IvreConnector {
-    pub fn new(config: &IvreConfig, name: &str) -> Result<Self, String> {
+    pub fn new(config: &IvreConfig, settings: &ConnectorSettings) -> Result<Self, String> {
+        let name = settings.name.as_str();
         let mut endpoints = config.endpoints().into_iter().map(|(purpose, e)| match e {
             Ok(e) => Some(e),
             Err(why) => {
@@ -71,6 +73,7 @@ impl IvreConnector {
                 config.verify_tls,
                 config.page_size,
                 config.max_records,
+                settings.max_answer_bytes,
             )
             .map_err(|e| e.to_string())?,
             data,

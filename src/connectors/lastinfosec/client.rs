@@ -23,6 +23,7 @@ pub struct LastinfosecClient {
     pub(super) base: reqwest::Url,
     pub(super) api_key: Secret,
     pub(super) endpoint: Endpoint,
+    pub(super) max_answer: usize,
 }
 
 impl LastinfosecClient {
@@ -116,7 +117,10 @@ impl LastinfosecClient {
             };
             return Err(ConnectorError::from_upstream(&error, message));
         }
-        let body: Value = response.json().await.map_err(|_| {
+        let bytes = http::read_capped(response, self.max_answer)
+            .await
+            .map_err(|e| ConnectorError::from_upstream(&e, format!("LastInfoSec: {e}")))?;
+        let body: Value = serde_json::from_slice(&bytes).map_err(|_| {
             ConnectorError::Rejected("LastInfoSec answered with something that is not JSON".into())
         })?;
         Ok((value, Answer::Found(body)))

@@ -125,9 +125,8 @@ impl ConnectorConfig for LastinfosecConfig {
         }
     }
 
-    fn build(&self, _settings: &ConnectorSettings) -> Result<Hosted, String> {
-        Ok(Hosted::Enrichment(Arc::new(LastinfosecConnector::new(
-            self,
-        )?)))
+    fn build(&self, settings: &ConnectorSettings) -> Result<Hosted, String> {
+        let connector = LastinfosecConnector::new(self, settings)?;
+        Ok(Hosted::Enrichment(Arc::new(connector)))
     }
 }

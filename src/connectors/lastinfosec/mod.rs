@@ -8,6 +8,7 @@ mod mapping;
 
 use async_trait::async_trait;
 
+use crate::config::ConnectorSettings;
 use crate::connectors::{
     ConnectorError, EnrichmentConnector, EnrichmentRequest, Outcome, sent_message,
 };
@@ -28,7 +29,7 @@ pub struct LastinfosecConnector {
 }
 
 impl LastinfosecConnector {
-    pub fn new(config: &LastinfosecConfig) -> Result<Self, String> {
+    pub fn new(config: &LastinfosecConfig, settings: &ConnectorSettings) -> Result<Self, String> {
         let proxies = Proxies {
             http: config.proxy_http.clone(),
             https: config.proxy_https.clone(),
@@ -43,6 +44,7 @@ impl LastinfosecConnector {
                     .clone()
                     .ok_or("lastinfosec.api_key_cti is required")?,
                 endpoint: config.endpoint,
+                max_answer: settings.max_answer_bytes,
             },
             max_tlp: config.max_tlp.0,
         })

@@ -33,6 +33,7 @@ pub struct RiskiqClient {
     api_key: Secret,
     quota_interval: Duration,
     quota: Mutex<Option<Quota>>,
+    max_answer: usize,
 }
 
 impl RiskiqClient {
@@ -42,6 +43,7 @@ impl RiskiqClient {
         username: Secret,
         api_key: Secret,
         quota_interval: Duration,
+        max_answer: usize,
     ) -> Self {
         RiskiqClient {
             http,
@@ -50,6 +52,7 @@ impl RiskiqClient {
             api_key,
             quota_interval,
             quota: Mutex::new(None),
+            max_answer,
         }
     }
 
@@ -67,7 +70,7 @@ impl RiskiqClient {
             .query(query)
             .send()
             .await;
-        let body = http::json_body(response)
+        let body = http::json_body(response, self.max_answer)
             .await
             .map_err(|e| ConnectorError::from_upstream(&e, wording(&e)))?;
         if let Some(message) = body.get("message").and_then(Value::as_str)
@@ -151,6 +154,7 @@ fn wording(error: &UpstreamError) -> String {
         UpstreamError::NotJson(_) => {
             return "RiskIQ PassiveTotal answered with something that is not JSON".into();
         }
+        other => return format!("RiskIQ PassiveTotal: {other}"),
     };
     let detail = serde_json::from_str::<Value>(body)
         .ok()

@@ -107,9 +107,7 @@ impl ConnectorConfig for RiskiqConfig {
     }
 
     fn build(&self, settings: &ConnectorSettings) -> Result<Hosted, String> {
-        Ok(Hosted::Enrichment(Arc::new(RiskiqConnector::new(
-            self,
-            &settings.scope,
-        )?)))
+        let connector = RiskiqConnector::new(self, settings)?;
+        Ok(Hosted::Enrichment(Arc::new(connector)))
     }
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::Value;
 
+use crate::config::ConnectorSettings;
 use crate::connectors::{ConnectorError, EnrichmentConnector, EnrichmentRequest, Outcome};
 use crate::http;
 use crate::stix::{Author, Tlp};
@@ -34,7 +35,7 @@ pub struct RiskiqConnector {
 }
 
 impl RiskiqConnector {
-    pub fn new(config: &RiskiqConfig, scope: &[String]) -> Result<Self, String> {
+    pub fn new(config: &RiskiqConfig, settings: &ConnectorSettings) -> Result<Self, String> {
         let http = http::client(config.request_timeout.0, None).map_err(|e| e.to_string())?;
         let base = reqwest::Url::parse(&config.api_base_url).map_err(|e| e.to_string())?;
         let username = config
@@ -43,11 +44,19 @@ impl RiskiqConnector {
             .ok_or("riskiq.username is required")?;
         let api_key = config.api_key.clone().ok_or("riskiq.api_key is required")?;
         Ok(RiskiqConnector {
-            client: RiskiqClient::new(http, base, username, api_key, config.quota_check_interval.0),
+            client: RiskiqClient::new(
+                http,
+                base,
+                username,
+                api_key,
+                config.quota_check_interval.0,
+                settings.max_answer_bytes,
+            ),
             author: author(),
             max_tlp: config.max_tlp.map(|t| t.0),
             window: config.import_last_seen_time_window.0,
-            scopes: scope
+            scopes: settings
+                .scope
                 .iter()
                 .map(|s| s.replace(' ', "").to_lowercase())
                 .collect(),

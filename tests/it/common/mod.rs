@@ -55,6 +55,7 @@ pub fn settings(key: &'static str, mode: Mode, protocol: QueueProtocol) -> Conne
         scope: vec!["IPv4-Addr".into()],
         queue_protocol: protocol,
         mode,
+        max_answer_bytes: opencti_connectors::http::DEFAULT_MAX_UPSTREAM_BYTES,
     }
 }
 
