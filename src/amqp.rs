@@ -130,12 +130,22 @@ pub const CONFIRM_WINDOW: usize = 500;
 pub enum PublishError {
     #[error("the broker refused (nacked) a message")]
     Nacked,
+    /// Published as mandatory and returned: no queue is bound to the routing key, so the
+    /// message would have been dropped.
+    #[error(
+        "the broker could route a message to no queue (exchange {exchange}, routing key {routing_key})"
+    )]
+    Unroutable {
+        exchange: String,
+        routing_key: String,
+    },
     #[error(transparent)]
     Broker(#[from] lapin::Error),
 }
 
-/// Publishes persistent UTF-8 messages, pipelined, and waits until the broker confirmed
-/// every one of them.
+/// Publishes persistent UTF-8 messages as mandatory, pipelined, and waits until the broker
+/// confirmed every one of them. A message the broker returns (routed to no queue) fails the
+/// publish even though the broker acks it.
 pub async fn publish_confirmed(
     channel: &Channel,
     exchange: &str,
@@ -151,23 +161,37 @@ pub async fn publish_confirmed(
             .basic_publish(
                 exchange.into(),
                 routing_key.into(),
-                BasicPublishOptions::default(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..Default::default()
+                },
                 &body,
                 props.clone(),
             )
             .await?;
         pending.push(confirm);
         if pending.len() >= CONFIRM_WINDOW {
-            await_confirms(&mut pending).await?;
+            await_confirms(&mut pending, exchange, routing_key).await?;
         }
     }
-    await_confirms(&mut pending).await
+    await_confirms(&mut pending, exchange, routing_key).await
 }
 
-async fn await_confirms(pending: &mut Vec<lapin::PublisherConfirm>) -> Result<(), PublishError> {
+async fn await_confirms(
+    pending: &mut Vec<lapin::PublisherConfirm>,
+    exchange: &str,
+    routing_key: &str,
+) -> Result<(), PublishError> {
     for confirm in pending.drain(..) {
-        if confirm.await?.is_nack() {
-            return Err(PublishError::Nacked);
+        match confirm.await? {
+            lapin::Confirmation::Nack(_) => return Err(PublishError::Nacked),
+            lapin::Confirmation::Ack(Some(_returned)) => {
+                return Err(PublishError::Unroutable {
+                    exchange: exchange.to_string(),
+                    routing_key: routing_key.to_string(),
+                });
+            }
+            _ => {}
         }
     }
     Ok(())

@@ -1,6 +1,8 @@
 //! Sending bundles to OpenCTI: through `stixBundlePush` (default, chunked) or through the
 //! push exchange, one object per message, with expectations and publisher confirms.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use base64::Engine;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
@@ -25,16 +27,36 @@ pub enum SendError {
     Nothing,
     #[error(transparent)]
     Platform(#[from] OpenctiError),
+    /// The connection or channel failed: transient.
     #[error("RabbitMQ publish failed: {0}")]
     Broker(String),
+    /// The broker refused a message: retried [`MAX_NACKS`] times, then a failure.
+    #[error("RabbitMQ publish failed: {0}")]
+    Nacked(String),
+    /// No queue is bound to the push routing key: the bundle would be dropped.
+    #[error("RabbitMQ publish failed: {0}")]
+    Unroutable(String),
 }
+
+/// How many broker nacks one send retries before it fails.
+pub const MAX_NACKS: usize = 3;
 
 impl SendError {
     pub fn is_transient(&self) -> bool {
         match self {
-            SendError::Nothing => false,
+            SendError::Nothing | SendError::Unroutable(_) => false,
             SendError::Platform(e) => e.is_transient(),
-            SendError::Broker(_) => true,
+            SendError::Broker(_) | SendError::Nacked(_) => true,
+        }
+    }
+}
+
+impl From<amqp::PublishError> for SendError {
+    fn from(e: amqp::PublishError) -> Self {
+        match e {
+            amqp::PublishError::Nacked => SendError::Nacked(e.to_string()),
+            amqp::PublishError::Unroutable { .. } => SendError::Unroutable(e.to_string()),
+            amqp::PublishError::Broker(_) => SendError::Broker(e.to_string()),
         }
     }
 }
@@ -47,6 +69,15 @@ pub struct Sender {
     broker: BrokerAddress,
     applicant_id: Option<String>,
     publisher: Mutex<Option<(lapin::Connection, lapin::Channel)>>,
+}
+
+/// How far one send got, across its delivery attempts.
+#[derive(Debug, Default)]
+struct Progress {
+    /// API chunks OpenCTI accepted.
+    chunks: AtomicUsize,
+    /// Broker nacks so far.
+    nacks: AtomicUsize,
 }
 
 /// Where a send belongs.
@@ -77,8 +108,9 @@ impl Sender {
     }
 
     /// Sends `objects`, retrying transient failures until they go through or `abort` fires;
-    /// returns the number of bundles (objects) OpenCTI will import. The bundle is split once:
-    /// a retry only repeats the delivery.
+    /// returns the number of bundles (objects) OpenCTI will import. The bundle is split once
+    /// and its expectations are added once: a retry only repeats the delivery, from the first
+    /// chunk OpenCTI has not accepted yet.
     pub async fn send(
         &self,
         client: &OpenctiClient,
@@ -91,8 +123,24 @@ impl Sender {
             return Err(Gave::Up(SendError::Nothing));
         }
         let bundle_id = format!("bundle--{}", uuid::Uuid::new_v4());
-        until_done(abort, "send bundle", SendError::is_transient, || {
-            self.deliver(client, &bundle_id, &parts, target)
+        if let (QueueProtocol::Amqp, Some(work_id)) = (self.protocol, target.work_id) {
+            // Before publishing, so a fast worker cannot complete the work early.
+            until_done(abort, "addExpectations", OpenctiError::is_transient, || {
+                client.add_expectations(work_id, parts.len())
+            })
+            .await
+            .map_err(|g| match g {
+                Gave::Up(e) => Gave::Up(SendError::Platform(e)),
+                Gave::Aborted => Gave::Aborted,
+            })?;
+        }
+        let progress = Progress::default();
+        let transient = |e: &SendError| match e {
+            SendError::Nacked(_) => progress.nacks.load(Ordering::Relaxed) <= MAX_NACKS,
+            other => other.is_transient(),
+        };
+        until_done(abort, "send bundle", transient, || {
+            self.deliver(client, &bundle_id, &parts, target, &progress)
         })
         .await?;
         Ok(parts.len())
@@ -105,25 +153,26 @@ impl Sender {
         bundle_id: &str,
         parts: &[SplitObject],
         target: SendTarget<'_>,
+        progress: &Progress,
     ) -> Result<(), SendError> {
         match self.protocol {
             QueueProtocol::Api => {
-                for chunk in parts.chunks(API_CHUNK_OBJECTS) {
+                let done = progress.chunks.load(Ordering::Relaxed);
+                for chunk in parts.chunks(API_CHUNK_OBJECTS).skip(done) {
                     let objects: Vec<&Value> = chunk.iter().map(|p| &p.object).collect();
                     let bundle = json!({ "type": "bundle", "id": bundle_id, "spec_version": "2.1", "objects": objects });
                     client
                         .stix_bundle_push(&self.connector_id, &bundle.to_string(), target.work_id)
                         .await?;
+                    progress.chunks.fetch_add(1, Ordering::Relaxed);
                 }
             }
             QueueProtocol::Amqp => {
-                if let Some(work_id) = target.work_id {
-                    // Before publishing, so a fast worker cannot complete the work early.
-                    client.add_expectations(work_id, parts.len()).await?;
+                let published = self.publish(bundle_id, parts, target).await;
+                if let Err(SendError::Nacked(_)) = &published {
+                    progress.nacks.fetch_add(1, Ordering::Relaxed);
                 }
-                self.publish(bundle_id, parts, target)
-                    .await
-                    .map_err(SendError::Broker)?;
+                published?;
             }
         }
         Ok(())
@@ -134,7 +183,7 @@ impl Sender {
         bundle_id: &str,
         parts: &[SplitObject],
         target: SendTarget<'_>,
-    ) -> Result<(), String> {
+    ) -> Result<(), SendError> {
         let b64 = base64::engine::general_purpose::STANDARD;
         let bodies = parts.iter().enumerate().map(|(i, part)| {
             let mut object = part.object.clone();
@@ -161,14 +210,13 @@ impl Sender {
             .as_ref()
             .is_some_and(|(c, ch)| c.status().connected() && ch.status().connected());
         if !usable {
+            let broker = |e: lapin::Error| SendError::Broker(e.to_string());
             let conn = self
                 .broker
                 .connect("opencti-connectors-push")
                 .await
-                .map_err(|e| e.to_string())?;
-            let channel = amqp::confirm_channel(&conn)
-                .await
-                .map_err(|e| e.to_string())?;
+                .map_err(broker)?;
+            let channel = amqp::confirm_channel(&conn).await.map_err(broker)?;
             *guard = Some((conn, channel));
         }
         // Connected just above when it was not.
@@ -185,7 +233,7 @@ impl Sender {
                 // Reconnect on the next attempt.
                 *guard = None;
             }
-            return Err(e.to_string());
+            return Err(e.into());
         }
         Ok(())
     }

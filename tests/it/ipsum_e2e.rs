@@ -343,3 +343,40 @@ async fn a_stored_etag_that_is_no_header_value_is_not_sent() {
     let requests = server.received_requests().await.unwrap();
     assert!(requests[0].headers.get("if-none-match").is_none());
 }
+
+#[tokio::test]
+async fn an_unroutable_amqp_publish_fails_the_run_and_keeps_the_state() {
+    let server = MockServer::start().await;
+    Mock::given(path("/levels/8.txt"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(fixture("ipsum", "levels/8.txt")))
+        .mount(&server)
+        .await;
+    let fake = FakeOpencti::start().await;
+    fake.state.lock().unwrap().unbound_push = true;
+    let (settings, hosted) = ipsum(
+        &format!("{}/levels/8.txt", server.uri()),
+        &[
+            ("IPSUM_CONNECTOR_QUEUE_PROTOCOL", "amqp"),
+            ("IPSUM_CONNECTOR_DURATION_PERIOD", "PT1H"),
+        ],
+    );
+    let id = settings.id.to_string();
+    let (shutdown, task) = start(&fake, settings, hosted, Duration::from_secs(5)).await;
+    fake.wait_for("the run", |s| s.count("workEdit.toProcessed") >= 1)
+        .await;
+    stop(shutdown, task).await;
+    let processed = &fake.calls("workEdit.toProcessed")[0].variables;
+    assert_eq!(processed["inError"], true, "{processed}");
+    assert!(
+        processed["message"]
+            .as_str()
+            .unwrap()
+            .contains("could route a message to no queue"),
+        "{processed}"
+    );
+    assert_eq!(
+        fake.state.lock().unwrap().states[&id].as_deref(),
+        Some("null"),
+        "no new state after a publish that was not routed"
+    );
+}

@@ -17,4 +17,5 @@ mod readme;
 mod riskiq_e2e;
 mod runtime_enrichment;
 mod runtime_import;
+mod send;
 mod stix_ids;

@@ -48,8 +48,12 @@ pub struct FakeState {
     pub states: HashMap<String, Option<String>>,
     /// Connector ids whose state the "UI" reset.
     pub reset: Vec<String>,
-    /// The next N `stixBundlePush` calls answer 503.
+    /// The next N `stixBundlePush` calls answer 503...
     pub fail_pushes: usize,
+    /// ...after this many more have succeeded.
+    pub fail_pushes_after: usize,
+    /// Registration answers a push routing key no queue is bound to.
+    pub unbound_push: bool,
     works: usize,
 }
 
@@ -378,7 +382,9 @@ async fn graphql(
         .map(str::to_string);
     if field == "stixBundlePush" {
         let mut st = fake.state.lock().unwrap();
-        if st.fail_pushes > 0 {
+        if st.fail_pushes_after > 0 {
+            st.fail_pushes_after -= 1;
+        } else if st.fail_pushes > 0 {
             st.fail_pushes -= 1;
             st.calls.push(Call {
                 field: "stixBundlePush(failed)".into(),
@@ -407,6 +413,11 @@ async fn graphql(
                 .get(&id)
                 .cloned()
                 .flatten();
+            let push_routing = if fake.state.lock().unwrap().unbound_push {
+                format!("push_routing_unbound_{id}")
+            } else {
+                format!("push_routing_{id}")
+            };
             json!({ "registerConnector": {
                 "id": id,
                 "connector_state": state,
@@ -416,7 +427,7 @@ async fn graphql(
                     "listen_routing": format!("listen_routing_{id}"),
                     "listen_exchange": CONNECTOR_EXCHANGE,
                     "push": FakeOpencti::push_queue(&id),
-                    "push_routing": format!("push_routing_{id}"),
+                    "push_routing": push_routing,
                     "push_exchange": WORKER_EXCHANGE,
                 },
                 "connector_user_id": CONNECTOR_USER_ID,
