@@ -105,8 +105,34 @@ pub async fn run(
             shutdown.abort.cancel();
         })
     };
-    while tasks.join_next().await.is_some() {}
+    // Every wait below the connectors is raced against `abort`; this is the backstop for
+    // anything that still does not return: `HARD_STOP` after the drain deadline, the
+    // connectors are dropped where they stand (their messages are redelivered).
+    let hard_stop = async {
+        shutdown.abort.cancelled().await;
+        tokio::time::sleep(HARD_STOP).await;
+    };
+    tokio::select! {
+        _ = async { while tasks.join_next().await.is_some() {} } => {}
+        _ = hard_stop => {
+            tracing::error!(seconds = HARD_STOP.as_secs(), "Connectors still running after the drain deadline; stopping them.");
+            tasks.abort_all();
+        }
+    }
     deadline.abort();
+}
+
+/// How long after the drain deadline connectors may take before they are dropped.
+pub const HARD_STOP: Duration = Duration::from_secs(5);
+/// A connector that ran this long before failing was healthy: its restart backoff restarts.
+pub const HEALTHY_PERIOD: Duration = Duration::from_secs(60);
+
+/// The delay before restarting a connector that ran for `ran_for`.
+fn restart_delay(backoff: &mut retry::Backoff, ran_for: Duration) -> Duration {
+    if ran_for >= HEALTHY_PERIOD {
+        *backoff = RESTART_BACKOFF;
+    }
+    backoff.next_delay()
 }
 
 /// Keeps one connector running: restarts it with capped backoff when it fails or panics,
@@ -132,6 +158,7 @@ async fn supervise(
     }
     let mut backoff = RESTART_BACKOFF;
     loop {
+        let started = std::time::Instant::now();
         let task = tokio::spawn(run_connector(
             platform.clone(),
             settings.clone(),
@@ -147,7 +174,8 @@ async fn supervise(
         }
         platform.metrics.set_up(connector, false);
         platform.metrics.count(connector, Event::Restart);
-        if !backoff.wait(&shutdown.stop).await {
+        let delay = restart_delay(&mut backoff, started.elapsed());
+        if !retry::sleep(delay, &shutdown.stop).await {
             break;
         }
     }
@@ -166,7 +194,11 @@ async fn run_connector(
     let input = register_input(&settings);
     let mut backoff = RESTART_BACKOFF;
     let registration = loop {
-        match platform.client.register_connector(&input).await {
+        let attempt = tokio::select! {
+            r = platform.client.register_connector(&input) => r,
+            _ = shutdown.stop.cancelled() => return,
+        };
+        match attempt {
             Ok(r) => break r,
             Err(error) => {
                 let level_error = !error.is_transient();
@@ -194,6 +226,8 @@ async fn run_connector(
         registration,
     });
     let ping_stop = CancellationToken::new();
+    // Stops the pinger on every way out of this function, a panic of the loop included.
+    let _stop_pinging = ping_stop.clone().drop_guard();
     let pinger = tokio::spawn(state::ping_loop(
         state.clone(),
         platform.client.clone(),
@@ -248,4 +282,21 @@ async fn run_connector(
 }
 
 /// How long the last ping on shutdown may take.
-const FINAL_PING_TIMEOUT: Duration = Duration::from_secs(5);
+const FINAL_PING_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_restart_backoff_restarts_after_a_healthy_period() {
+        let mut backoff = RESTART_BACKOFF;
+        let quick = Duration::from_millis(10);
+        let delays: Vec<u64> = (0..4)
+            .map(|_| restart_delay(&mut backoff, quick).as_secs())
+            .collect();
+        assert_eq!(delays, [1, 2, 4, 8], "crash loops back off");
+        assert_eq!(restart_delay(&mut backoff, HEALTHY_PERIOD).as_secs(), 1);
+        assert_eq!(restart_delay(&mut backoff, quick).as_secs(), 2);
+    }
+}

@@ -134,7 +134,11 @@ where
         if abort.is_cancelled() {
             return Err(Gave::Aborted);
         }
-        match op().await {
+        let result = tokio::select! {
+            r = op() => r,
+            _ = abort.cancelled() => return Err(Gave::Aborted),
+        };
+        match result {
             Ok(v) => return Ok(v),
             Err(e) if transient(&e) => {
                 tracing::warn!(error = %e, operation = what, "OpenCTI call failed; retrying.");

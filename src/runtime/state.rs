@@ -104,7 +104,12 @@ pub async fn ping_loop(
     stop: CancellationToken,
 ) {
     loop {
-        if let Err(error) = state.ping(&client, &connector_id, connector).await {
+        // A hung platform must not hold the loop past `stop`.
+        let ping = tokio::select! {
+            r = state.ping(&client, &connector_id, connector) => r,
+            _ = stop.cancelled() => return,
+        };
+        if let Err(error) = ping {
             tracing::warn!(connector, %error, "Ping failed.");
         }
         tokio::select! {

@@ -641,3 +641,41 @@ async fn a_request_in_a_draft_works_in_that_draft_only() {
         "connector calls stay outside the draft"
     );
 }
+
+#[tokio::test]
+async fn a_hung_platform_cannot_hold_the_shutdown_past_its_bound() {
+    let fake = FakeOpencti::start().await;
+    add_ip_entity(&fake, "TLP:GREEN", GREEN);
+    let s = enrichment(QueueProtocol::Api);
+    let id = s.id.to_string();
+    let drain = Duration::from_millis(500);
+    let (shutdown, task) = start(
+        &fake,
+        s,
+        Hosted::Enrichment(Arc::new(TestConnector::default())),
+        drain,
+    )
+    .await;
+    // From now on the platform takes pushes and pings and never answers.
+    fake.state.lock().unwrap().hang = vec!["stixBundlePush".into(), "pingConnector".into()];
+    fake.publish_listen(&id, &manual_message("work_hung", &ip_stix(GREEN)))
+        .await;
+    fake.wait_for("the hung push", |s| s.count("stixBundlePush(hung)") == 1)
+        .await;
+    let started = std::time::Instant::now();
+    shutdown.stop.cancel();
+    tokio::time::timeout(Duration::from_secs(20), task)
+        .await
+        .expect("the runtime stops")
+        .unwrap();
+    let took = started.elapsed();
+    assert!(
+        took < drain + opencti_connectors::runtime::HARD_STOP + Duration::from_secs(1),
+        "stopped after {took:?}"
+    );
+    assert_eq!(
+        fake.queue_len(&FakeOpencti::listen_queue(&id)).await,
+        1,
+        "the message was given back for redelivery"
+    );
+}

@@ -348,3 +348,48 @@ async fn the_shutdown_deadline_closes_a_run_as_interrupted_and_keeps_the_state()
         "the previous state is kept"
     );
 }
+
+/// Panics on every run.
+struct PanickingImporter;
+
+#[async_trait]
+impl ImportConnector for PanickingImporter {
+    async fn run(&self, _ctx: &mut dyn ImportContext) -> Result<String, ConnectorError> {
+        panic!("importer bug");
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_connector_is_restarted_without_leaking_its_pinger() {
+    let fake = FakeOpencti::start().await;
+    let s = settings(
+        "importer",
+        import_mode(Duration::from_secs(3600)),
+        QueueProtocol::Api,
+    );
+    let id = s.id.to_string();
+    let (shutdown, task) = start(
+        &fake,
+        s,
+        Hosted::Import(Arc::new(PanickingImporter)),
+        Duration::from_secs(5),
+    )
+    .await;
+    fake.wait_for("a restart after the panic", |s| {
+        s.calls
+            .iter()
+            .filter(|c| c.field == "registerConnector" && c.variables["input"]["id"] == id.as_str())
+            .count()
+            >= 2
+    })
+    .await;
+    stop(shutdown, task).await;
+    let pings = fake.count("pingConnector");
+    // The test platform pings every 200 ms: a leaked pinger would keep going.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(
+        fake.count("pingConnector"),
+        pings,
+        "no pinger outlives its run"
+    );
+}

@@ -136,12 +136,14 @@ async fn handle_delivery(ctx: Arc<EnrichmentContext>, delivery: Delivery, shutdo
             ctx.run.metrics.count(connector, Event::Panic);
             if let Some(work_id) = ListenMessage::salvage_work_id(&delivery.data) {
                 let text = format!("Internal error in the {connector} connector: {what}");
-                let _ = ctx
-                    .run
-                    .platform
-                    .client
-                    .work_to_processed(&work_id, &text, true)
-                    .await;
+                let client = &ctx.run.platform.client;
+                let _ = until_done(
+                    &shutdown.abort,
+                    "workToProcessed",
+                    OpenctiError::is_transient,
+                    || client.work_to_processed(&work_id, &text, true),
+                )
+                .await;
             }
             Disposition::Ack
         }

@@ -54,6 +54,8 @@ pub struct FakeState {
     pub fail_pushes_after: usize,
     /// Registration answers a push routing key no queue is bound to.
     pub unbound_push: bool,
+    /// Operations (root fields) that are recorded and then never answered.
+    pub hang: Vec<String>,
     works: usize,
 }
 
@@ -380,6 +382,17 @@ async fn graphql(
         .get("opencti-draft-id")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    let hangs = fake.state.lock().unwrap().hang.contains(&field);
+    if hangs {
+        fake.state.lock().unwrap().calls.push(Call {
+            field: format!("{field}(hung)"),
+            variables,
+            draft_id,
+        });
+        // Longer than any test: the client must give up on its own.
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        return error(StatusCode::GATEWAY_TIMEOUT, "hung");
+    }
     if field == "stixBundlePush" {
         let mut st = fake.state.lock().unwrap();
         if st.fail_pushes_after > 0 {
