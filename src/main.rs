@@ -183,6 +183,7 @@ async fn run(
         mq: config.mq.clone(),
         ping_interval: config.daemon.ping_interval.0,
         retry: RetryPolicy::default(),
+        max_retry: config.daemon.max_retry_duration.0,
         metrics,
     });
     runtime::run(

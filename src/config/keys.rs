@@ -234,6 +234,13 @@ pub fn global_keys() -> Vec<KeySpec> {
             "How long in-flight work may take to finish on SIGTERM before it is requeued.",
         ),
         KeySpec::new(
+            "daemon.max_retry_duration",
+            &[],
+            Duration,
+            "PT10M",
+            "How long transient OpenCTI failures (5xx, timeouts, LOCK_ERROR) inside one message or run are retried before its work fails.",
+        ),
+        KeySpec::new(
             "daemon.max_upstream_bytes",
             &[],
             Int,

@@ -106,6 +106,8 @@ pub struct DaemonConfig {
     pub listen: String,
     /// Upstream answers larger than this are refused.
     pub max_upstream_bytes: u64,
+    /// How long transient OpenCTI failures inside one message or run are retried.
+    pub max_retry_duration: IsoDuration,
 }
 
 impl Default for DaemonConfig {
@@ -115,6 +117,7 @@ impl Default for DaemonConfig {
             shutdown_timeout: IsoDuration(std::time::Duration::from_secs(30)),
             listen: "0.0.0.0:9095".into(),
             max_upstream_bytes: crate::http::DEFAULT_MAX_UPSTREAM_BYTES as u64,
+            max_retry_duration: IsoDuration(std::time::Duration::from_secs(600)),
         }
     }
 }

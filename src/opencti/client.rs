@@ -13,7 +13,10 @@ use crate::http::UpstreamError;
 /// A failed GraphQL call.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum OpenctiError {
-    /// Could not reach the platform (connection refused, timeout, DNS).
+    /// Could not connect to the platform at all (connection refused, DNS): it is down.
+    #[error("OpenCTI is unreachable: {0}")]
+    Unreachable(String),
+    /// The exchange with the platform failed (a timeout, a connection cut mid-answer).
     #[error("OpenCTI is unreachable: {0}")]
     Transport(String),
     /// A non-200 answer (400 for a query the schema rejects, 5xx while the platform starts).
@@ -34,10 +37,15 @@ pub enum OpenctiError {
 pub const DEFAULT_MAX_ANSWER_BYTES: usize = 256 * 1024 * 1024;
 
 impl OpenctiError {
+    /// The platform could not be connected to at all.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, OpenctiError::Unreachable(_))
+    }
+
     /// Worth retrying: the platform is down, restarting or overloaded.
     pub fn is_transient(&self) -> bool {
         match self {
-            OpenctiError::Transport(_) => true,
+            OpenctiError::Unreachable(_) | OpenctiError::Transport(_) => true,
             OpenctiError::Http { status, .. } => *status >= 500 || *status == 429 || *status == 408,
             OpenctiError::GraphQl { name, .. } => name == "LOCK_ERROR" || name == "DATABASE_ERROR",
             OpenctiError::Decode(_) | OpenctiError::Request(_) => false,
@@ -229,10 +237,12 @@ impl OpenctiClient {
             request = request.header("opencti-draft-id", draft);
         }
         let response = request.send().await.map_err(|e| {
-            let builder = e.is_builder();
+            let (builder, connect) = (e.is_builder(), e.is_connect());
             let text = crate::http::describe(&e.without_url());
             if builder {
                 OpenctiError::Request(text)
+            } else if connect {
+                OpenctiError::Unreachable(text)
             } else {
                 OpenctiError::Transport(text)
             }

@@ -11,12 +11,11 @@ use chrono::Utc;
 use serde_json::Value;
 use tracing::Instrument;
 
-use super::retry::{Gave, until_done};
+use super::retry::{Gave, Patience};
 use super::send::{SendTarget, Sender};
 use super::{ConnectorRun, Shutdown};
 use crate::connectors::{ConnectorError, ImportConnector, ImportContext};
 use crate::metrics::Event;
-use crate::opencti::OpenctiError;
 
 /// Runs `importer` on its schedule until `shutdown.stop`.
 pub async fn run(
@@ -127,13 +126,13 @@ async fn run_once(
         )
     });
     let connector_id = run.settings.id.to_string();
-    let work_id = match until_done(
-        &shutdown.abort,
-        "workAdd",
-        OpenctiError::is_transient,
-        || client.work_add(&connector_id, &friendly),
-    )
-    .await
+    let patience = Patience {
+        abort: &shutdown.abort,
+        max: run.platform.max_retry,
+    };
+    let work_id = match patience
+        .opencti("workAdd", || client.work_add(&connector_id, &friendly))
+        .await
     {
         Ok(id) => id,
         Err(Gave::Aborted) => return,
@@ -251,13 +250,15 @@ async fn finish_run(
             return;
         }
     };
-    if let Err(Gave::Up(error)) = until_done(
-        &shutdown.abort,
-        "workToProcessed",
-        OpenctiError::is_transient,
-        || client.work_to_processed(&work_id, &message, in_error),
-    )
-    .await
+    let patience = Patience {
+        abort: &shutdown.abort,
+        max: run.platform.max_retry,
+    };
+    if let Err(Gave::Up(error)) = patience
+        .opencti("workToProcessed", || {
+            client.work_to_processed(&work_id, &message, in_error)
+        })
+        .await
     {
         tracing::warn!(connector, %error, "workToProcessed failed; the work stays open.");
     }

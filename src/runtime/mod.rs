@@ -35,6 +35,8 @@ pub struct Platform {
     pub mq: MqConfig,
     pub ping_interval: Duration,
     pub retry: RetryPolicy,
+    /// How long transient OpenCTI failures inside one message or run are retried.
+    pub max_retry: Duration,
     pub metrics: Arc<Metrics>,
 }
 
@@ -236,13 +238,13 @@ async fn run_connector(
         platform.ping_interval,
         ping_stop.clone(),
     ));
-    platform.metrics.set_up(connector, true);
     let sender = Arc::new(send::Sender::new(
         run.settings.id.to_string(),
         run.settings.queue_protocol,
         run.queues.clone(),
         run.broker.clone(),
         run.registration.connector_user_id.clone(),
+        platform.max_retry,
     ));
     match (hosted, run.settings.mode) {
         (Hosted::Enrichment(c), Mode::Enrichment { concurrency, .. }) => {
@@ -250,11 +252,15 @@ async fn run_connector(
                 run: run.clone(),
                 connector: c,
                 sender,
+                platform_down: tokio::sync::Notify::new(),
             });
             enrichment::run(ctx, concurrency, shutdown.clone()).await;
         }
         (Hosted::Import(c), Mode::Import { period }) => {
-            import::run(run.clone(), c, sender, period, shutdown.clone()).await
+            // An importer is up while its scheduler runs.
+            platform.metrics.set_up(connector, true);
+            import::run(run.clone(), c, sender, period, shutdown.clone()).await;
+            platform.metrics.set_up(connector, false);
         }
         // `supervise` refuses a connector whose kind and settings disagree.
         _ => {}

@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::connectors::ConnectorError;
+use crate::opencti::OpenctiError;
 
 /// Registering with OpenCTI, and restarting a connector that failed or panicked.
 pub const RESTART_BACKOFF: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
@@ -117,9 +118,32 @@ pub enum Gave<E> {
     Aborted,
 }
 
-/// Retries `op` while `transient(err)`, with capped backoff, until `abort` fires.
+/// How long the platform calls of one message or run may be retried, and when to stop.
+#[derive(Debug, Clone, Copy)]
+pub struct Patience<'a> {
+    /// Fired at the drain deadline (or when the consumer pauses): give the work back.
+    pub abort: &'a CancellationToken,
+    /// Transient failures are retried this long (`daemon.max_retry_duration`), then the
+    /// last one is final.
+    pub max: Duration,
+}
+
+impl Patience<'_> {
+    /// Retries the OpenCTI call `op` while it fails transiently.
+    pub async fn opencti<T, F, Fut>(&self, what: &str, op: F) -> Result<T, Gave<OpenctiError>>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, OpenctiError>>,
+    {
+        until_done(*self, what, OpenctiError::is_transient, op).await
+    }
+}
+
+/// Retries `op` while `transient(err)`, with capped backoff, for at most `patience.max`
+/// after the first failure (then the last error is returned) or until `patience.abort`.
+/// Each attempt is raced against the abort, so a call that hangs cannot hold it.
 pub async fn until_done<T, E, F, Fut>(
-    abort: &CancellationToken,
+    patience: Patience<'_>,
     what: &str,
     transient: impl Fn(&E) -> bool,
     mut op: F,
@@ -129,7 +153,9 @@ where
     Fut: Future<Output = Result<T, E>>,
     E: std::fmt::Display,
 {
+    let abort = patience.abort;
     let mut backoff = OPENCTI_BACKOFF;
+    let mut failing_since: Option<std::time::Instant> = None;
     loop {
         if abort.is_cancelled() {
             return Err(Gave::Aborted);
@@ -141,6 +167,11 @@ where
         match result {
             Ok(v) => return Ok(v),
             Err(e) if transient(&e) => {
+                let since = *failing_since.get_or_insert_with(std::time::Instant::now);
+                if since.elapsed() >= patience.max {
+                    tracing::warn!(error = %e, operation = what, "OpenCTI call still failing; giving up.");
+                    return Err(Gave::Up(e));
+                }
                 tracing::warn!(error = %e, operation = what, "OpenCTI call failed; retrying.");
                 if !backoff.wait(abort).await {
                     return Err(Gave::Aborted);

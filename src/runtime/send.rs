@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use super::retry::{Gave, until_done};
+use super::retry::{Gave, Patience, until_done};
 
 use crate::amqp::{self, BrokerAddress};
 use crate::config::QueueProtocol;
@@ -68,6 +68,8 @@ pub struct Sender {
     queues: QueueConfig,
     broker: BrokerAddress,
     applicant_id: Option<String>,
+    /// How long transient failures of one send are retried.
+    max_retry: std::time::Duration,
     publisher: Mutex<Option<(lapin::Connection, lapin::Channel)>>,
 }
 
@@ -96,6 +98,7 @@ impl Sender {
         queues: QueueConfig,
         broker: BrokerAddress,
         applicant_id: Option<String>,
+        max_retry: std::time::Duration,
     ) -> Self {
         Sender {
             connector_id,
@@ -103,6 +106,7 @@ impl Sender {
             queues,
             broker,
             applicant_id,
+            max_retry,
             publisher: Mutex::new(None),
         }
     }
@@ -123,23 +127,28 @@ impl Sender {
             return Err(Gave::Up(SendError::Nothing));
         }
         let bundle_id = format!("bundle--{}", uuid::Uuid::new_v4());
+        let patience = Patience {
+            abort,
+            max: self.max_retry,
+        };
         if let (QueueProtocol::Amqp, Some(work_id)) = (self.protocol, target.work_id) {
             // Before publishing, so a fast worker cannot complete the work early.
-            until_done(abort, "addExpectations", OpenctiError::is_transient, || {
-                client.add_expectations(work_id, parts.len())
-            })
-            .await
-            .map_err(|g| match g {
-                Gave::Up(e) => Gave::Up(SendError::Platform(e)),
-                Gave::Aborted => Gave::Aborted,
-            })?;
+            patience
+                .opencti("addExpectations", || {
+                    client.add_expectations(work_id, parts.len())
+                })
+                .await
+                .map_err(|g| match g {
+                    Gave::Up(e) => Gave::Up(SendError::Platform(e)),
+                    Gave::Aborted => Gave::Aborted,
+                })?;
         }
         let progress = Progress::default();
         let transient = |e: &SendError| match e {
             SendError::Nacked(_) => progress.nacks.load(Ordering::Relaxed) <= MAX_NACKS,
             other => other.is_transient(),
         };
-        until_done(abort, "send bundle", transient, || {
+        until_done(patience, "send bundle", transient, || {
             self.deliver(client, &bundle_id, &parts, target, &progress)
         })
         .await?;

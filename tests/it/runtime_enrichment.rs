@@ -6,6 +6,7 @@ use std::time::Duration;
 use crate::common::*;
 use opencti_connectors::config::QueueProtocol;
 use opencti_connectors::connectors::{ConnectorError, Hosted};
+use opencti_connectors::runtime::Platform;
 use opencti_connectors::stix::Tlp;
 use serde_json::Value;
 
@@ -678,4 +679,107 @@ async fn a_hung_platform_cannot_hold_the_shutdown_past_its_bound() {
         1,
         "the message was given back for redelivery"
     );
+}
+
+#[tokio::test]
+async fn a_platform_failing_every_push_fails_the_work_after_the_retry_budget() {
+    let fake = FakeOpencti::start().await;
+    add_ip_entity(&fake, "TLP:GREEN", GREEN);
+    fake.state.lock().unwrap().fail_pushes = usize::MAX;
+    let s = enrichment(QueueProtocol::Api);
+    let id = s.id.to_string();
+    let mut platform = platform(&fake);
+    Arc::get_mut(&mut platform).unwrap().max_retry = Duration::from_secs(1);
+    let (shutdown, task) = start_on(
+        platform,
+        &fake,
+        s,
+        Hosted::Enrichment(Arc::new(TestConnector::default())),
+        Duration::from_secs(5),
+    )
+    .await;
+    fake.publish_listen(&id, &manual_message("work_5xx", &ip_stix(GREEN)))
+        .await;
+    fake.wait_for("the failed work", |s| s.count("workEdit.toProcessed") == 1)
+        .await;
+    stop(shutdown, task).await;
+    let done = fake.processed("work_5xx");
+    assert_eq!(done["inError"], true);
+    assert!(
+        done["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("OpenCTI answered HTTP 503"),
+        "{done}"
+    );
+    assert!(fake.count("stixBundlePush(failed)") >= 2, "retried first");
+    assert_eq!(
+        fake.queue_len(&FakeOpencti::listen_queue(&id)).await,
+        0,
+        "then acked: no poisoned queue"
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_platform_pauses_the_consumer_until_it_answers() {
+    let fake = FakeOpencti::start().await;
+    add_ip_entity(&fake, "TLP:GREEN", GREEN);
+    let proxy = proxy::Proxy::start(&fake.url).await;
+    let s = enrichment(QueueProtocol::Api);
+    let id = s.id.to_string();
+    let platform = Arc::new(Platform {
+        client: opencti_connectors::opencti::OpenctiClient::new(
+            &proxy.url,
+            opencti_connectors::config::Secret::new(fake_opencti::TOKEN),
+            true,
+        )
+        .unwrap(),
+        max_retry: Duration::from_millis(500),
+        ..Arc::try_unwrap(crate::common::platform(&fake))
+            .ok()
+            .unwrap()
+    });
+    let metrics = platform.metrics.clone();
+    let (shutdown, task) = start_on(
+        platform,
+        &fake,
+        s,
+        Hosted::Enrichment(Arc::new(TestConnector::default())),
+        Duration::from_secs(5),
+    )
+    .await;
+    let up = || metrics.all_up(&["test"]);
+    for _ in 0..100 {
+        if up() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(up(), "consuming");
+
+    proxy.down();
+    fake.publish_listen(&id, &manual_message("work_down", &ip_stix(GREEN)))
+        .await;
+    for _ in 0..100 {
+        if !up() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!up(), "paused while OpenCTI is unreachable");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        fake.queue_len(&FakeOpencti::listen_queue(&id)).await,
+        1,
+        "the message waits in the queue instead of cycling"
+    );
+
+    proxy.up().await;
+    fake.wait_for("the work, once OpenCTI is back", |s| {
+        s.count("workEdit.toProcessed") == 1
+    })
+    .await;
+    assert_eq!(fake.processed("work_down")["inError"], false);
+    assert!(up(), "consuming again");
+    stop(shutdown, task).await;
 }

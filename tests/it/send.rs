@@ -40,6 +40,7 @@ fn sender(protocol: QueueProtocol, exchange: &str, routing: &str) -> Sender {
         queues,
         broker,
         None,
+        Duration::from_secs(30),
     )
 }
 

@@ -8,20 +8,21 @@ mod request;
 mod work;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::{FutureExt, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicNackOptions};
+use tokio::sync::Notify;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use super::retry::{BROKER_BACKOFF, Gave, until_done};
+use super::retry::{BROKER_BACKOFF, Gave, Patience};
 use super::send::Sender;
 use super::{ConnectorRun, Shutdown};
 use crate::amqp;
 use crate::connectors::EnrichmentConnector;
 use crate::metrics::Event;
-use crate::opencti::OpenctiError;
 use crate::opencti::messages::ListenMessage;
 
 /// pycti's wording for the work's first message.
@@ -36,6 +37,9 @@ pub enum Disposition {
     Ack,
     /// Shutdown deadline hit mid-way: put it back for another run.
     Requeue,
+    /// OpenCTI cannot be connected to: put it back, and stop taking deliveries until OpenCTI
+    /// answers again (so messages wait in the broker instead of cycling).
+    Pause,
 }
 
 /// Everything a message handler needs.
@@ -43,78 +47,152 @@ pub struct EnrichmentContext {
     pub run: Arc<ConnectorRun>,
     pub connector: Arc<dyn EnrichmentConnector>,
     pub sender: Arc<Sender>,
+    /// Signalled by a handler that found OpenCTI unreachable.
+    pub platform_down: Notify,
 }
 
-/// Consumes the listen queue until `shutdown.stop`, reconnecting with capped backoff.
+/// How one consumer session ended.
+enum SessionEnd {
+    Shutdown,
+    /// The consumer or its connection was lost.
+    Lost,
+    /// OpenCTI is unreachable.
+    PlatformDown,
+}
+
+/// How long OpenCTI's health is probed between attempts while the consumer is paused.
+const PROBE_BACKOFF: super::retry::Backoff =
+    super::retry::Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
+
+/// Consumes the listen queue until `shutdown.stop`, reconnecting with capped backoff, and
+/// pausing while OpenCTI is unreachable. `up` is 1 only while a consumer is attached.
 pub async fn run(ctx: Arc<EnrichmentContext>, prefetch: u16, shutdown: Shutdown) {
+    let connector = ctx.run.settings.key;
+    let metrics = &ctx.run.metrics;
+    let mut backoff = BROKER_BACKOFF;
+    while !shutdown.stop.is_cancelled() {
+        let end = session(&ctx, prefetch, &shutdown, &mut backoff).await;
+        metrics.set_up(connector, false);
+        match end {
+            SessionEnd::Shutdown => break,
+            SessionEnd::Lost => {
+                if !backoff.wait(&shutdown.stop).await {
+                    break;
+                }
+            }
+            SessionEnd::PlatformDown => {
+                tracing::error!(
+                    connector,
+                    "OpenCTI is unreachable; the consumer is paused and the messages wait in the queue."
+                );
+                if !wait_for_platform(&ctx, &shutdown).await {
+                    break;
+                }
+                tracing::info!(connector, "OpenCTI answers again; resuming the consumer.");
+            }
+        }
+    }
+}
+
+/// Probes OpenCTI (`about`) until it answers; false when stopped first.
+async fn wait_for_platform(ctx: &EnrichmentContext, shutdown: &Shutdown) -> bool {
+    let client = &ctx.run.platform.client;
+    let mut backoff = PROBE_BACKOFF;
+    loop {
+        if !backoff.wait(&shutdown.stop).await {
+            return false;
+        }
+        let probe = tokio::time::timeout(Duration::from_secs(10), client.health_check());
+        if let Ok(Ok(_)) = probe.await {
+            return true;
+        }
+    }
+}
+
+/// One consumer: connect, consume, hand out deliveries; on the way out every in-flight
+/// message is finished (or given back) before the next session starts, so no more than
+/// `prefetch` are ever in flight and a redelivered message is never handled twice at once.
+async fn session(
+    ctx: &Arc<EnrichmentContext>,
+    prefetch: u16,
+    shutdown: &Shutdown,
+    backoff: &mut super::retry::Backoff,
+) -> SessionEnd {
     let run = &ctx.run;
     let connector = run.settings.key;
+    let conn = match run
+        .broker
+        .connect(&format!("opencti-connectors-{connector}"))
+        .await
+    {
+        Ok(c) => c,
+        Err(error) => {
+            tracing::warn!(connector, %error, broker = ?run.broker, "Cannot connect to RabbitMQ; retrying.");
+            return SessionEnd::Lost;
+        }
+    };
+    let tag = format!("opencti-connectors-{connector}-{}", uuid::Uuid::new_v4());
+    let (channel, mut consumer) = match amqp::consume(&conn, &run.queues.listen, &tag, prefetch)
+        .await
+    {
+        Ok(c) => c,
+        Err(error) => {
+            tracing::warn!(connector, %error, queue = %run.queues.listen, "Cannot consume the listen queue; retrying.");
+            let _ = conn.close(200, "retrying".into()).await;
+            return SessionEnd::Lost;
+        }
+    };
+    tracing::info!(connector, queue = %run.queues.listen, prefetch, "Listening for enrichment requests.");
+    run.metrics.set_up(connector, true);
+    // In-flight messages of this session give up at the drain deadline, or at once when the
+    // session ends for an outage or a lost consumer (their messages are redelivered).
+    let session_abort = shutdown.abort.child_token();
+    let handlers = Shutdown {
+        stop: shutdown.stop.clone(),
+        abort: session_abort.clone(),
+    };
     let tracker = TaskTracker::new();
-    let mut backoff = BROKER_BACKOFF;
-    'connect: while !shutdown.stop.is_cancelled() {
-        let conn = match run
-            .broker
-            .connect(&format!("opencti-connectors-{connector}"))
-            .await
-        {
-            Ok(c) => c,
-            Err(error) => {
-                tracing::warn!(connector, %error, broker = ?run.broker, "Cannot connect to RabbitMQ; retrying.");
-                if !backoff.wait(&shutdown.stop).await {
-                    break;
-                }
-                continue;
-            }
-        };
-        let tag = format!("opencti-connectors-{connector}-{}", uuid::Uuid::new_v4());
-        let (channel, mut consumer) = match amqp::consume(&conn, &run.queues.listen, &tag, prefetch)
-            .await
-        {
-            Ok(c) => c,
-            Err(error) => {
-                tracing::warn!(connector, %error, queue = %run.queues.listen, "Cannot consume the listen queue; retrying.");
-                if !backoff.wait(&shutdown.stop).await {
-                    break;
-                }
-                continue;
-            }
-        };
-        tracing::info!(connector, queue = %run.queues.listen, prefetch, "Listening for enrichment requests.");
-        backoff = BROKER_BACKOFF;
-        loop {
-            tokio::select! {
-                _ = shutdown.stop.cancelled() => {
-                    // Stop deliveries; in-flight messages finish (or requeue at the deadline).
-                    let _ = channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()).await;
-                    tracker.close();
-                    tracker.wait().await;
-                    let _ = channel.close(200, "shutdown".into()).await;
-                    let _ = conn.close(200, "shutdown".into()).await;
-                    break 'connect;
-                }
-                next = consumer.next() => match next {
-                    Some(Ok(delivery)) => {
-                        let ctx = ctx.clone();
-                        let shutdown = shutdown.clone();
-                        tracker.spawn(async move { handle_delivery(ctx, delivery, shutdown).await });
+    let mut delivered = false;
+    let end = loop {
+        tokio::select! {
+            _ = shutdown.stop.cancelled() => break SessionEnd::Shutdown,
+            _ = ctx.platform_down.notified() => break SessionEnd::PlatformDown,
+            next = consumer.next() => match next {
+                Some(Ok(delivery)) => {
+                    if !delivered {
+                        // The broker really serves us: a later loss starts the backoff over.
+                        delivered = true;
+                        *backoff = BROKER_BACKOFF;
                     }
-                    Some(Err(error)) => {
-                        tracing::warn!(connector, %error, "Lost the RabbitMQ consumer; reconnecting.");
-                        break;
-                    }
-                    None => {
-                        tracing::warn!(connector, "The RabbitMQ consumer ended; reconnecting.");
-                        break;
-                    }
-                },
-            }
+                    let ctx = ctx.clone();
+                    let handlers = handlers.clone();
+                    tracker.spawn(async move { handle_delivery(ctx, delivery, handlers).await });
+                }
+                Some(Err(error)) => {
+                    tracing::warn!(connector, %error, "Lost the RabbitMQ consumer; reconnecting.");
+                    break SessionEnd::Lost;
+                }
+                None => {
+                    tracing::warn!(connector, "The RabbitMQ consumer ended; reconnecting.");
+                    break SessionEnd::Lost;
+                }
+            },
         }
-        if !backoff.wait(&shutdown.stop).await {
-            break;
-        }
+    };
+    // Stop deliveries first; the broker keeps what was not delivered.
+    let _ = channel
+        .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
+        .await;
+    run.metrics.set_up(connector, false);
+    if !matches!(end, SessionEnd::Shutdown) {
+        // Nothing left to finish for: give the messages back now.
+        session_abort.cancel();
     }
     tracker.close();
     tracker.wait().await;
+    let _ = channel.close(200, "done".into()).await;
+    let _ = conn.close(200, "done".into()).await;
+    end
 }
 
 async fn handle_delivery(ctx: Arc<EnrichmentContext>, delivery: Delivery, shutdown: Shutdown) {
@@ -137,20 +215,21 @@ async fn handle_delivery(ctx: Arc<EnrichmentContext>, delivery: Delivery, shutdo
             if let Some(work_id) = ListenMessage::salvage_work_id(&delivery.data) {
                 let text = format!("Internal error in the {connector} connector: {what}");
                 let client = &ctx.run.platform.client;
-                let _ = until_done(
-                    &shutdown.abort,
-                    "workToProcessed",
-                    OpenctiError::is_transient,
-                    || client.work_to_processed(&work_id, &text, true),
-                )
-                .await;
+                let _ = patience(&ctx, &shutdown)
+                    .opencti("workToProcessed", || {
+                        client.work_to_processed(&work_id, &text, true)
+                    })
+                    .await;
             }
             Disposition::Ack
         }
     };
+    if disposition == Disposition::Pause {
+        ctx.platform_down.notify_one();
+    }
     let result = match disposition {
         Disposition::Ack => delivery.ack(BasicAckOptions::default()).await,
-        Disposition::Requeue => {
+        Disposition::Requeue | Disposition::Pause => {
             delivery
                 .nack(BasicNackOptions {
                     requeue: true,
@@ -162,6 +241,14 @@ async fn handle_delivery(ctx: Arc<EnrichmentContext>, delivery: Delivery, shutdo
     if let Err(error) = result {
         // The channel is gone: the broker redelivers the message.
         tracing::warn!(connector, %error, ?disposition, "Could not settle the message; it will be redelivered.");
+    }
+}
+
+/// The retry budget of one message's platform calls.
+fn patience<'a>(ctx: &EnrichmentContext, shutdown: &'a Shutdown) -> Patience<'a> {
+    Patience {
+        abort: &shutdown.abort,
+        max: ctx.run.platform.max_retry,
     }
 }
 
@@ -180,15 +267,15 @@ pub async fn handle_message(
             if let Some(work_id) = ListenMessage::salvage_work_id(body) {
                 let client = &ctx.run.platform.client;
                 let text = error.to_string();
-                let reported = until_done(
-                    &shutdown.abort,
-                    "workToProcessed",
-                    OpenctiError::is_transient,
-                    || client.work_to_processed(&work_id, &text, true),
-                )
-                .await;
-                if matches!(reported, Err(Gave::Aborted)) {
-                    return Disposition::Requeue;
+                let reported = patience(ctx, shutdown)
+                    .opencti("workToProcessed", || {
+                        client.work_to_processed(&work_id, &text, true)
+                    })
+                    .await;
+                match reported {
+                    Err(Gave::Aborted) => return Disposition::Requeue,
+                    Err(Gave::Up(e)) if e.is_unreachable() => return Disposition::Pause,
+                    _ => {}
                 }
             }
             return Disposition::Ack;

@@ -2,16 +2,15 @@
 //! and the step is always answered (with the bundle unchanged when enrichment fails).
 
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 
 use super::request::{Failure, check_tlp, enrich_with_retries};
 use super::{Disposition, EnrichmentContext};
 use crate::connectors::{EnrichmentRequest, Outcome};
+use crate::opencti::OpenctiClient;
 use crate::opencti::client::PlaybookStep;
 use crate::opencti::messages::{ListenMessage, PlaybookInfo};
-use crate::opencti::{OpenctiClient, OpenctiError};
 use crate::runtime::Shutdown;
-use crate::runtime::retry::{Gave, until_done};
+use crate::runtime::retry::{Gave, Patience};
 use crate::stix::{Tlp, tlp};
 
 /// Answers a playbook step with the enriched bundle.
@@ -39,10 +38,15 @@ pub(super) async fn handle_playbook(
         .cloned()
         .unwrap_or_default();
     let execution_start = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, false);
-    let objects = match process_playbook(ctx, &client, message, &original, abort).await {
+    let patience = Patience {
+        abort,
+        max: ctx.run.platform.max_retry,
+    };
+    let objects = match process_playbook(ctx, &client, message, &original, patience).await {
         Ok(Some(objects)) => objects,
         Ok(None) => original.clone(),
         Err(Failure::Aborted) => return Disposition::Requeue,
+        Err(Failure::PlatformDown) => return Disposition::Pause,
         Err(Failure::Report(text)) => {
             tracing::warn!(connector, error = %text, "Playbook enrichment failed; passing the bundle on unchanged.");
             original.clone()
@@ -66,16 +70,15 @@ pub(super) async fn handle_playbook(
         previous_bundle: incoming.to_string(),
     };
     let text = bundle.to_string();
-    match until_done(
-        abort,
-        "playbookStepExecution",
-        OpenctiError::is_transient,
-        || client.playbook_step_execution(&step, &text),
-    )
-    .await
+    match patience
+        .opencti("playbookStepExecution", || {
+            client.playbook_step_execution(&step, &text)
+        })
+        .await
     {
         Ok(()) => Disposition::Ack,
         Err(Gave::Aborted) => Disposition::Requeue,
+        Err(Gave::Up(error)) if error.is_unreachable() => Disposition::Pause,
         Err(Gave::Up(error)) => {
             tracing::error!(connector, %error, "OpenCTI refused the playbook step answer.");
             Disposition::Ack
@@ -89,7 +92,7 @@ async fn process_playbook(
     client: &OpenctiClient,
     message: &ListenMessage,
     original: &[Value],
-    abort: &CancellationToken,
+    patience: Patience<'_>,
 ) -> Result<Option<Vec<Value>>, Failure> {
     let entity_id = message.event.entity_id.as_deref().ok_or_else(|| {
         Failure::Report("Internal enrichment must be based on a specific id".into())
@@ -99,10 +102,9 @@ async fn process_playbook(
         .find(|o| o.get("id").and_then(Value::as_str) == Some(entity_id))
         .cloned()
         .ok_or_else(|| Failure::Report(format!("{entity_id} is not in the playbook bundle")))?;
-    let entity = until_done(abort, "read entity", OpenctiError::is_transient, || {
-        client.read_entity(entity_id)
-    })
-    .await?;
+    let entity = patience
+        .opencti("read entity", || client.read_entity(entity_id))
+        .await?;
     let markings = match &entity {
         Some(e) => e.object_marking.clone(),
         None => {
@@ -121,7 +123,7 @@ async fn process_playbook(
         playbook: true,
     };
     check_tlp(ctx, &request)?;
-    match enrich_with_retries(ctx, &request, abort).await? {
+    match enrich_with_retries(ctx, &request, patience.abort).await? {
         Outcome::Done(_) => Ok(None),
         Outcome::Bundle { objects, .. } => Ok(Some(objects)),
     }

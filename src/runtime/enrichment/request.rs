@@ -10,20 +10,35 @@ use crate::metrics::Event;
 use crate::opencti::messages::ListenMessage;
 use crate::opencti::{OpenctiClient, OpenctiError};
 use crate::runtime::Shutdown;
-use crate::runtime::retry::{self, Gave, until_done};
-use crate::runtime::send::SendTarget;
+use crate::runtime::retry::{self, Gave, Patience};
+use crate::runtime::send::{SendError, SendTarget};
 use crate::stix::{Tlp, check_max_tlp, tlp};
 
-/// A failure while processing: either reported on the work, or a shutdown abort.
+/// A failure while processing.
 pub(super) enum Failure {
+    /// Reported on the work, then the message is acked.
     Report(String),
+    /// The drain deadline (or a pause): the message goes back to the queue.
     Aborted,
+    /// OpenCTI cannot be connected to: the message goes back and the consumer pauses.
+    PlatformDown,
 }
 
 impl From<Gave<OpenctiError>> for Failure {
     fn from(g: Gave<OpenctiError>) -> Self {
         match g {
             Gave::Aborted => Failure::Aborted,
+            Gave::Up(e) if e.is_unreachable() => Failure::PlatformDown,
+            Gave::Up(e) => Failure::Report(e.to_string()),
+        }
+    }
+}
+
+impl From<Gave<SendError>> for Failure {
+    fn from(g: Gave<SendError>) -> Self {
+        match g {
+            Gave::Aborted => Failure::Aborted,
+            Gave::Up(SendError::Platform(e)) => Gave::Up(e).into(),
             Gave::Up(e) => Failure::Report(e.to_string()),
         }
     }
@@ -37,21 +52,23 @@ pub(super) async fn process_enrichment(
     shutdown: &Shutdown,
 ) -> Result<String, Failure> {
     let abort = &shutdown.abort;
+    let patience = Patience {
+        abort,
+        max: ctx.run.platform.max_retry,
+    };
     let entity_id = message.event.entity_id.as_deref().ok_or_else(|| {
         Failure::Report("Internal enrichment must be based on a specific id".into())
     })?;
-    let entity = until_done(abort, "read entity", OpenctiError::is_transient, || {
-        client.read_entity(entity_id)
-    })
-    .await?
-    .ok_or_else(|| Failure::Report(UNREADABLE_MESSAGE.into()))?;
+    let entity = patience
+        .opencti("read entity", || client.read_entity(entity_id))
+        .await?
+        .ok_or_else(|| Failure::Report(UNREADABLE_MESSAGE.into()))?;
     let stix_entity = match &message.event.stix_entity {
         Some(e) => e.clone(),
-        None => until_done(abort, "read stix", OpenctiError::is_transient, || {
-            client.read_stix(entity_id)
-        })
-        .await?
-        .ok_or_else(|| Failure::Report(UNREADABLE_MESSAGE.into()))?,
+        None => patience
+            .opencti("read stix", || client.read_stix(entity_id))
+            .await?
+            .ok_or_else(|| Failure::Report(UNREADABLE_MESSAGE.into()))?,
     };
     let stix_objects = match message.provided_objects() {
         Some(objects) => objects,
@@ -99,14 +116,7 @@ pub(super) async fn process_enrichment(
                 draft_id: message.internal.draft_id.as_deref(),
                 cleanup_inconsistent: false,
             };
-            let sent = ctx
-                .sender
-                .send(client, objects, target, abort)
-                .await
-                .map_err(|g| match g {
-                    Gave::Aborted => Failure::Aborted,
-                    Gave::Up(e) => Failure::Report(e.to_string()),
-                })?;
+            let sent = ctx.sender.send(client, objects, target, abort).await?;
             ctx.run
                 .metrics
                 .add(ctx.run.settings.key, Event::BundlesSent, sent as u64);

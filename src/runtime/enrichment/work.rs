@@ -4,10 +4,9 @@
 use super::request::{Failure, process_enrichment};
 use super::{Disposition, EnrichmentContext, RECEIVED_MESSAGE};
 use crate::metrics::Event;
-use crate::opencti::OpenctiError;
 use crate::opencti::messages::ListenMessage;
 use crate::runtime::Shutdown;
-use crate::runtime::retry::{Gave, until_done};
+use crate::runtime::retry::{Gave, Patience};
 
 /// Reports the work received, processes the request, reports the work processed.
 pub(super) async fn handle_enrichment(
@@ -22,15 +21,20 @@ pub(super) async fn handle_enrichment(
         .client
         .in_draft(message.internal.draft_id.as_deref());
     let work_id = message.internal.work_id.as_deref();
-    let abort = &shutdown.abort;
+    let patience = Patience {
+        abort: &shutdown.abort,
+        max: ctx.run.platform.max_retry,
+    };
     if let Some(work_id) = work_id {
-        match until_done(abort, "workToReceived", OpenctiError::is_transient, || {
-            client.work_to_received(work_id, RECEIVED_MESSAGE)
-        })
-        .await
+        match patience
+            .opencti("workToReceived", || {
+                client.work_to_received(work_id, RECEIVED_MESSAGE)
+            })
+            .await
         {
             Ok(()) => {}
             Err(Gave::Aborted) => return Disposition::Requeue,
+            Err(Gave::Up(error)) if error.is_unreachable() => return Disposition::Pause,
             Err(Gave::Up(error)) => {
                 tracing::warn!(connector, %error, "workToReceived failed; processing anyway.")
             }
@@ -44,6 +48,7 @@ pub(super) async fn handle_enrichment(
             (text, false)
         }
         Err(Failure::Aborted) => return Disposition::Requeue,
+        Err(Failure::PlatformDown) => return Disposition::Pause,
         Err(Failure::Report(text)) => {
             ctx.run.metrics.count(connector, Event::EnrichmentFailed);
             tracing::warn!(connector, error = %text, "Enrichment failed.");
@@ -51,13 +56,15 @@ pub(super) async fn handle_enrichment(
         }
     };
     if let Some(work_id) = work_id {
-        match until_done(abort, "workToProcessed", OpenctiError::is_transient, || {
-            client.work_to_processed(work_id, &text, in_error)
-        })
-        .await
+        match patience
+            .opencti("workToProcessed", || {
+                client.work_to_processed(work_id, &text, in_error)
+            })
+            .await
         {
             Ok(()) => {}
             Err(Gave::Aborted) => return Disposition::Requeue,
+            Err(Gave::Up(error)) if error.is_unreachable() => return Disposition::Pause,
             Err(Gave::Up(error)) => {
                 tracing::warn!(connector, %error, "workToProcessed failed; the work stays open.")
             }

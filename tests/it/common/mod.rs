@@ -1,6 +1,7 @@
 //! Shared test support: fixture paths, the platform schema, a fake OpenCTI, broker helpers.
 
 pub mod fake_opencti;
+pub mod proxy;
 
 use std::sync::OnceLock;
 
@@ -90,6 +91,7 @@ pub fn platform(fake: &FakeOpencti) -> Arc<Platform> {
             base: Duration::from_millis(20),
             max: Duration::from_millis(50),
         },
+        max_retry: Duration::from_secs(30),
         metrics: Arc::new(Metrics::default()),
     })
 }
@@ -116,6 +118,17 @@ pub async fn start(
     hosted: Hosted,
     drain: Duration,
 ) -> (Shutdown, JoinHandle<()>) {
+    start_on(platform(fake), fake, settings, hosted, drain).await
+}
+
+/// [`start`] on a platform the test made (its own retry budget or OpenCTI address).
+pub async fn start_on(
+    platform: Arc<Platform>,
+    fake: &FakeOpencti,
+    settings: ConnectorSettings,
+    hosted: Hosted,
+    drain: Duration,
+) -> (Shutdown, JoinHandle<()>) {
     logs();
     let id = settings.id.to_string();
     let before = fake
@@ -128,7 +141,7 @@ pub async fn start(
         .count();
     let shutdown = Shutdown::default();
     let task = tokio::spawn(runtime::run(
-        platform(fake),
+        platform,
         vec![(settings, hosted)],
         shutdown.clone(),
         drain,
