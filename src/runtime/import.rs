@@ -32,7 +32,11 @@ pub async fn run(
         }
         run_once(&run, importer.as_ref(), &sender, &shutdown).await;
         let last = Utc::now();
-        let next = last + chrono::Duration::from_std(period).unwrap_or(chrono::Duration::days(1));
+        // The period is at most a year (checked at start-up); saturate all the same.
+        let next = chrono::Duration::from_std(period)
+            .ok()
+            .and_then(|p| last.checked_add_signed(p))
+            .unwrap_or(last);
         run.state
             .set_schedule(
                 Some(last.format("%Y-%m-%dT%H:%M:%SZ").to_string()),

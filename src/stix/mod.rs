@@ -19,6 +19,13 @@ pub fn timestamp(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 
+/// One second after `t` (STIX needs stop_time > start_time), saturating at the end of
+/// time instead of panicking on a hostile timestamp.
+pub fn one_second_after(t: chrono::NaiveDateTime) -> chrono::NaiveDateTime {
+    t.checked_add_signed(chrono::Duration::seconds(1))
+        .unwrap_or(t)
+}
+
 /// The current time as a STIX timestamp.
 pub fn now() -> String {
     timestamp(Utc::now())

@@ -7,7 +7,9 @@ use chrono::NaiveDateTime;
 use serde_json::{Map, Value, json};
 
 use super::client::format_time;
-use crate::stix::{AutonomousSystem, Location, Observable, Relationship, ids, to_object};
+use crate::stix::{
+    AutonomousSystem, Location, Observable, Relationship, ids, one_second_after, to_object,
+};
 
 /// Objects collected for one enrichment.
 pub struct Collector {
@@ -132,15 +134,8 @@ impl Collector {
         last: Option<NaiveDateTime>,
     ) -> String {
         let times = match (first, last) {
-            (Some(f), Some(l)) => Some((
-                f,
-                if l <= f {
-                    f + chrono::Duration::seconds(1)
-                } else {
-                    l
-                },
-            )),
-            (Some(t), None) | (None, Some(t)) => Some((t, t + chrono::Duration::seconds(1))),
+            (Some(f), Some(l)) => Some((f, if l <= f { one_second_after(f) } else { l })),
+            (Some(t), None) | (None, Some(t)) => Some((t, one_second_after(t))),
             (None, None) => None,
         };
         let mut rel = Relationship::new(relationship_type, from, to, &self.now);

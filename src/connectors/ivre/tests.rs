@@ -154,3 +154,16 @@ fn odd_fragments_do_not_panic() {
     // Undecodable escapes stay as written, byte for byte.
     assert_eq!(e.referer(), Some("%é%"));
 }
+
+#[test]
+fn epoch_times_at_the_end_of_time_do_not_panic() {
+    // The last second chrono can represent, as an IVRE epoch: +1 s would overflow.
+    let end = parse_time(&json!(8_210_266_876_799i64)).expect("a representable time");
+    assert_eq!(parse_time(&json!(1e300)), None, "beyond it: no time");
+    let entity = json!({"id": "ipv4-addr--a", "type": "ipv4-addr", "value": "1.2.3.4"});
+    let mut c = super::collect::Collector::new("identity--x", "t", &entity, "ipv4-addr--a");
+    let d = c.add_domain("example.com");
+    c.link("resolves-to", &d, "ipv4-addr--a", Some(end), None);
+    c.link("resolves-to", &d, "ipv4-addr--a", Some(end), Some(end));
+    assert!(c.added() > 0);
+}

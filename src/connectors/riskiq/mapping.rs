@@ -95,7 +95,7 @@ pub fn map_records(entity_id: &str, author_id: &str, results: &[Value], now: &st
         };
         if last <= first {
             // STIX needs stop_time > start_time (the reference adds 1 s when they are equal).
-            last = first + chrono::Duration::seconds(1);
+            last = crate::stix::one_second_after(first);
         }
         let mut observable = Observable::new(stix_type, resolve);
         observable.object_marking_refs = vec![white.clone()];

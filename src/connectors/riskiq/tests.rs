@@ -244,3 +244,11 @@ fn http_errors_say_what_to_fix() {
         ConnectorError::Rejected(_)
     ));
 }
+
+#[test]
+fn one_second_after_the_end_of_time_is_the_end_of_time() {
+    assert_eq!(
+        crate::stix::one_second_after(chrono::NaiveDateTime::MAX),
+        chrono::NaiveDateTime::MAX
+    );
+}
