@@ -55,7 +55,7 @@ impl BrokerAddress {
             pass: overrides
                 .pass
                 .clone()
-                .unwrap_or_else(|| Secret::new(registered.pass.clone())),
+                .unwrap_or_else(|| registered.pass.clone()),
         }
     }
 

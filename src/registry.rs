@@ -80,6 +80,17 @@ registry! {
     ivre: IvreConfig,
 }
 
+/// Libraries whose debug and trace logs could carry secrets (see [`Config::log_filter`]).
+const QUIET_LIBRARIES: &[&str] = &[
+    "reqwest",
+    "hyper",
+    "hyper_util",
+    "h2",
+    "rustls",
+    "lapin",
+    "amq_protocol",
+];
+
 /// Every key the loader reads, in table order: the shared blocks, then each section.
 pub fn all_keys() -> Vec<KeySpec> {
     let mut table = keys::global_keys();
@@ -115,8 +126,16 @@ impl Config {
 
     /// The tracing filter: `log.level`, plus each connector's `log_level` for the spans that
     /// carry `connector = "<section>"` (a message's or a run's).
+    ///
+    /// The HTTP and AMQP libraries print URLs (LastInfoSec's key rides in one), headers and
+    /// broker URIs at debug and trace: they are held at `info` unless `log.level` names them.
     pub fn log_filter(&self) -> String {
         let mut filter = self.log.level.clone();
+        for library in QUIET_LIBRARIES {
+            if !self.log.level.contains(library) {
+                filter.push_str(&format!(",{library}=info"));
+            }
+        }
         for section in self.sections() {
             if let Some(level) = &section.base().1.log_level {
                 filter.push_str(&format!(

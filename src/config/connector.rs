@@ -210,7 +210,8 @@ impl Checks {
     /// `value` must be an absolute http(s) URL.
     pub fn url(&mut self, key: &str, value: &str) {
         if !is_http_url(value) {
-            self.error(key, format!("`{value}` is not an http(s) URL"));
+            let shown = super::UrlSetting::from(value).redacted();
+            self.error(key, format!("`{shown}` is not an http(s) URL"));
         }
     }
 

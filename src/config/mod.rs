@@ -16,7 +16,8 @@ use serde::Deserialize;
 pub use connector::{Checks, ConnectorBlock, ConnectorSettings, Mode, is_http_url};
 pub use keys::{ConnectorKind, KeyDef, KeySpec, Kind, SectionSpec};
 pub use types::{
-    IsoDuration, LogFormat, QueueProtocol, Scope, Secret, TlpLevel, TlpSetting, parse_bool,
+    IsoDuration, LogFormat, QueueProtocol, Scope, Secret, TlpLevel, TlpSetting, UrlSetting,
+    parse_bool,
 };
 
 /// The shortest ping interval accepted.
@@ -43,7 +44,7 @@ pub enum ConfigError {
 #[serde(deny_unknown_fields, default)]
 pub struct OpenctiConfig {
     /// Base URL; GraphQL is at `<url>/graphql`.
-    pub url: Option<String>,
+    pub url: Option<UrlSetting>,
     /// API token of the connector user.
     pub token: Option<Secret>,
     /// Verify the platform's TLS certificate.

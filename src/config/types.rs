@@ -40,6 +40,78 @@ impl fmt::Display for Secret {
     }
 }
 
+/// A URL setting. It may carry credentials (`https://user:pass@proxy:3128`, IVRE's
+/// `#X-API-Key=…` fragment, a `?key=` query), so Debug and Display hide the password of its
+/// userinfo, its query and its fragment.
+#[derive(Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(transparent)]
+pub struct UrlSetting(String);
+
+impl UrlSetting {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with its userinfo password, query and fragment replaced by `**redacted**`.
+    pub fn redacted(&self) -> String {
+        const HIDDEN: &str = "**redacted**";
+        match reqwest::Url::parse(&self.0) {
+            Ok(mut url) => {
+                if url.password().is_some() {
+                    let _ = url.set_password(Some(HIDDEN));
+                }
+                if url.query().is_some() {
+                    url.set_query(Some(HIDDEN));
+                }
+                if url.fragment().is_some() {
+                    url.set_fragment(Some(HIDDEN));
+                }
+                if url.as_str() == self.0.trim_end_matches('/') || url.as_str() == self.0 {
+                    self.0.clone()
+                } else {
+                    url.to_string()
+                }
+            }
+            // Unparsable: it may still hold `user:pass@`; show only what precedes it.
+            Err(_) => match self.0.rsplit_once('@') {
+                Some((_, host)) => format!("**redacted**@{host}"),
+                None => self.0.clone(),
+            },
+        }
+    }
+}
+
+impl std::ops::Deref for UrlSetting {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for UrlSetting {
+    fn from(s: &str) -> Self {
+        UrlSetting(s.to_string())
+    }
+}
+
+impl From<String> for UrlSetting {
+    fn from(s: String) -> Self {
+        UrlSetting(s)
+    }
+}
+
+impl fmt::Debug for UrlSetting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.redacted())
+    }
+}
+
+impl fmt::Display for UrlSetting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
 /// An ISO-8601 duration (`PT40S`, `PT1H`, `P1D`, `P1W`; `P1M` = 30 days, `P1Y` = 365 days)
 /// or a plain number of seconds, as pycti / pydantic accept them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -280,6 +352,31 @@ mod tests {
             "P999999999999Y",
         ] {
             assert!(IsoDuration::parse(bad).is_err(), "{bad} should fail");
+        }
+    }
+
+    #[test]
+    fn url_passwords_never_print() {
+        for (url, shown) in [
+            (
+                "http://user:hunter2@proxy:3128",
+                "http://user:**redacted**@proxy:3128/",
+            ),
+            ("https://ivre.example/cgi", "https://ivre.example/cgi"),
+            (
+                "https://ivre.example/cgi#X-API-Key=hunter2",
+                "https://ivre.example/cgi#**redacted**",
+            ),
+            (
+                "https://feed.example/x.txt?key=hunter2",
+                "https://feed.example/x.txt?**redacted**",
+            ),
+            ("not a url user:hunter2@host", "**redacted**@host"),
+        ] {
+            let u = UrlSetting::from(url);
+            assert_eq!(u.to_string(), shown);
+            assert!(!format!("{u:?}").contains("hunter2"));
+            assert_eq!(u.as_str(), url, "the real value is kept");
         }
     }
 

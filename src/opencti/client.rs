@@ -98,7 +98,8 @@ pub struct Connection {
     pub use_ssl: bool,
     pub port: u16,
     pub user: String,
-    pub pass: String,
+    /// The broker password: Debug never shows it.
+    pub pass: Secret,
 }
 
 /// Queue names returned at registration.

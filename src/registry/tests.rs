@@ -252,7 +252,10 @@ fn a_connector_log_level_applies_inside_its_spans_only() {
     pairs.push(("LOG_LEVEL", "warn"));
     pairs.push(("IPINFO_CONNECTOR_LOG_LEVEL", "debug"));
     let config = Config::from_sources(None, &env(&pairs)).unwrap();
-    assert_eq!(config.log_filter(), "warn,[{connector=ipinfo}]=debug");
+    assert_eq!(
+        config.log_filter(),
+        "warn,reqwest=info,hyper=info,hyper_util=info,h2=info,rustls=info,lapin=info,amq_protocol=info,[{connector=ipinfo}]=debug"
+    );
     let buf = Buf::default();
     let writer = buf.clone();
     let subscriber = tracing_subscriber::fmt()

@@ -17,5 +17,6 @@ mod readme;
 mod riskiq_e2e;
 mod runtime_enrichment;
 mod runtime_import;
+mod secrets;
 mod send;
 mod stix_ids;

@@ -22,7 +22,7 @@ fn sender(protocol: QueueProtocol, exchange: &str, routing: &str) -> Sender {
         use_ssl: false,
         port: 5672,
         user: "guest".into(),
-        pass: "guest".into(),
+        pass: opencti_connectors::config::Secret::new("guest"),
     };
     let queues = QueueConfig {
         connection: connection.clone(),

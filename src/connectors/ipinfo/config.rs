@@ -8,7 +8,7 @@ use serde::Deserialize;
 use super::IpinfoConnector;
 use crate::config::{
     Checks, ConnectorBlock, ConnectorKind, ConnectorSettings, IsoDuration, KeyDef, Kind, Secret,
-    SectionSpec, TlpSetting,
+    SectionSpec, TlpSetting, UrlSetting,
 };
 use crate::connectors::{ConnectorConfig, Hosted};
 use crate::stix::Tlp;
@@ -52,7 +52,7 @@ pub static SPEC: SectionSpec = SectionSpec {
 #[serde(deny_unknown_fields, default)]
 pub struct IpinfoConfig {
     pub enabled: bool,
-    pub api_base_url: String,
+    pub api_base_url: UrlSetting,
     pub connector: ConnectorBlock,
     pub token: Option<Secret>,
     pub max_tlp: TlpSetting,

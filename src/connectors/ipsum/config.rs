@@ -9,7 +9,7 @@ use super::feed::DEFAULT_MAX_FEED_BYTES;
 use super::{DEFAULT_FEED, DEFAULT_MAX_IPS, IpsumConnector};
 use crate::config::{
     Checks, ConnectorBlock, ConnectorKind, ConnectorSettings, IsoDuration, KeyDef, Kind, Secret,
-    SectionSpec, TlpLevel,
+    SectionSpec, TlpLevel, UrlSetting,
 };
 use crate::connectors::{ConnectorConfig, Hosted};
 use crate::stix::Tlp;
@@ -69,7 +69,7 @@ pub static SPEC: SectionSpec = SectionSpec {
 #[serde(deny_unknown_fields, default)]
 pub struct IpsumConfig {
     pub enabled: bool,
-    pub api_base_url: String,
+    pub api_base_url: UrlSetting,
     pub connector: ConnectorBlock,
     pub api_key: Option<Secret>,
     pub default_x_opencti_score: i64,

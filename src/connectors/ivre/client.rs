@@ -65,8 +65,10 @@ impl Endpoint {
         referer: Option<&str>,
         api_key: Option<&Secret>,
     ) -> Result<Endpoint, String> {
-        let mut parsed =
-            reqwest::Url::parse(url.trim()).map_err(|e| format!("`{url}` is not a URL: {e}"))?;
+        let mut parsed = reqwest::Url::parse(url.trim()).map_err(|e| {
+            let shown = crate::config::UrlSetting::from(url).redacted();
+            format!("`{shown}` is not a URL: {e}")
+        })?;
         if parsed.scheme() != "http" && parsed.scheme() != "https" {
             return Err(format!(
                 "`{}://` URLs need IVRE's Python library; this connector talks to IVRE's web API (http/https)",

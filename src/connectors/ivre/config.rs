@@ -10,7 +10,7 @@ use super::IvreConnector;
 use super::client::Endpoint;
 use crate::config::{
     Checks, ConnectorBlock, ConnectorKind, ConnectorSettings, IsoDuration, KeyDef, Kind, Secret,
-    SectionSpec, TlpSetting,
+    SectionSpec, TlpSetting, UrlSetting,
 };
 use crate::connectors::{ConnectorConfig, Hosted};
 
@@ -176,11 +176,11 @@ impl ScansRoute {
 pub struct IvreConfig {
     pub enabled: bool,
     /// IVRE's web API mount point (the reference's `db_url`), e.g. `https://ivre.example.com/cgi`.
-    pub api_base_url: Option<String>,
+    pub api_base_url: Option<UrlSetting>,
     pub connector: ConnectorBlock,
-    pub db_url_data: Option<String>,
-    pub db_url_passive: Option<String>,
-    pub db_url_scans: Option<String>,
+    pub db_url_data: Option<UrlSetting>,
+    pub db_url_passive: Option<UrlSetting>,
+    pub db_url_scans: Option<UrlSetting>,
     pub scans_route: ScansRoute,
     pub referer: Option<String>,
     pub api_key: Option<Secret>,
@@ -229,11 +229,13 @@ impl Default for IvreConfig {
 impl IvreConfig {
     /// The endpoint of each purpose, or why it is unusable.
     pub fn endpoints(&self) -> [(&'static str, Result<Endpoint, String>); 3] {
-        let pick = |specific: &Option<String>| {
+        let pick = |specific: &Option<UrlSetting>| {
             specific
-                .clone()
+                .as_deref()
                 .filter(|s| !s.trim().is_empty())
-                .unwrap_or_else(|| self.api_base_url.clone().unwrap_or_default())
+                .or(self.api_base_url.as_deref())
+                .unwrap_or_default()
+                .to_string()
         };
         let parse = |url: String| {
             if url.trim().is_empty() {

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use super::LastinfosecConnector;
 use crate::config::{
     Checks, ConnectorBlock, ConnectorKind, ConnectorSettings, IsoDuration, KeyDef, Kind, Secret,
-    SectionSpec, TlpSetting,
+    SectionSpec, TlpSetting, UrlSetting,
 };
 use crate::connectors::{ConnectorConfig, Hosted};
 use crate::stix::Tlp;
@@ -77,11 +77,11 @@ pub enum Endpoint {
 #[serde(deny_unknown_fields, default)]
 pub struct LastinfosecConfig {
     pub enabled: bool,
-    pub api_base_url: String,
+    pub api_base_url: UrlSetting,
     pub connector: ConnectorBlock,
     pub api_key_cti: Option<Secret>,
-    pub proxy_http: Option<String>,
-    pub proxy_https: Option<String>,
+    pub proxy_http: Option<UrlSetting>,
+    pub proxy_https: Option<UrlSetting>,
     pub endpoint: Endpoint,
     pub max_tlp: TlpSetting,
     pub request_timeout: IsoDuration,

@@ -31,8 +31,8 @@ pub struct LastinfosecConnector {
 impl LastinfosecConnector {
     pub fn new(config: &LastinfosecConfig, settings: &ConnectorSettings) -> Result<Self, String> {
         let proxies = Proxies {
-            http: config.proxy_http.clone(),
-            https: config.proxy_https.clone(),
+            http: config.proxy_http.as_deref().map(str::to_string),
+            https: config.proxy_https.as_deref().map(str::to_string),
         };
         Ok(LastinfosecConnector {
             client: LastinfosecClient {

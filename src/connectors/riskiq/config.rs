@@ -8,7 +8,7 @@ use serde::Deserialize;
 use super::RiskiqConnector;
 use crate::config::{
     Checks, ConnectorBlock, ConnectorKind, ConnectorSettings, IsoDuration, KeyDef, Kind, Secret,
-    SectionSpec, TlpSetting,
+    SectionSpec, TlpSetting, UrlSetting,
 };
 use crate::connectors::{ConnectorConfig, Hosted};
 
@@ -65,7 +65,7 @@ pub static SPEC: SectionSpec = SectionSpec {
 #[serde(deny_unknown_fields, default)]
 pub struct RiskiqConfig {
     pub enabled: bool,
-    pub api_base_url: String,
+    pub api_base_url: UrlSetting,
     pub connector: ConnectorBlock,
     pub username: Option<Secret>,
     pub api_key: Option<Secret>,
