@@ -34,7 +34,7 @@ fn main() {
         "/../shared/fixtures/ipsum/levels/1.txt"
     ))
     .expect("the IPsum level-1 fixture (../shared/fixtures/ipsum/levels/1.txt)");
-    let connector = IpsumConnector::new(&IpsumConfig::default(), "IPsum".into()).unwrap();
+    let connector = IpsumConnector::new(&IpsumConfig::default(), "IPsum".into(), None).unwrap();
     let now = "2026-01-01T00:00:00.000Z";
 
     bench("ipsum: parse levels/1.txt (lines)", 7, || {

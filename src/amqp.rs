@@ -21,6 +21,8 @@ pub struct BrokerAddress {
     pub use_ssl: bool,
     pub user: String,
     pub pass: Secret,
+    /// Extra CA certificates (PEM) trusted for amqps.
+    pub ca_pem: Option<std::sync::Arc<str>>,
 }
 
 impl std::fmt::Debug for BrokerAddress {
@@ -56,7 +58,14 @@ impl BrokerAddress {
                 .pass
                 .clone()
                 .unwrap_or_else(|| registered.pass.clone()),
+            ca_pem: None,
         }
+    }
+
+    /// The same address, trusting `roots` too when it uses TLS.
+    pub fn trusting(mut self, roots: Option<&crate::http::Roots>) -> Self {
+        self.ca_pem = roots.map(|r| r.pem().into());
+        self
     }
 
     fn uri(&self) -> AMQPUri {
@@ -83,10 +92,16 @@ impl BrokerAddress {
         }
     }
 
-    /// Opens a connection (heartbeat 10 s, as pycti).
+    /// Opens a connection (heartbeat 10 s, as pycti); amqps verifies the broker against the
+    /// system's roots and the extra CA certificates.
     pub async fn connect(&self, name: &str) -> Result<Connection, lapin::Error> {
         let props = ConnectionProperties::default().with_connection_name(name.into());
-        Connection::connect_uri(self.uri(), props).await
+        let tls = lapin::tcp::OwnedTLSConfig {
+            identity: None,
+            cert_chain: self.ca_pem.as_deref().map(str::to_string),
+        };
+        let runtime = lapin::runtime::default_runtime()?;
+        Connection::connect_uri_with_config(self.uri(), props, tls, runtime).await
     }
 }
 

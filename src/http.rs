@@ -45,18 +45,67 @@ pub struct Proxies {
 /// The User-Agent of every upstream call.
 pub const USER_AGENT: &str = concat!("opencti-connectors/", env!("CARGO_PKG_VERSION"));
 
-/// A rustls client builder with a timeout (connecting takes at most 10 s of it) and the
-/// daemon's User-Agent.
-pub fn builder(timeout: Duration) -> reqwest::ClientBuilder {
-    reqwest::Client::builder()
-        .timeout(timeout)
-        .connect_timeout(timeout.min(Duration::from_secs(10)))
-        .user_agent(USER_AGENT)
+/// Extra trust anchors (`tls.ca_file`, PEM): trusted beside the system's roots by every HTTP
+/// client and by amqps, so a private CA does not force turning verification off.
+#[derive(Clone)]
+pub struct Roots {
+    pem: std::sync::Arc<str>,
+    certs: Vec<reqwest::Certificate>,
 }
 
-/// A rustls client with a timeout, a recognisable User-Agent and optional proxies.
-pub fn client(timeout: Duration, proxies: Option<&Proxies>) -> reqwest::Result<reqwest::Client> {
-    let mut builder = builder(timeout);
+impl std::fmt::Debug for Roots {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Roots({} certificate(s))", self.certs.len())
+    }
+}
+
+impl Roots {
+    /// Reads a PEM bundle of one or more certificates.
+    pub fn load(path: &str) -> Result<Roots, String> {
+        let pem = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read the CA file {path}: {e}"))?;
+        Roots::from_pem(&pem).map_err(|e| format!("{path}: {e}"))
+    }
+
+    pub fn from_pem(pem: &str) -> Result<Roots, String> {
+        let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
+            .map_err(|e| format!("not a PEM certificate bundle: {e}"))?;
+        if certs.is_empty() {
+            return Err("no certificate in the PEM bundle".into());
+        }
+        Ok(Roots {
+            pem: pem.into(),
+            certs,
+        })
+    }
+
+    /// The bundle as PEM text (for amqps).
+    pub fn pem(&self) -> &str {
+        &self.pem
+    }
+}
+
+/// A rustls client builder with a timeout (connecting takes at most 10 s of it), the
+/// daemon's User-Agent and the extra trust anchors.
+pub fn builder(timeout: Duration, roots: Option<&Roots>) -> reqwest::ClientBuilder {
+    let mut builder = reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(10)))
+        .user_agent(USER_AGENT);
+    for cert in roots.map(|r| r.certs.as_slice()).unwrap_or_default() {
+        builder = builder.add_root_certificate(cert.clone());
+    }
+    builder
+}
+
+/// A rustls client with a timeout, a recognisable User-Agent, the extra trust anchors and
+/// optional proxies.
+pub fn client(
+    timeout: Duration,
+    proxies: Option<&Proxies>,
+    roots: Option<&Roots>,
+) -> reqwest::Result<reqwest::Client> {
+    let mut builder = builder(timeout, roots);
     if let Some(p) = proxies {
         if let Some(http) = &p.http {
             builder = builder.proxy(reqwest::Proxy::http(http)?);
@@ -230,7 +279,7 @@ mod tests {
     #[tokio::test]
     async fn bodies_are_read_up_to_the_limit_only() {
         let url = chunked_server(vec![vec![b'a'; 600], vec![b'b'; 600]]).await;
-        let client = client(Duration::from_secs(5), None).unwrap();
+        let client = client(Duration::from_secs(5), None, None).unwrap();
         let get = || client.get(&url).send();
         let body = read_capped(get().await.unwrap(), 2000).await.unwrap();
         assert_eq!(body.len(), 1200);

@@ -152,7 +152,9 @@ async fn run(
         .token
         .clone()
         .ok_or_else(|| anyhow::anyhow!("opencti.token is required"))?;
-    let client = OpenctiClient::new(&url, token, config.opencti.ssl_verify)?
+    // Read (and so checked) by build_all before this runs.
+    let roots = config.roots()?;
+    let client = OpenctiClient::with_roots(&url, token, config.opencti.ssl_verify, roots.as_ref())?
         .with_max_answer(usize::try_from(config.opencti.max_answer_bytes).unwrap_or(usize::MAX));
     let metrics = Arc::new(Metrics::default());
     let shutdown_tokens = Shutdown::default();
@@ -181,6 +183,7 @@ async fn run(
     let platform = Arc::new(Platform {
         client,
         mq: config.mq.clone(),
+        roots,
         ping_interval: config.daemon.ping_interval.0,
         retry: RetryPolicy::default(),
         max_retry: config.daemon.max_retry_duration.0,

@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use crate::config::{
     self, Checks, ConfigError, ConnectorBlock, ConnectorSettings, DaemonConfig, KeySpec, LogConfig,
-    MqConfig, OpenctiConfig, SectionSpec, keys, loader,
+    MqConfig, OpenctiConfig, SectionSpec, TlsConfig, keys, loader,
 };
 use crate::connectors::ipinfo::IpinfoConfig;
 use crate::connectors::ipsum::IpsumConfig;
@@ -52,6 +52,7 @@ macro_rules! registry {
         #[serde(deny_unknown_fields, default)]
         pub struct Config {
             pub opencti: OpenctiConfig,
+            pub tls: TlsConfig,
             pub log: LogConfig,
             pub mq: MqConfig,
             pub daemon: DaemonConfig,
@@ -187,11 +188,28 @@ impl Config {
     }
 }
 
+impl Config {
+    /// The extra trust anchors of `tls.ca_file`, read and parsed.
+    pub fn roots(&self) -> Result<Option<crate::http::Roots>, ConfigError> {
+        match &self.tls.ca_file {
+            Some(path) if !path.trim().is_empty() => crate::http::Roots::load(path.trim())
+                .map(Some)
+                .map_err(|message| ConfigError::Invalid {
+                    key: "tls.ca_file (env TLS_CA_FILE)".into(),
+                    message,
+                }),
+            _ => Ok(None),
+        }
+    }
+}
+
 /// Builds every enabled connector; fails at start-up on anything wrong.
 pub fn build_all(config: &Config) -> Result<Vec<(ConnectorSettings, Hosted)>, ConfigError> {
+    let roots = config.roots()?;
     let mut built = Vec::new();
     let mut errors = Vec::new();
-    for (settings, section) in config.resolve_enabled()? {
+    for (mut settings, section) in config.resolve_enabled()? {
+        settings.roots = roots.clone();
         match section.build(&settings) {
             Ok(hosted) => built.push((settings, hosted)),
             Err(e) => errors.push(format!("{}: {e}", settings.key)),

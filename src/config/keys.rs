@@ -175,6 +175,13 @@ pub fn global_keys() -> Vec<KeySpec> {
             "GraphQL answers larger than this (256 MiB) are refused.",
         ),
         KeySpec::new(
+            "tls.ca_file",
+            &[],
+            Str,
+            "",
+            "PEM file of extra CA certificates trusted by every HTTP client (OpenCTI, upstreams) and by amqps.",
+        ),
+        KeySpec::new(
             "log.level",
             &[],
             Str,

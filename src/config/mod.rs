@@ -64,6 +64,14 @@ impl Default for OpenctiConfig {
     }
 }
 
+/// TLS settings shared by every HTTP client and by amqps.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// A PEM bundle of extra CA certificates to trust (a private CA).
+    pub ca_file: Option<String>,
+}
+
 /// Logging.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]

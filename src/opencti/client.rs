@@ -199,11 +199,18 @@ impl std::fmt::Debug for OpenctiClient {
 impl OpenctiClient {
     /// A client for `<url>/graphql`.
     pub fn new(url: &str, token: Secret, ssl_verify: bool) -> reqwest::Result<Self> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(300))
-            .connect_timeout(Duration::from_secs(10))
+        Self::with_roots(url, token, ssl_verify, None)
+    }
+
+    /// A client for `<url>/graphql` that also trusts `roots`.
+    pub fn with_roots(
+        url: &str,
+        token: Secret,
+        ssl_verify: bool,
+        roots: Option<&crate::http::Roots>,
+    ) -> reqwest::Result<Self> {
+        let http = crate::http::builder(Duration::from_secs(300), roots)
             .danger_accept_invalid_certs(!ssl_verify)
-            .user_agent(crate::http::USER_AGENT)
             .build()?;
         Ok(OpenctiClient {
             http,

@@ -33,6 +33,8 @@ pub struct Shutdown {
 pub struct Platform {
     pub client: OpenctiClient,
     pub mq: MqConfig,
+    /// Extra trust anchors for amqps (`tls.ca_file`).
+    pub roots: Option<crate::http::Roots>,
     pub ping_interval: Duration,
     pub retry: RetryPolicy,
     /// How long transient OpenCTI failures inside one message or run are retried.
@@ -217,7 +219,8 @@ async fn run_connector(
     };
     tracing::info!(connector, id = %registration.id, name = %settings.name, kind = settings.connector_type(), "Connector registered.");
     let state = StateCell::new(state::parse_state(registration.connector_state.as_deref()));
-    let broker = BrokerAddress::resolve(&registration.config.connection, &platform.mq);
+    let broker = BrokerAddress::resolve(&registration.config.connection, &platform.mq)
+        .trusting(platform.roots.as_ref());
     let run = Arc::new(ConnectorRun {
         queues: registration.config.clone(),
         broker,

@@ -20,3 +20,4 @@ mod runtime_import;
 mod secrets;
 mod send;
 mod stix_ids;
+mod tls;

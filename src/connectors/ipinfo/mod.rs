@@ -38,7 +38,8 @@ pub struct IpinfoConnector {
 impl IpinfoConnector {
     pub fn new(config: &IpinfoConfig, settings: &ConnectorSettings) -> Result<Self, String> {
         let token = config.token.clone().ok_or("ipinfo.token is required")?;
-        let http = http::client(config.request_timeout.0, None).map_err(|e| e.to_string())?;
+        let http = http::client(config.request_timeout.0, None, settings.roots.as_ref())
+            .map_err(|e| e.to_string())?;
         let base_url = reqwest::Url::parse(&config.api_base_url).map_err(|e| e.to_string())?;
         Ok(IpinfoConnector {
             client: IpinfoClient::new(http, base_url, token, settings.max_answer_bytes),

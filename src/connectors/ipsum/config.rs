@@ -124,9 +124,7 @@ impl ConnectorConfig for IpsumConfig {
     }
 
     fn build(&self, settings: &ConnectorSettings) -> Result<Hosted, String> {
-        Ok(Hosted::Import(Arc::new(IpsumConnector::new(
-            self,
-            settings.name.clone(),
-        )?)))
+        let connector = IpsumConnector::new(self, settings.name.clone(), settings.roots.as_ref())?;
+        Ok(Hosted::Import(Arc::new(connector)))
     }
 }

@@ -10,7 +10,7 @@ fn connector(tlp: &str, score: i64) -> IpsumConnector {
         default_x_opencti_score: score,
         ..Default::default()
     };
-    IpsumConnector::new(&section, "IPsum".into()).unwrap()
+    IpsumConnector::new(&section, "IPsum".into(), None).unwrap()
 }
 
 #[test]

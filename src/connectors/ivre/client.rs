@@ -171,10 +171,11 @@ impl IvreClient {
         page_size: u64,
         max_records: u64,
         max_answer: usize,
+        roots: Option<&crate::http::Roots>,
     ) -> reqwest::Result<Self> {
         // No redirects: the endpoint's headers (X-API-Key, the fragment's) must never reach
         // another host; a 3xx is reported like any other unexpected answer.
-        let http = crate::http::builder(timeout)
+        let http = crate::http::builder(timeout, roots)
             .danger_accept_invalid_certs(!verify_tls)
             .redirect(reqwest::redirect::Policy::none())
             .build()?;

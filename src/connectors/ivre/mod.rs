@@ -74,6 +74,7 @@ impl IvreConnector {
                 config.page_size,
                 config.max_records,
                 settings.max_answer_bytes,
+                settings.roots.as_ref(),
             )
             .map_err(|e| e.to_string())?,
             data,

@@ -36,8 +36,12 @@ impl LastinfosecConnector {
         };
         Ok(LastinfosecConnector {
             client: LastinfosecClient {
-                http: http::client(config.request_timeout.0, Some(&proxies))
-                    .map_err(|e| e.to_string())?,
+                http: http::client(
+                    config.request_timeout.0,
+                    Some(&proxies),
+                    settings.roots.as_ref(),
+                )
+                .map_err(|e| e.to_string())?,
                 base: reqwest::Url::parse(&config.api_base_url).map_err(|e| e.to_string())?,
                 api_key: config
                     .api_key_cti

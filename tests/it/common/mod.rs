@@ -57,6 +57,7 @@ pub fn settings(key: &'static str, mode: Mode, protocol: QueueProtocol) -> Conne
         queue_protocol: protocol,
         mode,
         max_answer_bytes: opencti_connectors::http::DEFAULT_MAX_UPSTREAM_BYTES,
+        roots: None,
     }
 }
 
@@ -85,6 +86,7 @@ pub fn platform(fake: &FakeOpencti) -> Arc<Platform> {
         )
         .unwrap(),
         mq: MqConfig::default(),
+        roots: None,
         ping_interval: Duration::from_millis(200),
         retry: RetryPolicy {
             attempts: 3,
