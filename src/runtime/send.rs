@@ -222,7 +222,7 @@ impl Sender {
             let broker = |e: lapin::Error| SendError::Broker(e.to_string());
             let conn = self
                 .broker
-                .connect("opencti-connectors-push")
+                .connect(&format!("opencti-connectors-push-{}", self.connector_id))
                 .await
                 .map_err(broker)?;
             let channel = amqp::confirm_channel(&conn).await.map_err(broker)?;

@@ -1,21 +1,13 @@
 //! The `opencti-connectors` binary: environment-only config, registration and pings against
 //! the fake OpenCTI, health and metrics, an enrichment, clean exit on SIGTERM, startup errors.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use crate::common::*;
 use wiremock::matchers::path;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-const BIN: &str = env!("CARGO_BIN_EXE_opencti-connectors");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::common::daemon::{BIN, Daemon};
 
 #[tokio::test]
 async fn daemon_registers_pings_enriches_and_stops_cleanly() {
@@ -29,26 +21,18 @@ async fn daemon_registers_pings_enriches_and_stops_cleanly() {
         .mount(&upstream)
         .await;
     let id = uuid::Uuid::new_v4().to_string();
-    let port = free_port();
-    let dir = std::env::temp_dir().join(format!("occ-{id}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let child = Command::new(BIN)
-        .current_dir(&dir)
-        .env_remove("CONFIG_FILE")
-        .env("OPENCTI_URL", &fake.url)
-        .env("OPENCTI_TOKEN", crate::common::fake_opencti::TOKEN)
-        .env("IPINFO_ENABLED", "true")
-        .env("IPINFO_CONNECTOR_ID", &id)
-        .env("IPINFO_TOKEN", "ipinfo-secret-token")
-        .env("IPINFO_API_BASE_URL", upstream.uri())
-        .env("DAEMON_LISTEN", format!("127.0.0.1:{port}"))
-        .env("DAEMON_PING_INTERVAL", "PT1S")
-        .env("LOG_LEVEL", "debug")
-        .env("LOG_FORMAT", "json")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let daemon = Daemon::spawn(&[
+        ("OPENCTI_URL", fake.url.clone()),
+        ("OPENCTI_TOKEN", crate::common::fake_opencti::TOKEN.into()),
+        ("IPINFO_ENABLED", "true".into()),
+        ("IPINFO_CONNECTOR_ID", id.clone()),
+        ("IPINFO_TOKEN", "ipinfo-secret-token".into()),
+        ("IPINFO_API_BASE_URL", upstream.uri()),
+        ("DAEMON_PING_INTERVAL", "PT1S".into()),
+        ("LOG_LEVEL", "debug".into()),
+        ("LOG_FORMAT", "json".into()),
+    ]);
+    let port = daemon.port;
     fake.wait_for("registration and two pings", |s| {
         s.count("registerConnector") == 1 && s.count("pingConnector") >= 2
     })
@@ -91,14 +75,7 @@ async fn daemon_registers_pings_enriches_and_stops_cleanly() {
         "{metrics}"
     );
 
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
+    let output = daemon.terminate().await;
     assert!(
         output.status.success(),
         "exit 0 on SIGTERM: {:?}",
@@ -116,7 +93,6 @@ async fn daemon_registers_pings_enriches_and_stops_cleanly() {
     for secret in ["ipinfo-secret-token", crate::common::fake_opencti::TOKEN] {
         assert!(!logs.contains(secret), "a secret reached the logs");
     }
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]

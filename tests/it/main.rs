@@ -7,6 +7,7 @@ mod common;
 
 mod daemon;
 mod deploy;
+mod faults;
 mod fuzz;
 mod graphql_schema;
 mod ipinfo_e2e;

@@ -122,7 +122,10 @@ async fn session(
     let connector = run.settings.key;
     let conn = match run
         .broker
-        .connect(&format!("opencti-connectors-{connector}"))
+        .connect(&format!(
+            "opencti-connectors-{connector}-{}",
+            run.settings.id
+        ))
         .await
     {
         Ok(c) => c,

@@ -1,5 +1,6 @@
 //! Shared test support: fixture paths, the platform schema, a fake OpenCTI, broker helpers.
 
+pub mod daemon;
 pub mod fake_opencti;
 pub mod proxy;
 
