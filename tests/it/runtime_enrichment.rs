@@ -783,3 +783,36 @@ async fn an_unreachable_platform_pauses_the_consumer_until_it_answers() {
     assert!(up(), "consuming again");
     stop(shutdown, task).await;
 }
+
+#[tokio::test]
+async fn a_connector_that_cannot_reach_its_broker_is_not_up() {
+    let fake = FakeOpencti::start().await;
+    let s = enrichment(QueueProtocol::Api);
+    let platform = Arc::new(Platform {
+        // Registered, but the broker it is told to use answers nothing.
+        mq: opencti_connectors::config::MqConfig {
+            port: Some(crate::common::daemon::free_port()),
+            ..Default::default()
+        },
+        ..Arc::try_unwrap(crate::common::platform(&fake))
+            .ok()
+            .unwrap()
+    });
+    let metrics = platform.metrics.clone();
+    let (shutdown, task) = start_on(
+        platform,
+        &fake,
+        s,
+        Hosted::Enrichment(Arc::new(TestConnector::default())),
+        Duration::from_secs(5),
+    )
+    .await;
+    fake.wait_for("a ping", |s| s.count("pingConnector") >= 1)
+        .await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(
+        !metrics.all_up(&["test"]),
+        "registered and pinging, but not consuming: /healthz must say so"
+    );
+    stop(shutdown, task).await;
+}
