@@ -816,3 +816,74 @@ async fn a_connector_that_cannot_reach_its_broker_is_not_up() {
     );
     stop(shutdown, task).await;
 }
+
+#[tokio::test]
+async fn a_lost_consumer_gives_its_message_back_before_the_next_consumer_takes_it() {
+    let fake = FakeOpencti::start().await;
+    add_ip_entity(&fake, "TLP:GREEN", GREEN);
+    let s = enrichment(QueueProtocol::Api);
+    let id = s.id.to_string();
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let connector = Arc::new(TestConnector {
+        gate: Some(gate.clone()),
+        ..Default::default()
+    });
+    let (shutdown, task) = start(
+        &fake,
+        s,
+        Hosted::Enrichment(connector.clone()),
+        Duration::from_secs(5),
+    )
+    .await;
+    fake.publish_listen(&id, &manual_message("work_lost", &ip_stix(GREEN)))
+        .await;
+    for _ in 0..100 {
+        if connector.calls() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(connector.calls(), 1, "held in flight");
+    // The broker drops our consumer's connection (as on a network loss): it redelivers.
+    let out = std::process::Command::new("rabbitmqctl")
+        .args([
+            "list_connections",
+            "pid",
+            "client_properties",
+            "--no-table-headers",
+            "-q",
+        ])
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&out.stdout).to_string();
+    let pids: Vec<&str> = listing
+        .lines()
+        .filter(|l| l.contains(&id))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert!(!pids.is_empty());
+    for pid in pids {
+        std::process::Command::new("rabbitmqctl")
+            .args(["close_connection", pid, "test"])
+            .output()
+            .unwrap();
+    }
+    for _ in 0..300 {
+        if connector.calls() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(connector.calls(), 2, "redelivered to the next consumer");
+    gate.add_permits(1);
+    fake.wait_for("the work", |s| s.count("workEdit.toProcessed") >= 1)
+        .await;
+    stop(shutdown, task).await;
+    assert_eq!(
+        connector
+            .max_in_flight
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "never handled twice at the same time"
+    );
+}

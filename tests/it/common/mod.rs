@@ -250,6 +250,9 @@ pub fn pushed_objects(call: &fake_opencti::Call) -> Vec<Value> {
 #[derive(Default)]
 pub struct TestConnector {
     pub calls: AtomicUsize,
+    /// Calls running now, and the most that ever ran at once.
+    pub in_flight: Arc<AtomicUsize>,
+    pub max_in_flight: AtomicUsize,
     /// When set, each call waits for a permit (lets a test hold a message in flight).
     pub gate: Option<Arc<tokio::sync::Semaphore>>,
     pub fail: Option<ConnectorError>,
@@ -269,6 +272,16 @@ impl EnrichmentConnector for TestConnector {
 
     async fn enrich(&self, request: &EnrichmentRequest) -> Result<Outcome, ConnectorError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
+        /// Counts a call out when it ends, however it ends (a dropped future included).
+        struct Running(Arc<AtomicUsize>);
+        impl Drop for Running {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        let _running = Running(self.in_flight.clone());
+        self.max_in_flight.fetch_max(now, Ordering::SeqCst);
         if let Some(gate) = &self.gate {
             gate.acquire().await.expect("gate").forget();
         }
