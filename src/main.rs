@@ -187,6 +187,7 @@ async fn run(
         ping_interval: config.daemon.ping_interval.0,
         retry: RetryPolicy::default(),
         max_retry: config.daemon.max_retry_duration.0,
+        work_ping_interval: runtime::WORK_PING_INTERVAL,
         metrics,
     });
     runtime::run(

@@ -67,9 +67,11 @@ pub const WORK_TO_PROCESSED: &str = "mutation workToProcessed($id: ID!, $message
 
 pub const ADD_EXPECTATIONS: &str = "mutation addExpectations($id: ID!, $expectations: Int) { workEdit(id: $id) { addExpectations(expectations: $expectations) } }";
 
-pub const READ_ENTITY: &str = "query StixCoreObject($id: String!) { stixCoreObject(id: $id) { id standard_id entity_type parent_types objectMarking { id standard_id definition_type definition x_opencti_order } ... on StixCyberObservable { observable_value } } }";
+pub const READ_ENTITY: &str = "query StixCoreObject($id: String!) { stixCoreObject(id: $id) { id standard_id entity_type parent_types objectMarking { id standard_id definition_type definition x_opencti_order } toStix ... on StixCyberObservable { observable_value } } }";
 
-pub const READ_STIX: &str = "query StixQuery($id: String!) { stix(id: $id) }";
+pub const READ_MARKING: &str = "query MarkingDefinition($id: String!) { markingDefinition(id: $id) { id standard_id definition_type definition x_opencti_order } }";
+
+pub const WORK_PING: &str = "mutation pingWork($id: ID!) { workEdit(id: $id) { ping } }";
 
 pub const STIX_BUNDLE_PUSH: &str = "mutation StixBundlePush($connectorId: String!, $bundle: String!, $work_id: String) { stixBundlePush(connectorId: $connectorId, bundle: $bundle, work_id: $work_id) }";
 
@@ -85,7 +87,8 @@ pub const OPERATIONS: &[&str] = &[
     WORK_TO_PROCESSED,
     ADD_EXPECTATIONS,
     READ_ENTITY,
-    READ_STIX,
+    READ_MARKING,
+    WORK_PING,
     STIX_BUNDLE_PUSH,
     PLAYBOOK_STEP_EXECUTION,
 ];
@@ -162,6 +165,19 @@ pub struct EntityRead {
     pub object_marking: Vec<crate::stix::ObjectMarking>,
     #[serde(default)]
     pub observable_value: Option<String>,
+    /// The entity's STIX 2.1 export, as the platform makes it now (a JSON string).
+    #[serde(default, rename = "toStix")]
+    pub to_stix: Option<String>,
+}
+
+impl EntityRead {
+    /// The entity's current STIX export, when the platform gave one.
+    pub fn stix(&self) -> Option<Value> {
+        self.to_stix
+            .as_deref()
+            .and_then(|t| serde_json::from_str(t).ok())
+            .filter(Value::is_object)
+    }
 }
 
 /// A playbook step to answer.
@@ -360,6 +376,22 @@ impl OpenctiClient {
             .ok_or_else(|| OpenctiError::Decode("workAdd.id missing".into()))
     }
 
+    /// A marking definition by id (a playbook bundle's marking that is no static TLP).
+    pub async fn read_marking(
+        &self,
+        id: &str,
+    ) -> Result<Option<crate::stix::ObjectMarking>, OpenctiError> {
+        self.field(READ_MARKING, json!({ "id": id }), "markingDefinition")
+            .await
+    }
+
+    /// Keeps a long-running work alive.
+    pub async fn work_ping(&self, work_id: &str) -> Result<(), OpenctiError> {
+        self.execute(WORK_PING, json!({ "id": work_id }))
+            .await
+            .map(drop)
+    }
+
     pub async fn work_to_received(&self, work_id: &str, message: &str) -> Result<(), OpenctiError> {
         self.execute(
             WORK_TO_RECEIVED,
@@ -400,15 +432,6 @@ impl OpenctiClient {
     pub async fn read_entity(&self, id: &str) -> Result<Option<EntityRead>, OpenctiError> {
         self.field(READ_ENTITY, json!({ "id": id }), "stixCoreObject")
             .await
-    }
-
-    /// The platform's STIX 2.1 serialisation of an entity.
-    pub async fn read_stix(&self, id: &str) -> Result<Option<Value>, OpenctiError> {
-        let text: Option<String> = self.field(READ_STIX, json!({ "id": id }), "stix").await?;
-        text.map(|t| {
-            serde_json::from_str(&t).map_err(|e| OpenctiError::Decode(format!("stix: {e}")))
-        })
-        .transpose()
     }
 
     pub async fn stix_bundle_push(

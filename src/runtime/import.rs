@@ -93,6 +93,7 @@ impl ImportContext for RunContext<'_> {
             work_id: Some(&self.work_id),
             draft_id: None,
             cleanup_inconsistent: true,
+            applicant_id: None,
         };
         let result = self
             .sender

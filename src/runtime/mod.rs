@@ -39,6 +39,8 @@ pub struct Platform {
     pub retry: RetryPolicy,
     /// How long transient OpenCTI failures inside one message or run are retried.
     pub max_retry: Duration,
+    /// How often a work is pinged while its message is processed (pycti: 5 minutes).
+    pub work_ping_interval: Duration,
     pub metrics: Arc<Metrics>,
 }
 
@@ -126,6 +128,8 @@ pub async fn run(
     deadline.abort();
 }
 
+/// How often a work is pinged while its message is processed.
+pub const WORK_PING_INTERVAL: Duration = Duration::from_secs(300);
 /// How long after the drain deadline connectors may take before they are dropped.
 pub const HARD_STOP: Duration = Duration::from_secs(5);
 /// A connector that ran this long before failing was healthy: its restart backoff restarts.

@@ -89,6 +89,9 @@ pub struct SendTarget<'a> {
     pub draft_id: Option<&'a str>,
     /// Drop references to objects absent from the bundle (pycti's `cleanup_inconsistent_bundle`).
     pub cleanup_inconsistent: bool,
+    /// The user the worker imports as (the message's `internal.applicant_id`); the connector
+    /// user when `None`.
+    pub applicant_id: Option<&'a str>,
 }
 
 impl Sender {
@@ -200,7 +203,7 @@ impl Sender {
             let bundle = json!({ "type": "bundle", "id": bundle_id, "spec_version": "2.1", "x_opencti_seq": part.nb_deps, "objects": [object] });
             let mut envelope = json!({
                 "bundle_type": "QUEUE_BUNDLE",
-                "applicant_id": self.applicant_id,
+                "applicant_id": target.applicant_id.or(self.applicant_id.as_deref()),
                 "action_sequence": i + 1,
                 "entities_types": [],
                 "content": b64.encode(bundle.to_string()),

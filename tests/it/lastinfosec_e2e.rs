@@ -309,3 +309,54 @@ async fn tlp_gate_playbook_and_credentials() {
     }
     stop(shutdown, task).await;
 }
+
+#[tokio::test]
+async fn the_reference_reaches_an_observable_that_already_has_one_and_no_upstream_copy_replaces_it()
+{
+    let ext = "extension-definition--ea279b3e-5c71-4632-ac08-831c66a786ba";
+    let mut entity = domain("example.net");
+    entity["extensions"] = json!({ext: {"id": "internal-x", "type": "Domain-Name",
+        "external_references": [{"source_name": "VirusTotal", "url": "https://www.virustotal.com/gui/domain/example.net"}]}});
+    // The upstream bundle also carries its own copy of the enriched domain.
+    let mut answer = fixture_json("lastinfosec", "stix21_search_domain_found_constructed.json");
+    answer["message"][0]["objects"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "domain-name", "spec_version": "2.1", "id": entity["id"], "value": "example.net", "x_upstream_copy": true}));
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v2/stix21/search/"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(answer))
+        .mount(&server)
+        .await;
+    let fake = FakeOpencti::start().await;
+    let (settings, hosted) = lastinfosec(&format!("{}/v2", server.uri()), &[]);
+    let id = settings.id.to_string();
+    let (shutdown, task) = start(&fake, settings, hosted, Duration::from_secs(5)).await;
+    let message = observable(&fake, "work_ref", entity.clone(), "example.net", None);
+    // The platform's export is the observable with its reference.
+    fake.state
+        .lock()
+        .unwrap()
+        .stix
+        .insert(entity["id"].as_str().unwrap().into(), entity.clone());
+    fake.publish_listen(&id, &message).await;
+    fake.wait_for("the work", |s| s.count("workEdit.toProcessed") == 1)
+        .await;
+    stop(shutdown, task).await;
+    let objects = pushed_objects(&fake.calls("stixBundlePush")[0]);
+    let pushed: Vec<&Value> = objects.iter().filter(|o| o["id"] == entity["id"]).collect();
+    assert_eq!(pushed.len(), 1);
+    assert!(
+        pushed[0].get("x_upstream_copy").is_none(),
+        "the platform's entity, not the copy"
+    );
+    let refs = pushed[0]["extensions"][ext]["external_references"]
+        .as_array()
+        .unwrap();
+    let names: Vec<&str> = refs
+        .iter()
+        .map(|r| r["source_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["VirusTotal", "Last Info Sec"]);
+}

@@ -104,7 +104,9 @@ async fn pre_6_8_9_message_reads_the_entity_through_graphql() {
     fake.publish_listen(&id, body.as_bytes()).await;
     fake.wait_for("toProcessed", |s| s.count("workEdit.toProcessed") == 1)
         .await;
-    assert_eq!(fake.count("stix"), 1);
+    // The access check and the STIX export come in one request (`toStix`).
+    assert_eq!(fake.count("stixCoreObject"), 1);
+    assert_eq!(fake.count("stix"), 0);
     assert_eq!(
         fake.calls("workEdit.toProcessed")[0].variables["inError"],
         false
@@ -283,7 +285,7 @@ async fn unreadable_entity_fails_the_work_with_pyctis_message() {
     let processed = &fake.calls("workEdit.toProcessed")[0].variables;
     assert_eq!(
         processed["message"],
-        "Unable to read/access to the entity, please check that the connector permission"
+        "Unable to read/access the entity, please check the connector permissions"
     );
     assert_eq!(processed["inError"], true);
     stop(shutdown, task).await;
@@ -886,4 +888,174 @@ async fn a_lost_consumer_gives_its_message_back_before_the_next_consumer_takes_i
         1,
         "never handled twice at the same time"
     );
+}
+
+/// Where an object carries its organisations: its OpenCTI extension, else the top level.
+fn granted(object: &Value) -> Vec<String> {
+    let ext = "extension-definition--ea279b3e-5c71-4632-ac08-831c66a786ba";
+    let refs = object
+        .pointer(&format!("/extensions/{ext}/granted_refs"))
+        .or_else(|| object.get("x_opencti_granted_refs"));
+    refs.and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect()
+}
+
+const ORG: &str = "identity--6f1c2a59-1a7a-5d6e-9b8e-2f8a4c0d1e11";
+
+#[tokio::test]
+async fn every_object_sent_is_shared_with_the_entity_s_organisations_and_the_entity_is_fresh() {
+    let fake = FakeOpencti::start().await;
+    add_ip_entity(&fake, "TLP:GREEN", GREEN);
+    // The platform's export now: shared with ORG, score 90; the queued snapshot said 10.
+    let mut now = ip_stix(GREEN);
+    now["x_opencti_granted_refs"] = serde_json::json!([ORG]);
+    now["x_opencti_score"] = 90.into();
+    fake.state.lock().unwrap().stix.insert(IP_ID.into(), now);
+    let mut stale = ip_stix(GREEN);
+    stale["x_opencti_score"] = 10.into();
+    let s = enrichment(QueueProtocol::Api);
+    let id = s.id.to_string();
+    let (shutdown, task) = start(
+        &fake,
+        s,
+        Hosted::Enrichment(Arc::new(TestConnector::default())),
+        Duration::from_secs(5),
+    )
+    .await;
+    fake.publish_listen(&id, &manual_message("work_org", &stale))
+        .await;
+    fake.wait_for("the work", |s| s.count("workEdit.toProcessed") == 1)
+        .await;
+    stop(shutdown, task).await;
+    let objects = pushed_objects(&fake.calls("stixBundlePush")[0]);
+    assert_eq!(objects.len(), 3);
+    for object in &objects {
+        assert_eq!(granted(object), [ORG], "{object}");
+    }
+    let entity = objects.iter().find(|o| o["id"] == IP_ID).unwrap();
+    assert_eq!(
+        entity["x_opencti_score"], 90,
+        "the export at processing time, not the snapshot"
+    );
+}
+
+#[tokio::test]
+async fn a_playbook_answer_is_shared_too_and_an_unreadable_entity_is_refused() {
+    let fake = FakeOpencti::start().await;
+    add_ip_entity(&fake, "TLP:GREEN", GREEN);
+    let s = enrichment(QueueProtocol::Api);
+    let id = s.id.to_string();
+    let connector = Arc::new(TestConnector::default());
+    let (shutdown, task) = start(
+        &fake,
+        s,
+        Hosted::Enrichment(connector.clone()),
+        Duration::from_secs(5),
+    )
+    .await;
+    let mut shared = ip_stix(GREEN);
+    shared["x_opencti_granted_refs"] = serde_json::json!([ORG]);
+    fake.publish_listen(&id, &playbook_message(vec![shared]))
+        .await;
+    fake.wait_for("the step", |s| s.count("playbookStepExecution") == 1)
+        .await;
+    let step = &fake.calls("playbookStepExecution")[0].variables;
+    let bundle: Value = serde_json::from_str(step["bundle"].as_str().unwrap()).unwrap();
+    for object in bundle["objects"].as_array().unwrap() {
+        assert_eq!(granted(object), [ORG], "{object}");
+    }
+    assert_eq!(connector.calls(), 1);
+
+    // An entity the connector user cannot read: refused without an upstream call, and the
+    // playbook still gets its bundle back unchanged.
+    fake.state.lock().unwrap().entities.clear();
+    fake.publish_listen(&id, &playbook_message(vec![ip_stix(GREEN)]))
+        .await;
+    fake.wait_for("the second step", |s| s.count("playbookStepExecution") == 2)
+        .await;
+    stop(shutdown, task).await;
+    assert_eq!(connector.calls(), 1, "no upstream call");
+    let step = &fake.calls("playbookStepExecution")[1].variables;
+    let bundle: Value = serde_json::from_str(step["bundle"].as_str().unwrap()).unwrap();
+    assert_eq!(bundle["objects"], serde_json::json!([ip_stix(GREEN)]));
+}
+
+#[tokio::test]
+async fn a_playbook_marking_that_is_no_static_tlp_is_resolved_before_the_tlp_gate() {
+    let fake = FakeOpencti::start().await;
+    add_ip_entity(&fake, "TLP:GREEN", GREEN);
+    let custom = "marking-definition--9b1f8c2e-3d4a-4e5f-8a6b-7c8d9e0f1a2b";
+    fake.state.lock().unwrap().markings.insert(
+        custom.into(),
+        serde_json::json!({"id": "m-red", "standard_id": custom, "definition_type": "TLP", "definition": "TLP:RED", "x_opencti_order": 4}),
+    );
+    let s = enrichment(QueueProtocol::Api);
+    let id = s.id.to_string();
+    let connector = Arc::new(TestConnector {
+        max_tlp: Some(Tlp::Amber),
+        ..Default::default()
+    });
+    let (shutdown, task) = start(
+        &fake,
+        s,
+        Hosted::Enrichment(connector.clone()),
+        Duration::from_secs(5),
+    )
+    .await;
+    // A previous step marked the bundle's copy with a custom RED marking.
+    let mut marked = ip_stix(GREEN);
+    marked["object_marking_refs"] = serde_json::json!([GREEN, custom]);
+    fake.publish_listen(&id, &playbook_message(vec![marked]))
+        .await;
+    fake.wait_for("the step", |s| s.count("playbookStepExecution") == 1)
+        .await;
+    stop(shutdown, task).await;
+    assert_eq!(fake.count("markingDefinition"), 1);
+    assert_eq!(
+        connector.calls(),
+        0,
+        "RED is above AMBER: nothing sent upstream"
+    );
+}
+
+#[tokio::test]
+async fn the_envelope_names_the_applicant_and_a_long_work_is_pinged() {
+    let fake = FakeOpencti::start().await;
+    add_ip_entity(&fake, "TLP:GREEN", GREEN);
+    let s = enrichment(QueueProtocol::Amqp);
+    let id = s.id.to_string();
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let connector = Arc::new(TestConnector {
+        gate: Some(gate.clone()),
+        ..Default::default()
+    });
+    let (shutdown, task) = start(
+        &fake,
+        s,
+        Hosted::Enrichment(connector),
+        Duration::from_secs(5),
+    )
+    .await;
+    let mut message: Value =
+        serde_json::from_slice(&manual_message("work_long", &ip_stix(GREEN))).unwrap();
+    message["internal"]["applicant_id"] = "applicant-user-1".into();
+    fake.publish_listen(&id, message.to_string().as_bytes())
+        .await;
+    // The test platform pings works every 200 ms: hold the message past two pings.
+    fake.wait_for("two work pings", |s| s.count("workEdit.ping") >= 2)
+        .await;
+    gate.add_permits(1);
+    fake.wait_for("the work", |s| s.count("workEdit.toProcessed") == 1)
+        .await;
+    stop(shutdown, task).await;
+    assert_eq!(fake.calls("workEdit.ping")[0].variables["id"], "work_long");
+    let envelopes = fake.drain_queue(&FakeOpencti::push_queue(&id)).await;
+    assert!(!envelopes.is_empty());
+    for body in envelopes {
+        let envelope: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(envelope["applicant_id"], "applicant-user-1");
+    }
 }

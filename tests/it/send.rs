@@ -58,6 +58,7 @@ fn target(work_id: &str) -> SendTarget<'_> {
         work_id: Some(work_id),
         draft_id: None,
         cleanup_inconsistent: false,
+        applicant_id: None,
     }
 }
 

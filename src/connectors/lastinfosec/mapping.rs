@@ -58,7 +58,13 @@ pub fn upstream_objects(body: &Value) -> Option<(Vec<Value>, usize)> {
     Some((kept, dropped))
 }
 
-/// Adds the "Last Info Sec" external reference to the enriched observable (once).
+/// OpenCTI's extension, where the platform exports an observable's references.
+const OCTI_EXTENSION: &str = "extension-definition--ea279b3e-5c71-4632-ac08-831c66a786ba";
+
+/// Adds the "Last Info Sec" external reference to the enriched observable (once). It goes
+/// with the references the platform exported in the OpenCTI extension when there are some
+/// (the platform ignores the top-level `x_opencti_external_references` then), else into
+/// `x_opencti_external_references`.
 pub fn with_external_reference(objects: &[Value], entity_id: &str) -> Vec<Value> {
     let reference = json!({"source_name": "Last Info Sec", "url": EXTERNAL_REFERENCE_URL, "description": "LastInfoSec Threat Feed"});
     let mut objects = objects.to_vec();
@@ -66,9 +72,19 @@ pub fn with_external_reference(objects: &[Value], entity_id: &str) -> Vec<Value>
         .iter_mut()
         .find(|o| o.get("id").and_then(Value::as_str) == Some(entity_id));
     if let Some(Value::Object(entity)) = entity {
-        let refs = entity
-            .entry("x_opencti_external_references")
-            .or_insert_with(|| json!([]));
+        let exported = entity
+            .get("extensions")
+            .and_then(|e| e.get(OCTI_EXTENSION))
+            .and_then(|e| e.get("external_references"))
+            .is_some_and(Value::is_array);
+        let refs = if exported {
+            // Checked just above: the extension holds an array of references.
+            &mut entity["extensions"][OCTI_EXTENSION]["external_references"]
+        } else {
+            entity
+                .entry("x_opencti_external_references")
+                .or_insert_with(|| json!([]))
+        };
         if !refs.is_array() {
             *refs = json!([]);
         }

@@ -7,6 +7,7 @@ pub mod config;
 mod mapping;
 
 use async_trait::async_trait;
+use serde_json::Value;
 
 use crate::config::ConnectorSettings;
 use crate::connectors::{
@@ -82,7 +83,13 @@ impl EnrichmentConnector for LastinfosecConnector {
             )));
         }
         let mut objects = with_external_reference(&request.stix_objects, &request.entity_id);
-        objects.extend(upstream);
+        // An upstream copy of the entity would replace ours (the splitter keeps the last one):
+        // the entity is the platform's, with the reference.
+        objects.extend(
+            upstream
+                .into_iter()
+                .filter(|o| o.get("id").and_then(Value::as_str) != Some(&request.entity_id)),
+        );
         Ok(Outcome::Bundle {
             objects,
             message: Box::new(sent_message),

@@ -106,3 +106,28 @@ fn error_texts_keep_the_reference_shape_without_the_key() {
             .starts_with("502 Server Error: Bad Gateway")
     );
 }
+
+#[test]
+fn the_reference_joins_the_references_the_platform_exported() {
+    let ext = "extension-definition--ea279b3e-5c71-4632-ac08-831c66a786ba";
+    let existing = json!({"source_name": "VirusTotal", "url": "https://www.virustotal.com/x"});
+    let entity = json!({"id": "file--x", "type": "file", "extensions": {ext: {"id": "i", "external_references": [existing]}}});
+    let out = with_external_reference(&[entity], "file--x");
+    let refs = out[0]["extensions"][ext]["external_references"]
+        .as_array()
+        .unwrap();
+    assert_eq!(refs.len(), 2, "{refs:?}");
+    assert_eq!(refs[0]["source_name"], "VirusTotal");
+    assert_eq!(refs[1]["source_name"], "Last Info Sec");
+    assert!(
+        out[0].get("x_opencti_external_references").is_none(),
+        "not where the platform would ignore it"
+    );
+    // Without exported references, the top-level property, as before.
+    let bare = json!({"id": "file--y", "type": "file", "extensions": {ext: {"id": "j"}}});
+    let out = with_external_reference(&[bare], "file--y");
+    assert_eq!(
+        out[0]["x_opencti_external_references"][0]["source_name"],
+        "Last Info Sec"
+    );
+}

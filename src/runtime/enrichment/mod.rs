@@ -29,7 +29,7 @@ use crate::opencti::messages::ListenMessage;
 pub const RECEIVED_MESSAGE: &str = "Connector ready to process the operation";
 /// pycti's wording when the entity cannot be read.
 pub const UNREADABLE_MESSAGE: &str =
-    "Unable to read/access to the entity, please check that the connector permission";
+    "Unable to read/access the entity, please check the connector permissions";
 
 /// What to do with a delivery once handled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

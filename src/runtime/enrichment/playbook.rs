@@ -3,8 +3,8 @@
 
 use serde_json::{Value, json};
 
-use super::request::{Failure, check_tlp, enrich_with_retries};
-use super::{Disposition, EnrichmentContext};
+use super::request::{Failure, check_tlp, enrich_with_retries, granted_refs, share_with};
+use super::{Disposition, EnrichmentContext, UNREADABLE_MESSAGE};
 use crate::connectors::{EnrichmentRequest, Outcome};
 use crate::opencti::OpenctiClient;
 use crate::opencti::client::PlaybookStep;
@@ -102,47 +102,75 @@ async fn process_playbook(
         .find(|o| o.get("id").and_then(Value::as_str) == Some(entity_id))
         .cloned()
         .ok_or_else(|| Failure::Report(format!("{entity_id} is not in the playbook bundle")))?;
+    // As pycti: an entity the connector user cannot read is refused, before any upstream call.
     let entity = patience
         .opencti("read entity", || client.read_entity(entity_id))
-        .await?;
-    let markings = match &entity {
-        Some(e) => e.object_marking.clone(),
-        None => {
-            // Not stored yet (a playbook may run on a bundle): use the bundle's TLP refs.
-            markings_from_refs(&stix_entity)
+        .await?
+        .ok_or_else(|| Failure::Report(UNREADABLE_MESSAGE.into()))?;
+    // The platform's markings, then those the bundle adds (a previous step may have), each
+    // resolved: a static TLP id by the table, any other through GraphQL.
+    let mut markings = entity.object_marking.clone();
+    for marking in bundle_markings(client, &stix_entity, patience).await? {
+        if !markings
+            .iter()
+            .any(|m| m.standard_id == marking.standard_id)
+        {
+            markings.push(marking);
         }
-    };
+    }
     let request = EnrichmentRequest {
         entity_id: entity_id.to_string(),
-        entity_type: entity.as_ref().map(|e| e.entity_type.clone()),
-        internal_id: entity.as_ref().map(|e| e.id.clone()),
-        observable_value: entity.as_ref().and_then(|e| e.observable_value.clone()),
+        entity_type: Some(entity.entity_type.clone()),
+        internal_id: Some(entity.id.clone()),
+        observable_value: entity.observable_value.clone(),
         stix_entity,
         stix_objects: original.to_vec(),
         markings,
         playbook: true,
     };
     check_tlp(ctx, &request)?;
+    let shared_with = granted_refs(&request.stix_entity);
     match enrich_with_retries(ctx, &request, patience.abort).await? {
         Outcome::Done(_) => Ok(None),
-        Outcome::Bundle { objects, .. } => Ok(Some(objects)),
+        Outcome::Bundle { mut objects, .. } => {
+            if let Some(organisations) = &shared_with {
+                share_with(&mut objects, organisations);
+            }
+            Ok(Some(objects))
+        }
     }
 }
 
-/// TLP markings derived from an object's `object_marking_refs` (static TLP ids).
-fn markings_from_refs(object: &Value) -> Vec<tlp::ObjectMarking> {
-    object
+/// The markings of the bundle's copy of the entity (`object_marking_refs`), resolved.
+async fn bundle_markings(
+    client: &OpenctiClient,
+    entity: &Value,
+    patience: Patience<'_>,
+) -> Result<Vec<tlp::ObjectMarking>, Failure> {
+    let refs: Vec<&str> = entity
         .get("object_marking_refs")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
         .filter_map(Value::as_str)
-        .filter_map(|id| {
-            Tlp::from_marking_id(id).map(|t| tlp::ObjectMarking {
+        .collect();
+    let mut out = Vec::new();
+    for id in refs {
+        match Tlp::from_marking_id(id) {
+            Some(t) => out.push(tlp::ObjectMarking {
                 standard_id: Some(id.to_string()),
                 definition_type: Some("TLP".into()),
                 definition: Some(t.definition().into()),
-            })
-        })
-        .collect()
+            }),
+            None => {
+                if let Some(m) = patience
+                    .opencti("read marking", || client.read_marking(id))
+                    .await?
+                {
+                    out.push(m);
+                }
+            }
+        }
+    }
+    Ok(out)
 }

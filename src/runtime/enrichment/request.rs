@@ -59,18 +59,22 @@ pub(super) async fn process_enrichment(
     let entity_id = message.event.entity_id.as_deref().ok_or_else(|| {
         Failure::Report("Internal enrichment must be based on a specific id".into())
     })?;
+    // One request: the access check, the markings and the STIX export as it is now.
     let entity = patience
         .opencti("read entity", || client.read_entity(entity_id))
         .await?
         .ok_or_else(|| Failure::Report(UNREADABLE_MESSAGE.into()))?;
-    let stix_entity = match &message.event.stix_entity {
-        Some(e) => e.clone(),
-        None => patience
-            .opencti("read stix", || client.read_stix(entity_id))
-            .await?
-            .ok_or_else(|| Failure::Report(UNREADABLE_MESSAGE.into()))?,
+    let provided = message.provided_objects();
+    let stix_entity = match (&provided, entity.stix(), &message.event.stix_entity) {
+        // A bundle came with the message: it is what the connector works on.
+        (Some(_), _, Some(e)) => e.clone(),
+        // Otherwise the platform's export at processing time, as pycti does, so a snapshot
+        // queued earlier never writes a stale score or description back.
+        (_, Some(exported), _) => exported,
+        (_, None, Some(e)) => e.clone(),
+        (_, None, None) => return Err(Failure::Report(UNREADABLE_MESSAGE.into())),
     };
-    let stix_objects = match message.provided_objects() {
+    let stix_objects = match provided {
         Some(objects) => objects,
         None => {
             // The entity plus its TLP marking objects, as pycti's export gives them.
@@ -105,22 +109,76 @@ pub(super) async fn process_enrichment(
         playbook: false,
     };
     check_tlp(ctx, &request)?;
+    let shared_with = granted_refs(&request.stix_entity);
     match enrich_with_retries(ctx, &request, abort).await? {
         Outcome::Done(text) => Ok(text),
         Outcome::Bundle {
-            objects,
+            mut objects,
             message: make_message,
         } => {
+            if let Some(organisations) = &shared_with {
+                share_with(&mut objects, organisations);
+            }
             let target = SendTarget {
                 work_id: message.internal.work_id.as_deref(),
                 draft_id: message.internal.draft_id.as_deref(),
                 cleanup_inconsistent: false,
+                applicant_id: message.internal.applicant_id.as_deref(),
             };
             let sent = ctx.sender.send(client, objects, target, abort).await?;
             ctx.run
                 .metrics
                 .add(ctx.run.settings.key, Event::BundlesSent, sent as u64);
             Ok(make_message(sent))
+        }
+    }
+}
+
+/// OpenCTI's extension of a STIX object.
+const OCTI_EXTENSION: &str = "extension-definition--ea279b3e-5c71-4632-ac08-831c66a786ba";
+/// OpenCTI's extension of a STIX cyber-observable.
+const OCTI_SCO_EXTENSION: &str = "extension-definition--f93e2c80-4231-4f9a-af8b-95c9bd566a82";
+
+/// The organisations the entity is shared with, as pycti reads them: its
+/// `x_opencti_granted_refs`, else `granted_refs` in its OpenCTI extension(s). `None` when it
+/// has neither (an empty list still applies, as pycti's does).
+pub(super) fn granted_refs(entity: &Value) -> Option<Vec<Value>> {
+    let found = match entity.get("x_opencti_granted_refs") {
+        Some(v) => Some(v),
+        None => [OCTI_EXTENSION, OCTI_SCO_EXTENSION]
+            .iter()
+            .find_map(|ext| entity.pointer(&format!("/extensions/{ext}/granted_refs")))
+            .or_else(|| entity.get("granted_refs")),
+    };
+    match found? {
+        Value::Array(refs) => Some(refs.clone()),
+        _ => None,
+    }
+}
+
+/// Shares every object with `organisations`, as pycti's `send_stix2_bundle` does: merged into
+/// `granted_refs` of the object's OpenCTI extension when it has one, else into its
+/// `x_opencti_granted_refs`.
+pub(super) fn share_with(objects: &mut [Value], organisations: &[Value]) {
+    let merge = |slot: &mut Value| match slot {
+        Value::Array(refs) => {
+            for org in organisations {
+                if !refs.contains(org) {
+                    refs.push(org.clone());
+                }
+            }
+        }
+        other => *other = Value::Array(organisations.to_vec()),
+    };
+    for object in objects.iter_mut() {
+        let Value::Object(map) = object else { continue };
+        match map
+            .get_mut("extensions")
+            .and_then(|e| e.get_mut(OCTI_EXTENSION))
+            .and_then(Value::as_object_mut)
+        {
+            Some(extension) => merge(extension.entry("granted_refs").or_insert(Value::Null)),
+            None => merge(map.entry("x_opencti_granted_refs").or_insert(Value::Null)),
         }
     }
 }

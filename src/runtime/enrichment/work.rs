@@ -40,7 +40,23 @@ pub(super) async fn handle_enrichment(
             }
         }
     }
-    let result = process_enrichment(ctx, &client, message, shutdown).await;
+    // While it is processed, the work is pinged so the platform keeps it alive (pycti's
+    // every 5 minutes).
+    let keep_alive = async {
+        let Some(work_id) = work_id else {
+            return std::future::pending().await;
+        };
+        loop {
+            tokio::time::sleep(ctx.run.platform.work_ping_interval).await;
+            if let Err(error) = client.work_ping(work_id).await {
+                tracing::warn!(connector, %error, "Work ping failed.");
+            }
+        }
+    };
+    let result = tokio::select! {
+        r = process_enrichment(ctx, &client, message, shutdown) => r,
+        never = keep_alive => never,
+    };
     let (text, in_error) = match result {
         Ok(text) => {
             ctx.run.metrics.count(connector, Event::EnrichmentSucceeded);

@@ -42,8 +42,10 @@ pub struct FakeState {
     pub invalid: Vec<String>,
     /// `stixCoreObject` answers by id.
     pub entities: HashMap<String, Value>,
-    /// `stix` answers by id.
+    /// The STIX export (`toStix`) of entities by id.
     pub stix: HashMap<String, Value>,
+    /// `markingDefinition` answers by id.
+    pub markings: HashMap<String, Value>,
     /// Stored connector states by connector id.
     pub states: HashMap<String, Option<String>>,
     /// Connector ids whose state the "UI" reset.
@@ -470,12 +472,23 @@ async fn graphql(
         }
         "stixCoreObject" => {
             let id = variables["id"].as_str().unwrap_or_default();
-            json!({ "stixCoreObject": fake.state.lock().unwrap().entities.get(id).cloned() })
+            let st = fake.state.lock().unwrap();
+            // `toStix` is the export registered in `stix`, if any (a string, as the platform's).
+            let entity = st.entities.get(id).cloned().map(|mut e| {
+                e["toStix"] = st
+                    .stix
+                    .get(id)
+                    .map(|s| Value::String(s.to_string()))
+                    .unwrap_or(Value::Null);
+                e
+            });
+            json!({ "stixCoreObject": entity })
         }
-        "stix" => {
+        "markingDefinition" => {
             let id = variables["id"].as_str().unwrap_or_default();
-            json!({ "stix": fake.state.lock().unwrap().stix.get(id).map(Value::to_string) })
+            json!({ "markingDefinition": fake.state.lock().unwrap().markings.get(id).cloned() })
         }
+        "workEdit.ping" => json!({ "workEdit": { "ping": variables["id"] } }),
         "stixBundlePush" => json!({ "stixBundlePush": true }),
         "playbookStepExecution" => json!({ "playbookStepExecution": true }),
         other => {

@@ -95,6 +95,7 @@ pub fn platform(fake: &FakeOpencti) -> Arc<Platform> {
             max: Duration::from_millis(50),
         },
         max_retry: Duration::from_secs(30),
+        work_ping_interval: Duration::from_millis(200),
         metrics: Arc::new(Metrics::default()),
     })
 }
