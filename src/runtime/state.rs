@@ -68,7 +68,10 @@ impl StateCell {
         g.info.next_run_datetime = next_run;
     }
 
-    /// One ping: sends the state; adopts the platform's when it differs (a reset from the UI).
+    /// One ping: sends the state; adopts the platform's only when it was reset from the UI
+    /// (the platform answers no state while we have one). A different, non-empty answer is a
+    /// platform lagging behind our pings, and is not adopted (pycti 7 adopted it: the state
+    /// could go back to an older run).
     pub async fn ping(
         &self,
         client: &OpenctiClient,
@@ -80,15 +83,19 @@ impl StateCell {
             (state_text(g.state.as_ref()), g.version, g.info.clone())
         };
         let remote = client.ping_connector(connector_id, &sent, &info).await?;
-        let remote_text = remote.as_deref().unwrap_or("");
-        if remote_text != sent && !(remote_text.is_empty() && sent == "null") {
+        let remote_state = parse_state(remote.as_deref());
+        if remote_state.is_none() && sent != "null" {
             let mut g = self.inner.lock().await;
             // Only adopt when nothing changed locally since the ping was sent.
             if g.version == version {
-                g.state = parse_state(remote.as_deref());
+                g.state = None;
                 g.version += 1;
-                tracing::info!(connector, state = %state_text(g.state.as_ref()), "Connector state has been remotely reset.");
+                tracing::info!(connector, "Connector state has been remotely reset.");
             }
+        } else if let Some(remote) = remote_state
+            && remote.to_string() != sent
+        {
+            tracing::debug!(connector, remote = %remote, "The platform answered an older state; keeping ours.");
         }
         Ok(())
     }

@@ -231,3 +231,44 @@ async fn an_empty_result_is_the_only_no_information_found() {
     assert_eq!(fake.count("stixBundlePush"), 0);
     stop(shutdown, task).await;
 }
+
+#[tokio::test]
+async fn a_local_countdown_past_next_reset_does_not_refuse() {
+    // Constructed: the account is one lookup from its limit, and its reset date has passed
+    // (so the count upstream has started over).
+    let mut quota = fixture_json("riskiq", "account_quota.json");
+    quota["user"]["licenseCounts"]["searchApi"] = 1999.into();
+    quota["user"]["licenseLimits"]["searchApi"] = 2000.into();
+    quota["user"]["next_reset"] = "2021-01-02 00:00:00".into();
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/pt/v2/account/quota"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(quota))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/pt/v2/dns/passive"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(fixture_json(
+            "riskiq",
+            "dns_passive_domain_www.furth.com.ar.json",
+        )))
+        .expect(3)
+        .mount(&server)
+        .await;
+    let fake = FakeOpencti::start().await;
+    add_domain(&fake, DOMAIN_ID, DOMAIN, json!([]));
+    let (settings, hosted) = riskiq(&format!("{}/pt", server.uri()), &[]);
+    let id = settings.id.to_string();
+    let (shutdown, task) = start(&fake, settings, hosted, Duration::from_secs(5)).await;
+    for work in ["work_r1", "work_r2", "work_r3"] {
+        fake.publish_listen(&id, &domain_message(work, DOMAIN_ID, "domain-name", DOMAIN))
+            .await;
+    }
+    fake.wait_for("three", |s| s.count("workEdit.toProcessed") == 3)
+        .await;
+    stop(shutdown, task).await;
+    for call in fake.calls("workEdit.toProcessed") {
+        assert_eq!(call.variables["inError"], false, "{}", call.variables);
+    }
+}

@@ -393,3 +393,39 @@ async fn a_panicking_connector_is_restarted_without_leaking_its_pinger() {
         "no pinger outlives its run"
     );
 }
+
+#[tokio::test]
+async fn a_ping_answer_that_lags_behind_is_not_adopted() {
+    let fake = FakeOpencti::start().await;
+    let s = settings(
+        "importer",
+        import_mode(Duration::from_millis(700)),
+        QueueProtocol::Api,
+    );
+    let id = s.id.to_string();
+    let importer = Arc::new(TestImporter::default());
+    let (shutdown, task) = start(
+        &fake,
+        s,
+        Hosted::Import(importer.clone()),
+        Duration::from_secs(5),
+    )
+    .await;
+    fake.wait_for("first run", |s| s.count("workEdit.toProcessed") >= 1)
+        .await;
+    // The platform answers the next ping with the state of before the first run.
+    fake.state
+        .lock()
+        .unwrap()
+        .lagging
+        .insert(id.clone(), r#"{"runs": 0}"#.into());
+    fake.wait_for("second run", |s| s.count("workEdit.toProcessed") >= 2)
+        .await;
+    stop(shutdown, task).await;
+    let seen = importer.seen_states.lock().unwrap().clone();
+    assert_eq!(
+        seen[1],
+        Some(json!({"runs": 1})),
+        "the state of the first run, not the lagging answer"
+    );
+}

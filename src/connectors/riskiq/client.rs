@@ -10,6 +10,9 @@ use crate::config::Secret;
 use crate::connectors::ConnectorError;
 use crate::http::{self, UpstreamError};
 
+/// A quota reading refused on is re-read first when it is older than this.
+const QUOTA_RECHECK: Duration = Duration::from_secs(60);
+
 /// The last quota reading, counted down locally.
 #[derive(Debug, Clone)]
 struct Quota {
@@ -17,11 +20,22 @@ struct Quota {
     used: Option<u64>,
     limit: Option<u64>,
     next_reset: Option<String>,
+    /// The API itself said the quota was used up (not only our local count).
+    exhausted_when_read: bool,
 }
 
 impl Quota {
     fn exhausted(&self) -> bool {
         matches!((self.used, self.limit), (Some(u), Some(l)) if u >= l)
+    }
+
+    /// Whether the reading's `next_reset` (naive UTC) is in the past: the count has reset
+    /// upstream, whatever the local countdown says.
+    fn reset_passed(&self) -> bool {
+        self.next_reset
+            .as_deref()
+            .and_then(super::parse_time)
+            .is_some_and(|reset| reset <= chrono::Utc::now().naive_utc())
     }
 }
 
@@ -83,40 +97,55 @@ impl RiskiqClient {
         Ok(body)
     }
 
-    /// The quota gate: at most one quota call per interval; exhausted → fail without a lookup.
+    /// Reads `/v2/account/quota`.
+    async fn read_quota(&self) -> Result<Quota, ConnectorError> {
+        let body = self.get(&["v2", "account", "quota"], &[]).await?;
+        let user = body.get("user");
+        let number = |k: &str| {
+            user.and_then(|u| u.get(k))
+                .and_then(|v| v.get("searchApi"))
+                .and_then(Value::as_u64)
+        };
+        let mut quota = Quota {
+            read_at: Instant::now(),
+            used: number("licenseCounts"),
+            limit: number("licenseLimits"),
+            next_reset: user
+                .and_then(|u| u.get("next_reset"))
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            exhausted_when_read: false,
+        };
+        quota.exhausted_when_read = quota.exhausted();
+        if quota.used.is_none() || quota.limit.is_none() {
+            tracing::warn!(
+                connector = "riskiq",
+                "The quota answer has no searchApi counts; looking up anyway."
+            );
+        }
+        Ok(quota)
+    }
+
+    /// The quota gate: at most one quota call per interval, counted down locally between;
+    /// exhausted → fail without a lookup. Before refusing on a reading older than a minute,
+    /// it is read again; a count that is only ours never refuses once `next_reset` passed.
     pub async fn check_quota(&self) -> Result<(), ConnectorError> {
         let mut cached = self.quota.lock().await;
-        let fresh = cached
-            .as_ref()
-            .is_some_and(|q| q.read_at.elapsed() < self.quota_interval);
-        if !fresh {
-            let body = self.get(&["v2", "account", "quota"], &[]).await?;
-            let user = body.get("user");
-            let number = |k: &str| {
-                user.and_then(|u| u.get(k))
-                    .and_then(|v| v.get("searchApi"))
-                    .and_then(Value::as_u64)
-            };
-            let quota = Quota {
-                read_at: Instant::now(),
-                used: number("licenseCounts"),
-                limit: number("licenseLimits"),
-                next_reset: user
-                    .and_then(|u| u.get("next_reset"))
-                    .and_then(Value::as_str)
-                    .map(str::to_string),
-            };
-            if quota.used.is_none() || quota.limit.is_none() {
-                tracing::warn!(
-                    connector = "riskiq",
-                    "The quota answer has no searchApi counts; looking up anyway."
-                );
-            }
-            *cached = Some(quota);
+        let stale = |q: &Option<Quota>| {
+            q.as_ref()
+                .is_none_or(|q| q.read_at.elapsed() >= self.quota_interval)
+        };
+        let recheck = |q: &Option<Quota>| {
+            q.as_ref()
+                .is_some_and(|q| q.exhausted() && q.read_at.elapsed() >= QUOTA_RECHECK)
+        };
+        if stale(&cached) || recheck(&cached) {
+            *cached = Some(self.read_quota().await?);
         }
-        // Just filled above when it was stale.
+        // Filled just above when it was missing.
         let quota = cached.as_mut().expect("quota read");
-        if quota.exhausted() {
+        let refuse = quota.exhausted() && (quota.exhausted_when_read || !quota.reset_passed());
+        if refuse {
             return Err(ConnectorError::Rejected(format!(
                 "RiskIQ PassiveTotal quota exhausted until {}",
                 quota.next_reset.as_deref().unwrap_or("the next reset")

@@ -50,6 +50,8 @@ pub struct FakeState {
     pub states: HashMap<String, Option<String>>,
     /// Connector ids whose state the "UI" reset.
     pub reset: Vec<String>,
+    /// Connector ids whose next ping is answered with this (older) state.
+    pub lagging: HashMap<String, String>,
     /// The next N `stixBundlePush` calls answer 503...
     pub fail_pushes: usize,
     /// ...after this many more have succeeded.
@@ -451,6 +453,17 @@ async fn graphql(
         "pingConnector" => {
             let id = variables["id"].as_str().unwrap_or_default().to_string();
             let mut st = fake.state.lock().unwrap();
+            if let Some(lagging) = st.lagging.remove(&id) {
+                // A slow platform answers the state of an earlier ping.
+                st.states
+                    .insert(id.clone(), variables["state"].as_str().map(str::to_string));
+                return (
+                    StatusCode::OK,
+                    Json(
+                        json!({"data": { "pingConnector": { "id": id, "connector_state": lagging } }}),
+                    ),
+                );
+            }
             if let Some(pos) = st.reset.iter().position(|r| *r == id) {
                 // The platform discards the sent state once after a reset.
                 st.reset.remove(pos);
