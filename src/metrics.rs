@@ -27,6 +27,8 @@ pub enum Event {
     BundlesSent,
     RunSucceeded,
     RunFailed,
+    /// A run held back while the push queue was over its threshold.
+    RunBuffered,
     /// The supervisor restarted the connector.
     Restart,
 }
@@ -43,6 +45,7 @@ impl Event {
             Event::BundlesSent => "bundles_sent",
             Event::RunSucceeded => "runs_succeeded",
             Event::RunFailed => "runs_failed",
+            Event::RunBuffered => "runs_buffered",
             Event::Restart => "restarts",
         }
     }

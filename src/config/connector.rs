@@ -12,6 +12,8 @@ use super::types::{IsoDuration, QueueProtocol, Scope, Secret};
 
 /// Requests an enrichment connector processes at once when `concurrency` is unset.
 pub const DEFAULT_CONCURRENCY: u16 = 4;
+/// pycti's default `connector.queue_threshold`, in MB.
+pub const DEFAULT_QUEUE_THRESHOLD: f64 = 500.0;
 /// The longest import period accepted (a year): anything longer is a typo.
 pub const MAX_PERIOD: Duration = Duration::from_secs(365 * 86400);
 
@@ -31,6 +33,8 @@ pub struct ConnectorBlock {
     pub queue_protocol: Option<QueueProtocol>,
     pub concurrency: Option<u16>,
     pub duration_period: Option<IsoDuration>,
+    /// Importers: a run is skipped while the push queue holds more than this (MB).
+    pub queue_threshold: Option<f64>,
 }
 
 fn de_uuid<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Uuid>, D::Error> {
@@ -46,7 +50,7 @@ fn de_uuid<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Uuid>, D::Error> {
 }
 
 /// How a hosted connector runs: the settings only its kind has.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Mode {
     /// Consumes its listen queue.
     Enrichment {
@@ -56,8 +60,12 @@ pub enum Mode {
         /// Requests processed at once (the queue prefetch).
         concurrency: u16,
     },
-    /// Runs every `period`, measured from the end of the previous run.
-    Import { period: Duration },
+    /// Runs every `period`, measured from the end of the previous run, skipping a run while
+    /// the push queue holds more than `queue_threshold` MB (pycti's buffering).
+    Import {
+        period: Duration,
+        queue_threshold: f64,
+    },
 }
 
 /// The resolved identity and behaviour of one hosted connector.
@@ -135,6 +143,12 @@ impl ConnectorBlock {
                         "only scheduled importers take a period",
                     );
                 }
+                if self.queue_threshold.is_some() {
+                    checks.error(
+                        "connector.queue_threshold",
+                        "only scheduled importers buffer on their push queue",
+                    );
+                }
                 let concurrency = self.concurrency.unwrap_or(DEFAULT_CONCURRENCY);
                 if concurrency == 0 {
                     checks.error("connector.concurrency", "must be at least 1");
@@ -162,7 +176,15 @@ impl ConnectorBlock {
                         format!("{} is longer than a year", IsoDuration(period)),
                     );
                 }
-                Mode::Import { period }
+                let queue_threshold = self.queue_threshold.unwrap_or(DEFAULT_QUEUE_THRESHOLD);
+                // NaN and negative thresholds alike.
+                if queue_threshold.is_nan() || queue_threshold <= 0.0 {
+                    checks.error("connector.queue_threshold", "must be more than 0 (MB)");
+                }
+                Mode::Import {
+                    period,
+                    queue_threshold,
+                }
             }
         };
         ConnectorSettings {

@@ -10,6 +10,7 @@ pub enum Kind {
     Secret,
     Bool,
     Int,
+    Float,
     Duration,
     Tlp,
     Uuid,
@@ -338,13 +339,22 @@ fn section_keys(spec: &SectionSpec) -> Vec<KeySpec> {
                 "Requests processed at once (the queue prefetch).",
             ),
         ]),
-        ConnectorKind::Import { default_period } => keys.push(KeySpec::new(
-            &p("connector.duration_period"),
-            &[],
-            Duration,
-            &super::IsoDuration(default_period).to_string(),
-            "Interval between runs (ISO-8601); the first run starts at start-up.",
-        )),
+        ConnectorKind::Import { default_period } => keys.extend([
+            KeySpec::new(
+                &p("connector.duration_period"),
+                &[],
+                Duration,
+                &super::IsoDuration(default_period).to_string(),
+                "Interval between runs (ISO-8601); the first run starts at start-up.",
+            ),
+            KeySpec::new(
+                &p("connector.queue_threshold"),
+                &[],
+                Float,
+                "500",
+                "A run is skipped (buffering) while the connector's push queue holds more than this many MB.",
+            ),
+        ]),
     }
     for k in spec.keys {
         keys.push(KeySpec::new(

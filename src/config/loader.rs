@@ -99,6 +99,12 @@ fn env_value(kind: Kind, raw: &str) -> Result<Value, String> {
                 .map_err(|_| format!("`{raw}` is not an integer"))?
                 .into(),
         ),
+        Kind::Float => raw
+            .parse::<f64>()
+            .ok()
+            .filter(|f| f.is_finite())
+            .map(|f| Value::Number(f.into()))
+            .ok_or_else(|| format!("`{raw}` is not a number"))?,
         _ => Value::String(raw.to_string()),
     })
 }
@@ -106,7 +112,7 @@ fn env_value(kind: Kind, raw: &str) -> Result<Value, String> {
 /// Lets YAML files spell booleans and integers as strings (`"yes"`, `"4"`).
 fn normalise_yaml(kind: Kind, v: &mut Value) -> Result<(), String> {
     if let Value::String(s) = v {
-        if matches!(kind, Kind::Bool | Kind::Int) {
+        if matches!(kind, Kind::Bool | Kind::Int | Kind::Float) {
             *v = env_value(kind, s)?;
         }
     } else if matches!(

@@ -166,7 +166,8 @@ fn the_block_resolves_with_the_kind_s_defaults() {
     assert_eq!(
         settings.mode,
         Mode::Import {
-            period: std::time::Duration::from_secs(6 * 3600)
+            period: std::time::Duration::from_secs(6 * 3600),
+            queue_threshold: 500.0,
         }
     );
     assert_eq!(settings.connector_type(), "EXTERNAL_IMPORT");

@@ -71,6 +71,8 @@ pub const READ_ENTITY: &str = "query StixCoreObject($id: String!) { stixCoreObje
 
 pub const READ_MARKING: &str = "query MarkingDefinition($id: String!) { markingDefinition(id: $id) { id standard_id definition_type definition x_opencti_order } }";
 
+pub const READ_QUEUE_DETAILS: &str = "query GetConnector($id: String!) { connector(id: $id) { id connector_queue_details { messages_number messages_size } } }";
+
 pub const WORK_PING: &str = "mutation pingWork($id: ID!) { workEdit(id: $id) { ping } }";
 
 pub const STIX_BUNDLE_PUSH: &str = "mutation StixBundlePush($connectorId: String!, $bundle: String!, $work_id: String) { stixBundlePush(connectorId: $connectorId, bundle: $bundle, work_id: $work_id) }";
@@ -88,6 +90,7 @@ pub const OPERATIONS: &[&str] = &[
     ADD_EXPECTATIONS,
     READ_ENTITY,
     READ_MARKING,
+    READ_QUEUE_DETAILS,
     WORK_PING,
     STIX_BUNDLE_PUSH,
     PLAYBOOK_STEP_EXECUTION,
@@ -383,6 +386,22 @@ impl OpenctiClient {
     ) -> Result<Option<crate::stix::ObjectMarking>, OpenctiError> {
         self.field(READ_MARKING, json!({ "id": id }), "markingDefinition")
             .await
+    }
+
+    /// The size of the connector's push queue, in bytes (`None`: the platform does not know
+    /// the connector).
+    pub async fn queue_size(&self, connector_id: &str) -> Result<Option<f64>, OpenctiError> {
+        let connector: Option<Value> = self
+            .field(
+                READ_QUEUE_DETAILS,
+                json!({ "id": connector_id }),
+                "connector",
+            )
+            .await?;
+        Ok(connector.and_then(|c| {
+            c.pointer("/connector_queue_details/messages_size")?
+                .as_f64()
+        }))
     }
 
     /// Keeps a long-running work alive.

@@ -170,6 +170,7 @@ fn every_key_in_the_table_is_read_by_the_loader() {
         let sample = match key.kind {
             Kind::Bool => "true",
             Kind::Int => "3",
+            Kind::Float => "2.5",
             Kind::Duration => "PT5M",
             Kind::Tlp => "TLP:GREEN",
             Kind::Uuid => ID,

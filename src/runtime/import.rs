@@ -23,32 +23,85 @@ pub async fn run(
     importer: Arc<dyn ImportConnector>,
     sender: Arc<Sender>,
     period: std::time::Duration,
+    queue_threshold: f64,
     shutdown: Shutdown,
 ) {
     let connector = run.settings.key;
+    let mut first = true;
     loop {
         if shutdown.stop.is_cancelled() {
             break;
         }
-        run_once(&run, importer.as_ref(), &sender, &shutdown).await;
-        let last = Utc::now();
+        // As pycti: the first run always runs; later ones wait while the push queue is over
+        // the threshold (the platform's workers are behind).
+        let held_back = !first && buffering(&run, queue_threshold).await;
+        let last = if held_back {
+            None
+        } else {
+            run_once(&run, importer.as_ref(), &sender, &shutdown).await;
+            Some(Utc::now())
+        };
+        if first {
+            // Fills the queue figures the platform shows from the first ping on.
+            buffering(&run, queue_threshold).await;
+            first = false;
+        }
+        let now = Utc::now();
         // The period is at most a year (checked at start-up); saturate all the same.
         let next = chrono::Duration::from_std(period)
             .ok()
-            .and_then(|p| last.checked_add_signed(p))
-            .unwrap_or(last);
+            .and_then(|p| now.checked_add_signed(p))
+            .unwrap_or(now);
+        let stamp = |t: chrono::DateTime<Utc>| t.format("%Y-%m-%dT%H:%M:%SZ").to_string();
         run.state
-            .set_schedule(
-                Some(last.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
-                Some(next.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
-            )
+            .set_schedule(last.map(stamp), Some(stamp(next)))
             .await;
+        if held_back {
+            // Say so now rather than at the next ping.
+            let id = run.settings.id.to_string();
+            let client = &run.platform.client;
+            let ping = run.state.ping(client, &id, connector);
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(10), ping).await;
+        }
         tracing::info!(connector, next_run = %next.to_rfc3339(), "Next run scheduled.");
         tokio::select! {
             _ = tokio::time::sleep(period) => {}
             _ = shutdown.stop.cancelled() => break,
         }
     }
+}
+
+/// Whether the connector's push queue is at or over `threshold` MB; records the figures
+/// for the pings. When the platform cannot say, the run goes ahead (as pycti's).
+async fn buffering(run: &ConnectorRun, threshold: f64) -> bool {
+    let connector = run.settings.key;
+    let id = run.settings.id.to_string();
+    let read = run.platform.client.queue_size(&id);
+    let bytes = match tokio::time::timeout(std::time::Duration::from_secs(30), read).await {
+        Ok(Ok(Some(bytes))) => bytes,
+        Ok(Ok(None)) => return false,
+        Ok(Err(error)) => {
+            tracing::warn!(connector, %error, "Could not read the push queue's size; running anyway.");
+            return false;
+        }
+        Err(_) => return false,
+    };
+    // pycti's unit: decimal megabytes.
+    let megabytes = bytes / 1_000_000.0;
+    let held_back = megabytes >= threshold;
+    run.state
+        .set_buffering(megabytes, threshold, held_back)
+        .await;
+    if held_back {
+        run.metrics.count(connector, Event::RunBuffered);
+        tracing::info!(
+            connector,
+            queue_mb = megabytes,
+            threshold,
+            "Connector will not run until the queue messages size is reduced under queue threshold."
+        );
+    }
+    held_back
 }
 
 struct RunContext<'a> {

@@ -263,10 +263,24 @@ async fn run_connector(
             });
             enrichment::run(ctx, concurrency, shutdown.clone()).await;
         }
-        (Hosted::Import(c), Mode::Import { period }) => {
+        (
+            Hosted::Import(c),
+            Mode::Import {
+                period,
+                queue_threshold,
+            },
+        ) => {
             // An importer is up while its scheduler runs.
             platform.metrics.set_up(connector, true);
-            import::run(run.clone(), c, sender, period, shutdown.clone()).await;
+            import::run(
+                run.clone(),
+                c,
+                sender,
+                period,
+                queue_threshold,
+                shutdown.clone(),
+            )
+            .await;
             platform.metrics.set_up(connector, false);
         }
         // `supervise` refuses a connector whose kind and settings disagree.

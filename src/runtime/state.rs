@@ -61,10 +61,21 @@ impl StateCell {
         g.version += 1;
     }
 
+    /// Records the push queue's size (MB), the threshold and whether runs are held back.
+    pub async fn set_buffering(&self, queue_mb: f64, threshold: f64, buffering: bool) {
+        let mut g = self.inner.lock().await;
+        g.info.queue_messages_size = queue_mb;
+        g.info.queue_threshold = threshold;
+        g.info.buffering = buffering;
+    }
+
     /// Records the schedule shown in OpenCTI (`last_run_datetime`, `next_run_datetime`).
+    /// A `None` last run (a run held back) keeps the previous one.
     pub async fn set_schedule(&self, last_run: Option<String>, next_run: Option<String>) {
         let mut g = self.inner.lock().await;
-        g.info.last_run_datetime = last_run;
+        if last_run.is_some() {
+            g.info.last_run_datetime = last_run;
+        }
         g.info.next_run_datetime = next_run;
     }
 
@@ -93,7 +104,7 @@ impl StateCell {
                 tracing::info!(connector, "Connector state has been remotely reset.");
             }
         } else if let Some(remote) = remote_state
-            && remote.to_string() != sent
+            && state_text(Some(&remote)) != sent
         {
             tracing::debug!(connector, remote = %remote, "The platform answered an older state; keeping ours.");
         }

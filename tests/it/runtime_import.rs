@@ -429,3 +429,58 @@ async fn a_ping_answer_that_lags_behind_is_not_adopted() {
         "the state of the first run, not the lagging answer"
     );
 }
+
+#[tokio::test]
+async fn runs_wait_while_the_push_queue_is_over_its_threshold() {
+    let fake = FakeOpencti::start().await;
+    let s = settings(
+        "importer",
+        import_mode(Duration::from_millis(400)),
+        QueueProtocol::Api,
+    );
+    let id = s.id.to_string();
+    let importer = Arc::new(TestImporter::default());
+    let (shutdown, task) = start(
+        &fake,
+        s,
+        Hosted::Import(importer.clone()),
+        Duration::from_secs(5),
+    )
+    .await;
+    fake.wait_for("first run", |s| s.count("workAdd") >= 1)
+        .await;
+    // The workers fall behind: 600 MB waiting in the push queue (threshold 500 MB).
+    fake.state
+        .lock()
+        .unwrap()
+        .queue_bytes
+        .insert(id.clone(), 600_000_000.0);
+    fake.wait_for("a ping saying it is buffering", |s| {
+        s.calls.iter().any(|c| {
+            c.field == "pingConnector" && c.variables["connectorInfo"]["buffering"] == true
+        })
+    })
+    .await;
+    let works = fake.count("workAdd");
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert_eq!(fake.count("workAdd"), works, "no run while buffering");
+    let ping = fake
+        .calls("pingConnector")
+        .into_iter()
+        .rev()
+        .find(|c| c.variables["connectorInfo"]["buffering"] == true)
+        .unwrap();
+    let info = &ping.variables["connectorInfo"];
+    assert_eq!(info["queue_messages_size"], 600.0);
+    assert_eq!(info["queue_threshold"], 500.0);
+    assert!(info["last_run_datetime"].is_string() && info["next_run_datetime"].is_string());
+
+    fake.state
+        .lock()
+        .unwrap()
+        .queue_bytes
+        .insert(id.clone(), 0.0);
+    fake.wait_for("runs again", |s| s.count("workAdd") > works)
+        .await;
+    stop(shutdown, task).await;
+}

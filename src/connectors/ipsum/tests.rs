@@ -198,7 +198,8 @@ fn the_default_period_is_the_references_six_hours() {
     assert_eq!(
         settings.mode,
         crate::config::Mode::Import {
-            period: std::time::Duration::from_secs(6 * 3600)
+            period: std::time::Duration::from_secs(6 * 3600),
+            queue_threshold: 500.0,
         }
     );
     assert_eq!(settings.name, "IPsum");

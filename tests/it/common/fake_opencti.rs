@@ -50,6 +50,8 @@ pub struct FakeState {
     pub states: HashMap<String, Option<String>>,
     /// Connector ids whose state the "UI" reset.
     pub reset: Vec<String>,
+    /// The size of each connector's push queue, in bytes (`connector_queue_details`).
+    pub queue_bytes: HashMap<String, f64>,
     /// Connector ids whose next ping is answered with this (older) state.
     pub lagging: HashMap<String, String>,
     /// The next N `stixBundlePush` calls answer 503...
@@ -502,6 +504,18 @@ async fn graphql(
             json!({ "markingDefinition": fake.state.lock().unwrap().markings.get(id).cloned() })
         }
         "workEdit.ping" => json!({ "workEdit": { "ping": variables["id"] } }),
+        "connector" => {
+            let id = variables["id"].as_str().unwrap_or_default();
+            let bytes = fake
+                .state
+                .lock()
+                .unwrap()
+                .queue_bytes
+                .get(id)
+                .copied()
+                .unwrap_or(0.0);
+            json!({ "connector": { "id": id, "connector_queue_details": { "messages_number": 0.0, "messages_size": bytes } } })
+        }
         "stixBundlePush" => json!({ "stixBundlePush": true }),
         "playbookStepExecution" => json!({ "playbookStepExecution": true }),
         other => {

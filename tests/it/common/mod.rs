@@ -74,7 +74,10 @@ pub fn enrichment_mode() -> Mode {
 
 /// An importer running every `period`.
 pub fn import_mode(period: Duration) -> Mode {
-    Mode::Import { period }
+    Mode::Import {
+        period,
+        queue_threshold: 500.0,
+    }
 }
 
 /// A platform pointing at the fake, with fast pings and retries.
