@@ -841,3 +841,56 @@ async fn a_server_that_repeats_its_page_does_not_page_forever() {
         "{message}"
     );
 }
+
+#[tokio::test]
+async fn a_certificate_entity_gets_ivre_s_properties_and_no_second_certificate() {
+    const SHA256: &str = "9b04dcc7739983075f59d497edfd7b908a6c3c1c371ad477ed523a5c735c6e25";
+    let filter = json!({"f": "cert", "k": {"sha256": SHA256}});
+    let server = ivre_server(
+        &[
+            (
+                "passive",
+                filter.clone(),
+                "passive_cert_sha256_9b04dcc7.json",
+            ),
+            ("scans", filter, "scans_host_198.51.100.10.json"),
+        ],
+        &[],
+    )
+    .await;
+    let c = connector(ivre(&server, &[]).1);
+    // Known by one hash only: its id is computed from that hash.
+    let hashes = json!({"hashes": {"SHA-256": SHA256}});
+    let cert_id = ids::observable_id("x509-certificate", hashes.as_object().unwrap());
+    let entity = json!({"id": cert_id, "type": "x509-certificate", "spec_version": "2.1", "hashes": {"SHA-256": SHA256}});
+    let (objects, _) = enrich(&c, entity).await;
+    let certs: Vec<&Value> = objects
+        .iter()
+        .filter(|o| o["type"] == "x509-certificate")
+        .collect();
+    assert_eq!(certs.len(), 1, "one certificate object: {certs:?}");
+    let cert = certs[0];
+    assert_eq!(cert["id"], cert_id.as_str(), "it keeps the entity's id");
+    assert_eq!(cert["hashes"]["SHA-256"], SHA256);
+    assert_eq!(cert["hashes"]["MD5"], CERT_MD5);
+    assert_eq!(
+        cert["hashes"]["SHA-1"],
+        "e1b50fac69ffcf2ba2cd99580e882e6870a4cc05"
+    );
+    assert_eq!(cert["subject"], "commonName=www.example.com");
+    assert!(cert["issuer"].as_str().unwrap().contains("Example Trust"));
+    for key in [
+        "validity_not_before",
+        "validity_not_after",
+        "subject_public_key_algorithm",
+        "subject_public_key_modulus",
+        "subject_public_key_exponent",
+    ] {
+        assert!(cert.get(key).is_some(), "{key} missing: {cert}");
+    }
+    let rels = relationships(&objects);
+    assert!(
+        rels.iter()
+            .all(|(_, _, t, _, _)| !t.starts_with("x509-certificate:") || t.contains(CERT_MD5))
+    );
+}

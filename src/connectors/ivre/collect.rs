@@ -21,6 +21,21 @@ pub struct Collector {
     entity_id: String,
     /// Labels added to objects (a label on the entity alone is a finding too).
     labels: usize,
+    /// Properties written onto the enriched certificate.
+    filled: usize,
+}
+
+/// A certificate's hashes by normalised algorithm (`sha256`), lower-cased values.
+fn hash_values(hashes: Option<&Value>) -> Vec<(String, String)> {
+    hashes
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| {
+            v.as_str()
+                .map(|v| (k.to_lowercase().replace(['-', '_'], ""), v.to_lowercase()))
+        })
+        .collect()
 }
 
 /// Lower-case, trailing dot stripped (IVRE's and the reference's normalisation).
@@ -39,6 +54,7 @@ impl Collector {
             objects: HashMap::new(),
             entity_id: entity_id.to_string(),
             labels: 0,
+            filled: 0,
         };
         c.put(entity.clone());
         c
@@ -53,9 +69,52 @@ impl Collector {
             .collect()
     }
 
-    /// New objects beyond the entity, plus labels added.
+    /// New objects beyond the entity, plus labels and certificate properties added.
     pub fn added(&self) -> usize {
-        self.order.len().saturating_sub(1) + self.labels
+        self.order.len().saturating_sub(1) + self.labels + self.filled
+    }
+
+    /// Whether `hashes` (IVRE's certificate) describe the enriched certificate itself: the
+    /// entity is a certificate sharing one of them.
+    pub fn is_the_entity(&self, hashes: &[(String, String)]) -> bool {
+        let Some(entity) = self.objects.get(&self.entity_id) else {
+            return false;
+        };
+        entity.get("type").and_then(Value::as_str) == Some("x509-certificate")
+            && hash_values(entity.get("hashes"))
+                .iter()
+                .any(|h| hashes.contains(h))
+    }
+
+    /// Writes IVRE's properties of the enriched certificate onto it: the hashes it lacks,
+    /// then validity, issuer, subject and key, keeping its id.
+    fn fill_entity(&mut self, props: &Map<String, Value>) {
+        let Some(Value::Object(entity)) = self.objects.get_mut(&self.entity_id) else {
+            return;
+        };
+        let before = entity.clone();
+        let known: Vec<String> = hash_values(entity.get("hashes"))
+            .into_iter()
+            .map(|(algo, _)| algo)
+            .collect();
+        let hashes = entity
+            .entry("hashes")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let (Value::Object(mine), Some(Value::Object(theirs))) = (hashes, props.get("hashes")) {
+            for (name, value) in theirs {
+                if !known.contains(&name.to_lowercase().replace(['-', '_'], "")) {
+                    mine.insert(name.clone(), value.clone());
+                }
+            }
+        }
+        for (key, value) in props {
+            if !matches!(key.as_str(), "id" | "type" | "spec_version" | "hashes") {
+                entity.insert(key.clone(), value.clone());
+            }
+        }
+        if *entity != before {
+            self.filled += 1;
+        }
     }
 
     fn put(&mut self, object: Value) -> String {
@@ -206,6 +265,7 @@ impl Collector {
         if hashes.is_empty() {
             return None;
         }
+        let same_as_entity = self.is_the_entity(&hash_values(Some(&Value::Object(hashes.clone()))));
         props.insert("hashes".into(), Value::Object(hashes));
         let self_signed = cert
             .get("self_signed")
@@ -243,12 +303,18 @@ impl Collector {
                 props.insert("subject_public_key_modulus".into(), json!(m));
             }
         }
-        let id = ids::observable_id("x509-certificate", &props);
-        props.insert("id".into(), json!(id));
-        let cert_id = if id == self.entity_id {
-            id
+        let cert_id = if same_as_entity {
+            // The enriched certificate: its properties go onto it, never into a second object.
+            self.fill_entity(&props);
+            self.entity_id.clone()
         } else {
-            self.put(Value::Object(props))
+            let id = ids::observable_id("x509-certificate", &props);
+            props.insert("id".into(), json!(id));
+            if id == self.entity_id {
+                id
+            } else {
+                self.put(Value::Object(props))
+            }
         };
         self.link("related-to", obs_id, &cert_id, first, last);
         if !self_signed && subject.is_some_and(is_tor_name) && issuer.is_some_and(is_tor_name) {

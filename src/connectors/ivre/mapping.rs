@@ -77,6 +77,18 @@ pub fn times(
     (f.or(l), l.or(f))
 }
 
+/// IVRE's certificate hashes (`md5`, `sha1`, `sha256`), normalised as the collector compares.
+fn cert_hashes(cert: &Value) -> Vec<(String, String)> {
+    ["md5", "sha1", "sha256"]
+        .iter()
+        .filter_map(|k| {
+            cert.get(*k)
+                .and_then(Value::as_str)
+                .map(|v| (k.to_string(), v.to_lowercase()))
+        })
+        .collect()
+}
+
 /// MaxMind's `/ipdata` answer for the enriched IP `obs`: its city or country, its registered
 /// country when different, its AS.
 pub fn data_record(c: &mut Collector, obs: &str, info: &Value) {
@@ -131,7 +143,19 @@ pub fn passive_record(c: &mut Collector, kind: EntityKind, obs: &str, name: &str
             c.link("belongs-to", &ip, obs, None, None);
         }
         EntityKind::Cert => {
-            c.link("related-to", &ip, obs, first, last);
+            // The record's certificate is the entity: its properties are written onto it.
+            let infos = r
+                .get("infos")
+                .filter(|_| field("source") == Some("cert"))
+                .filter(|cert| c.is_the_entity(&cert_hashes(cert)));
+            match infos {
+                Some(cert) => {
+                    c.add_and_link_cert(cert, &ip, first, last);
+                }
+                None => {
+                    c.link("related-to", &ip, obs, first, last);
+                }
+            }
             return;
         }
         EntityKind::Mac => {
