@@ -323,3 +323,41 @@ async fn every_error_fixture_maps_to_a_clear_connector_error() {
         opencti_connectors::connectors::Outcome::Bundle { .. }
     ));
 }
+
+#[tokio::test]
+async fn every_call_names_the_daemon_in_its_user_agent() {
+    let server = ipinfo_mock(1).await;
+    let fake = FakeOpencti::start().await;
+    add_ip_entity(&fake, "TLP:GREEN", GREEN);
+    let (settings, hosted) = ipinfo_connector(&server.uri(), &[]);
+    let id = settings.id.to_string();
+    let (shutdown, task) = start(&fake, settings, hosted, Duration::from_secs(5)).await;
+    fake.publish_listen(&id, &manual_message("work_ua", &ip_stix(GREEN)))
+        .await;
+    fake.wait_for("the work", |s| s.count("workEdit.toProcessed") == 1)
+        .await;
+    stop(shutdown, task).await;
+    let expected = format!("opencti-connectors/{}", env!("CARGO_PKG_VERSION"));
+    let upstream: Vec<String> = server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|r| {
+            r.headers
+                .get("user-agent")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        })
+        .collect();
+    assert_eq!(upstream, vec![expected.clone()], "IPinfo");
+    let platform: Vec<String> = fake
+        .state
+        .lock()
+        .unwrap()
+        .user_agents
+        .iter()
+        .cloned()
+        .collect();
+    assert_eq!(platform, vec![expected], "OpenCTI");
+}

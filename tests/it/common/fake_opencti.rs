@@ -50,6 +50,8 @@ pub struct FakeState {
     pub states: HashMap<String, Option<String>>,
     /// Connector ids whose state the "UI" reset.
     pub reset: Vec<String>,
+    /// Every User-Agent the fake was called with.
+    pub user_agents: std::collections::BTreeSet<String>,
     /// The size of each connector's push queue, in bytes (`connector_queue_details`).
     pub queue_bytes: HashMap<String, f64>,
     /// Connector ids whose next ping is answered with this (older) state.
@@ -388,6 +390,13 @@ async fn graphql(
         .get("opencti-draft-id")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    if let Some(agent) = headers.get("user-agent").and_then(|v| v.to_str().ok()) {
+        fake.state
+            .lock()
+            .unwrap()
+            .user_agents
+            .insert(agent.to_string());
+    }
     let hangs = fake.state.lock().unwrap().hang.contains(&field);
     if hangs {
         fake.state.lock().unwrap().calls.push(Call {
