@@ -46,6 +46,8 @@ pub struct RiskiqClient {
     username: Secret,
     api_key: Secret,
     quota_interval: Duration,
+    /// How old a reading may be before a refusal re-reads it ([`QUOTA_RECHECK`]).
+    quota_recheck: Duration,
     quota: Mutex<Option<Quota>>,
     max_answer: usize,
 }
@@ -65,9 +67,16 @@ impl RiskiqClient {
             username,
             api_key,
             quota_interval,
+            quota_recheck: QUOTA_RECHECK,
             quota: Mutex::new(None),
             max_answer,
         }
+    }
+
+    /// The same client re-reading an exhausted quota after `recheck` (tests).
+    pub fn with_quota_recheck(mut self, recheck: Duration) -> Self {
+        self.quota_recheck = recheck;
+        self
     }
 
     /// `GET <base>/<path>?<query>`.
@@ -137,7 +146,7 @@ impl RiskiqClient {
         };
         let recheck = |q: &Option<Quota>| {
             q.as_ref()
-                .is_some_and(|q| q.exhausted() && q.read_at.elapsed() >= QUOTA_RECHECK)
+                .is_some_and(|q| q.exhausted() && q.read_at.elapsed() >= self.quota_recheck)
         };
         if stale(&cached) || recheck(&cached) {
             *cached = Some(self.read_quota().await?);

@@ -252,3 +252,47 @@ fn one_second_after_the_end_of_time_is_the_end_of_time() {
         chrono::NaiveDateTime::MAX
     );
 }
+
+#[tokio::test]
+async fn an_exhausted_reading_is_read_again_before_refusing_once_it_is_old() {
+    use wiremock::matchers::path;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let server = MockServer::start().await;
+    let exhausted = fixture_json("riskiq", "account_quota_exhausted_constructed.json");
+    Mock::given(path("/v2/account/quota"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(exhausted))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(path("/v2/account/quota"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(fixture_json("riskiq", "account_quota.json")),
+        )
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    let client = client::RiskiqClient::new(
+        reqwest::Client::new(),
+        reqwest::Url::parse(&server.uri()).unwrap(),
+        crate::config::Secret::new("u"),
+        crate::config::Secret::new("k"),
+        std::time::Duration::from_secs(600),
+        1 << 20,
+    )
+    .with_quota_recheck(std::time::Duration::from_millis(100));
+    assert!(
+        client.check_quota().await.is_err(),
+        "the API says exhausted"
+    );
+    assert!(
+        client.check_quota().await.is_err(),
+        "a fresh reading is trusted"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    assert!(
+        client.check_quota().await.is_ok(),
+        "re-read before refusing: room again"
+    );
+    assert_eq!(server.received_requests().await.unwrap().len(), 2);
+}
