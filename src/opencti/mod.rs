@@ -1,8 +1,9 @@
 //! Everything that speaks OpenCTI's protocol: the GraphQL client, the listen messages and
-//! the bundle splitter.
+//! the bundle splitter, and the data the operations exchange.
 
 pub mod client;
 pub mod messages;
 pub mod split;
+pub mod types;
 
 pub use client::{OpenctiClient, OpenctiError};
