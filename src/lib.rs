@@ -9,6 +9,7 @@
 //! - [`runtime`]: registration, pings and state, the enrichment loop, the import scheduler,
 //!   bundle sending, supervision and the two-stage shutdown.
 //! - [`connectors`]: the connector contract, and one directory per connector.
+//! - [`oneshot`]: `enrich` and `import` without OpenCTI, printing the bundle.
 //! - [`health`], [`metrics`]: `/healthz` and `/metrics`.
 //! - [`shutdown`]: signals → cancellation.
 
@@ -18,6 +19,7 @@ pub mod connectors;
 pub mod health;
 pub mod http;
 pub mod metrics;
+pub mod oneshot;
 pub mod opencti;
 pub mod registry;
 pub mod runtime;

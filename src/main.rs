@@ -45,6 +45,31 @@ enum Command {
         #[arg(long, default_value = "http://127.0.0.1:9095/healthz")]
         url: String,
     },
+    /// Enrich one entity with a connector and print the STIX bundle the daemon would send.
+    /// Needs only the connector's upstream settings: no OpenCTI, no RabbitMQ.
+    Enrich {
+        /// The connector (ipinfo, riskiq, lastinfosec, ivre).
+        connector: String,
+        /// The OpenCTI entity type (IPv4-Addr, Domain-Name, StixFile, …).
+        entity_type: String,
+        /// The value (an address, a name, a hash, an AS number).
+        value: String,
+        /// The entity's marking, checked against the connector's max TLP.
+        #[arg(long, default_value = "TLP:CLEAR")]
+        tlp: String,
+    },
+    /// Run one import and write its STIX bundle. Needs no OpenCTI; with no configuration it
+    /// imports IPsum's public feed.
+    Import {
+        /// The importer (ipsum).
+        connector: String,
+        /// A feed file or URL instead of the configured one.
+        #[arg(long)]
+        feed: Option<String>,
+        /// Where to write the bundle (stdout by default).
+        #[arg(long, short)]
+        output: Option<std::path::PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -80,6 +105,9 @@ async fn async_main(args: Args) -> ExitCode {
     let explicit = std::env::args()
         .any(|a| a == "--config" || a == "-c" || a.starts_with("--config="))
         || std::env::var_os("CONFIG_FILE").is_some();
+    if matches!(command, Command::Enrich { .. } | Command::Import { .. }) {
+        return one_shot(command, &args.config, explicit).await;
+    }
     let config = match Config::load(&args.config, explicit) {
         Ok(c) => c,
         Err(e) => {
@@ -87,7 +115,7 @@ async fn async_main(args: Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_tracing(&config);
+    init_tracing(&config, false);
     let built = match registry::build_all(&config) {
         Ok(b) => b,
         Err(e) => {
@@ -123,18 +151,104 @@ async fn async_main(args: Args) -> ExitCode {
     }
 }
 
-fn init_tracing(config: &Config) {
+/// Logs to stdout (the daemon) or stderr (one-shot commands, whose stdout is the bundle).
+fn init_tracing(config: &Config, to_stderr: bool) {
     let filter = EnvFilter::try_new(config.log_filter()).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false);
-    match config.log.format {
-        LogFormat::Json => builder
+    match (config.log.format, to_stderr) {
+        (LogFormat::Json, false) => builder
             .json()
             .flatten_event(true)
             .with_current_span(true)
             .init(),
-        LogFormat::Text => builder.init(),
+        (LogFormat::Json, true) => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_writer(std::io::stderr)
+            .init(),
+        (LogFormat::Text, false) => builder.init(),
+        (LogFormat::Text, true) => builder.with_writer(std::io::stderr).init(),
+    }
+}
+
+/// `enrich` and `import`: exit 0 on success, 1 when the upstream or the network failed, 2 on
+/// bad arguments or configuration.
+async fn one_shot(command: Command, path: &str, explicit: bool) -> ExitCode {
+    use opencti_connectors::oneshot::{self, Feed, OneShotError, Printed};
+    let config = match Config::load_unchecked(path, explicit) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_tracing(&config, true);
+    let (result, output) = match command {
+        Command::Enrich {
+            connector,
+            entity_type,
+            value,
+            tlp,
+        } => {
+            let result = match opencti_connectors::stix::Tlp::parse(&tlp) {
+                Some(tlp) => oneshot::enrich(&config, &connector, &entity_type, &value, tlp).await,
+                None => Err(OneShotError::Usage(format!(
+                    "`{tlp}` is not a TLP; expected e.g. TLP:GREEN"
+                ))),
+            };
+            (result, None)
+        }
+        Command::Import {
+            connector,
+            feed,
+            output,
+        } => {
+            let feed = match feed {
+                None => Feed::Configured,
+                Some(f) if f.starts_with("http://") || f.starts_with("https://") => Feed::Url(f),
+                Some(f) => Feed::File(f.into()),
+            };
+            let result = if connector == "ipsum" {
+                oneshot::import_ipsum(&config, feed).await
+            } else {
+                Err(OneShotError::Usage(format!(
+                    "`{connector}` is not an importer; expected: ipsum"
+                )))
+            };
+            (result, output)
+        }
+        _ => unreachable!("only one-shot commands come here"),
+    };
+    match result {
+        Ok(Printed::Bundle(bundle)) => {
+            // A bundle of plain JSON values always serialises.
+            let text = serde_json::to_string_pretty(&bundle).unwrap_or_default();
+            let written = match &output {
+                Some(path) => std::fs::write(path, text + "\n"),
+                None => {
+                    println!("{text}");
+                    Ok(())
+                }
+            };
+            match written {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: cannot write the bundle: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Ok(Printed::Nothing(message)) => {
+            eprintln!("{message}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
+        }
     }
 }
 

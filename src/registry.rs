@@ -203,6 +203,48 @@ impl Config {
     }
 }
 
+impl Config {
+    /// Loads like [`Config::load`] but checks types only: a one-shot command needs neither
+    /// OpenCTI nor an enabled connector.
+    pub fn load_unchecked(path: &str, explicit: bool) -> Result<Config, ConfigError> {
+        let env: HashMap<String, String> = std::env::vars().collect();
+        let yaml = loader::read_file(path, explicit)?;
+        loader::from_sources(yaml.as_deref(), &env, &all_keys())
+    }
+}
+
+/// Builds the connector of section `name` for a one-shot run: enabled or not, and without a
+/// connector id (nothing registers); its own settings (token, base URL) are checked.
+pub fn build_one(config: &Config, name: &str) -> Result<(ConnectorSettings, Hosted), ConfigError> {
+    let sections = config.sections();
+    let Some(section) = sections.iter().find(|s| s.spec().section == name) else {
+        let names: Vec<&str> = specs().iter().map(|s| s.section).collect();
+        return Err(ConfigError::Invalid {
+            key: "connector".into(),
+            message: format!(
+                "`{name}` is not a connector; expected one of: {}",
+                names.join(", ")
+            ),
+        });
+    };
+    let spec = section.spec();
+    let mut block = section.base().1.clone();
+    block.id.get_or_insert(uuid::Uuid::nil());
+    let mut checks = Checks::new(spec);
+    let mut settings = block.resolve(spec, &mut checks);
+    section.check(&mut checks);
+    if !checks.is_empty() {
+        return Err(ConfigError::Many(checks.into_errors()));
+    }
+    settings.max_answer_bytes =
+        usize::try_from(config.daemon.max_upstream_bytes).unwrap_or(usize::MAX);
+    settings.roots = config.roots()?;
+    let hosted = section
+        .build(&settings)
+        .map_err(|e| ConfigError::Many(vec![format!("{name}: {e}")]))?;
+    Ok((settings, hosted))
+}
+
 /// Builds every enabled connector; fails at start-up on anything wrong.
 pub fn build_all(config: &Config) -> Result<Vec<(ConnectorSettings, Hosted)>, ConfigError> {
     let roots = config.roots()?;

@@ -14,6 +14,7 @@ mod ipinfo_e2e;
 mod ipsum_e2e;
 mod ivre_e2e;
 mod lastinfosec_e2e;
+mod oneshot;
 mod opencti_client;
 mod readme;
 mod riskiq_e2e;

@@ -17,6 +17,8 @@ pub struct FeedClient {
     pub(super) url: reqwest::Url,
     pub(super) api_key: Option<Secret>,
     pub(super) max_bytes: usize,
+    /// A local copy of the feed to read instead of downloading it (one-shot imports).
+    pub(super) file: Option<std::path::PathBuf>,
 }
 
 /// A downloaded feed.
@@ -33,6 +35,9 @@ impl FeedClient {
         &self,
         state: Option<&Value>,
     ) -> Result<Option<Download>, ConnectorError> {
+        if let Some(path) = &self.file {
+            return self.read_file(path).map(Some);
+        }
         let mut request = self.http.get(self.url.clone());
         if let Some(key) = &self.api_key {
             request = request.bearer_auth(key.expose());
@@ -103,6 +108,36 @@ impl FeedClient {
             last_modified,
             sha256,
         }))
+    }
+}
+
+impl FeedClient {
+    /// A local feed file, with the same size cap as a download.
+    fn read_file(&self, path: &std::path::Path) -> Result<Download, ConnectorError> {
+        let shown = path.display();
+        let too_large = || {
+            ConnectorError::Rejected(format!(
+                "IPsum feed is larger than {} bytes (ipsum.max_feed_bytes)",
+                self.max_bytes
+            ))
+        };
+        let length = std::fs::metadata(path)
+            .map_err(|e| ConnectorError::Rejected(format!("cannot read the feed {shown}: {e}")))?
+            .len();
+        if length > self.max_bytes as u64 {
+            return Err(too_large());
+        }
+        let bytes = std::fs::read(path)
+            .map_err(|e| ConnectorError::Rejected(format!("cannot read the feed {shown}: {e}")))?;
+        Ok(Download {
+            sha256: Sha256::digest(&bytes)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+            etag: None,
+            last_modified: None,
+        })
     }
 }
 

@@ -57,6 +57,7 @@ impl IpsumConnector {
                 url: reqwest::Url::parse(&config.api_base_url).map_err(|e| e.to_string())?,
                 api_key: config.api_key.clone().filter(|k| !k.is_blank()),
                 max_bytes: usize::try_from(config.max_feed_bytes).unwrap_or(usize::MAX),
+                file: None,
             },
             max_ips: usize::try_from(config.max_ips).unwrap_or(usize::MAX),
             name,
@@ -68,6 +69,12 @@ impl IpsumConnector {
             author: author.object(),
             marking: tlp.stix2_object(&crate::stix::now()),
         })
+    }
+
+    /// The same importer reading the feed from a local file instead of downloading it.
+    pub fn with_feed_file(mut self, path: std::path::PathBuf) -> Self {
+        self.feed.file = Some(path);
+        self
     }
 
     /// The objects for one IP: observable, indicator, based-on.
