@@ -10,10 +10,12 @@
 //!   bundle sending, supervision and the two-stage shutdown.
 //! - [`connectors`]: the connector contract, and one directory per connector.
 //! - [`oneshot`]: `enrich` and `import` without OpenCTI, printing the bundle.
+//! - [`cache`]: the upstream answer cache of the enrichment connectors.
 //! - [`health`], [`metrics`]: `/healthz` and `/metrics`.
 //! - [`shutdown`]: signals → cancellation.
 
 pub mod amqp;
+pub mod cache;
 pub mod config;
 pub mod connectors;
 pub mod health;

@@ -41,6 +41,26 @@ impl KeyDef {
         }
     }
 
+    /// `cache.ttl`: how long an upstream answer is reused (`PT0S`: no cache).
+    pub const fn cache_ttl(default: &'static str) -> KeyDef {
+        KeyDef {
+            key: "cache.ttl",
+            env_aliases: &[],
+            kind: Kind::Duration,
+            default,
+            doc: "How long an upstream answer is reused for the same value (PT0S: no cache).",
+        }
+    }
+
+    /// `cache.capacity`: how many answers the cache keeps.
+    pub const CACHE_CAPACITY: KeyDef = KeyDef {
+        key: "cache.capacity",
+        env_aliases: &[],
+        kind: Kind::Int,
+        default: "10000",
+        doc: "Upstream answers kept at most (least recently used go first).",
+    };
+
     /// `request_timeout`: the timeout of one upstream request.
     pub const fn request_timeout(default: &'static str, doc: &'static str) -> KeyDef {
         KeyDef {

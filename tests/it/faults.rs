@@ -45,6 +45,8 @@ fn ipinfo_env(
         ("IPINFO_TOKEN", "ipinfo-secret-token".into()),
         ("IPINFO_API_BASE_URL", upstream.to_string()),
         ("IPINFO_CONNECTOR_CONCURRENCY", concurrency.to_string()),
+        // Every request must reach the slow upstream: no cached answers.
+        ("IPINFO_CACHE_TTL", "PT0S".into()),
         ("DAEMON_PING_INTERVAL", "PT1S".into()),
         ("LOG_LEVEL", "warn".into()),
     ]

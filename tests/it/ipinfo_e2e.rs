@@ -17,6 +17,8 @@ fn ipinfo_connector(base_url: &str, extra: &[(&str, &str)]) -> (ConnectorSetting
         &[
             ("IPINFO_TOKEN", "ipinfo-secret-token"),
             ("IPINFO_API_BASE_URL", base_url),
+            // These tests count upstream calls; the cache has tests of its own.
+            ("IPINFO_CACHE_TTL", "PT0S"),
         ],
         extra,
     )
@@ -360,4 +362,44 @@ async fn every_call_names_the_daemon_in_its_user_agent() {
         .cloned()
         .collect();
     assert_eq!(platform, vec![expected], "OpenCTI");
+}
+
+#[tokio::test]
+async fn a_cached_answer_makes_no_second_call_and_the_same_bundle() {
+    let server = ipinfo_mock(1).await;
+    let fake = FakeOpencti::start().await;
+    add_ip_entity(&fake, "TLP:GREEN", GREEN);
+    // The default cache (P1D).
+    let (settings, hosted) = ipinfo_connector(&server.uri(), &[("IPINFO_CACHE_TTL", "P1D")]);
+    let id = settings.id.to_string();
+    let (shutdown, task) = start(&fake, settings, hosted, Duration::from_secs(5)).await;
+    fake.publish_listen(&id, &manual_message("work_c1", &ip_stix(GREEN)))
+        .await;
+    fake.wait_for("the first", |s| s.count("workEdit.toProcessed") == 1)
+        .await;
+    fake.publish_listen(&id, &listen_message("work_c2", &ip_stix(GREEN), "auto"))
+        .await;
+    fake.wait_for("the second", |s| s.count("workEdit.toProcessed") == 2)
+        .await;
+    // A playbook step for the same IP: from the cache too.
+    fake.publish_listen(&id, &playbook_message(vec![ip_stix(GREEN)]))
+        .await;
+    fake.wait_for("the step", |s| s.count("playbookStepExecution") == 1)
+        .await;
+    stop(shutdown, task).await;
+    let pushes = fake.calls("stixBundlePush");
+    let ids = |call: &crate::common::fake_opencti::Call| {
+        let mut ids: Vec<String> = pushed_objects(call)
+            .iter()
+            .map(|o| o["id"].as_str().unwrap().to_string())
+            .collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(
+        ids(&pushes[0]),
+        ids(&pushes[1]),
+        "the same bundle from the cache"
+    );
+    // `ipinfo_mock(1)` fails on drop if IPinfo was called more than once.
 }

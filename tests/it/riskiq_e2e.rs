@@ -19,6 +19,8 @@ fn riskiq(base: &str, extra: &[(&str, &str)]) -> (ConnectorSettings, Hosted) {
             ("RISKIQ_USERNAME", "analyst@example.com"),
             ("RISKIQ_API_KEY", "riskiq-secret-key"),
             ("RISKIQ_API_BASE_URL", base),
+            // These tests count upstream calls; the cache has tests of its own.
+            ("RISKIQ_CACHE_TTL", "PT0S"),
         ],
         extra,
     )

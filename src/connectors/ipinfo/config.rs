@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::IpinfoConnector;
+use crate::cache::CacheConfig;
 use crate::config::{
     Checks, ConnectorBlock, ConnectorKind, ConnectorSettings, IsoDuration, KeyDef, Kind, Secret,
     SectionSpec, TlpSetting, UrlSetting,
@@ -44,6 +45,8 @@ pub static SPEC: SectionSpec = SectionSpec {
             doc: "Name the autonomous system by its owner (`Google LLC`) instead of `AS15169`.",
         },
         KeyDef::request_timeout("PT30S", "Timeout of one IPinfo request."),
+        KeyDef::cache_ttl("P1D"),
+        KeyDef::CACHE_CAPACITY,
     ],
 };
 
@@ -54,6 +57,8 @@ pub struct IpinfoConfig {
     pub enabled: bool,
     pub api_base_url: UrlSetting,
     pub connector: ConnectorBlock,
+    /// The upstream answer cache.
+    pub cache: CacheConfig,
     pub token: Option<Secret>,
     pub max_tlp: TlpSetting,
     pub use_asn_name: bool,
@@ -66,6 +71,7 @@ impl Default for IpinfoConfig {
             enabled: false,
             api_base_url: SPEC.default_api_base_url.into(),
             connector: ConnectorBlock::default(),
+            cache: CacheConfig::keeping_for(Duration::from_secs(86400)),
             token: None,
             max_tlp: TlpSetting(Tlp::Amber),
             use_asn_name: true,

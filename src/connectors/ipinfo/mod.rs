@@ -16,6 +16,7 @@ use std::net::IpAddr;
 use async_trait::async_trait;
 use serde_json::Value;
 
+use crate::cache::AnswerCache;
 use crate::config::ConnectorSettings;
 use crate::connectors::{
     ConnectorError, EnrichmentConnector, EnrichmentRequest, Outcome, sent_message,
@@ -31,6 +32,7 @@ pub use mapping::{Mapped, map_response};
 /// The IPinfo connector.
 pub struct IpinfoConnector {
     client: IpinfoClient,
+    cache: AnswerCache<Value>,
     max_tlp: Tlp,
     use_asn_name: bool,
 }
@@ -43,6 +45,7 @@ impl IpinfoConnector {
         let base_url = reqwest::Url::parse(&config.api_base_url).map_err(|e| e.to_string())?;
         Ok(IpinfoConnector {
             client: IpinfoClient::new(http, base_url, token, settings.max_answer_bytes),
+            cache: AnswerCache::new(&config.cache),
             max_tlp: config.max_tlp.0,
             use_asn_name: config.use_asn_name,
         })
@@ -114,7 +117,10 @@ impl EnrichmentConnector for IpinfoConnector {
                 "{value} is not routable ({reason}): nothing to look up"
             )));
         }
-        let body = self.client.lookup(&value).await?;
+        let body = self
+            .cache
+            .get_or_fetch(&value, || self.client.lookup(&value))
+            .await?;
         if body.get("bogon").and_then(Value::as_bool) == Some(true) {
             return Ok(Outcome::Done(format!(
                 "{value} is not routable (IPinfo answered bogon)"

@@ -162,6 +162,8 @@ pub struct IvreClient {
     pub page_size: u64,
     pub max_records: u64,
     max_answer: usize,
+    /// `/ipdata` answers and record lists by query (`ivre.cache`).
+    cache: crate::cache::AnswerCache<Value>,
 }
 
 impl IvreClient {
@@ -172,6 +174,7 @@ impl IvreClient {
         max_records: u64,
         max_answer: usize,
         roots: Option<&crate::http::Roots>,
+        cache: &crate::cache::CacheConfig,
     ) -> reqwest::Result<Self> {
         // No redirects: the endpoint's headers (X-API-Key, the fragment's) must never reach
         // another host; a 3xx is reported like any other unexpected answer.
@@ -184,6 +187,7 @@ impl IvreClient {
             page_size: page_size.max(1),
             max_records,
             max_answer,
+            cache: crate::cache::AnswerCache::new(cache),
         })
     }
 
@@ -237,6 +241,24 @@ impl IvreClient {
             .trim()
             .parse()
             .map_err(|_| IvreError::rejected(format!("`{addr}` is not an IP address")))?;
+        let key = format!("{}|ipdata|{ip}", endpoint.base);
+        let answer = self
+            .cache
+            .get_or_fetch(&key, || async {
+                Ok(self
+                    .fetch_ipdata(endpoint, ip)
+                    .await?
+                    .unwrap_or(Value::Null))
+            })
+            .await?;
+        Ok(Some(answer).filter(|v| !v.is_null()))
+    }
+
+    async fn fetch_ipdata(
+        &self,
+        endpoint: &Endpoint,
+        ip: std::net::IpAddr,
+    ) -> Result<Option<Value>, IvreError> {
         let body = self.get(endpoint, &format!("/ipdata/{ip}")).await?;
         match serde_json::from_str::<Value>(body.trim()) {
             Ok(Value::Null) => Ok(None),
@@ -254,6 +276,27 @@ impl IvreClient {
     /// `max_records` of them; a page equal to the previous one (a server that ignores
     /// `skip:`) ends the paging too.
     pub async fn list(
+        &self,
+        endpoint: &Endpoint,
+        route: &str,
+        filter: &Value,
+    ) -> Result<Vec<Value>, IvreError> {
+        let key = format!("{}|{route}|{filter}", endpoint.base);
+        let records = self
+            .cache
+            .get_or_fetch(&key, || async {
+                Ok(Value::Array(
+                    self.fetch_list(endpoint, route, filter).await?,
+                ))
+            })
+            .await?;
+        Ok(match records {
+            Value::Array(records) => records,
+            _ => Vec::new(),
+        })
+    }
+
+    async fn fetch_list(
         &self,
         endpoint: &Endpoint,
         route: &str,

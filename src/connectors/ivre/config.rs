@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use super::IvreConnector;
 use super::client::Endpoint;
+use crate::cache::CacheConfig;
 use crate::config::{
     Checks, ConnectorBlock, ConnectorKind, ConnectorSettings, IsoDuration, KeyDef, Kind, Secret,
     SectionSpec, TlpSetting, UrlSetting,
@@ -149,6 +150,8 @@ pub static SPEC: SectionSpec = SectionSpec {
             default: "true",
             doc: "Verify IVRE's TLS certificate.",
         },
+        KeyDef::cache_ttl("PT1H"),
+        KeyDef::CACHE_CAPACITY,
     ],
 };
 
@@ -178,6 +181,8 @@ pub struct IvreConfig {
     /// IVRE's web API mount point (the reference's `db_url`), e.g. `https://ivre.example.com/cgi`.
     pub api_base_url: Option<UrlSetting>,
     pub connector: ConnectorBlock,
+    /// The upstream answer cache.
+    pub cache: CacheConfig,
     pub db_url_data: Option<UrlSetting>,
     pub db_url_passive: Option<UrlSetting>,
     pub db_url_scans: Option<UrlSetting>,
@@ -204,6 +209,7 @@ impl Default for IvreConfig {
             enabled: false,
             api_base_url: None,
             connector: ConnectorBlock::default(),
+            cache: CacheConfig::keeping_for(Duration::from_secs(3600)),
             db_url_data: None,
             db_url_passive: None,
             db_url_scans: None,

@@ -75,6 +75,7 @@ impl IvreConnector {
                 config.max_records,
                 settings.max_answer_bytes,
                 settings.roots.as_ref(),
+                &config.cache,
             )
             .map_err(|e| e.to_string())?,
             data,

@@ -10,6 +10,7 @@ use crate::connectors::{ConnectorError, EnrichmentRequest};
 use crate::http::{self, UpstreamError};
 
 /// What a lookup gave.
+#[derive(Debug, Clone)]
 pub enum Answer {
     /// The API's JSON answer.
     Found(Value),
@@ -24,6 +25,8 @@ pub struct LastinfosecClient {
     pub(super) api_key: Secret,
     pub(super) endpoint: Endpoint,
     pub(super) max_answer: usize,
+    /// Answers by looked-up value (off unless `lastinfosec.cache.ttl` is set).
+    pub(super) cache: crate::cache::AnswerCache<Answer>,
 }
 
 impl LastinfosecClient {
@@ -98,13 +101,22 @@ impl LastinfosecClient {
         request: &EnrichmentRequest,
     ) -> Result<(String, Answer), ConnectorError> {
         let (value, builder) = self.request(request)?;
+        let answer = self
+            .cache
+            .get_or_fetch(&value, || self.send(builder))
+            .await?;
+        Ok((value, answer))
+    }
+
+    /// Sends one lookup.
+    async fn send(&self, builder: reqwest::RequestBuilder) -> Result<Answer, ConnectorError> {
         let response = builder.send().await.map_err(|e| {
             let error = UpstreamError::transport(e);
             ConnectorError::from_upstream(&error, format!("LastInfoSec is unreachable: {error}"))
         })?;
         let status = response.status();
         if status.as_u16() == 422 {
-            return Ok((value, Answer::NotFound));
+            return Ok(Answer::NotFound);
         }
         if !status.is_success() {
             let text = status_text(status, response.url());
@@ -123,7 +135,7 @@ impl LastinfosecClient {
         let body: Value = serde_json::from_slice(&bytes).map_err(|_| {
             ConnectorError::Rejected("LastInfoSec answered with something that is not JSON".into())
         })?;
-        Ok((value, Answer::Found(body)))
+        Ok(Answer::Found(body))
     }
 }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::LastinfosecConnector;
+use crate::cache::CacheConfig;
 use crate::config::{
     Checks, ConnectorBlock, ConnectorKind, ConnectorSettings, IsoDuration, KeyDef, Kind, Secret,
     SectionSpec, TlpSetting, UrlSetting,
@@ -58,6 +59,8 @@ pub static SPEC: SectionSpec = SectionSpec {
             "Highest TLP of an observable that may be sent to LastInfoSec.",
         ),
         KeyDef::request_timeout("PT30S", "Timeout of one LastInfoSec request."),
+        KeyDef::cache_ttl("PT0S"),
+        KeyDef::CACHE_CAPACITY,
     ],
 };
 
@@ -79,6 +82,8 @@ pub struct LastinfosecConfig {
     pub enabled: bool,
     pub api_base_url: UrlSetting,
     pub connector: ConnectorBlock,
+    /// The upstream answer cache.
+    pub cache: CacheConfig,
     pub api_key_cti: Option<Secret>,
     pub proxy_http: Option<UrlSetting>,
     pub proxy_https: Option<UrlSetting>,
@@ -93,6 +98,7 @@ impl Default for LastinfosecConfig {
             enabled: false,
             api_base_url: SPEC.default_api_base_url.into(),
             connector: ConnectorBlock::default(),
+            cache: CacheConfig::keeping_for(Duration::from_secs(0)),
             api_key_cti: None,
             proxy_http: None,
             proxy_https: None,

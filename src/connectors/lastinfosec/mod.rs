@@ -50,6 +50,7 @@ impl LastinfosecConnector {
                     .ok_or("lastinfosec.api_key_cti is required")?,
                 endpoint: config.endpoint,
                 max_answer: settings.max_answer_bytes,
+                cache: crate::cache::AnswerCache::new(&config.cache),
             },
             max_tlp: config.max_tlp.0,
         })

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::RiskiqConnector;
+use crate::cache::CacheConfig;
 use crate::config::{
     Checks, ConnectorBlock, ConnectorKind, ConnectorSettings, IsoDuration, KeyDef, Kind, Secret,
     SectionSpec, TlpSetting, UrlSetting,
@@ -57,6 +58,8 @@ pub static SPEC: SectionSpec = SectionSpec {
             doc: "Read `/v2/account/quota` at most this often; counted down locally in between.",
         },
         KeyDef::request_timeout("PT30S", "Timeout of one PassiveTotal request."),
+        KeyDef::cache_ttl("P1D"),
+        KeyDef::CACHE_CAPACITY,
     ],
 };
 
@@ -67,6 +70,8 @@ pub struct RiskiqConfig {
     pub enabled: bool,
     pub api_base_url: UrlSetting,
     pub connector: ConnectorBlock,
+    /// The upstream answer cache.
+    pub cache: CacheConfig,
     pub username: Option<Secret>,
     pub api_key: Option<Secret>,
     pub max_tlp: Option<TlpSetting>,
@@ -81,6 +86,7 @@ impl Default for RiskiqConfig {
             enabled: false,
             api_base_url: SPEC.default_api_base_url.into(),
             connector: ConnectorBlock::default(),
+            cache: CacheConfig::keeping_for(Duration::from_secs(86400)),
             username: None,
             api_key: None,
             max_tlp: None,

@@ -11,6 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::Value;
 
+use crate::cache::AnswerCache;
 use crate::config::ConnectorSettings;
 use crate::connectors::{ConnectorError, EnrichmentConnector, EnrichmentRequest, Outcome};
 use crate::http;
@@ -27,6 +28,8 @@ pub const NOTHING_FOUND: &str = "[CONNECTOR] No information found";
 /// The RiskIQ PassiveTotal connector.
 pub struct RiskiqConnector {
     client: RiskiqClient,
+    /// Passive-DNS answers by looked-up value.
+    cache: AnswerCache<Value>,
     author: Author,
     max_tlp: Option<Tlp>,
     window: Duration,
@@ -53,6 +56,7 @@ impl RiskiqConnector {
                 config.quota_check_interval.0,
                 settings.max_answer_bytes,
             ),
+            cache: AnswerCache::new(&config.cache),
             author: author(),
             max_tlp: config.max_tlp.map(|t| t.0),
             window: config.import_last_seen_time_window.0,
@@ -87,21 +91,26 @@ impl EnrichmentConnector for RiskiqConnector {
                 request.entity_id
             )));
         }
-        self.client.check_quota().await?;
-        // The API's times are naive UTC; an out-of-range window asks for everything.
-        let now_utc = chrono::Utc::now();
-        let start = chrono::Duration::from_std(self.window)
-            .ok()
-            .and_then(|w| now_utc.checked_sub_signed(w))
-            .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC)
-            .format("%Y-%m-%d %H:%M:%S")
-            .to_string();
+        // A cached answer costs no quota and no call.
         let body = self
-            .client
-            .get(
-                &["v2", "dns", "passive"],
-                &[("query", value.as_str()), ("start", start.as_str())],
-            )
+            .cache
+            .get_or_fetch(&value, || async {
+                self.client.check_quota().await?;
+                // The API's times are naive UTC; an out-of-range window asks for everything.
+                let now_utc = chrono::Utc::now();
+                let start = chrono::Duration::from_std(self.window)
+                    .ok()
+                    .and_then(|w| now_utc.checked_sub_signed(w))
+                    .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC)
+                    .format("%Y-%m-%d %H:%M:%S")
+                    .to_string();
+                self.client
+                    .get(
+                        &["v2", "dns", "passive"],
+                        &[("query", value.as_str()), ("start", start.as_str())],
+                    )
+                    .await
+            })
             .await?;
         let results = match body.get("results") {
             Some(Value::Array(r)) => r.clone(),
