@@ -11,6 +11,7 @@
 //! - [`connectors`]: the connector contract, and one directory per connector.
 //! - [`oneshot`]: `enrich` and `import` without OpenCTI, printing the bundle.
 //! - [`cache`]: the upstream answer cache of the enrichment connectors.
+//! - [`ratelimit`]: the per-connector upstream gate (token bucket, 429 pauses).
 //! - [`health`], [`metrics`]: `/healthz` and `/metrics`.
 //! - [`shutdown`]: signals → cancellation.
 
@@ -23,6 +24,7 @@ pub mod http;
 pub mod metrics;
 pub mod oneshot;
 pub mod opencti;
+pub mod ratelimit;
 pub mod registry;
 pub mod runtime;
 pub mod shutdown;

@@ -240,6 +240,16 @@ impl Checks {
         }
     }
 
+    /// `rate_limit` must be a number of requests a second, 0 for none.
+    pub fn rate_limit(&mut self, value: f64) {
+        if !(value.is_finite() && value >= 0.0) {
+            self.error(
+                "rate_limit",
+                format!("`{value}` is not a number of requests a second (0: no limit)"),
+            );
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.errors.is_empty()
     }

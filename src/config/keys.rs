@@ -61,6 +61,15 @@ impl KeyDef {
         doc: "Upstream answers kept at most (least recently used go first).",
     };
 
+    /// `rate_limit`: upstream requests a second at most (`0`: no limit).
+    pub const RATE_LIMIT: KeyDef = KeyDef {
+        key: "rate_limit",
+        env_aliases: &[],
+        kind: Kind::Float,
+        default: "0",
+        doc: "Upstream requests a second at most, fractions allowed (0: no limit). A 429 with Retry-After pauses all of the connector's requests whatever this is.",
+    };
+
     /// `request_timeout`: the timeout of one upstream request.
     pub const fn request_timeout(default: &'static str, doc: &'static str) -> KeyDef {
         KeyDef {

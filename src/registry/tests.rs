@@ -336,3 +336,22 @@ fn absurd_periods_and_ping_intervals_are_rejected_at_start_up() {
         "{err}"
     );
 }
+
+#[test]
+fn rate_limits_are_requests_a_second_and_never_negative() {
+    let mut e = ipinfo_env();
+    e.push(("IPINFO_RATE_LIMIT", "0.5"));
+    let c = Config::from_sources(None, &env(&e)).unwrap();
+    assert_eq!(c.ipinfo.rate_limit, 0.5);
+    assert_eq!(c.riskiq.rate_limit, 0.0, "no limit unless configured");
+
+    let mut e = ipinfo_env();
+    e.push(("IPINFO_RATE_LIMIT", "-2"));
+    let err = Config::from_sources(None, &env(&e))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("ipinfo.rate_limit") && err.contains("requests a second"),
+        "{err}"
+    );
+}

@@ -403,3 +403,70 @@ async fn a_cached_answer_makes_no_second_call_and_the_same_bundle() {
     );
     // `ipinfo_mock(1)` fails on drop if IPinfo was called more than once.
 }
+
+/// Answers 429 with `Retry-After: 2` once, then the fixture; records when each call came.
+struct RefusingOnce {
+    calls: std::sync::Arc<std::sync::Mutex<Vec<std::time::Instant>>>,
+}
+
+impl wiremock::Respond for RefusingOnce {
+    fn respond(&self, _: &wiremock::Request) -> ResponseTemplate {
+        let mut calls = self.calls.lock().unwrap();
+        calls.push(std::time::Instant::now());
+        if calls.len() == 1 {
+            ResponseTemplate::new(429).insert_header("Retry-After", "2")
+        } else {
+            ResponseTemplate::new(200).set_body_raw(
+                fixture("ipinfo", "ipv4_asn_privacy_8.8.8.8.json"),
+                "application/json",
+            )
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_429_with_retry_after_pauses_every_request_of_the_connector() {
+    let server = MockServer::start().await;
+    let calls = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    Mock::given(method("GET"))
+        .and(path("/8.8.8.8/json"))
+        .respond_with(RefusingOnce {
+            calls: calls.clone(),
+        })
+        .mount(&server)
+        .await;
+    let fake = FakeOpencti::start().await;
+    add_ip_entity(&fake, "TLP:GREEN", GREEN);
+    let (settings, hosted) = ipinfo_connector(&server.uri(), &[]);
+    let id = settings.id.to_string();
+    let (shutdown, task) = start(&fake, settings, hosted, Duration::from_secs(5)).await;
+    fake.publish_listen(&id, &manual_message("work_r1", &ip_stix(GREEN)))
+        .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while calls.lock().unwrap().is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "IPinfo never called"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Another request while the pause is on: it waits too, although it was never refused.
+    fake.publish_listen(&id, &manual_message("work_r2", &ip_stix(GREEN)))
+        .await;
+    fake.wait_for("both", |s| s.count("workEdit.toProcessed") == 2)
+        .await;
+    stop(shutdown, task).await;
+    let calls = calls.lock().unwrap().clone();
+    assert_eq!(
+        calls.len(),
+        3,
+        "the refused request retried, and the other one"
+    );
+    for later in &calls[1..] {
+        let waited = later.duration_since(calls[0]);
+        assert!(
+            waited >= Duration::from_millis(1900),
+            "a call {waited:?} after the 429"
+        );
+    }
+}

@@ -6,6 +6,7 @@ use serde_json::Value;
 use crate::config::Secret;
 use crate::connectors::ConnectorError;
 use crate::http::{self, UpstreamError};
+use crate::ratelimit::Gate;
 
 /// The IPinfo HTTP client.
 pub struct IpinfoClient {
@@ -13,6 +14,7 @@ pub struct IpinfoClient {
     base_url: reqwest::Url,
     token: Secret,
     max_answer: usize,
+    gate: Gate,
 }
 
 impl IpinfoClient {
@@ -27,19 +29,25 @@ impl IpinfoClient {
             base_url,
             token,
             max_answer,
+            gate: Gate::new(0.0),
         }
+    }
+
+    /// The same client sending through `gate` (`ipinfo.rate_limit`).
+    pub fn with_gate(mut self, gate: Gate) -> Self {
+        self.gate = gate;
+        self
     }
 
     /// The answer for `ip`.
     pub async fn lookup(&self, ip: &str) -> Result<Value, ConnectorError> {
         let url = http::join_segments(&self.base_url, &[ip, "json"]);
-        let response = self
+        let request = self
             .http
             .get(url)
             .bearer_auth(self.token.expose())
-            .header(reqwest::header::ACCEPT, "application/json")
-            .send()
-            .await;
+            .header(reqwest::header::ACCEPT, "application/json");
+        let response = self.gate.send(request).await;
         let body = http::json_body(response, self.max_answer)
             .await
             .map_err(|e| ConnectorError::from_upstream(&e, wording(&e)))?;

@@ -47,6 +47,7 @@ pub static SPEC: SectionSpec = SectionSpec {
         KeyDef::request_timeout("PT30S", "Timeout of one IPinfo request."),
         KeyDef::cache_ttl("P1D"),
         KeyDef::CACHE_CAPACITY,
+        KeyDef::RATE_LIMIT,
     ],
 };
 
@@ -59,6 +60,8 @@ pub struct IpinfoConfig {
     pub connector: ConnectorBlock,
     /// The upstream answer cache.
     pub cache: CacheConfig,
+    /// Upstream requests a second at most (0: no limit).
+    pub rate_limit: f64,
     pub token: Option<Secret>,
     pub max_tlp: TlpSetting,
     pub use_asn_name: bool,
@@ -72,6 +75,7 @@ impl Default for IpinfoConfig {
             api_base_url: SPEC.default_api_base_url.into(),
             connector: ConnectorBlock::default(),
             cache: CacheConfig::keeping_for(Duration::from_secs(86400)),
+            rate_limit: 0.0,
             token: None,
             max_tlp: TlpSetting(Tlp::Amber),
             use_asn_name: true,
@@ -92,6 +96,7 @@ impl ConnectorConfig for IpinfoConfig {
     fn check(&self, checks: &mut Checks) {
         checks.require_secret("token", self.token.as_ref());
         checks.url("api_base_url", &self.api_base_url);
+        checks.rate_limit(self.rate_limit);
     }
 
     fn build(&self, settings: &ConnectorSettings) -> Result<Hosted, String> {

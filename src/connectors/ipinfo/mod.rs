@@ -22,6 +22,7 @@ use crate::connectors::{
     ConnectorError, EnrichmentConnector, EnrichmentRequest, Outcome, sent_message,
 };
 use crate::http;
+use crate::ratelimit::Gate;
 use crate::stix::Tlp;
 use client::IpinfoClient;
 
@@ -44,7 +45,8 @@ impl IpinfoConnector {
             .map_err(|e| e.to_string())?;
         let base_url = reqwest::Url::parse(&config.api_base_url).map_err(|e| e.to_string())?;
         Ok(IpinfoConnector {
-            client: IpinfoClient::new(http, base_url, token, settings.max_answer_bytes),
+            client: IpinfoClient::new(http, base_url, token, settings.max_answer_bytes)
+                .with_gate(Gate::new(config.rate_limit)),
             cache: AnswerCache::new(&config.cache),
             max_tlp: config.max_tlp.0,
             use_asn_name: config.use_asn_name,

@@ -164,6 +164,8 @@ pub struct IvreClient {
     max_answer: usize,
     /// `/ipdata` answers and record lists by query (`ivre.cache`).
     cache: crate::cache::AnswerCache<Value>,
+    /// `ivre.rate_limit`, and the pause a 429 puts on every request (shared by clones).
+    gate: std::sync::Arc<crate::ratelimit::Gate>,
 }
 
 impl IvreClient {
@@ -188,7 +190,14 @@ impl IvreClient {
             max_records,
             max_answer,
             cache: crate::cache::AnswerCache::new(cache),
+            gate: std::sync::Arc::new(crate::ratelimit::Gate::new(0.0)),
         })
+    }
+
+    /// The same client sending through `gate` (`ivre.rate_limit`).
+    pub fn with_gate(mut self, gate: crate::ratelimit::Gate) -> Self {
+        self.gate = std::sync::Arc::new(gate);
+        self
     }
 
     /// GET `<base><path_and_query>`. Failures are classified once: transport errors, 408,
@@ -205,7 +214,7 @@ impl IvreClient {
         if let Some((user, pass)) = &endpoint.basic {
             request = request.basic_auth(user, Some(pass.expose()));
         }
-        let response = request.send().await.map_err(|e| {
+        let response = self.gate.send(request).await.map_err(|e| {
             let error = UpstreamError::transport(e);
             IvreError(ConnectorError::from_upstream(&error, error.to_string()))
         })?;

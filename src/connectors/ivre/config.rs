@@ -152,6 +152,7 @@ pub static SPEC: SectionSpec = SectionSpec {
         },
         KeyDef::cache_ttl("PT1H"),
         KeyDef::CACHE_CAPACITY,
+        KeyDef::RATE_LIMIT,
     ],
 };
 
@@ -183,6 +184,8 @@ pub struct IvreConfig {
     pub connector: ConnectorBlock,
     /// The upstream answer cache.
     pub cache: CacheConfig,
+    /// Upstream requests a second at most (0: no limit).
+    pub rate_limit: f64,
     pub db_url_data: Option<UrlSetting>,
     pub db_url_passive: Option<UrlSetting>,
     pub db_url_scans: Option<UrlSetting>,
@@ -210,6 +213,7 @@ impl Default for IvreConfig {
             api_base_url: None,
             connector: ConnectorBlock::default(),
             cache: CacheConfig::keeping_for(Duration::from_secs(3600)),
+            rate_limit: 0.0,
             db_url_data: None,
             db_url_passive: None,
             db_url_scans: None,
@@ -272,6 +276,7 @@ impl ConnectorConfig for IvreConfig {
     }
 
     fn check(&self, checks: &mut Checks) {
+        checks.rate_limit(self.rate_limit);
         let endpoints = self.endpoints();
         if endpoints.iter().all(|(_, e)| e.is_err()) {
             let why: Vec<String> = endpoints

@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use crate::config::ConnectorSettings;
 use crate::connectors::{ConnectorError, EnrichmentConnector, EnrichmentRequest, Outcome};
+use crate::ratelimit::Gate;
 use crate::stix::{Author, Tlp};
 use client::{Endpoint, IvreClient, IvreError};
 use collect::{Collector, norm_domain};
@@ -77,7 +78,8 @@ impl IvreConnector {
                 settings.roots.as_ref(),
                 &config.cache,
             )
-            .map_err(|e| e.to_string())?,
+            .map_err(|e| e.to_string())?
+            .with_gate(Gate::new(config.rate_limit)),
             data,
             passive,
             scans,

@@ -27,6 +27,8 @@ pub struct LastinfosecClient {
     pub(super) max_answer: usize,
     /// Answers by looked-up value (off unless `lastinfosec.cache.ttl` is set).
     pub(super) cache: crate::cache::AnswerCache<Answer>,
+    /// `lastinfosec.rate_limit`, and the pause a 429 puts on every lookup.
+    pub(super) gate: crate::ratelimit::Gate,
 }
 
 impl LastinfosecClient {
@@ -110,7 +112,7 @@ impl LastinfosecClient {
 
     /// Sends one lookup.
     async fn send(&self, builder: reqwest::RequestBuilder) -> Result<Answer, ConnectorError> {
-        let response = builder.send().await.map_err(|e| {
+        let response = self.gate.send(builder).await.map_err(|e| {
             let error = UpstreamError::transport(e);
             ConnectorError::from_upstream(&error, format!("LastInfoSec is unreachable: {error}"))
         })?;

@@ -61,6 +61,7 @@ pub static SPEC: SectionSpec = SectionSpec {
         KeyDef::request_timeout("PT30S", "Timeout of one LastInfoSec request."),
         KeyDef::cache_ttl("PT0S"),
         KeyDef::CACHE_CAPACITY,
+        KeyDef::RATE_LIMIT,
     ],
 };
 
@@ -84,6 +85,8 @@ pub struct LastinfosecConfig {
     pub connector: ConnectorBlock,
     /// The upstream answer cache.
     pub cache: CacheConfig,
+    /// Upstream requests a second at most (0: no limit).
+    pub rate_limit: f64,
     pub api_key_cti: Option<Secret>,
     pub proxy_http: Option<UrlSetting>,
     pub proxy_https: Option<UrlSetting>,
@@ -99,6 +102,7 @@ impl Default for LastinfosecConfig {
             api_base_url: SPEC.default_api_base_url.into(),
             connector: ConnectorBlock::default(),
             cache: CacheConfig::keeping_for(Duration::from_secs(0)),
+            rate_limit: 0.0,
             api_key_cti: None,
             proxy_http: None,
             proxy_https: None,
@@ -121,6 +125,7 @@ impl ConnectorConfig for LastinfosecConfig {
     fn check(&self, checks: &mut Checks) {
         checks.require_secret("api_key_cti", self.api_key_cti.as_ref());
         checks.url("api_base_url", &self.api_base_url);
+        checks.rate_limit(self.rate_limit);
         for (key, value) in [
             ("proxy_http", &self.proxy_http),
             ("proxy_https", &self.proxy_https),

@@ -51,6 +51,7 @@ impl LastinfosecConnector {
                 endpoint: config.endpoint,
                 max_answer: settings.max_answer_bytes,
                 cache: crate::cache::AnswerCache::new(&config.cache),
+                gate: crate::ratelimit::Gate::new(config.rate_limit),
             },
             max_tlp: config.max_tlp.0,
         })

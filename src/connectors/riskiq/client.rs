@@ -9,6 +9,7 @@ use tokio::sync::Mutex;
 use crate::config::Secret;
 use crate::connectors::ConnectorError;
 use crate::http::{self, UpstreamError};
+use crate::ratelimit::Gate;
 
 /// A quota reading refused on is re-read first when it is older than this.
 const QUOTA_RECHECK: Duration = Duration::from_secs(60);
@@ -50,6 +51,8 @@ pub struct RiskiqClient {
     quota_recheck: Duration,
     quota: Mutex<Option<Quota>>,
     max_answer: usize,
+    /// `riskiq.rate_limit`, and the pause a 429 puts on every request.
+    gate: Gate,
 }
 
 impl RiskiqClient {
@@ -70,7 +73,14 @@ impl RiskiqClient {
             quota_recheck: QUOTA_RECHECK,
             quota: Mutex::new(None),
             max_answer,
+            gate: Gate::new(0.0),
         }
+    }
+
+    /// The same client sending through `gate` (`riskiq.rate_limit`).
+    pub fn with_gate(mut self, gate: Gate) -> Self {
+        self.gate = gate;
+        self
     }
 
     /// The same client re-reading an exhausted quota after `recheck` (tests).
@@ -86,13 +96,12 @@ impl RiskiqClient {
         query: &[(&str, &str)],
     ) -> Result<Value, ConnectorError> {
         let url = http::join_segments(&self.base, path);
-        let response = self
+        let request = self
             .http
             .get(url)
             .basic_auth(self.username.expose(), Some(self.api_key.expose()))
-            .query(query)
-            .send()
-            .await;
+            .query(query);
+        let response = self.gate.send(request).await;
         let body = http::json_body(response, self.max_answer)
             .await
             .map_err(|e| ConnectorError::from_upstream(&e, wording(&e)))?;

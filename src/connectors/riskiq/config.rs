@@ -60,6 +60,7 @@ pub static SPEC: SectionSpec = SectionSpec {
         KeyDef::request_timeout("PT30S", "Timeout of one PassiveTotal request."),
         KeyDef::cache_ttl("P1D"),
         KeyDef::CACHE_CAPACITY,
+        KeyDef::RATE_LIMIT,
     ],
 };
 
@@ -72,6 +73,8 @@ pub struct RiskiqConfig {
     pub connector: ConnectorBlock,
     /// The upstream answer cache.
     pub cache: CacheConfig,
+    /// Upstream requests a second at most (0: no limit).
+    pub rate_limit: f64,
     pub username: Option<Secret>,
     pub api_key: Option<Secret>,
     pub max_tlp: Option<TlpSetting>,
@@ -87,6 +90,7 @@ impl Default for RiskiqConfig {
             api_base_url: SPEC.default_api_base_url.into(),
             connector: ConnectorBlock::default(),
             cache: CacheConfig::keeping_for(Duration::from_secs(86400)),
+            rate_limit: 0.0,
             username: None,
             api_key: None,
             max_tlp: None,
@@ -110,6 +114,7 @@ impl ConnectorConfig for RiskiqConfig {
         checks.require_secret("username", self.username.as_ref());
         checks.require_secret("api_key", self.api_key.as_ref());
         checks.url("api_base_url", &self.api_base_url);
+        checks.rate_limit(self.rate_limit);
     }
 
     fn build(&self, settings: &ConnectorSettings) -> Result<Hosted, String> {

@@ -15,6 +15,7 @@ use crate::cache::AnswerCache;
 use crate::config::ConnectorSettings;
 use crate::connectors::{ConnectorError, EnrichmentConnector, EnrichmentRequest, Outcome};
 use crate::http;
+use crate::ratelimit::Gate;
 use crate::stix::{Author, Tlp};
 use client::RiskiqClient;
 
@@ -55,7 +56,8 @@ impl RiskiqConnector {
                 api_key,
                 config.quota_check_interval.0,
                 settings.max_answer_bytes,
-            ),
+            )
+            .with_gate(Gate::new(config.rate_limit)),
             cache: AnswerCache::new(&config.cache),
             author: author(),
             max_tlp: config.max_tlp.map(|t| t.0),

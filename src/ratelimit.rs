@@ -1,0 +1,127 @@
+//! The gate every upstream request of a connector passes: a token bucket
+//! (`<connector>.rate_limit`, requests per second; governor) and a pause that a 429 with
+//! `Retry-After` puts on **all** of the connector's requests, not just the one refused.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use tokio::time::Instant;
+
+use crate::runtime::retry::MAX_RETRY_AFTER;
+
+/// A connector's upstream gate. Shared by its clients (cheap to hold in an `Arc`).
+pub struct Gate {
+    limiter: Option<DefaultDirectRateLimiter>,
+    paused_until: Mutex<Option<Instant>>,
+}
+
+impl std::fmt::Debug for Gate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Gate(limited: {})", self.limiter.is_some())
+    }
+}
+
+impl Gate {
+    /// At most `per_second` requests a second (fractions allowed); 0 or less: no limit.
+    pub fn new(per_second: f64) -> Gate {
+        let limiter = (per_second.is_finite() && per_second > 0.0)
+            .then(|| Quota::with_period(Duration::from_secs_f64(1.0 / per_second)))
+            .flatten()
+            .map(RateLimiter::direct);
+        Gate {
+            limiter,
+            paused_until: Mutex::new(None),
+        }
+    }
+
+    /// Waits until a request may go: past any pause, then for a token.
+    pub async fn wait(&self) {
+        loop {
+            let until = *self.paused_until.lock().unwrap_or_else(|p| p.into_inner());
+            match until {
+                Some(t) if t > Instant::now() => tokio::time::sleep_until(t).await,
+                _ => break,
+            }
+        }
+        if let Some(limiter) = &self.limiter {
+            limiter.until_ready().await;
+        }
+    }
+
+    /// Holds every request back for `delay` (a 429's `Retry-After`, at most
+    /// [`MAX_RETRY_AFTER`]); a longer pause already in force stays.
+    pub fn pause(&self, delay: Duration) {
+        let until = Instant::now() + delay.min(MAX_RETRY_AFTER);
+        let mut paused = self.paused_until.lock().unwrap_or_else(|p| p.into_inner());
+        if paused.is_none_or(|p| p < until) {
+            *paused = Some(until);
+        }
+    }
+
+    /// After an answer: a 429 with `Retry-After` pauses the connector.
+    pub fn observe(&self, response: &reqwest::Response) {
+        if response.status() == reqwest::StatusCode::TOO_MANY_REQUESTS
+            && let Some(delay) = crate::http::retry_after(response.headers())
+        {
+            tracing::warn!(
+                seconds = delay.as_secs_f64(),
+                "The upstream asked to slow down; pausing this connector's requests."
+            );
+            self.pause(delay);
+        }
+    }
+
+    /// Sends `request` through the gate.
+    pub async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> reqwest::Result<reqwest::Response> {
+        self.wait().await;
+        let response = request.send().await?;
+        self.observe(&response);
+        Ok(response)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pause_holds_every_request_back() {
+        let gate = Gate::new(0.0);
+        let started = Instant::now();
+        gate.wait().await;
+        assert!(
+            started.elapsed() < Duration::from_millis(1),
+            "no limit, no pause"
+        );
+        gate.pause(Duration::from_secs(3));
+        gate.pause(Duration::from_secs(1));
+        gate.wait().await;
+        assert!(
+            started.elapsed() >= Duration::from_secs(3),
+            "the longer pause stays"
+        );
+        gate.pause(Duration::from_secs(86400));
+        let before = Instant::now();
+        gate.wait().await;
+        assert!(before.elapsed() <= MAX_RETRY_AFTER + Duration::from_secs(1));
+    }
+
+    #[tokio::test]
+    async fn the_bucket_spaces_requests_out() {
+        let gate = Gate::new(20.0);
+        let started = std::time::Instant::now();
+        for _ in 0..10 {
+            gate.wait().await;
+        }
+        // The first goes at once, the nine others 50 ms apart.
+        assert!(
+            started.elapsed() >= Duration::from_millis(400),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+}
