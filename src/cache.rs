@@ -39,13 +39,16 @@ impl Default for CacheConfig {
 /// A cache of upstream answers of type `V` (clones share it).
 #[derive(Clone)]
 pub struct AnswerCache<V: Clone + Send + Sync + 'static> {
+    connector: &'static str,
     inner: Option<moka::future::Cache<String, V>>,
 }
 
 impl<V: Clone + Send + Sync + 'static> AnswerCache<V> {
-    pub fn new(config: &CacheConfig) -> Self {
+    /// `connector`'s cache (its hits and misses are counted under that name).
+    pub fn new(connector: &'static str, config: &CacheConfig) -> Self {
         let on = !config.ttl.0.is_zero() && config.capacity > 0;
         AnswerCache {
+            connector,
             inner: on.then(|| {
                 moka::future::Cache::builder()
                     .max_capacity(config.capacity)
@@ -64,10 +67,19 @@ impl<V: Clone + Send + Sync + 'static> AnswerCache<V> {
     {
         match &self.inner {
             None => fetch().await,
-            Some(cache) => cache
-                .try_get_with(key.to_string(), fetch())
-                .await
-                .map_err(|e| (*e).clone()),
+            Some(cache) => {
+                let fetched = std::sync::atomic::AtomicBool::new(false);
+                let answer = cache
+                    .try_get_with(key.to_string(), async {
+                        fetched.store(true, std::sync::atomic::Ordering::Relaxed);
+                        fetch().await
+                    })
+                    .await
+                    .map_err(|e| (*e).clone());
+                let hit = !fetched.load(std::sync::atomic::Ordering::Relaxed);
+                crate::metrics::UPSTREAM.cache_lookup(self.connector, hit);
+                answer
+            }
         }
     }
 }
@@ -80,7 +92,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_hit_makes_no_call_and_errors_are_not_kept() {
-        let cache = AnswerCache::<u32>::new(&CacheConfig::keeping_for(Duration::from_secs(60)));
+        let cache =
+            AnswerCache::<u32>::new("test", &CacheConfig::keeping_for(Duration::from_secs(60)));
         let calls = AtomicUsize::new(0);
         // The call happens when the future runs, as an HTTP request does.
         let fetch = |answer: Result<u32, String>| async {
@@ -98,7 +111,7 @@ mod tests {
             "a hit"
         );
         assert_eq!(calls.load(Ordering::SeqCst), 2);
-        let off = AnswerCache::<u32>::new(&CacheConfig::default());
+        let off = AnswerCache::<u32>::new("test", &CacheConfig::default());
         assert_eq!(
             off.get_or_fetch("a", || fetch(Ok(1))).await,
             Ok::<_, String>(1)
@@ -113,7 +126,10 @@ mod tests {
     async fn popular_lookups_cost_one_call_each() {
         // 3,000 requests, Zipf-distributed over 500 IPs (as auto-enrichment makes them), with
         // the default capacity: one upstream call per distinct IP.
-        let cache = AnswerCache::<u32>::new(&CacheConfig::keeping_for(Duration::from_secs(86400)));
+        let cache = AnswerCache::<u32>::new(
+            "test",
+            &CacheConfig::keeping_for(Duration::from_secs(86400)),
+        );
         let calls = AtomicUsize::new(0);
         let weights: Vec<f64> = (1..=500).map(|rank| 1.0 / rank as f64).collect();
         let total: f64 = weights.iter().sum();

@@ -8,10 +8,12 @@ use std::time::Duration;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::time::Instant;
 
+use crate::metrics::UPSTREAM;
 use crate::runtime::retry::MAX_RETRY_AFTER;
 
 /// A connector's upstream gate. Shared by its clients (cheap to hold in an `Arc`).
 pub struct Gate {
+    connector: &'static str,
     limiter: Option<DefaultDirectRateLimiter>,
     paused_until: Mutex<Option<Instant>>,
 }
@@ -23,13 +25,15 @@ impl std::fmt::Debug for Gate {
 }
 
 impl Gate {
-    /// At most `per_second` requests a second (fractions allowed); 0 or less: no limit.
-    pub fn new(per_second: f64) -> Gate {
+    /// `connector`'s gate: at most `per_second` requests a second (fractions allowed); 0 or
+    /// less: no limit.
+    pub fn new(connector: &'static str, per_second: f64) -> Gate {
         let limiter = (per_second.is_finite() && per_second > 0.0)
             .then(|| Quota::with_period(Duration::from_secs_f64(1.0 / per_second)))
             .flatten()
             .map(RateLimiter::direct);
         Gate {
+            connector,
             limiter,
             paused_until: Mutex::new(None),
         }
@@ -37,6 +41,7 @@ impl Gate {
 
     /// Waits until a request may go: past any pause, then for a token.
     pub async fn wait(&self) {
+        let started = Instant::now();
         loop {
             let until = *self.paused_until.lock().unwrap_or_else(|p| p.into_inner());
             match until {
@@ -46,6 +51,10 @@ impl Gate {
         }
         if let Some(limiter) = &self.limiter {
             limiter.until_ready().await;
+        }
+        let waited = started.elapsed();
+        if waited >= Duration::from_millis(1) {
+            UPSTREAM.waited(self.connector, waited);
         }
     }
 
@@ -78,7 +87,10 @@ impl Gate {
         request: reqwest::RequestBuilder,
     ) -> reqwest::Result<reqwest::Response> {
         self.wait().await;
-        let response = request.send().await?;
+        let call = UPSTREAM.call(self.connector);
+        let response = request.send().await;
+        call.finish(response.as_ref().ok().map(|r| r.status().as_u16()));
+        let response = response?;
         self.observe(&response);
         Ok(response)
     }
@@ -90,7 +102,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_pause_holds_every_request_back() {
-        let gate = Gate::new(0.0);
+        let gate = Gate::new("test", 0.0);
         let started = Instant::now();
         gate.wait().await;
         assert!(
@@ -112,7 +124,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_bucket_spaces_requests_out() {
-        let gate = Gate::new(20.0);
+        let gate = Gate::new("test", 20.0);
         let started = std::time::Instant::now();
         for _ in 0..10 {
             gate.wait().await;

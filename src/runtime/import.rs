@@ -276,6 +276,7 @@ async fn finish_run(
                 }
             }
             run.metrics.count(connector, Event::RunSucceeded);
+            run.metrics.import_succeeded(connector);
             tracing::info!(connector, message = %message, "Import run done.");
             (message, false)
         }

@@ -74,6 +74,14 @@ async fn daemon_registers_pings_enriches_and_stops_cleanly() {
         metrics.contains(r#"opencti_connectors_up{connector="ipinfo"} 1"#),
         "{metrics}"
     );
+    for series in [
+        r#"opencti_connectors_upstream_calls_total{connector="ipinfo",status="2xx"} 1"#,
+        r#"opencti_connectors_cache_lookups_total{connector="ipinfo",result="miss"} 1"#,
+        r#"opencti_connectors_upstream_latency_seconds_count{connector="ipinfo"} 1"#,
+        r#"opencti_connectors_upstream_in_flight{connector="ipinfo"} 0"#,
+    ] {
+        assert!(metrics.contains(series), "{series} in\n{metrics}");
+    }
 
     let output = daemon.terminate().await;
     assert!(

@@ -29,7 +29,7 @@ impl IpinfoClient {
             base_url,
             token,
             max_answer,
-            gate: Gate::new(0.0),
+            gate: Gate::new("ipinfo", 0.0),
         }
     }
 

@@ -46,8 +46,8 @@ impl IpinfoConnector {
         let base_url = reqwest::Url::parse(&config.api_base_url).map_err(|e| e.to_string())?;
         Ok(IpinfoConnector {
             client: IpinfoClient::new(http, base_url, token, settings.max_answer_bytes)
-                .with_gate(Gate::new(config.rate_limit)),
-            cache: AnswerCache::new(&config.cache),
+                .with_gate(Gate::new("ipinfo", config.rate_limit)),
+            cache: AnswerCache::new("ipinfo", &config.cache),
             max_tlp: config.max_tlp.0,
             use_asn_name: config.use_asn_name,
         })

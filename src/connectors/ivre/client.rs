@@ -189,8 +189,8 @@ impl IvreClient {
             page_size: page_size.max(1),
             max_records,
             max_answer,
-            cache: crate::cache::AnswerCache::new(cache),
-            gate: std::sync::Arc::new(crate::ratelimit::Gate::new(0.0)),
+            cache: crate::cache::AnswerCache::new("ivre", cache),
+            gate: std::sync::Arc::new(crate::ratelimit::Gate::new("ivre", 0.0)),
         })
     }
 

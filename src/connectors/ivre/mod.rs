@@ -79,7 +79,7 @@ impl IvreConnector {
                 &config.cache,
             )
             .map_err(|e| e.to_string())?
-            .with_gate(Gate::new(config.rate_limit)),
+            .with_gate(Gate::new("ivre", config.rate_limit)),
             data,
             passive,
             scans,

@@ -50,8 +50,8 @@ impl LastinfosecConnector {
                     .ok_or("lastinfosec.api_key_cti is required")?,
                 endpoint: config.endpoint,
                 max_answer: settings.max_answer_bytes,
-                cache: crate::cache::AnswerCache::new(&config.cache),
-                gate: crate::ratelimit::Gate::new(config.rate_limit),
+                cache: crate::cache::AnswerCache::new("lastinfosec", &config.cache),
+                gate: crate::ratelimit::Gate::new("lastinfosec", config.rate_limit),
             },
             max_tlp: config.max_tlp.0,
         })

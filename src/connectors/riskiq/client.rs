@@ -73,7 +73,7 @@ impl RiskiqClient {
             quota_recheck: QUOTA_RECHECK,
             quota: Mutex::new(None),
             max_answer,
-            gate: Gate::new(0.0),
+            gate: Gate::new("riskiq", 0.0),
         }
     }
 

@@ -57,8 +57,8 @@ impl RiskiqConnector {
                 config.quota_check_interval.0,
                 settings.max_answer_bytes,
             )
-            .with_gate(Gate::new(config.rate_limit)),
-            cache: AnswerCache::new(&config.cache),
+            .with_gate(Gate::new("riskiq", config.rate_limit)),
+            cache: AnswerCache::new("riskiq", &config.cache),
             author: author(),
             max_tlp: config.max_tlp.map(|t| t.0),
             window: config.import_last_seen_time_window.0,
