@@ -1,7 +1,8 @@
 //! The upstream answer cache of an enrichment connector: answers kept in memory, keyed by the
 //! looked-up value, for `<connector>.cache.ttl` and at most `<connector>.cache.capacity` of
 //! them. A hit makes no upstream call; concurrent lookups of one key make one call; errors
-//! are never kept.
+//! are never kept, and "not found" answers only for [`NOT_FOUND_TTL`] (or the TTL if shorter):
+//! the upstream may learn of the value soon.
 
 use std::future::Future;
 use std::time::Duration;
@@ -36,6 +37,31 @@ impl Default for CacheConfig {
     }
 }
 
+/// How long a "not found" answer is kept at most.
+pub const NOT_FOUND_TTL: Duration = Duration::from_secs(300);
+
+/// Each answer's lifetime: the TTL, or [`NOT_FOUND_TTL`] for a "not found".
+struct Lifetime<V> {
+    ttl: Duration,
+    is_not_found: Option<fn(&V) -> bool>,
+}
+
+impl<V> moka::Expiry<String, V> for Lifetime<V> {
+    fn expire_after_create(
+        &self,
+        _key: &String,
+        value: &V,
+        _created_at: std::time::Instant,
+    ) -> Option<Duration> {
+        let not_found = self.is_not_found.is_some_and(|f| f(value));
+        Some(if not_found {
+            self.ttl.min(NOT_FOUND_TTL)
+        } else {
+            self.ttl
+        })
+    }
+}
+
 /// A cache of upstream answers of type `V` (clones share it).
 #[derive(Clone)]
 pub struct AnswerCache<V: Clone + Send + Sync + 'static> {
@@ -46,13 +72,34 @@ pub struct AnswerCache<V: Clone + Send + Sync + 'static> {
 impl<V: Clone + Send + Sync + 'static> AnswerCache<V> {
     /// `connector`'s cache (its hits and misses are counted under that name).
     pub fn new(connector: &'static str, config: &CacheConfig) -> Self {
+        Self::build(connector, config, None)
+    }
+
+    /// The same, keeping answers `is_not_found` says are "not found" for
+    /// [`NOT_FOUND_TTL`] at most.
+    pub fn with_not_found(
+        connector: &'static str,
+        config: &CacheConfig,
+        is_not_found: fn(&V) -> bool,
+    ) -> Self {
+        Self::build(connector, config, Some(is_not_found))
+    }
+
+    fn build(
+        connector: &'static str,
+        config: &CacheConfig,
+        is_not_found: Option<fn(&V) -> bool>,
+    ) -> Self {
         let on = !config.ttl.0.is_zero() && config.capacity > 0;
         AnswerCache {
             connector,
             inner: on.then(|| {
                 moka::future::Cache::builder()
                     .max_capacity(config.capacity)
-                    .time_to_live(config.ttl.0)
+                    .expire_after(Lifetime {
+                        ttl: config.ttl.0,
+                        is_not_found,
+                    })
                     .build()
             }),
         }
@@ -120,6 +167,40 @@ mod tests {
             off.get_or_fetch("a", || fetch(Ok(2))).await,
             Ok::<_, String>(2)
         );
+    }
+
+    #[tokio::test]
+    async fn not_found_answers_are_kept_briefly() {
+        let config = CacheConfig::keeping_for(Duration::from_secs(86400));
+        let lifetime = Lifetime::<u32> {
+            ttl: config.ttl.0,
+            is_not_found: Some(|v| *v == 0),
+        };
+        let now = std::time::Instant::now();
+        let key = "k".to_string();
+        use moka::Expiry;
+        assert_eq!(
+            lifetime.expire_after_create(&key, &0, now),
+            Some(NOT_FOUND_TTL)
+        );
+        assert_eq!(
+            lifetime.expire_after_create(&key, &7, now),
+            Some(Duration::from_secs(86400))
+        );
+        let short = Lifetime::<u32> {
+            ttl: Duration::from_secs(10),
+            is_not_found: Some(|v| *v == 0),
+        };
+        assert_eq!(
+            short.expire_after_create(&key, &0, now),
+            Some(Duration::from_secs(10)),
+            "never longer than the TTL"
+        );
+        // And through the cache: a "not found" is still a hit within its lifetime.
+        let cache = AnswerCache::<u32>::with_not_found("test", &config, |v| *v == 0);
+        let first = cache.get_or_fetch("k", || async { Ok::<_, ()>(0) }).await;
+        let second = cache.get_or_fetch("k", || async { Ok::<_, ()>(5) }).await;
+        assert_eq!((first, second), (Ok(0), Ok(0)));
     }
 
     #[tokio::test]

@@ -189,7 +189,10 @@ impl IvreClient {
             page_size: page_size.max(1),
             max_records,
             max_answer,
-            cache: crate::cache::AnswerCache::new("ivre", cache),
+            // Nothing known (no ipdata, no record) is a "not found": kept briefly.
+            cache: crate::cache::AnswerCache::with_not_found("ivre", cache, |v| {
+                v.is_null() || v.as_array().is_some_and(Vec::is_empty)
+            }),
             gate: std::sync::Arc::new(crate::ratelimit::Gate::new("ivre", 0.0)),
         })
     }

@@ -50,7 +50,11 @@ impl LastinfosecConnector {
                     .ok_or("lastinfosec.api_key_cti is required")?,
                 endpoint: config.endpoint,
                 max_answer: settings.max_answer_bytes,
-                cache: crate::cache::AnswerCache::new("lastinfosec", &config.cache),
+                cache: crate::cache::AnswerCache::with_not_found(
+                    "lastinfosec",
+                    &config.cache,
+                    |answer| matches!(answer, Answer::NotFound),
+                ),
                 gate: crate::ratelimit::Gate::new("lastinfosec", config.rate_limit),
             },
             max_tlp: config.max_tlp.0,
