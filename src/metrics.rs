@@ -193,6 +193,16 @@ pub struct Metrics {
     events: Family<Labels, Counter>,
     up: Family<Labels, Gauge>,
     last_import: Family<Labels, Gauge>,
+    requests: Family<Labels, Gauge>,
+}
+
+/// One enrichment request being processed; dropping it ends it, panics included.
+pub struct RequestGuard(Gauge);
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 impl Default for Metrics {
@@ -201,6 +211,7 @@ impl Default for Metrics {
         let events = Family::<Labels, Counter>::default();
         let up = Family::<Labels, Gauge>::default();
         let last_import = Family::<Labels, Gauge>::default();
+        let requests = Family::<Labels, Gauge>::default();
         registry.register(
             "events",
             "Connector events (enrichments, bundles, refusals, runs)",
@@ -216,12 +227,18 @@ impl Default for Metrics {
             "Unix time of the connector's last successful import run",
             last_import.clone(),
         );
+        registry.register(
+            "requests_in_flight",
+            "Enrichment requests being processed",
+            requests.clone(),
+        );
         UPSTREAM.register(&mut registry);
         Metrics {
             registry: Mutex::new(registry),
             events,
             up,
             last_import,
+            requests,
         }
     }
 }
@@ -253,6 +270,16 @@ impl Metrics {
         self.up
             .get_or_create(&vec![("connector".into(), connector.into())])
             .set(i64::from(up));
+    }
+
+    /// An enrichment request of `connector` starts; in flight until the guard drops.
+    pub fn request_started(&self, connector: &str) -> RequestGuard {
+        let gauge = self
+            .requests
+            .get_or_create(&connector_label(connector))
+            .clone();
+        gauge.inc();
+        RequestGuard(gauge)
     }
 
     /// An import run of `connector` succeeded now.

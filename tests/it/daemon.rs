@@ -79,6 +79,7 @@ async fn daemon_registers_pings_enriches_and_stops_cleanly() {
         r#"opencti_connectors_cache_lookups_total{connector="ipinfo",result="miss"} 1"#,
         r#"opencti_connectors_upstream_latency_seconds_count{connector="ipinfo"} 1"#,
         r#"opencti_connectors_upstream_in_flight{connector="ipinfo"} 0"#,
+        r#"opencti_connectors_requests_in_flight{connector="ipinfo"} 0"#,
     ] {
         assert!(metrics.contains(series), "{series} in\n{metrics}");
     }

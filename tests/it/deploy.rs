@@ -137,6 +137,7 @@ async fn the_dashboard_queries_only_metrics_the_daemon_exports() {
     metrics.set_up("dashboard", true);
     metrics.count("dashboard", Event::EnrichmentSucceeded);
     metrics.import_succeeded("dashboard");
+    drop(metrics.request_started("dashboard"));
     let upstream = wiremock::MockServer::start().await;
     wiremock::Mock::given(wiremock::matchers::any())
         .respond_with(wiremock::ResponseTemplate::new(429).insert_header("Retry-After", "1"))

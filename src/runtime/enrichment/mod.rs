@@ -200,6 +200,7 @@ async fn session(
 
 async fn handle_delivery(ctx: Arc<EnrichmentContext>, delivery: Delivery, shutdown: Shutdown) {
     let connector = ctx.run.settings.key;
+    let _in_flight = ctx.run.metrics.request_started(connector);
     // A connector bug must not leave the message unacked forever (it would hold a prefetch
     // slot): report it on the work and drop the message.
     let handled = std::panic::AssertUnwindSafe(handle_message(&ctx, &delivery.data, &shutdown))
