@@ -87,6 +87,18 @@ impl Roots {
 
 /// A rustls client builder with a timeout (connecting takes at most 10 s of it), the
 /// daemon's User-Agent and the extra trust anchors.
+/// Sends one upstream request of `connector`, counted in the upstream metrics (calls by
+/// status class, latency, in flight).
+pub async fn send_counted(
+    connector: &'static str,
+    request: reqwest::RequestBuilder,
+) -> reqwest::Result<reqwest::Response> {
+    let call = crate::metrics::UPSTREAM.call(connector);
+    let response = request.send().await;
+    call.finish(response.as_ref().ok().map(|r| r.status().as_u16()));
+    response
+}
+
 pub fn builder(timeout: Duration, roots: Option<&Roots>) -> reqwest::ClientBuilder {
     let mut builder = reqwest::Client::builder()
         .timeout(timeout)

@@ -87,10 +87,7 @@ impl Gate {
         request: reqwest::RequestBuilder,
     ) -> reqwest::Result<reqwest::Response> {
         self.wait().await;
-        let call = UPSTREAM.call(self.connector);
-        let response = request.send().await;
-        call.finish(response.as_ref().ok().map(|r| r.status().as_u16()));
-        let response = response?;
+        let response = crate::http::send_counted(self.connector, request).await?;
         self.observe(&response);
         Ok(response)
     }

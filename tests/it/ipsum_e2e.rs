@@ -73,6 +73,15 @@ async fn imports_then_skips_an_unchanged_feed_by_etag() {
         fake.calls("registerConnector")[0].variables["input"]["type"],
         "EXTERNAL_IMPORT"
     );
+    // The download and the 304 are counted like every upstream call (the families are
+    // process-wide, so any registry shows them).
+    let metrics = opencti_connectors::metrics::Metrics::default().render();
+    for class in ["2xx", "3xx"] {
+        let series = format!(
+            r#"opencti_connectors_upstream_calls_total{{connector="ipsum",status="{class}"}}"#
+        );
+        assert!(metrics.contains(&series), "{series} in\n{metrics}");
+    }
     assert_eq!(
         fake.calls("workAdd")[0].variables["friendlyName"],
         "Connector IPSum"

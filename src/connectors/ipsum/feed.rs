@@ -59,7 +59,10 @@ impl FeedClient {
                 None => {}
             }
         }
-        let response = request.send().await.map_err(transport)?;
+        // No rate limit (one download a period), but counted like every upstream call.
+        let response = http::send_counted("ipsum", request)
+            .await
+            .map_err(transport)?;
         let status = response.status();
         if status == reqwest::StatusCode::NOT_MODIFIED {
             return Ok(None);
