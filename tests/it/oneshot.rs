@@ -89,6 +89,74 @@ async fn enrich_prints_the_bundle_the_daemon_would_send() {
     assert!(ids.contains(&IP_ID) && ids.contains(&GREEN));
 }
 
+/// The bundle `enrich ipinfo … 8.8.8.8 --tlp TLP:GREEN` prints with `env`, its ids sorted.
+fn enrich_ids(env: &[(&str, &str)]) -> Vec<String> {
+    let args = [
+        "enrich",
+        "ipinfo",
+        "IPv4-Addr",
+        "8.8.8.8",
+        "--tlp",
+        "TLP:GREEN",
+    ];
+    let out = run(&args, env);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bundle: Value = serde_json::from_slice(&out.stdout).expect("a JSON bundle on stdout");
+    let mut ids: Vec<String> = bundle["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["id"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+async fn ipinfo_core_plan_is_asked_at_lookup_and_gives_the_legacy_ids() {
+    let server = MockServer::start().await;
+    Mock::given(path("/lookup/8.8.8.8"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(
+            constructed("ipinfo", "core_8.8.8.8.json"),
+            "application/json",
+        ))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let legacy = ipinfo(200).await;
+    let (core_base, legacy_base) = (server.uri(), legacy.uri());
+    let core = enrich_ids(&[
+        ("IPINFO_TOKEN", "t"),
+        ("IPINFO_API", "lookup"),
+        ("IPINFO_API_BASE_URL", core_base.as_str()),
+    ]);
+    let legacy = enrich_ids(&[
+        ("IPINFO_TOKEN", "t"),
+        ("IPINFO_API_BASE_URL", legacy_base.as_str()),
+    ]);
+    assert_eq!(core, legacy);
+    assert!(core.iter().any(|id| id.starts_with("location--")));
+    let lite = run(
+        &["enrich", "ipinfo", "IPv4-Addr", "8.8.8.8"],
+        &[("IPINFO_TOKEN", "t"), ("IPINFO_API", "premium")],
+    );
+    assert_eq!(
+        lite.status.code(),
+        Some(2),
+        "an unknown plan is a configuration error"
+    );
+    let stderr = String::from_utf8_lossy(&lite.stderr);
+    assert!(
+        stderr.contains("ipinfo.api") && stderr.contains("lookup"),
+        "{stderr}"
+    );
+}
+
 #[tokio::test]
 async fn enrich_exit_codes_tell_configuration_from_upstream_failures() {
     let server = ipinfo(503).await;

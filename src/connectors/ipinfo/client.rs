@@ -1,8 +1,9 @@
-//! IPinfo's API: `GET <base>/<ip>/json` with the token in a Bearer header, failures in the
+//! IPinfo's API: `GET <base>/<ip>/json` (or the `lite`/`lookup` plan's path) with the token in a Bearer header, failures in the
 //! reference's wording.
 
 use serde_json::Value;
 
+use super::plans::{self, Api};
 use crate::config::Secret;
 use crate::connectors::ConnectorError;
 use crate::http::{self, UpstreamError};
@@ -15,6 +16,7 @@ pub struct IpinfoClient {
     token: Secret,
     max_answer: usize,
     gate: Gate,
+    api: Api,
 }
 
 impl IpinfoClient {
@@ -30,6 +32,7 @@ impl IpinfoClient {
             token,
             max_answer,
             gate: Gate::new("ipinfo", 0.0),
+            api: Api::Legacy,
         }
     }
 
@@ -39,9 +42,15 @@ impl IpinfoClient {
         self
     }
 
-    /// The answer for `ip`.
+    /// The same client asking `api` (`ipinfo.api`).
+    pub fn with_api(mut self, api: Api) -> Self {
+        self.api = api;
+        self
+    }
+
+    /// The answer for `ip`, in the legacy shape whatever the API asked.
     pub async fn lookup(&self, ip: &str) -> Result<Value, ConnectorError> {
-        let url = http::join_segments(&self.base_url, &[ip, "json"]);
+        let url = http::join_segments(&self.base_url, &self.api.segments(ip));
         let request = self
             .http
             .get(url)
@@ -63,7 +72,7 @@ impl IpinfoClient {
                 .unwrap_or("Unknown");
             return Err(status_error(status, reason));
         }
-        Ok(body)
+        Ok(plans::to_legacy(self.api, body))
     }
 }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::IpinfoConnector;
+use super::plans::{self, Api};
 use crate::cache::CacheConfig;
 use crate::config::{
     Checks, ConnectorBlock, ConnectorKind, ConnectorSettings, IsoDuration, KeyDef, Kind, Secret,
@@ -44,6 +45,13 @@ pub static SPEC: SectionSpec = SectionSpec {
             default: "true",
             doc: "Name the autonomous system by its owner (`Google LLC`) instead of `AS15169`.",
         },
+        KeyDef {
+            key: "api",
+            env_aliases: &[],
+            kind: Kind::Str,
+            default: "legacy",
+            doc: "IPinfo API: `legacy` (`ipinfo.io/<ip>/json`, as the official connector), `lite` (free, `api.ipinfo.io/lite/<ip>`: country and AS) or `lookup` (Core/Plus, `api.ipinfo.io/lookup/<ip>`). With `lite`/`lookup` the default base URL is `https://api.ipinfo.io`.",
+        },
         KeyDef::request_timeout("PT30S", "Timeout of one IPinfo request."),
         KeyDef::cache_ttl("P1D"),
         KeyDef::CACHE_CAPACITY,
@@ -65,6 +73,8 @@ pub struct IpinfoConfig {
     pub token: Option<Secret>,
     pub max_tlp: TlpSetting,
     pub use_asn_name: bool,
+    /// Which IPinfo API to ask.
+    pub api: Api,
     pub request_timeout: IsoDuration,
 }
 
@@ -79,7 +89,20 @@ impl Default for IpinfoConfig {
             token: None,
             max_tlp: TlpSetting(Tlp::Amber),
             use_asn_name: true,
+            api: Api::Legacy,
             request_timeout: IsoDuration(Duration::from_secs(30)),
+        }
+    }
+}
+
+impl IpinfoConfig {
+    /// The base URL asked: `api_base_url`, or `https://api.ipinfo.io` when it was left at the
+    /// legacy default and `api` is `lite` or `lookup`.
+    pub fn base_url(&self) -> &str {
+        if self.api != Api::Legacy && &*self.api_base_url == SPEC.default_api_base_url {
+            plans::API_BASE_URL
+        } else {
+            &self.api_base_url
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod client;
 pub mod config;
 pub mod countries;
 mod mapping;
+pub mod plans;
 
 use std::net::IpAddr;
 
@@ -43,10 +44,11 @@ impl IpinfoConnector {
         let token = config.token.clone().ok_or("ipinfo.token is required")?;
         let http = http::client(config.request_timeout.0, None, settings.roots.as_ref())
             .map_err(|e| e.to_string())?;
-        let base_url = reqwest::Url::parse(&config.api_base_url).map_err(|e| e.to_string())?;
+        let base_url = reqwest::Url::parse(config.base_url()).map_err(|e| e.to_string())?;
         Ok(IpinfoConnector {
             client: IpinfoClient::new(http, base_url, token, settings.max_answer_bytes)
-                .with_gate(Gate::new("ipinfo", config.rate_limit)),
+                .with_gate(Gate::new("ipinfo", config.rate_limit))
+                .with_api(config.api),
             cache: AnswerCache::new("ipinfo", &config.cache),
             max_tlp: config.max_tlp.0,
             use_asn_name: config.use_asn_name,

@@ -11,7 +11,7 @@ use apollo_compiler::validation::Valid;
 
 #[path = "../../../src/fixtures.rs"]
 mod fixtures;
-pub use fixtures::{fixture, fixture_json, shared};
+pub use fixtures::{constructed, fixture, fixture_json, shared};
 
 /// The platform's merged GraphQL schema, parsed and validated once.
 pub fn schema() -> &'static Valid<Schema> {
