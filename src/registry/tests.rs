@@ -185,6 +185,7 @@ fn every_key_in_the_table_is_read_by_the_loader() {
                 "ipsum.tlp_level" => "amber",
                 "lastinfosec.endpoint" => "hash_host",
                 "ivre.scans_route" => "view",
+                "ipinfo.api" => "lookup",
                 p if p.starts_with("ivre.db_url") => "http://ivre.test/cgi",
                 _ => "value",
             },
