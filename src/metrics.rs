@@ -1,8 +1,14 @@
 //! Prometheus metrics: one counter family of events per connector, an `up` gauge per
 //! connector (1 while registered and serving), the time of the last successful import, and
 //! the upstream families ([`UPSTREAM`]) every connector's gate and cache count into.
+//!
+//! Where pycti 7's metric handler (`pycti/connector/opencti_metric_handler.py`) counts the
+//! same thing, the family has its name, under the `opencti_connectors` namespace and with a
+//! `connector` label: `bundles_sent_total`, `records_sent_total`, `runs_total`,
+//! `ping_api_total`, `ping_api_errors_total`, `errors_total`, `client_errors_total` and the
+//! `state` enum (`idle`, `running`, `stopped`).
 
-use std::sync::{LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use prometheus_client::encoding::text::encode;
@@ -26,8 +32,6 @@ pub enum Event {
     Panic,
     /// An entity above the connector's max TLP.
     TlpRefused,
-    /// Bundles sent to OpenCTI.
-    BundlesSent,
     RunSucceeded,
     RunFailed,
     /// A run held back while the push queue was over its threshold.
@@ -45,11 +49,38 @@ impl Event {
             Event::MessageMalformed => "messages_malformed",
             Event::Panic => "panics",
             Event::TlpRefused => "tlp_refused",
-            Event::BundlesSent => "bundles_sent",
             Event::RunSucceeded => "runs_succeeded",
             Event::RunFailed => "runs_failed",
             Event::RunBuffered => "runs_buffered",
             Event::Restart => "restarts",
+        }
+    }
+
+    /// Whether pycti would count it in `errors_total`.
+    fn is_error(self) -> bool {
+        matches!(
+            self,
+            Event::EnrichmentFailed | Event::MessageMalformed | Event::Panic | Event::RunFailed
+        )
+    }
+}
+
+/// pycti's `state` enum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Idle,
+    Running,
+    Stopped,
+}
+
+impl State {
+    const ALL: [State; 3] = [State::Idle, State::Running, State::Stopped];
+
+    fn name(self) -> &'static str {
+        match self {
+            State::Idle => "idle",
+            State::Running => "running",
+            State::Stopped => "stopped",
         }
     }
 }
@@ -67,6 +98,7 @@ pub struct Upstream {
     waits: Family<Labels, Counter>,
     wait_seconds: Family<Labels, Counter<f64, std::sync::atomic::AtomicU64>>,
     cache: Family<Labels, Counter>,
+    client_errors: Family<Labels, Counter>,
 }
 
 /// The upstream families.
@@ -78,6 +110,7 @@ pub static UPSTREAM: LazyLock<Upstream> = LazyLock::new(|| Upstream {
     waits: Family::default(),
     wait_seconds: Family::default(),
     cache: Family::default(),
+    client_errors: Family::default(),
 });
 
 impl Upstream {
@@ -142,6 +175,11 @@ impl Upstream {
             "Upstream cache lookups by result (hit, miss)",
             self.cache.clone(),
         );
+        registry.register(
+            "client_errors",
+            "Upstream API calls that failed: no answer or an HTTP error (pycti's client_errors_total)",
+            self.client_errors.clone(),
+        );
     }
 }
 
@@ -175,6 +213,12 @@ impl CallGuard {
             .latency
             .get_or_create(&connector_label(self.connector))
             .observe(self.started.elapsed().as_secs_f64());
+        if status.is_none_or(|s| s >= 400) {
+            UPSTREAM
+                .client_errors
+                .get_or_create(&connector_label(self.connector))
+                .inc();
+        }
     }
 }
 
@@ -187,6 +231,70 @@ impl Drop for CallGuard {
     }
 }
 
+/// pycti's per-connector counters.
+#[derive(Default)]
+struct Pycti {
+    bundles_sent: Family<Labels, Counter>,
+    records_sent: Family<Labels, Counter>,
+    runs: Family<Labels, Counter>,
+    ping_api: Family<Labels, Counter>,
+    ping_api_errors: Family<Labels, Counter>,
+    errors: Family<Labels, Counter>,
+    state: Family<Labels, Gauge>,
+}
+
+impl Pycti {
+    fn register(&self, registry: &mut Registry) {
+        let counters = [
+            (
+                "bundles_sent",
+                "Bundles sent to OpenCTI",
+                &self.bundles_sent,
+            ),
+            (
+                "records_sent",
+                "Records (STIX objects) sent to OpenCTI",
+                &self.records_sent,
+            ),
+            (
+                "runs",
+                "Runs: enrichment requests handled and import runs started",
+                &self.runs,
+            ),
+            ("ping_api", "Pings to the OpenCTI API", &self.ping_api),
+            (
+                "ping_api_errors",
+                "Pings to the OpenCTI API that failed",
+                &self.ping_api_errors,
+            ),
+            (
+                "errors",
+                "Errors: failed enrichments and runs, malformed messages, panics",
+                &self.errors,
+            ),
+        ];
+        for (name, help, family) in counters {
+            registry.register(name, help, family.clone());
+        }
+        registry.register(
+            "state",
+            "State of the connector (1 for the current one of idle, running, stopped)",
+            self.state.clone(),
+        );
+    }
+
+    fn set_state(&self, connector: &str, state: State) {
+        for s in State::ALL {
+            self.state
+                .get_or_create(&vec![
+                    ("connector".into(), connector.into()),
+                    ("state".into(), s.name().into()),
+                ])
+                .set(i64::from(s == state));
+        }
+    }
+}
+
 /// The daemon's metrics.
 pub struct Metrics {
     registry: Mutex<Registry>,
@@ -194,14 +302,22 @@ pub struct Metrics {
     up: Family<Labels, Gauge>,
     last_import: Family<Labels, Gauge>,
     requests: Family<Labels, Gauge>,
+    pycti: Arc<Pycti>,
 }
 
-/// One enrichment request being processed; dropping it ends it, panics included.
-pub struct RequestGuard(Gauge);
+/// One enrichment request being processed; dropping it ends it, panics included, and the
+/// connector is `idle` again when it was the last one.
+pub struct RequestGuard {
+    in_flight: Gauge,
+    pycti: Arc<Pycti>,
+    connector: String,
+}
 
 impl Drop for RequestGuard {
     fn drop(&mut self) {
-        self.0.dec();
+        if self.in_flight.dec() == 1 {
+            self.pycti.set_state(&self.connector, State::Idle);
+        }
     }
 }
 
@@ -232,6 +348,8 @@ impl Default for Metrics {
             "Enrichment requests being processed",
             requests.clone(),
         );
+        let pycti = Arc::new(Pycti::default());
+        pycti.register(&mut registry);
         UPSTREAM.register(&mut registry);
         Metrics {
             registry: Mutex::new(registry),
@@ -239,6 +357,7 @@ impl Default for Metrics {
             up,
             last_import,
             requests,
+            pycti,
         }
     }
 }
@@ -251,18 +370,53 @@ impl Metrics {
         ]
     }
 
-    /// Counts one event.
+    /// Counts one event (and one error in `errors_total` when it is one).
     pub fn count(&self, connector: &str, event: Event) {
         self.events
             .get_or_create(&Self::labels(connector, event))
             .inc();
+        if event.is_error() {
+            self.pycti
+                .errors
+                .get_or_create(&connector_label(connector))
+                .inc();
+        }
     }
 
-    /// Adds `n` to an event counter.
-    pub fn add(&self, connector: &str, event: Event, n: u64) {
-        self.events
-            .get_or_create(&Self::labels(connector, event))
-            .inc_by(n);
+    /// `bundles` bundles holding `records` objects were accepted by OpenCTI.
+    pub fn sent(&self, connector: &str, bundles: usize, records: usize) {
+        let labels = connector_label(connector);
+        self.pycti
+            .bundles_sent
+            .get_or_create(&labels)
+            .inc_by(bundles as u64);
+        self.pycti
+            .records_sent
+            .get_or_create(&labels)
+            .inc_by(records as u64);
+    }
+
+    /// One ping of the OpenCTI API, failed or not.
+    pub fn ping(&self, connector: &str, ok: bool) {
+        let labels = connector_label(connector);
+        self.pycti.ping_api.get_or_create(&labels).inc();
+        if !ok {
+            self.pycti.ping_api_errors.get_or_create(&labels).inc();
+        }
+    }
+
+    /// An import run starts: one more run, `running` until [`Metrics::set_state`].
+    pub fn run_started(&self, connector: &str) {
+        self.pycti
+            .runs
+            .get_or_create(&connector_label(connector))
+            .inc();
+        self.pycti.set_state(connector, State::Running);
+    }
+
+    /// Sets pycti's `state` of `connector`.
+    pub fn set_state(&self, connector: &str, state: State) {
+        self.pycti.set_state(connector, state);
     }
 
     /// Marks a connector up or down.
@@ -272,14 +426,20 @@ impl Metrics {
             .set(i64::from(up));
     }
 
-    /// An enrichment request of `connector` starts; in flight until the guard drops.
+    /// An enrichment request of `connector` starts (one more run, `running`); in flight
+    /// until the guard drops.
     pub fn request_started(&self, connector: &str) -> RequestGuard {
         let gauge = self
             .requests
             .get_or_create(&connector_label(connector))
             .clone();
         gauge.inc();
-        RequestGuard(gauge)
+        self.run_started(connector);
+        RequestGuard {
+            in_flight: gauge,
+            pycti: self.pycti.clone(),
+            connector: connector.to_string(),
+        }
     }
 
     /// An import run of `connector` succeeded now.
@@ -306,5 +466,51 @@ impl Metrics {
         let registry = self.registry.lock().expect("metrics registry lock");
         let _ = encode(&mut out, &registry);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pycti_families_count_what_pycti_counts() {
+        let m = Metrics::default();
+        let first = m.request_started("c");
+        let second = m.request_started("c");
+        assert!(
+            m.render()
+                .contains(r#"opencti_connectors_state{connector="c",state="running"} 1"#)
+        );
+        drop(first);
+        assert!(
+            m.render()
+                .contains(r#"opencti_connectors_state{connector="c",state="running"} 1"#),
+            "one request still in flight"
+        );
+        drop(second);
+        m.count("c", Event::EnrichmentFailed);
+        m.count("c", Event::TlpRefused);
+        m.ping("c", true);
+        m.ping("c", false);
+        m.sent("c", 2, 5);
+        let out = m.render();
+        for series in [
+            r#"opencti_connectors_state{connector="c",state="idle"} 1"#,
+            r#"opencti_connectors_state{connector="c",state="running"} 0"#,
+            r#"opencti_connectors_runs_total{connector="c"} 2"#,
+            r#"opencti_connectors_errors_total{connector="c"} 1"#,
+            r#"opencti_connectors_ping_api_total{connector="c"} 2"#,
+            r#"opencti_connectors_ping_api_errors_total{connector="c"} 1"#,
+            r#"opencti_connectors_bundles_sent_total{connector="c"} 2"#,
+            r#"opencti_connectors_records_sent_total{connector="c"} 5"#,
+        ] {
+            assert!(out.contains(series), "{series} in\n{out}");
+        }
+        m.set_state("c", State::Stopped);
+        assert!(
+            m.render()
+                .contains(r#"opencti_connectors_state{connector="c",state="stopped"} 1"#)
+        );
     }
 }

@@ -60,7 +60,7 @@ pub async fn run(
             // Say so now rather than at the next ping.
             let id = run.settings.id.to_string();
             let client = &run.platform.client;
-            let ping = run.state.ping(client, &id, connector);
+            let ping = run.state.ping(client, &id, connector, &run.metrics);
             let _ = tokio::time::timeout(std::time::Duration::from_secs(10), ping).await;
         }
         tracing::info!(connector, next_run = %next.to_rfc3339(), "Next run scheduled.");
@@ -148,15 +148,14 @@ impl ImportContext for RunContext<'_> {
             cleanup_inconsistent: true,
             applicant_id: None,
         };
+        let records = objects.len();
         let result = self
             .sender
             .send(client, objects, target, &self.shutdown.abort)
             .await;
         match result {
             Ok(n) => {
-                self.run
-                    .metrics
-                    .add(self.run.settings.key, Event::BundlesSent, n as u64);
+                self.run.metrics.sent(self.run.settings.key, n, records);
                 Ok(n)
             }
             Err(Gave::Aborted) => {
@@ -266,12 +265,17 @@ async fn finish_run(
     let client = &run.platform.client;
     let connector_id = run.settings.id.to_string();
     tracing::info!(connector, "Import run started.");
+    run.metrics.run_started(connector);
     let (message, in_error) = match attempt_runs(run, importer, sender, shutdown, &work_id).await {
         RunEnd::Done { message, state } => {
             if let Some(state) = state {
                 run.state.set(Some(state)).await;
                 // Persist now rather than at the next ping.
-                if let Err(error) = run.state.ping(client, &connector_id, connector).await {
+                if let Err(error) = run
+                    .state
+                    .ping(client, &connector_id, connector, &run.metrics)
+                    .await
+                {
                     tracing::warn!(connector, %error, "Could not store the new state yet; the next ping will.");
                 }
             }
@@ -309,6 +313,8 @@ async fn finish_run(
             return;
         }
     };
+    run.metrics
+        .set_state(connector, crate::metrics::State::Idle);
     let patience = Patience {
         abort: &shutdown.abort,
         max: run.platform.max_retry,

@@ -188,6 +188,9 @@ async fn supervise(
         }
     }
     platform.metrics.set_up(connector, false);
+    platform
+        .metrics
+        .set_state(connector, crate::metrics::State::Stopped);
     tracing::info!(connector, "Connector stopped.");
 }
 
@@ -243,6 +246,7 @@ async fn run_connector(
         run.settings.id.to_string(),
         connector,
         platform.ping_interval,
+        platform.metrics.clone(),
         ping_stop.clone(),
     ));
     let sender = Arc::new(send::Sender::new(
@@ -293,7 +297,7 @@ async fn run_connector(
     let id = run.settings.id.to_string();
     match tokio::time::timeout(
         FINAL_PING_TIMEOUT,
-        state.ping(&platform.client, &id, connector),
+        state.ping(&platform.client, &id, connector, &platform.metrics),
     )
     .await
     {

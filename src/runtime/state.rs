@@ -7,6 +7,7 @@ use serde_json::Value;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics::Metrics;
 use crate::opencti::OpenctiClient;
 use crate::opencti::client::ConnectorInfo;
 
@@ -83,17 +84,21 @@ impl StateCell {
     /// (the platform answers no state while we have one). A different, non-empty answer is a
     /// platform lagging behind our pings, and is not adopted (pycti 7 adopted it: the state
     /// could go back to an older run).
+    /// Counted in `metrics` (`ping_api_total`, `ping_api_errors_total`).
     pub async fn ping(
         &self,
         client: &OpenctiClient,
         connector_id: &str,
         connector: &str,
+        metrics: &Metrics,
     ) -> Result<(), crate::opencti::OpenctiError> {
         let (sent, version, info) = {
             let g = self.inner.lock().await;
             (state_text(g.state.as_ref()), g.version, g.info.clone())
         };
-        let remote = client.ping_connector(connector_id, &sent, &info).await?;
+        let remote = client.ping_connector(connector_id, &sent, &info).await;
+        metrics.ping(connector, remote.is_ok());
+        let remote = remote?;
         let remote_state = parse_state(remote.as_deref());
         if remote_state.is_none() && sent != "null" {
             let mut g = self.inner.lock().await;
@@ -119,12 +124,13 @@ pub async fn ping_loop(
     connector_id: String,
     connector: &'static str,
     interval: Duration,
+    metrics: Arc<Metrics>,
     stop: CancellationToken,
 ) {
     loop {
         // A hung platform must not hold the loop past `stop`.
         let ping = tokio::select! {
-            r = state.ping(&client, &connector_id, connector) => r,
+            r = state.ping(&client, &connector_id, connector, &metrics) => r,
             _ = stop.cancelled() => return,
         };
         if let Err(error) = ping {

@@ -80,6 +80,13 @@ async fn daemon_registers_pings_enriches_and_stops_cleanly() {
         r#"opencti_connectors_upstream_latency_seconds_count{connector="ipinfo"} 1"#,
         r#"opencti_connectors_upstream_in_flight{connector="ipinfo"} 0"#,
         r#"opencti_connectors_requests_in_flight{connector="ipinfo"} 0"#,
+        // pycti's names.
+        r#"opencti_connectors_bundles_sent_total{connector="ipinfo"} 9"#,
+        r#"opencti_connectors_records_sent_total{connector="ipinfo"} 9"#,
+        r#"opencti_connectors_runs_total{connector="ipinfo"} 1"#,
+        r#"opencti_connectors_state{connector="ipinfo",state="idle"} 1"#,
+        r#"opencti_connectors_state{connector="ipinfo",state="running"} 0"#,
+        r#"opencti_connectors_ping_api_total{connector="ipinfo"} "#,
     ] {
         assert!(metrics.contains(series), "{series} in\n{metrics}");
     }

@@ -138,6 +138,9 @@ async fn the_dashboard_queries_only_metrics_the_daemon_exports() {
     metrics.count("dashboard", Event::EnrichmentSucceeded);
     metrics.import_succeeded("dashboard");
     drop(metrics.request_started("dashboard"));
+    metrics.count("dashboard", Event::RunFailed);
+    metrics.sent("dashboard", 2, 3);
+    metrics.ping("dashboard", false);
     let upstream = wiremock::MockServer::start().await;
     wiremock::Mock::given(wiremock::matchers::any())
         .respond_with(wiremock::ResponseTemplate::new(429).insert_header("Retry-After", "1"))

@@ -125,10 +125,9 @@ pub(super) async fn process_enrichment(
                 cleanup_inconsistent: false,
                 applicant_id: message.internal.applicant_id.as_deref(),
             };
+            let records = objects.len();
             let sent = ctx.sender.send(client, objects, target, abort).await?;
-            ctx.run
-                .metrics
-                .add(ctx.run.settings.key, Event::BundlesSent, sent as u64);
+            ctx.run.metrics.sent(ctx.run.settings.key, sent, records);
             Ok(make_message(sent))
         }
     }
