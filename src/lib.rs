@@ -23,6 +23,7 @@ pub mod health;
 pub mod http;
 pub mod metrics;
 pub mod oneshot;
+pub mod online;
 pub mod opencti;
 pub mod ratelimit;
 pub mod registry;

@@ -8,7 +8,6 @@ use tracing_subscriber::EnvFilter;
 
 use opencti_connectors::config::LogFormat;
 use opencti_connectors::metrics::Metrics;
-use opencti_connectors::opencti::OpenctiClient;
 use opencti_connectors::registry::{self, Config};
 use opencti_connectors::runtime::{self, Platform, Shutdown, retry::RetryPolicy};
 use opencti_connectors::{connectors, health, shutdown};
@@ -37,7 +36,13 @@ enum Command {
     /// Run the enabled connectors (the default).
     Run,
     /// Load and validate the configuration, print the enabled connectors, exit.
-    CheckConfig,
+    CheckConfig {
+        /// Also check, with one cheap call each, the OpenCTI URL and token, each connector's
+        /// registration, RabbitMQ, and each enabled connector's upstream key; one line per
+        /// check, exit 1 when one fails.
+        #[arg(long)]
+        online: bool,
+    },
     /// Print the Markdown table of every configuration key.
     ConfigTable,
     /// Ask a running daemon's health endpoint; exit 0 when healthy (for Docker HEALTHCHECK).
@@ -123,7 +128,7 @@ async fn async_main(args: Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Command::CheckConfig = command {
+    if let Command::CheckConfig { online } = command {
         for (s, _) in &built {
             println!(
                 "{}: {} ({}, id {})",
@@ -134,7 +139,18 @@ async fn async_main(args: Args) -> ExitCode {
             );
         }
         println!("configuration OK ({} connector(s) enabled)", built.len());
-        return ExitCode::SUCCESS;
+        if !online {
+            return ExitCode::SUCCESS;
+        }
+        let checks = opencti_connectors::online::check(&config, &built, |c| println!("{c}")).await;
+        let failed = checks.iter().filter(|c| c.result.is_err()).count();
+        return if failed == 0 {
+            println!("online checks OK ({} check(s))", checks.len());
+            ExitCode::SUCCESS
+        } else {
+            println!("{failed} of {} online check(s) failed", checks.len());
+            ExitCode::FAILURE
+        };
     }
     if built.is_empty() {
         eprintln!(
@@ -261,15 +277,10 @@ async fn run(
 ) -> anyhow::Result<()> {
     // Validation guarantees url and token when a connector is enabled.
     let url = config.opencti.url.clone().unwrap_or_default();
-    let token = config
-        .opencti
-        .token
-        .clone()
-        .ok_or_else(|| anyhow::anyhow!("opencti.token is required"))?;
     // Read (and so checked) by build_all before this runs.
     let roots = config.roots()?;
-    let client = OpenctiClient::with_roots(&url, token, config.opencti.ssl_verify, roots.as_ref())?
-        .with_max_answer(usize::try_from(config.opencti.max_answer_bytes).unwrap_or(usize::MAX));
+    let client = opencti_connectors::online::opencti_client(&config, roots.as_ref())
+        .map_err(anyhow::Error::msg)?;
     let metrics = Arc::new(Metrics::default());
     let shutdown_tokens = Shutdown::default();
     shutdown::install(shutdown_tokens.stop.clone());

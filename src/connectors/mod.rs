@@ -99,7 +99,7 @@ impl ConnectorError {
 }
 
 /// One enrichment request, resolved by the runtime.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct EnrichmentRequest {
     /// STIX standard id of the entity.
     pub entity_id: String,
@@ -175,6 +175,10 @@ pub trait EnrichmentConnector: Send + Sync {
 
     /// Looks the entity up upstream and maps the answer to STIX.
     async fn enrich(&self, request: &EnrichmentRequest) -> Result<Outcome, ConnectorError>;
+
+    /// One cheap upstream call that shows the configured URL and key work
+    /// (`check-config --online`), never through the cache; says what it saw.
+    async fn check_upstream(&self) -> Result<String, ConnectorError>;
 }
 
 /// What a scheduled import run can do with the runtime.
@@ -198,6 +202,10 @@ pub trait ImportConnector: Send + Sync {
 
     /// One run; returns the work message.
     async fn run(&self, ctx: &mut dyn ImportContext) -> Result<String, ConnectorError>;
+
+    /// One cheap upstream call that shows the configured source answers
+    /// (`check-config --online`); says what it saw.
+    async fn check_upstream(&self) -> Result<String, ConnectorError>;
 }
 
 /// A built connector, ready for the runtime.

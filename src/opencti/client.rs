@@ -58,6 +58,8 @@ impl OpenctiError {
 
 pub const HEALTH_CHECK: &str = "query healthCheck { about { version } }";
 
+pub const WHOAMI: &str = "query whoami { me { id name } }";
+
 pub const REGISTER_CONNECTOR: &str = "mutation RegisterConnector($input: RegisterConnectorInput) { registerConnector(input: $input) { id connector_state config { connection { host vhost use_ssl port user pass } listen listen_routing listen_exchange push push_routing push_exchange } connector_user_id } }";
 
 pub const PING_CONNECTOR: &str = "mutation PingConnector($id: ID!, $state: String, $connectorInfo: ConnectorInfoInput) { pingConnector(id: $id, state: $state, connectorInfo: $connectorInfo) { id connector_state } }";
@@ -85,6 +87,7 @@ pub const PLAYBOOK_STEP_EXECUTION: &str = "mutation PlaybookStepExecution($execu
 /// Every operation text the client can send.
 pub const OPERATIONS: &[&str] = &[
     HEALTH_CHECK,
+    WHOAMI,
     REGISTER_CONNECTOR,
     PING_CONNECTOR,
     WORK_ADD,
@@ -231,6 +234,15 @@ impl OpenctiClient {
             .and_then(Value::as_str)
             .map(str::to_string)
             .ok_or_else(|| OpenctiError::Decode("about.version missing".into()))
+    }
+
+    /// `me { name }`: the user the token belongs to.
+    pub async fn whoami(&self) -> Result<String, OpenctiError> {
+        let data = self.execute(WHOAMI, json!({})).await?;
+        data.pointer("/me/name")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| OpenctiError::Decode("me.name missing".into()))
     }
 
     pub async fn register_connector(

@@ -5,6 +5,7 @@
 
 mod common;
 
+mod check_online;
 mod daemon;
 mod deploy;
 mod faults;

@@ -603,6 +603,9 @@ impl opencti_connectors::connectors::EnrichmentConnector for PanickingConnector 
     ) -> Result<opencti_connectors::connectors::Outcome, ConnectorError> {
         panic!("connector bug")
     }
+    async fn check_upstream(&self) -> Result<String, ConnectorError> {
+        Ok("a test connector has no upstream".into())
+    }
 }
 
 #[tokio::test]

@@ -25,6 +25,10 @@ struct TestImporter {
 
 #[async_trait]
 impl ImportConnector for TestImporter {
+    async fn check_upstream(&self) -> Result<String, ConnectorError> {
+        Ok("a test importer has no upstream".into())
+    }
+
     async fn run(&self, ctx: &mut dyn ImportContext) -> Result<String, ConnectorError> {
         let state = ctx.state();
         let attempt = {
@@ -354,6 +358,10 @@ struct PanickingImporter;
 
 #[async_trait]
 impl ImportConnector for PanickingImporter {
+    async fn check_upstream(&self) -> Result<String, ConnectorError> {
+        Ok("a test importer has no upstream".into())
+    }
+
     async fn run(&self, _ctx: &mut dyn ImportContext) -> Result<String, ConnectorError> {
         panic!("importer bug");
     }

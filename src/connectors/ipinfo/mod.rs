@@ -144,7 +144,15 @@ impl EnrichmentConnector for IpinfoConnector {
             message: Box::new(sent_message),
         })
     }
+
+    async fn check_upstream(&self) -> Result<String, ConnectorError> {
+        self.client.lookup(PROBE_IP).await?;
+        Ok(format!("token accepted (one lookup of {PROBE_IP})"))
+    }
 }
+
+/// The address `check-config --online` looks up.
+const PROBE_IP: &str = "8.8.8.8";
 
 #[cfg(test)]
 mod tests;

@@ -116,6 +116,40 @@ impl FeedClient {
 
 impl FeedClient {
     /// A local feed file, with the same size cap as a download.
+    /// `check-config --online`: the feed answers (its headers only; the body is not read).
+    pub async fn probe(&self) -> Result<String, ConnectorError> {
+        if let Some(path) = &self.file {
+            let length = std::fs::metadata(path)
+                .map_err(|e| {
+                    ConnectorError::Rejected(format!(
+                        "cannot read the feed {}: {e}",
+                        path.display()
+                    ))
+                })?
+                .len();
+            return Ok(format!("feed file readable ({length} bytes)"));
+        }
+        let mut request = self.http.get(self.url.clone());
+        if let Some(key) = &self.api_key {
+            request = request.bearer_auth(key.expose());
+        }
+        let response = http::send_counted("ipsum", request)
+            .await
+            .map_err(transport)?;
+        let status = response.status();
+        if !status.is_success() {
+            let error = http::UpstreamError::status(&response);
+            return Err(ConnectorError::from_upstream(
+                &error,
+                format!("IPsum feed answered HTTP {}", status.as_u16()),
+            ));
+        }
+        Ok(match response.content_length() {
+            Some(n) => format!("feed answers (HTTP {}, {n} bytes)", status.as_u16()),
+            None => format!("feed answers (HTTP {})", status.as_u16()),
+        })
+    }
+
     fn read_file(&self, path: &std::path::Path) -> Result<Download, ConnectorError> {
         let shown = path.display();
         let too_large = || {

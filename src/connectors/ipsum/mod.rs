@@ -90,6 +90,10 @@ impl ImportConnector for IpsumConnector {
         Some("Connector IPSum".into())
     }
 
+    async fn check_upstream(&self) -> Result<String, ConnectorError> {
+        self.feed.probe().await
+    }
+
     async fn run(&self, ctx: &mut dyn ImportContext) -> Result<String, ConnectorError> {
         let started = chrono::Utc::now();
         let last_run = started.format("%Y-%m-%d %H:%M:%S").to_string();

@@ -284,6 +284,26 @@ impl IvreClient {
         }
     }
 
+    /// `check-config --online`: `/ipdata/8.8.8.8` on the data endpoint, not cached.
+    pub async fn probe_ipdata(&self, endpoint: &Endpoint) -> Result<&'static str, IvreError> {
+        let found = self.fetch_ipdata(endpoint, [8, 8, 8, 8].into()).await?;
+        Ok(if found.is_some() {
+            "8.8.8.8 known"
+        } else {
+            "8.8.8.8 unknown"
+        })
+    }
+
+    /// `check-config --online`: `<route>/count` (a bare integer), not cached.
+    pub async fn count(&self, endpoint: &Endpoint, route: &str) -> Result<u64, IvreError> {
+        let body = self.get(endpoint, &format!("/{route}/count")).await?;
+        body.trim().parse().map_err(|_| {
+            IvreError::rejected(format!(
+                "{route}/count answered something that is not a count"
+            ))
+        })
+    }
+
     /// Every record of `route` matching `filter`, paged until an empty page, at most
     /// `max_records` of them; a page equal to the previous one (a server that ignores
     /// `skip:`) ends the paging too.

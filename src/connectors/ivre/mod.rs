@@ -242,6 +242,35 @@ impl EnrichmentConnector for IvreConnector {
         self.config.max_tlp.map(|t| t.0)
     }
 
+    async fn check_upstream(&self) -> Result<String, ConnectorError> {
+        let mut seen = Vec::new();
+        if let Some(data) = &self.data {
+            seen.push(format!(
+                "data: {}",
+                self.client.probe_ipdata(data).await.map_err(|e| e.0)?
+            ));
+        }
+        if let Some(passive) = &self.passive {
+            let n = self
+                .client
+                .count(passive, "passive")
+                .await
+                .map_err(|e| e.0)?;
+            seen.push(format!("passive: {n} records"));
+        }
+        if let Some(scans) = &self.scans {
+            let route = self.config.scans_route.as_str();
+            let n = self.client.count(scans, route).await.map_err(|e| e.0)?;
+            seen.push(format!("{route}: {n} records"));
+        }
+        if seen.is_empty() {
+            return Err(ConnectorError::Misconfigured(
+                "IVRE: no source is enabled".into(),
+            ));
+        }
+        Ok(seen.join(", "))
+    }
+
     async fn enrich(&self, request: &EnrichmentRequest) -> Result<Outcome, ConnectorError> {
         let target = match Self::target(request) {
             Ok(t) => t,

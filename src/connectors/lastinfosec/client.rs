@@ -110,6 +110,18 @@ impl LastinfosecClient {
         Ok((value, answer))
     }
 
+    /// One lookup of `example.com`, not cached (`check-config --online`): "not found" is
+    /// an accepted key too.
+    pub async fn probe(&self) -> Result<Answer, ConnectorError> {
+        let request = EnrichmentRequest {
+            observable_value: Some("example.com".into()),
+            stix_entity: json!({"type": "domain-name", "value": "example.com"}),
+            ..Default::default()
+        };
+        let (_, builder) = self.request(&request)?;
+        self.send(builder).await
+    }
+
     /// Sends one lookup.
     async fn send(&self, builder: reqwest::RequestBuilder) -> Result<Answer, ConnectorError> {
         let response = self.gate.send(builder).await.map_err(|e| {

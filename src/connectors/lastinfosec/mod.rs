@@ -101,6 +101,14 @@ impl EnrichmentConnector for LastinfosecConnector {
             message: Box::new(sent_message),
         })
     }
+
+    async fn check_upstream(&self) -> Result<String, ConnectorError> {
+        let answer = match self.client.probe().await? {
+            Answer::Found(_) => "found",
+            Answer::NotFound => "not found",
+        };
+        Ok(format!("API key accepted (example.com: {answer})"))
+    }
 }
 
 #[cfg(test)]

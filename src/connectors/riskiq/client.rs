@@ -115,6 +115,18 @@ impl RiskiqClient {
         Ok(body)
     }
 
+    /// Reads the quota once, as `check-config --online` shows it.
+    pub async fn quota_summary(&self) -> Result<String, ConnectorError> {
+        let quota = self.read_quota().await?;
+        Ok(match (quota.used, quota.limit) {
+            (Some(used), Some(limit)) => format!(
+                "credentials accepted; {used} of {limit} searches used (next reset {})",
+                quota.next_reset.as_deref().unwrap_or("unknown")
+            ),
+            _ => "credentials accepted; the quota answer has no searchApi counts".into(),
+        })
+    }
+
     /// Reads `/v2/account/quota`.
     async fn read_quota(&self) -> Result<Quota, ConnectorError> {
         let body = self.get(&["v2", "account", "quota"], &[]).await?;

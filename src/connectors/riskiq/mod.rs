@@ -148,6 +148,9 @@ impl EnrichmentConnector for RiskiqConnector {
             }),
         })
     }
+    async fn check_upstream(&self) -> Result<String, ConnectorError> {
+        self.client.quota_summary().await
+    }
 }
 
 #[cfg(test)]

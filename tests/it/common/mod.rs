@@ -274,6 +274,10 @@ impl EnrichmentConnector for TestConnector {
         self.max_tlp
     }
 
+    async fn check_upstream(&self) -> Result<String, ConnectorError> {
+        Ok("a test connector has no upstream".into())
+    }
+
     async fn enrich(&self, request: &EnrichmentRequest) -> Result<Outcome, ConnectorError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         /// Counts a call out when it ends, however it ends (a dropped future included).

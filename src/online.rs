@@ -1,0 +1,151 @@
+//! `check-config --online`: one cheap call to each thing the daemon depends on, one line per
+//! check. OpenCTI (its URL and token), each enabled connector's registration (which tells
+//! where RabbitMQ is, as at start-up; registering again is what every start does), RabbitMQ
+//! itself, then each enabled connector's upstream with its configured key.
+
+use std::time::Duration;
+
+use crate::amqp::BrokerAddress;
+use crate::config::ConnectorSettings;
+use crate::connectors::Hosted;
+use crate::opencti::OpenctiClient;
+use crate::registry::Config;
+use crate::runtime::register_input;
+
+/// How long one check may take.
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// One check and what it found.
+#[derive(Debug)]
+pub struct Check {
+    /// What was checked: `opencti`, `rabbitmq`, `ipinfo: registration`, `ipinfo: upstream`.
+    pub name: String,
+    /// What it saw, or why it failed (never a secret).
+    pub result: Result<String, String>,
+}
+
+impl std::fmt::Display for Check {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.result {
+            Ok(seen) => write!(f, "ok    {}: {seen}", self.name),
+            Err(why) => write!(f, "FAIL  {}: {why}", self.name),
+        }
+    }
+}
+
+/// The OpenCTI client `config` describes (validated: URL and token are there when a
+/// connector is enabled).
+pub fn opencti_client(
+    config: &Config,
+    roots: Option<&crate::http::Roots>,
+) -> Result<OpenctiClient, String> {
+    let url = config
+        .opencti
+        .url
+        .clone()
+        .ok_or("opencti.url is not set (env OPENCTI_URL)")?;
+    let token = config
+        .opencti
+        .token
+        .clone()
+        .ok_or("opencti.token is not set (env OPENCTI_TOKEN)")?;
+    let client = OpenctiClient::with_roots(&url, token, config.opencti.ssl_verify, roots)
+        .map_err(|e| e.to_string())?
+        .with_max_answer(usize::try_from(config.opencti.max_answer_bytes).unwrap_or(usize::MAX));
+    Ok(client)
+}
+
+async fn bounded<T, E: std::fmt::Display>(
+    call: impl Future<Output = Result<T, E>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(CHECK_TIMEOUT, call).await {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("no answer within {} s", CHECK_TIMEOUT.as_secs())),
+    }
+}
+
+/// Runs every check, in order; `report` is called with each as it ends.
+pub async fn check(
+    config: &Config,
+    built: &[(ConnectorSettings, Hosted)],
+    mut report: impl FnMut(&Check),
+) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let mut push = |check: Check| {
+        report(&check);
+        checks.push(check);
+    };
+    let roots = config.roots().ok().flatten();
+    let platform = match opencti_client(config, roots.as_ref()) {
+        Ok(client) => {
+            let url = config.opencti.url.clone().unwrap_or_default();
+            let result = match bounded(client.health_check()).await {
+                Ok(version) => bounded(client.whoami()).await.map(|user| {
+                    format!("{url} answers (OpenCTI {version}); token accepted (user {user})")
+                }),
+                Err(e) => Err(format!("{url}: {e}")),
+            };
+            let reachable = result.is_ok();
+            push(Check {
+                name: "opencti".into(),
+                result,
+            });
+            reachable.then_some(client)
+        }
+        Err(why) => {
+            push(Check {
+                name: "opencti".into(),
+                result: Err(why),
+            });
+            None
+        }
+    };
+    let mut brokers: Vec<BrokerAddress> = Vec::new();
+    if let Some(client) = &platform {
+        for (settings, _) in built {
+            let result = bounded(client.register_connector(&register_input(settings))).await;
+            let result = result.map(|registration| {
+                let broker = BrokerAddress::resolve(&registration.config.connection, &config.mq)
+                    .trusting(roots.as_ref());
+                if !brokers.contains(&broker) {
+                    brokers.push(broker);
+                }
+                format!(
+                    "registered as {} ({}, id {})",
+                    settings.name,
+                    settings.connector_type(),
+                    settings.id
+                )
+            });
+            push(Check {
+                name: format!("{}: registration", settings.key),
+                result,
+            });
+        }
+    }
+    for broker in &brokers {
+        let result = bounded(broker.connect("opencti-connectors check-config")).await;
+        let result = match result {
+            Ok(connection) => {
+                let _ = connection.close(200, "check done".into()).await;
+                Ok(format!("{broker:?} accepts the connector user"))
+            }
+            Err(e) => Err(format!("{broker:?}: {e}")),
+        };
+        push(Check {
+            name: "rabbitmq".into(),
+            result,
+        });
+    }
+    for (settings, hosted) in built {
+        let result = match hosted {
+            Hosted::Enrichment(c) => bounded(c.check_upstream()).await,
+            Hosted::Import(c) => bounded(c.check_upstream()).await,
+        };
+        push(Check {
+            name: format!("{}: upstream", settings.key),
+            result,
+        });
+    }
+    checks
+}
