@@ -22,6 +22,7 @@ pub mod connectors;
 pub mod health;
 pub mod http;
 pub mod metrics;
+pub mod migrate;
 pub mod oneshot;
 pub mod online;
 pub mod opencti;

@@ -63,6 +63,22 @@ enum Command {
         #[arg(long, default_value = "TLP:CLEAR")]
         tlp: String,
     },
+    /// Read the official connectors' docker-compose files and write the daemon's config.yml,
+    /// with the secrets in a separate env file; report what could not be mapped.
+    Migrate {
+        /// The compose files (docker-compose.yml of connector-ipinfo, -ipsum, …).
+        #[arg(required = true)]
+        compose_files: Vec<std::path::PathBuf>,
+        /// The configuration to write.
+        #[arg(long, short, default_value = "config.yml")]
+        output: std::path::PathBuf,
+        /// The env file for the secrets (OPENCTI_TOKEN, IPINFO_TOKEN, …).
+        #[arg(long, default_value = "connectors.env")]
+        env_file: std::path::PathBuf,
+        /// Overwrite the output files when they exist.
+        #[arg(long)]
+        force: bool,
+    },
     /// Run one import and write its STIX bundle. Needs no OpenCTI; with no configuration it
     /// imports IPsum's public feed.
     Import {
@@ -106,6 +122,15 @@ async fn async_main(args: Args) -> ExitCode {
                 ExitCode::FAILURE
             }
         };
+    }
+    if let Command::Migrate {
+        compose_files,
+        output,
+        env_file,
+        force,
+    } = &command
+    {
+        return migrate(compose_files, output, env_file, *force);
     }
     let explicit = std::env::args()
         .any(|a| a == "--config" || a == "-c" || a.starts_with("--config="))
@@ -165,6 +190,79 @@ async fn async_main(args: Args) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `migrate`: writes the configuration and the env file, prints the report; exit 2 when
+/// nothing could be written.
+fn migrate(
+    files: &[std::path::PathBuf],
+    output: &std::path::Path,
+    env_file: &std::path::Path,
+    force: bool,
+) -> ExitCode {
+    let m = match opencti_connectors::migrate::migrate(files) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    for path in [output, env_file] {
+        if path.exists() && !force {
+            eprintln!(
+                "error: {} exists; use --force to overwrite it",
+                path.display()
+            );
+            return ExitCode::from(2);
+        }
+    }
+    if let Err(e) = write_private(env_file, &m.env_file) {
+        eprintln!("error: cannot write {}: {e}", env_file.display());
+        return ExitCode::from(2);
+    }
+    if let Err(e) = std::fs::write(output, &m.yaml) {
+        eprintln!("error: cannot write {}: {e}", output.display());
+        return ExitCode::from(2);
+    }
+    println!("mapped:");
+    for line in &m.mapped {
+        println!("  {line}");
+    }
+    if !m.unmapped.is_empty() {
+        println!("not mapped:");
+        for line in &m.unmapped {
+            println!("  {line}");
+        }
+    }
+    println!(
+        "wrote {} ({}) and {} ({} secret(s))",
+        output.display(),
+        m.sections.join(", "),
+        env_file.display(),
+        m.secrets.len()
+    );
+    let env = m.secrets.clone().into_iter().collect();
+    match Config::from_sources(Some(&m.yaml), &env)
+        .and_then(|c| registry::build_all(&c).map(|_| ()))
+    {
+        Ok(()) => println!(
+            "the configuration loads: run `opencti-connectors --config {}` with the variables of {}",
+            output.display(),
+            env_file.display()
+        ),
+        Err(e) => println!("the configuration does not load yet: {e}"),
+    }
+    ExitCode::SUCCESS
+}
+
+/// Writes `text` to `path`, readable by its owner only (it holds secrets).
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(text.as_bytes())
 }
 
 /// Logs to stdout (the daemon) or stderr (one-shot commands, whose stdout is the bundle).
