@@ -268,9 +268,17 @@ fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
 /// Logs to stdout (the daemon) or stderr (one-shot commands, whose stdout is the bundle).
 fn init_tracing(config: &Config, to_stderr: bool) {
     let filter = EnvFilter::try_new(config.log_filter()).unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colours only on a terminal: piped and journald logs stay plain text.
+    use std::io::IsTerminal;
+    let ansi = if to_stderr {
+        std::io::stderr().is_terminal()
+    } else {
+        std::io::stdout().is_terminal()
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(false);
+        .with_target(false)
+        .with_ansi(ansi);
     match (config.log.format, to_stderr) {
         (LogFormat::Json, false) => builder
             .json()

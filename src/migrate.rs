@@ -363,9 +363,8 @@ fn map_var(
             keys.iter().find(|k| k.path == path)
         })
         .or_else(|| {
-            keys.iter().find(|k| {
-                k.path.starts_with(&format!("{section}.")) && k.env.contains(&name)
-            })
+            keys.iter()
+                .find(|k| k.path.starts_with(&format!("{section}.")) && k.env.contains(&name))
         });
     let Some(key) = key else {
         m.unmapped

@@ -167,10 +167,28 @@ pub enum Feed {
     File(PathBuf),
 }
 
-/// Collects what a run sends.
-#[derive(Default)]
+/// Collects what a run sends, counting it on a progress bar (drawn only when stderr is a
+/// terminal: nothing extra when piped).
 struct Collect {
     objects: Vec<Value>,
+    progress: indicatif::ProgressBar,
+}
+
+impl Collect {
+    fn new() -> Self {
+        let progress = indicatif::ProgressBar::new_spinner();
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("{spinner} {elapsed} {msg} ({per_sec})")
+        {
+            progress.set_style(style);
+        }
+        progress.enable_steady_tick(std::time::Duration::from_millis(200));
+        progress.set_message("downloading the feed");
+        Collect {
+            objects: Vec::new(),
+            progress,
+        }
+    }
 }
 
 #[async_trait]
@@ -182,6 +200,9 @@ impl ImportContext for Collect {
     async fn send(&mut self, objects: Vec<Value>) -> Result<usize, ConnectorError> {
         let n = objects.len();
         self.objects.extend(objects);
+        self.progress.inc(n as u64);
+        self.progress
+            .set_message(format!("{} STIX objects built", self.objects.len()));
         Ok(n)
     }
 }
@@ -202,8 +223,10 @@ pub async fn import_ipsum(config: &Config, feed: Feed) -> Result<Printed, OneSho
     if let Feed::File(path) = feed {
         importer = importer.with_feed_file(path);
     }
-    let mut collected = Collect::default();
-    let message = importer.run(&mut collected).await?;
+    let mut collected = Collect::new();
+    let result = importer.run(&mut collected).await;
+    collected.progress.finish_and_clear();
+    let message = result?;
     if collected.objects.is_empty() {
         return Ok(Printed::Nothing(message));
     }

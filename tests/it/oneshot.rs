@@ -214,6 +214,12 @@ async fn import_writes_one_run_s_bundle_from_a_feed_file() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Piped: no progress bar and no terminal colours, only the log lines.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("objects built") && !stderr.contains('\u{1b}'),
+        "{stderr}"
+    );
     let bundle: Value = serde_json::from_str(&std::fs::read_to_string(&output).unwrap()).unwrap();
     let objects = bundle["objects"].as_array().unwrap();
     let ips = opencti_connectors::connectors::ipsum::parse(&fixture("ipsum", "levels/8.txt"))
