@@ -12,6 +12,9 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer
 use crate::config::{MqConfig, Secret};
 use crate::opencti::client::Connection as RegisteredConnection;
 
+/// The largest AMQP frame the daemon proposes (the broker may lower it, never raise it).
+pub const FRAME_MAX: u32 = 16 * 1024;
+
 /// Where the broker is, after overrides.
 #[derive(Clone, PartialEq)]
 pub struct BrokerAddress {
@@ -87,6 +90,10 @@ impl BrokerAddress {
             query: AMQPQueryString {
                 heartbeat: Some(10),
                 connection_timeout: Some(10_000),
+                // lapin keeps 2 × 32 frames of buffer per connection, zero-filled: at the
+                // broker's 128 KiB that is 8 MiB resident per connector; at 16 KiB, 1 MiB.
+                // Larger messages simply travel in more frames.
+                frame_max: Some(FRAME_MAX),
                 ..Default::default()
             },
         }
