@@ -1,13 +1,18 @@
 //! The upstream answer cache of an enrichment connector: answers kept in memory, keyed by the
-//! looked-up value, for `<connector>.cache.ttl` and at most `<connector>.cache.capacity` of
-//! them. A hit makes no upstream call; concurrent lookups of one key make one call; errors
-//! are never kept, and "not found" answers only for [`NOT_FOUND_TTL`] (or the TTL if shorter):
-//! the upstream may learn of the value soon.
+//! looked-up value, for `<connector>.cache.ttl`, at most `<connector>.cache.capacity` of them
+//! and `<connector>.cache.max_bytes` in all. A hit makes no upstream call; concurrent lookups
+//! of one key make one call; errors are never kept, and "not found" answers only for
+//! [`NOT_FOUND_TTL`] (or the TTL if shorter): the upstream may learn of the value soon.
+//!
+//! Answers are kept as their compact JSON text (a parsed `serde_json::Value` takes several
+//! times the room) and parsed again on a hit, which costs microseconds.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use crate::config::IsoDuration;
 
@@ -19,14 +24,20 @@ pub struct CacheConfig {
     pub ttl: IsoDuration,
     /// Answers kept at most (least recently used go first).
     pub capacity: u64,
+    /// Bytes of answers (their JSON text) kept at most.
+    pub max_bytes: u64,
 }
 
+/// The default of `cache.max_bytes`: 8 MiB.
+pub const DEFAULT_MAX_BYTES: u64 = 8 * 1024 * 1024;
+
 impl CacheConfig {
-    /// A cache keeping answers for `ttl` (zero: off), 10,000 of them at most.
+    /// A cache keeping answers for `ttl` (zero: off), 10,000 of them and 8 MiB at most.
     pub const fn keeping_for(ttl: Duration) -> Self {
         CacheConfig {
             ttl: IsoDuration(ttl),
             capacity: 10_000,
+            max_bytes: DEFAULT_MAX_BYTES,
         }
     }
 }
@@ -40,21 +51,26 @@ impl Default for CacheConfig {
 /// How long a "not found" answer is kept at most.
 pub const NOT_FOUND_TTL: Duration = Duration::from_secs(300);
 
-/// Each answer's lifetime: the TTL, or [`NOT_FOUND_TTL`] for a "not found".
-struct Lifetime<V> {
-    ttl: Duration,
-    is_not_found: Option<fn(&V) -> bool>,
+/// One kept answer: its JSON text, and whether it is a "not found".
+#[derive(Clone)]
+struct Entry {
+    json: Arc<[u8]>,
+    not_found: bool,
 }
 
-impl<V> moka::Expiry<String, V> for Lifetime<V> {
+/// Each answer's lifetime: the TTL, or [`NOT_FOUND_TTL`] for a "not found".
+struct Lifetime {
+    ttl: Duration,
+}
+
+impl moka::Expiry<String, Entry> for Lifetime {
     fn expire_after_create(
         &self,
         _key: &String,
-        value: &V,
+        entry: &Entry,
         _created_at: std::time::Instant,
     ) -> Option<Duration> {
-        let not_found = self.is_not_found.is_some_and(|f| f(value));
-        Some(if not_found {
+        Some(if entry.not_found {
             self.ttl.min(NOT_FOUND_TTL)
         } else {
             self.ttl
@@ -64,12 +80,13 @@ impl<V> moka::Expiry<String, V> for Lifetime<V> {
 
 /// A cache of upstream answers of type `V` (clones share it).
 #[derive(Clone)]
-pub struct AnswerCache<V: Clone + Send + Sync + 'static> {
+pub struct AnswerCache<V> {
     connector: &'static str,
-    inner: Option<moka::future::Cache<String, V>>,
+    inner: Option<moka::future::Cache<String, Entry>>,
+    is_not_found: Option<fn(&V) -> bool>,
 }
 
-impl<V: Clone + Send + Sync + 'static> AnswerCache<V> {
+impl<V: Serialize + DeserializeOwned + Send + Sync + 'static> AnswerCache<V> {
     /// `connector`'s cache (its hits and misses are counted under that name).
     pub fn new(connector: &'static str, config: &CacheConfig) -> Self {
         Self::build(connector, config, None)
@@ -90,18 +107,22 @@ impl<V: Clone + Send + Sync + 'static> AnswerCache<V> {
         config: &CacheConfig,
         is_not_found: Option<fn(&V) -> bool>,
     ) -> Self {
-        let on = !config.ttl.0.is_zero() && config.capacity > 0;
+        let on = !config.ttl.0.is_zero() && config.capacity > 0 && config.max_bytes > 0;
+        // Weighed by bytes, each at least budget / capacity: neither bound can be passed.
+        let floor = u32::try_from(config.max_bytes / config.capacity.max(1)).unwrap_or(u32::MAX);
         AnswerCache {
             connector,
             inner: on.then(|| {
                 moka::future::Cache::builder()
-                    .max_capacity(config.capacity)
-                    .expire_after(Lifetime {
-                        ttl: config.ttl.0,
-                        is_not_found,
+                    .max_capacity(config.max_bytes)
+                    .weigher(move |key: &String, entry: &Entry| {
+                        let bytes = entry.json.len().saturating_add(key.len());
+                        u32::try_from(bytes).unwrap_or(u32::MAX).max(floor)
                     })
+                    .expire_after(Lifetime { ttl: config.ttl.0 })
                     .build()
             }),
+            is_not_found,
         }
     }
 
@@ -112,21 +133,51 @@ impl<V: Clone + Send + Sync + 'static> AnswerCache<V> {
         Fut: Future<Output = Result<V, E>>,
         E: Clone + Send + Sync + 'static,
     {
-        match &self.inner {
-            None => fetch().await,
-            Some(cache) => {
-                let fetched = std::sync::atomic::AtomicBool::new(false);
-                let answer = cache
-                    .try_get_with(key.to_string(), async {
-                        fetched.store(true, std::sync::atomic::Ordering::Relaxed);
-                        fetch().await
-                    })
-                    .await
-                    .map_err(|e| (*e).clone());
-                let hit = !fetched.load(std::sync::atomic::Ordering::Relaxed);
-                crate::metrics::UPSTREAM.cache_lookup(self.connector, hit);
-                answer
-            }
+        let Some(cache) = &self.inner else {
+            return fetch().await;
+        };
+        if let Some(entry) = cache.get(key).await
+            && let Ok(answer) = serde_json::from_slice(&entry.json)
+        {
+            crate::metrics::UPSTREAM.cache_lookup(self.connector, true);
+            return Ok(answer);
+        }
+        // One upstream call for concurrent lookups of a key: the first fetches, the others
+        // wait for its entry. The fetched answer itself is returned, not a copy of it.
+        let fetched: std::sync::Mutex<Option<V>> = std::sync::Mutex::new(None);
+        let fetch = std::sync::Mutex::new(Some(fetch));
+        let take = || fetch.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let entry = cache
+            .try_get_with(key.to_string(), async {
+                // The init runs at most once per lookup, so the fetch is still there.
+                let Some(fetch) = take() else {
+                    unreachable!("the init runs once")
+                };
+                let answer = fetch().await?;
+                let json: Arc<[u8]> = serde_json::to_vec(&answer).unwrap_or_default().into();
+                let not_found = self.is_not_found.is_some_and(|f| f(&answer));
+                *fetched.lock().unwrap_or_else(|e| e.into_inner()) = Some(answer);
+                Ok(Entry { json, not_found })
+            })
+            .await
+            .map_err(|e: Arc<E>| (*e).clone());
+        let mine = fetched.lock().unwrap_or_else(|e| e.into_inner()).take();
+        crate::metrics::UPSTREAM.cache_lookup(self.connector, mine.is_none());
+        match (mine, entry) {
+            (Some(answer), _) => Ok(answer),
+            (None, Ok(entry)) => match serde_json::from_slice(&entry.json) {
+                Ok(answer) => Ok(answer),
+                // Answers are written by `to_vec` above, so they read back; if one ever did
+                // not, asking again is the safe way out.
+                Err(_) => {
+                    cache.invalidate(key).await;
+                    match take() {
+                        Some(fetch) => fetch().await,
+                        None => unreachable!("another lookup's entry: ours never ran"),
+                    }
+                }
+            },
+            (None, Err(e)) => Err(e),
         }
     }
 }
@@ -172,27 +223,27 @@ mod tests {
     #[tokio::test]
     async fn not_found_answers_are_kept_briefly() {
         let config = CacheConfig::keeping_for(Duration::from_secs(86400));
-        let lifetime = Lifetime::<u32> {
-            ttl: config.ttl.0,
-            is_not_found: Some(|v| *v == 0),
-        };
+        let lifetime = Lifetime { ttl: config.ttl.0 };
         let now = std::time::Instant::now();
         let key = "k".to_string();
+        let entry = |not_found| Entry {
+            json: Arc::from(&b"0"[..]),
+            not_found,
+        };
         use moka::Expiry;
         assert_eq!(
-            lifetime.expire_after_create(&key, &0, now),
+            lifetime.expire_after_create(&key, &entry(true), now),
             Some(NOT_FOUND_TTL)
         );
         assert_eq!(
-            lifetime.expire_after_create(&key, &7, now),
+            lifetime.expire_after_create(&key, &entry(false), now),
             Some(Duration::from_secs(86400))
         );
-        let short = Lifetime::<u32> {
+        let short = Lifetime {
             ttl: Duration::from_secs(10),
-            is_not_found: Some(|v| *v == 0),
         };
         assert_eq!(
-            short.expire_after_create(&key, &0, now),
+            short.expire_after_create(&key, &entry(true), now),
             Some(Duration::from_secs(10)),
             "never longer than the TTL"
         );
@@ -201,6 +252,50 @@ mod tests {
         let first = cache.get_or_fetch("k", || async { Ok::<_, ()>(0) }).await;
         let second = cache.get_or_fetch("k", || async { Ok::<_, ()>(5) }).await;
         assert_eq!((first, second), (Ok(0), Ok(0)));
+    }
+
+    #[tokio::test]
+    async fn the_cache_holds_neither_more_answers_nor_more_bytes_than_configured() {
+        let calls = AtomicUsize::new(0);
+        let fill = |cache: AnswerCache<String>, size: usize| {
+            let calls = &calls;
+            async move {
+                for i in 0..200 {
+                    let _ = cache
+                        .get_or_fetch(&format!("k{i}"), || async {
+                            calls.fetch_add(1, Ordering::SeqCst);
+                            Ok::<_, ()>("x".repeat(size))
+                        })
+                        .await;
+                }
+                cache.inner.as_ref().unwrap().run_pending_tasks().await;
+                let inner = cache.inner.as_ref().unwrap();
+                (inner.entry_count(), inner.weighted_size())
+            }
+        };
+        let config = CacheConfig {
+            ttl: IsoDuration(Duration::from_secs(60)),
+            capacity: 50,
+            max_bytes: 100_000,
+        };
+        // Small answers: the count bounds.
+        let (count, _) = fill(AnswerCache::new("test", &config), 10).await;
+        assert!(count <= 50, "{count} answers");
+        // Large answers: the bytes bound.
+        let (count, bytes) = fill(AnswerCache::new("test", &config), 10_000).await;
+        assert!(
+            bytes <= 100_000 && count <= 10,
+            "{count} answers, {bytes} bytes"
+        );
+        // And a hit reads the answer back.
+        let cache = AnswerCache::<String>::new("test", &config);
+        let first = cache
+            .get_or_fetch("a", || async { Ok::<_, ()>("v".into()) })
+            .await;
+        let hit = cache
+            .get_or_fetch("a", || async { Ok::<_, ()>("w".into()) })
+            .await;
+        assert_eq!((first, hit), (Ok("v".into()), Ok("v".into())));
     }
 
     #[tokio::test]

@@ -61,6 +61,15 @@ impl KeyDef {
         doc: "Upstream answers kept at most (least recently used go first).",
     };
 
+    /// `cache.max_bytes`: how many bytes of answers the cache keeps.
+    pub const CACHE_MAX_BYTES: KeyDef = KeyDef {
+        key: "cache.max_bytes",
+        env_aliases: &[],
+        kind: Kind::Int,
+        default: "8388608",
+        doc: "Bytes of upstream answers (their JSON text) kept at most, 8 MiB by default: the cache's memory stays bounded whatever the answers' size.",
+    };
+
     /// `rate_limit`: upstream requests a second at most (`0`: no limit).
     pub const RATE_LIMIT: KeyDef = KeyDef {
         key: "rate_limit",

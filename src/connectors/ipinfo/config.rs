@@ -55,6 +55,7 @@ pub static SPEC: SectionSpec = SectionSpec {
         KeyDef::request_timeout("PT30S", "Timeout of one IPinfo request."),
         KeyDef::cache_ttl("P1D"),
         KeyDef::CACHE_CAPACITY,
+        KeyDef::CACHE_MAX_BYTES,
         KeyDef::RATE_LIMIT,
     ],
 };

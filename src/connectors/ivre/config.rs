@@ -152,6 +152,7 @@ pub static SPEC: SectionSpec = SectionSpec {
         },
         KeyDef::cache_ttl("PT1H"),
         KeyDef::CACHE_CAPACITY,
+        KeyDef::CACHE_MAX_BYTES,
         KeyDef::RATE_LIMIT,
     ],
 };

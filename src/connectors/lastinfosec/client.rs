@@ -10,7 +10,7 @@ use crate::connectors::{ConnectorError, EnrichmentRequest};
 use crate::http::{self, UpstreamError};
 
 /// What a lookup gave.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum Answer {
     /// The API's JSON answer.
     Found(Value),

@@ -61,6 +61,7 @@ pub static SPEC: SectionSpec = SectionSpec {
         KeyDef::request_timeout("PT30S", "Timeout of one LastInfoSec request."),
         KeyDef::cache_ttl("PT0S"),
         KeyDef::CACHE_CAPACITY,
+        KeyDef::CACHE_MAX_BYTES,
         KeyDef::RATE_LIMIT,
     ],
 };
