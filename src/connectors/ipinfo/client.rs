@@ -48,7 +48,8 @@ impl IpinfoClient {
         self
     }
 
-    /// The answer for `ip`, in the legacy shape whatever the API asked.
+    /// The answer for `ip`, in the legacy shape whatever the API asked, with only what the
+    /// mapping reads.
     pub async fn lookup(&self, ip: &str) -> Result<Value, ConnectorError> {
         let url = http::join_segments(&self.base_url, &self.api.segments(ip));
         let request = self
@@ -72,7 +73,7 @@ impl IpinfoClient {
                 .unwrap_or("Unknown");
             return Err(status_error(status, reason));
         }
-        Ok(plans::to_legacy(self.api, body))
+        Ok(super::mapping::essentials(plans::to_legacy(self.api, body)))
     }
 }
 

@@ -75,6 +75,42 @@ fn coordinates(body: &Value) -> Option<(f64, f64)> {
     Some((lat.trim().parse().ok()?, lon.trim().parse().ok()?))
 }
 
+/// The answer with only what [`map_response`] reads (kept in the cache: a tenth of the
+/// room of a full answer). Mapping it gives the same objects as mapping the full answer.
+pub fn essentials(body: Value) -> Value {
+    let Value::Object(mut full) = body else {
+        return body;
+    };
+    let mut kept = serde_json::Map::new();
+    for key in ["bogon", "country", "city", "loc", "org", "status", "error"] {
+        if let Some(v) = full.remove(key) {
+            kept.insert(key.into(), v);
+        }
+    }
+    if let Some(Value::Object(mut asn)) = full.remove("asn") {
+        let mut small = serde_json::Map::new();
+        for key in ["asn", "name"] {
+            if let Some(v) = asn.remove(key) {
+                small.insert(key.into(), v);
+            }
+        }
+        kept.insert("asn".into(), Value::Object(small));
+    } else if let Some(asn) = full.get("asn") {
+        // Not an object: kept as it is, so the mapping notes it as before.
+        kept.insert("asn".into(), asn.clone());
+    }
+    if let Some(Value::Object(mut privacy)) = full.remove("privacy") {
+        let mut small = serde_json::Map::new();
+        for key in ["vpn", "proxy", "tor", "relay", "hosting", "service"] {
+            if let Some(v) = privacy.remove(key) {
+                small.insert(key.into(), v);
+            }
+        }
+        kept.insert("privacy".into(), Value::Object(small));
+    }
+    Value::Object(kept)
+}
+
 /// Maps an IPinfo answer for the request's observable.
 pub fn map_response(
     request: &EnrichmentRequest,

@@ -29,7 +29,7 @@ use client::IpinfoClient;
 
 pub use client::status_error;
 pub use config::{IpinfoConfig, SPEC};
-pub use mapping::{Mapped, map_response};
+pub use mapping::{Mapped, essentials, map_response};
 
 /// The IPinfo connector.
 pub struct IpinfoConnector {

@@ -408,3 +408,27 @@ mod plans {
         assert_eq!(config.base_url(), "http://127.0.0.1:9/");
     }
 }
+
+#[test]
+fn the_cached_essentials_map_as_the_full_answer_for_every_fixture() {
+    let dir = crate::fixtures::shared("fixtures/ipinfo");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("json") {
+            continue;
+        }
+        let Ok(body) = serde_json::from_str::<Value>(&std::fs::read_to_string(&path).unwrap())
+        else {
+            continue;
+        };
+        for use_asn_name in [true, false] {
+            let req = request(IP_ID, "8.8.8.8", "ipv4-addr");
+            let full = map_response(&req, &body, use_asn_name, "t");
+            let small = map_response(&req, &essentials(body.clone()), use_asn_name, "t");
+            assert_eq!(full, small, "{}", path.display());
+        }
+        seen += 1;
+    }
+    assert!(seen >= 10, "{seen} fixtures");
+}
