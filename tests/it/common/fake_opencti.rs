@@ -32,10 +32,12 @@ pub struct Call {
     pub field: String,
     pub variables: Value,
     pub draft_id: Option<String>,
+    /// When it was answered (the end-to-end benchmark's latencies).
+    #[allow(dead_code)]
+    pub at: std::time::Instant,
 }
 
 /// What the fake knows and saw.
-#[derive(Default)]
 pub struct FakeState {
     pub calls: Vec<Call>,
     /// Operation texts that did not validate (each also answered 400).
@@ -64,7 +66,36 @@ pub struct FakeState {
     pub unbound_push: bool,
     /// Operations (root fields) that are recorded and then never answered.
     pub hang: Vec<String>,
+    /// `false`: a pushed bundle is recorded as its length only (benchmarks push hundreds of MB).
+    pub keep_bundles: bool,
+    /// The root field of each operation text already validated (parsing once per text keeps
+    /// the fake answering in microseconds).
+    validated: HashMap<String, String>,
     works: usize,
+}
+
+impl Default for FakeState {
+    fn default() -> Self {
+        FakeState {
+            calls: Vec::new(),
+            invalid: Vec::new(),
+            entities: HashMap::new(),
+            stix: HashMap::new(),
+            markings: HashMap::new(),
+            states: HashMap::new(),
+            reset: Vec::new(),
+            user_agents: Default::default(),
+            queue_bytes: HashMap::new(),
+            lagging: HashMap::new(),
+            fail_pushes: 0,
+            fail_pushes_after: 0,
+            unbound_push: false,
+            hang: Vec::new(),
+            keep_bundles: true,
+            validated: HashMap::new(),
+            works: 0,
+        }
+    }
 }
 
 /// The running fake.
@@ -337,6 +368,36 @@ fn error(status: StatusCode, message: &str) -> (StatusCode, Json<Value>) {
     )
 }
 
+/// The root field of a valid operation (`workEdit.<sub>` for work edits), or the answer.
+#[allow(clippy::type_complexity)]
+fn root_field(query: &str) -> Result<String, (StatusCode, &'static str, Option<String>)> {
+    let doc = ExecutableDocument::parse_and_validate(super::schema(), query, "op.graphql")
+        .map_err(|e| {
+            (
+                StatusCode::BAD_REQUEST,
+                "operation does not validate against the schema",
+                Some(format!("{query}\n{}", e.errors)),
+            )
+        })?;
+    let Ok(op) = doc.operations.get(None) else {
+        return Err((StatusCode::BAD_REQUEST, "one operation expected", None));
+    };
+    let root = op.selection_set.selections.iter().find_map(|s| match s {
+        Selection::Field(f) => Some(f),
+        _ => None,
+    });
+    let Some(root) = root else {
+        return Err((StatusCode::BAD_REQUEST, "no field", None));
+    };
+    let mut field = root.name.to_string();
+    if field == "workEdit"
+        && let Some(Selection::Field(sub)) = root.selection_set.selections.first()
+    {
+        field = format!("workEdit.{}", sub.name);
+    }
+    Ok(field)
+}
+
 async fn graphql(
     State(fake): State<FakeOpencti>,
     headers: HeaderMap,
@@ -353,38 +414,30 @@ async fn graphql(
         );
     }
     let query = body["query"].as_str().unwrap_or_default().to_string();
-    let variables = body.get("variables").cloned().unwrap_or(Value::Null);
-    let doc =
-        match ExecutableDocument::parse_and_validate(super::schema(), query.as_str(), "op.graphql")
-        {
-            Ok(d) => d,
-            Err(e) => {
+    let mut variables = body.get("variables").cloned().unwrap_or(Value::Null);
+    let cached = fake.state.lock().unwrap().validated.get(&query).cloned();
+    let field = match cached {
+        Some(field) => field,
+        None => match root_field(&query) {
+            Ok(field) => {
                 fake.state
                     .lock()
                     .unwrap()
-                    .invalid
-                    .push(format!("{query}\n{}", e.errors));
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "operation does not validate against the schema",
-                );
+                    .validated
+                    .insert(query.clone(), field.clone());
+                field
             }
-        };
-    let Ok(op) = doc.operations.get(None) else {
-        return error(StatusCode::BAD_REQUEST, "one operation expected");
+            Err((status, message, invalid)) => {
+                if let Some(invalid) = invalid {
+                    fake.state.lock().unwrap().invalid.push(invalid);
+                }
+                return error(status, message);
+            }
+        },
     };
-    let root = op.selection_set.selections.iter().find_map(|s| match s {
-        Selection::Field(f) => Some(f),
-        _ => None,
-    });
-    let Some(root) = root else {
-        return error(StatusCode::BAD_REQUEST, "no field");
-    };
-    let mut field = root.name.to_string();
-    if field == "workEdit"
-        && let Some(Selection::Field(sub)) = root.selection_set.selections.first()
-    {
-        field = format!("workEdit.{}", sub.name);
+    if field == "stixBundlePush" && !fake.state.lock().unwrap().keep_bundles {
+        let len = variables["bundle"].as_str().map_or(0, str::len);
+        variables["bundle"] = json!(len);
     }
     let draft_id = headers
         .get("opencti-draft-id")
@@ -403,6 +456,7 @@ async fn graphql(
             field: format!("{field}(hung)"),
             variables,
             draft_id,
+            at: std::time::Instant::now(),
         });
         // Longer than any test: the client must give up on its own.
         tokio::time::sleep(Duration::from_secs(3600)).await;
@@ -418,6 +472,7 @@ async fn graphql(
                 field: "stixBundlePush(failed)".into(),
                 variables,
                 draft_id,
+                at: std::time::Instant::now(),
             });
             return (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -542,6 +597,7 @@ async fn graphql(
         field,
         variables,
         draft_id,
+        at: std::time::Instant::now(),
     });
     (StatusCode::OK, Json(json!({ "data": data })))
 }

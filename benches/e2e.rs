@@ -1,0 +1,697 @@
+//! The end-to-end benchmark: the release daemon as a child process against the tests' Rust
+//! fake OpenCTI, the real RabbitMQ, a Rust publisher and a Rust fake IPinfo with a set
+//! latency. Prints a Markdown table (the README quotes it).
+//!
+//! `cargo bench --bench e2e` runs everything (about 8 minutes: 10,000 enrichments at
+//! 100 ms and concurrency 4 alone take 250 s); `cargo bench --bench e2e -- quick` runs
+//! 2,000 per case. Needs RabbitMQ on 127.0.0.1:5672 (guest/guest).
+//!
+//! What it measures:
+//! - IPinfo enrichments at 0 and 100 ms upstream latency, concurrency 4, 16 and 64:
+//!   throughput (first `toReceived` to last `toProcessed`) and per-request p50/p99
+//!   (`toReceived` → `toProcessed` of each work), messages published before the daemon starts;
+//! - the limit: the same fakes and broker driven by a loop that does no enrichment work
+//!   (consume → one GraphQL call → push → ack), at concurrency 64;
+//! - start-up time to all five connectors registered and consuming (`/healthz` 200);
+//! - RSS with all five enabled after IPsum's first run (levels/5), after 10k and 20k
+//!   enrichments (default settings, distinct IPs);
+//! - IPsum imports of 1.4k to 120k IPs: wall time, daemon CPU (user + sys) and peak RSS.
+
+#![allow(clippy::unwrap_used)]
+
+#[allow(dead_code, unused_imports)]
+#[path = "../tests/it/common/mod.rs"]
+mod common;
+
+use std::net::Ipv4Addr;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::routing::get;
+use common::daemon::free_port;
+use common::fake_opencti::{self, FakeOpencti};
+use common::{fixture, shared};
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Connection, ConnectionProperties};
+use serde_json::json;
+
+const BIN: &str = env!("CARGO_BIN_EXE_opencti-connectors");
+
+/// The fake upstreams: IPinfo with a latency, and IPsum feeds by name.
+#[derive(Clone)]
+struct Upstream {
+    latency_ms: Arc<AtomicU64>,
+    ipinfo_body: Arc<String>,
+    feeds: Arc<std::collections::HashMap<String, String>>,
+}
+
+async fn ipinfo(
+    State(u): State<Upstream>,
+    Path(_ip): Path<String>,
+) -> ([(&'static str, &'static str); 1], String) {
+    let ms = u.latency_ms.load(Ordering::Relaxed);
+    if ms > 0 {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    (
+        [("content-type", "application/json")],
+        u.ipinfo_body.to_string(),
+    )
+}
+
+async fn feed(State(u): State<Upstream>, Path(name): Path<String>) -> String {
+    u.feeds.get(&name).cloned().unwrap_or_default()
+}
+
+/// The first `n` addresses of levels/1 as a feed (levels/5 as itself).
+fn feeds() -> std::collections::HashMap<String, String> {
+    let one = std::fs::read_to_string(shared("fixtures/ipsum/levels/1.txt")).unwrap();
+    let lines: Vec<&str> = one.lines().filter(|l| !l.starts_with('#')).collect();
+    let mut feeds = std::collections::HashMap::new();
+    feeds.insert("5".to_string(), fixture("ipsum", "levels/5.txt"));
+    for n in [15_000, 30_000, 60_000] {
+        feeds.insert(n.to_string(), lines[..n].join("\n") + "\n");
+    }
+    feeds.insert("1".to_string(), one);
+    feeds
+}
+
+async fn start_upstream() -> (String, Upstream) {
+    let upstream = Upstream {
+        latency_ms: Arc::new(AtomicU64::new(0)),
+        ipinfo_body: Arc::new(fixture("ipinfo", "ipv4_asn_privacy_8.8.8.8.json")),
+        feeds: Arc::new(feeds()),
+    };
+    let app = Router::new()
+        .route("/ipinfo/{ip}/json", get(ipinfo))
+        .route("/feeds/{name}", get(feed))
+        .with_state(upstream.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, upstream)
+}
+
+/// A daemon process; killed when dropped.
+struct Daemon {
+    child: Child,
+    port: u16,
+}
+
+impl Daemon {
+    fn spawn(env: &[(String, String)]) -> Daemon {
+        let port = free_port();
+        let mut command = Command::new(BIN);
+        command.env_clear();
+        // BENCH_DAEMON_ENV="K=V K2=V2" adds variables to every daemon (experiments).
+        if let Ok(extra) = std::env::var("BENCH_DAEMON_ENV") {
+            for pair in extra.split_whitespace() {
+                if let Some((k, v)) = pair.split_once('=') {
+                    command.env(k, v);
+                }
+            }
+        }
+        command
+            .env("DAEMON_LISTEN", format!("127.0.0.1:{port}"))
+            .env("LOG_LEVEL", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .current_dir(std::env::temp_dir());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        Daemon {
+            child: command.spawn().unwrap(),
+            port,
+        }
+    }
+
+    fn status(&self, field: &str) -> u64 {
+        let text = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        text.lines()
+            .find(|l| l.starts_with(field))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Resident memory now, MiB.
+    fn rss_mib(&self) -> f64 {
+        self.status("VmRSS:") as f64 / 1024.0
+    }
+
+    /// Peak resident memory, MiB.
+    fn peak_mib(&self) -> f64 {
+        self.status("VmHWM:") as f64 / 1024.0
+    }
+
+    /// CPU time used so far (user + sys).
+    fn cpu(&self) -> Duration {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // Fields after the parenthesised command name; utime and stime are 14 and 15.
+        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let fields: Vec<u64> = after
+            .split_whitespace()
+            .map(|f| f.parse().unwrap_or(0))
+            .collect();
+        let ticks = fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0);
+        Duration::from_secs_f64(ticks as f64 / clock_ticks())
+    }
+
+    async fn wait_healthy(&self, timeout: Duration) -> Duration {
+        let started = Instant::now();
+        let url = format!("http://127.0.0.1:{}/healthz", self.port);
+        let client = reqwest::Client::new();
+        while started.elapsed() < timeout {
+            if let Ok(r) = client.get(&url).send().await
+                && r.status().is_success()
+            {
+                return started.elapsed();
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("the daemon did not become healthy in {timeout:?}");
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn clock_ticks() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .unwrap_or(100.0)
+    })
+}
+
+fn kv(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn base_env(fake: &FakeOpencti) -> Vec<(String, String)> {
+    kv(&[
+        ("OPENCTI_URL", &fake.url),
+        ("OPENCTI_TOKEN", fake_opencti::TOKEN),
+    ])
+}
+
+fn ipinfo_env(id: &str, upstream: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut env = kv(&[
+        ("IPINFO_ENABLED", "true"),
+        ("IPINFO_CONNECTOR_ID", id),
+        ("IPINFO_TOKEN", "bench-token"),
+        ("IPINFO_API_BASE_URL", &format!("{upstream}/ipinfo")),
+    ]);
+    env.extend(kv(extra));
+    env
+}
+
+fn ipsum_env(id: &str, upstream: &str, feed: &str) -> Vec<(String, String)> {
+    kv(&[
+        ("IPSUM_ENABLED", "true"),
+        ("IPSUM_CONNECTOR_ID", id),
+        ("IPSUM_API_BASE_URL", &format!("{upstream}/feeds/{feed}")),
+        ("IPSUM_CONNECTOR_DURATION_PERIOD", "PT1H"),
+    ])
+}
+
+fn all_five_env(upstream: &str) -> Vec<(String, String)> {
+    let id = || uuid::Uuid::new_v4().to_string();
+    let mut env = ipinfo_env(&id(), upstream, &[]);
+    env.extend(ipsum_env(&id(), upstream, "5"));
+    env.extend(kv(&[
+        ("RISKIQ_ENABLED", "true"),
+        ("RISKIQ_CONNECTOR_ID", &id()),
+        ("RISKIQ_USERNAME", "u"),
+        ("RISKIQ_API_KEY", "k"),
+        ("RISKIQ_API_BASE_URL", upstream),
+        ("LASTINFOSEC_ENABLED", "true"),
+        ("LASTINFOSEC_CONNECTOR_ID", &id()),
+        ("LASTINFOSEC_API_KEY_CTI", "k"),
+        ("LASTINFOSEC_API_BASE_URL", upstream),
+        ("IVRE_ENABLED", "true"),
+        ("IVRE_CONNECTOR_ID", &id()),
+        ("IVRE_DB_URL", &format!("{upstream}/cgi")),
+    ]));
+    env
+}
+
+/// The `n`-th benchmark address: public (1.0.0.0 onwards), so none is skipped as private.
+fn address(n: usize) -> String {
+    Ipv4Addr::from(0x0100_0000 + n as u32).to_string()
+}
+
+/// Registers `n` entities (from `first`) in the fake and publishes their requests on
+/// `connector`'s listen queue, with publisher confirms pipelined.
+async fn publish(fake: &FakeOpencti, connector: &str, first: usize, n: usize) {
+    let connection = Connection::connect(fake_opencti::BROKER_URL, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    channel.confirm_select(Default::default()).await.unwrap();
+    let routing = format!("listen_routing_{connector}");
+    let mut confirms = Vec::with_capacity(n);
+    for i in first..first + n {
+        let ip = address(i);
+        let id = opencti_connectors::stix::ids::value_observable_id("ipv4-addr", &ip);
+        common::add_entity(
+            fake,
+            &id,
+            &format!("internal-{i}"),
+            "IPv4-Addr",
+            json!([{"id": "m-1", "standard_id": common::GREEN, "definition_type": "TLP", "definition": "TLP:GREEN", "x_opencti_order": 2}]),
+            Some(&ip),
+        );
+        let entity = json!({"id": id, "type": "ipv4-addr", "spec_version": "2.1", "value": ip});
+        let body = common::manual_message(&format!("work_{connector}_{i}"), &entity);
+        confirms.push(
+            channel
+                .basic_publish(
+                    fake_opencti::CONNECTOR_EXCHANGE.into(),
+                    routing.as_str().into(),
+                    BasicPublishOptions::default(),
+                    &body,
+                    BasicProperties::default().with_delivery_mode(2),
+                )
+                .await
+                .unwrap(),
+        );
+    }
+    for c in confirms {
+        c.await.unwrap();
+    }
+    let _ = connection.close(200, "published".into()).await;
+}
+
+/// Waits until `n` works of `connector` are processed; returns the throughput and the
+/// per-request p50 and p99.
+async fn processed(
+    fake: &FakeOpencti,
+    connector: &str,
+    n: usize,
+    timeout: Duration,
+) -> (f64, Duration, Duration) {
+    let prefix = format!("work_{connector}_");
+    let started = Instant::now();
+    loop {
+        let done = fake
+            .state
+            .lock()
+            .unwrap()
+            .calls
+            .iter()
+            .filter(|c| {
+                c.field == "workEdit.toProcessed"
+                    && c.variables["id"]
+                        .as_str()
+                        .is_some_and(|w| w.starts_with(&prefix))
+            })
+            .count();
+        if done >= n {
+            break;
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "{done}/{n} processed after {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let state = fake.state.lock().unwrap();
+    let mut received = std::collections::HashMap::new();
+    let mut latencies = Vec::with_capacity(n);
+    let (mut first, mut last) = (None::<Instant>, None::<Instant>);
+    for c in &state.calls {
+        let Some(work) = c.variables["id"]
+            .as_str()
+            .filter(|w| w.starts_with(&prefix))
+        else {
+            continue;
+        };
+        match c.field.as_str() {
+            "workEdit.toReceived" => {
+                received.insert(work.to_string(), c.at);
+                first = Some(first.map_or(c.at, |f: Instant| f.min(c.at)));
+            }
+            "workEdit.toProcessed" => {
+                if let Some(r) = received.get(work) {
+                    latencies.push(c.at - *r);
+                }
+                last = Some(last.map_or(c.at, |l: Instant| l.max(c.at)));
+            }
+            _ => {}
+        }
+    }
+    latencies.sort();
+    let pct = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p) as usize];
+    let span = last.unwrap() - first.unwrap();
+    (n as f64 / span.as_secs_f64(), pct(0.5), pct(0.99))
+}
+
+/// GraphQL calls per enrichment since call number `from`, and which: everything but the
+/// connector's registration, pings and the start-up version check.
+fn calls_per_enrichment(fake: &FakeOpencti, from: usize, n: usize) -> (f64, String) {
+    let state = fake.state.lock().unwrap();
+    let mut by_field: std::collections::BTreeMap<&str, usize> = Default::default();
+    for c in &state.calls[from..] {
+        if !matches!(
+            c.field.as_str(),
+            "registerConnector" | "pingConnector" | "about"
+        ) {
+            *by_field.entry(c.field.as_str()).or_default() += 1;
+        }
+    }
+    let total: usize = by_field.values().sum();
+    let which = by_field
+        .iter()
+        .map(|(f, k)| format!("{f} ×{:.1}", *k as f64 / n as f64))
+        .collect::<Vec<_>>()
+        .join(", ");
+    (total as f64 / n as f64, which)
+}
+
+/// One enrichment case on a fresh daemon: `n` requests, upstream `latency`, `concurrency`.
+async fn enrichment_case(
+    fake: &FakeOpencti,
+    upstream_url: &str,
+    upstream: &Upstream,
+    n: usize,
+    latency_ms: u64,
+    concurrency: usize,
+) -> (f64, Duration, Duration, f64, String) {
+    upstream.latency_ms.store(latency_ms, Ordering::Relaxed);
+    let id = uuid::Uuid::new_v4().to_string();
+    fake.declare_queues(&id).await;
+    publish(fake, &id, 0, n).await;
+    let from = fake.state.lock().unwrap().calls.len();
+    let mut env = base_env(fake);
+    let c = concurrency.to_string();
+    env.extend(ipinfo_env(
+        &id,
+        upstream_url,
+        &[("IPINFO_CONNECTOR_CONCURRENCY", &c)],
+    ));
+    let daemon = Daemon::spawn(&env);
+    let timeout =
+        Duration::from_secs(60 + (n as u64 * (latency_ms + 5)) / concurrency as u64 / 1000 * 3);
+    let (rate, p50, p99) = processed(fake, &id, n, timeout).await;
+    drop(daemon);
+    let (calls, which) = calls_per_enrichment(fake, from, n);
+    (rate, p50, p99, calls, which)
+}
+
+/// The no-op limit: consume → one GraphQL call → push → ack, `concurrency` at once.
+async fn limit_case(fake: &FakeOpencti, n: usize, concurrency: u16) -> f64 {
+    let id = uuid::Uuid::new_v4().to_string();
+    fake.declare_queues(&id).await;
+    publish(fake, &id, 0, n).await;
+    let connection = Connection::connect(fake_opencti::BROKER_URL, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    channel
+        .basic_qos(concurrency, BasicQosOptions::default())
+        .await
+        .unwrap();
+    let mut consumer = channel
+        .basic_consume(
+            FakeOpencti::listen_queue(&id).as_str().into(),
+            "noop".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let client = reqwest::Client::new();
+    let url = format!("{}/graphql", fake.url);
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    use futures_util::StreamExt;
+    for _ in 0..n {
+        let delivery = consumer.next().await.unwrap().unwrap();
+        let (client, url) = (client.clone(), url.clone());
+        tasks.spawn(async move {
+            let read = json!({"query": opencti_connectors::opencti::client::READ_ENTITY, "variables": {"id": "none"}});
+            let push = json!({"query": opencti_connectors::opencti::client::STIX_BUNDLE_PUSH,
+                "variables": {"connectorId": "noop", "bundle": "{\"type\":\"bundle\",\"objects\":[]}", "work_id": null}});
+            for body in [read, push] {
+                client
+                    .post(&url)
+                    .bearer_auth(fake_opencti::TOKEN)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap()
+                    .bytes()
+                    .await
+                    .unwrap();
+            }
+            delivery.ack(BasicAckOptions::default()).await.unwrap();
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    let rate = n as f64 / started.elapsed().as_secs_f64();
+    let _ = connection.close(200, "done".into()).await;
+    rate
+}
+
+/// Waits for `connector`'s first import run to end; returns its wall time (workAdd →
+/// toProcessed).
+async fn import_done(fake: &FakeOpencti, connector: &str, timeout: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        {
+            let state = fake.state.lock().unwrap();
+            let added = state
+                .calls
+                .iter()
+                .find(|c| c.field == "workAdd" && c.variables["connectorId"] == connector);
+            if let Some(added) = added {
+                let work = format!("work_{connector}_");
+                let done = state.calls.iter().find(|c| {
+                    c.field == "workEdit.toProcessed"
+                        && c.variables["id"]
+                            .as_str()
+                            .is_some_and(|w| w.starts_with(&work))
+                });
+                if let Some(done) = done {
+                    return done.at - added.at;
+                }
+            }
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "the import did not end in {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1e3)
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = args.iter().any(|a| a == "quick");
+    // `memory`, `enrich`, `limit`, `ipsum`: only those sections (all by default).
+    let sections = ["memory", "enrich", "limit", "ipsum"];
+    let chosen: Vec<&str> = sections
+        .into_iter()
+        .filter(|s| args.iter().any(|a| a == s))
+        .collect();
+    let run = |section: &str| chosen.is_empty() || chosen.contains(&section);
+    let n = if quick { 2_000 } else { 10_000 };
+    let fake = FakeOpencti::start().await;
+    fake.state.lock().unwrap().keep_bundles = false;
+    let (upstream_url, upstream) = start_upstream().await;
+    if let Some(serve) = args.iter().find(|a| a.starts_with("serve")) {
+        // For profiling by hand: the fakes stay up; the daemon's environment is printed.
+        // `serve`: all five; `serve-ipsum=<feed>`: IPsum alone on that feed (`1`, `60000`…).
+        let env = match serve.strip_prefix("serve-ipsum=") {
+            Some(feed) => ipsum_env(&uuid::Uuid::new_v4().to_string(), &upstream_url, feed),
+            None => all_five_env(&upstream_url),
+        };
+        for (k, v) in [base_env(&fake), env].concat() {
+            println!("export {k}='{v}'");
+        }
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        return;
+    }
+    println!("# opencti-connectors end-to-end benchmark ({n} enrichments per case)\n");
+    println!(
+        "Machine: {} cores; `{}`; daemon built with the bench profile.\n",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        std::fs::read_to_string("/proc/cpuinfo")
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.starts_with("model name"))
+            .and_then(|l| l.split_once(':'))
+            .map_or("unknown CPU".into(), |(_, m)| m.trim().to_string())
+    );
+
+    // Start-up and memory with all five.
+    if run("memory") {
+        let daemon = Daemon::spawn(&[base_env(&fake), all_five_env(&upstream_url)].concat());
+        let startup = daemon.wait_healthy(Duration::from_secs(60)).await;
+        let ipsum_id = {
+            let state = fake.state.lock().unwrap();
+            state
+                .calls
+                .iter()
+                .rfind(|c| {
+                    c.field == "registerConnector"
+                        && c.variables["input"]["type"] == "EXTERNAL_IMPORT"
+                })
+                .map(|c| c.variables["input"]["id"].as_str().unwrap().to_string())
+                .unwrap()
+        };
+        import_done(&fake, &ipsum_id, Duration::from_secs(60)).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let rss_idle = daemon.rss_mib();
+        let (anon_idle, file_idle) = (
+            daemon.status("RssAnon:") as f64 / 1024.0,
+            daemon.status("RssFile:") as f64 / 1024.0,
+        );
+        let ipinfo_id = {
+            let state = fake.state.lock().unwrap();
+            state
+                .calls
+                .iter()
+                .find(|c| {
+                    c.field == "registerConnector" && c.variables["input"]["name"] == "IPInfo"
+                })
+                .map(|c| c.variables["input"]["id"].as_str().unwrap().to_string())
+                .unwrap()
+        };
+        publish(&fake, &ipinfo_id, 0, 10_000).await;
+        processed(&fake, &ipinfo_id, 10_000, Duration::from_secs(600)).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let rss_10k = daemon.rss_mib();
+        publish(&fake, &ipinfo_id, 10_000, 10_000).await;
+        processed(&fake, &ipinfo_id, 20_000, Duration::from_secs(600)).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let rss_20k = daemon.rss_mib();
+        let threads = daemon.status("Threads:");
+        drop(daemon);
+        println!("## Start-up and memory (all five connectors, default settings)\n");
+        println!("| measure | value |\n|---|---|");
+        println!(
+            "| start-up to all five registered and consuming | {} |",
+            ms(startup)
+        );
+        println!(
+            "| RSS after IPsum's first run (levels/5, 1,413 IPs) | {rss_idle:.1} MiB ({anon_idle:.1} anonymous, {file_idle:.1} file) |"
+        );
+        println!("| RSS after 10,000 IPinfo enrichments | {rss_10k:.1} MiB |");
+        println!("| RSS after 20,000 IPinfo enrichments | {rss_20k:.1} MiB |");
+        println!("| threads | {} |\n", threads);
+    }
+
+    // Enrichment throughput.
+    let mut best_zero: f64 = 0.0;
+    if run("enrich") {
+        println!("## IPinfo enrichments ({n} per case, distinct IPs)\n");
+        println!(
+            "| upstream latency | concurrency | enrichments/s | p50 | p99 | GraphQL calls / enrichment |"
+        );
+        println!("|---|---|---|---|---|---|");
+        let mut calls_seen = String::new();
+        for latency in [0u64, 100] {
+            for concurrency in [4usize, 16, 64] {
+                let (rate, p50, p99, calls, which) =
+                    enrichment_case(&fake, &upstream_url, &upstream, n, latency, concurrency).await;
+                calls_seen = which;
+                if latency == 0 {
+                    best_zero = best_zero.max(rate);
+                }
+                println!(
+                    "| {latency} ms | {concurrency} | {rate:.0} | {} | {} | {calls:.1} |",
+                    ms(p50),
+                    ms(p99)
+                );
+            }
+        }
+        let defaults = {
+            let (rate, p50, p99, _) = {
+                upstream.latency_ms.store(100, Ordering::Relaxed);
+                let id = uuid::Uuid::new_v4().to_string();
+                fake.declare_queues(&id).await;
+                publish(&fake, &id, 0, n).await;
+                let daemon =
+                    Daemon::spawn(&[base_env(&fake), ipinfo_env(&id, &upstream_url, &[])].concat());
+                let r = processed(&fake, &id, n, Duration::from_secs(900)).await;
+                drop(daemon);
+                (r.0, r.1, r.2, ())
+            };
+            format!(
+                "| 100 ms | default | {rate:.0} | {} | {} | |",
+                ms(p50),
+                ms(p99)
+            )
+        };
+        println!("{defaults}");
+        println!("\nGraphQL calls per enrichment: {calls_seen}.");
+    }
+    if run("limit") {
+        let limit = limit_case(&fake, n, 64).await;
+        println!(
+            "\nThe no-op limit (consume → one GraphQL call → push → ack, concurrency 64, same fakes and broker): **{limit:.0} messages/s**; the daemon's best at 0 ms is {:.0} % of it.\n",
+            best_zero / limit * 100.0
+        );
+    }
+
+    // IPsum imports.
+    if run("ipsum") {
+        println!("## IPsum imports (IPsum only, `api` protocol)\n");
+        println!(
+            "| feed | IPs | wall time (workAdd → toProcessed) | daemon CPU, start-up included (user + sys) | peak RSS |\n|---|---|---|---|---|"
+        );
+        for (feed, ips) in [
+            ("5", 1_413usize),
+            ("15000", 15_000),
+            ("30000", 30_000),
+            ("60000", 60_000),
+            ("1", 120_430),
+        ] {
+            let id = uuid::Uuid::new_v4().to_string();
+            let daemon =
+                Daemon::spawn(&[base_env(&fake), ipsum_env(&id, &upstream_url, feed)].concat());
+            // The run starts at registration: the CPU is the process's, start-up included.
+            let wall = import_done(&fake, &id, Duration::from_secs(600)).await;
+            let cpu = daemon.cpu();
+            let name = if feed.len() == 1 {
+                format!("levels/{feed}.txt")
+            } else {
+                format!("first {feed} of levels/1")
+            };
+            println!(
+                "| {name} | {ips} | {} | {} | {:.1} MiB |",
+                ms(wall),
+                ms(cpu),
+                daemon.peak_mib()
+            );
+        }
+    }
+}
