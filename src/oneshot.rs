@@ -197,6 +197,14 @@ impl ImportContext for Collect {
         None
     }
     fn set_state(&mut self, _state: Value) {}
+    async fn send_prepared(
+        &mut self,
+        objects: Vec<crate::opencti::prepared::Prepared>,
+    ) -> Result<usize, ConnectorError> {
+        self.send(objects.iter().map(|p| p.to_value()).collect())
+            .await
+    }
+
     async fn send(&mut self, objects: Vec<Value>) -> Result<usize, ConnectorError> {
         let n = objects.len();
         self.objects.extend(objects);

@@ -190,6 +190,12 @@ pub trait ImportContext: Send {
     fn set_state(&mut self, state: Value);
     /// Sends one chunk of objects under the run's work; returns the bundles sent.
     async fn send(&mut self, objects: Vec<Value>) -> Result<usize, ConnectorError>;
+    /// The same for objects already serialised (large imports): the same bundles, without a
+    /// `Value` per object.
+    async fn send_prepared(
+        &mut self,
+        objects: Vec<crate::opencti::prepared::Prepared>,
+    ) -> Result<usize, ConnectorError>;
 }
 
 /// An EXTERNAL_IMPORT connector run on a schedule.

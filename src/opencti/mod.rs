@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod messages;
+pub mod prepared;
 pub mod split;
 pub mod types;
 

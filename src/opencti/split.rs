@@ -148,7 +148,8 @@ fn clean_refs(
     }
 }
 
-fn collect_refs(value: &Value, out: &mut Vec<String>) {
+/// Every value of `value`'s `*_ref` / `*_refs` keys, nested objects included.
+pub fn collect_refs(value: &Value, out: &mut Vec<String>) {
     if let Value::Object(map) = value {
         for (key, v) in map {
             if key.ends_with("_refs") {
@@ -166,7 +167,8 @@ fn collect_refs(value: &Value, out: &mut Vec<String>) {
     }
 }
 
-fn is_compatible(o: &Value) -> bool {
+/// The compatibility filter: what OpenCTI accepts of `o`.
+pub fn is_compatible(o: &Value) -> bool {
     let Some(id) = object_id(o) else { return false };
     let non_null = |k: &str| o.get(k).is_some_and(|v| !v.is_null());
     match o.get("type").and_then(Value::as_str) {

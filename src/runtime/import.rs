@@ -16,6 +16,7 @@ use super::send::{SendTarget, Sender};
 use super::{ConnectorRun, Shutdown};
 use crate::connectors::{ConnectorError, ImportConnector, ImportContext};
 use crate::metrics::Event;
+use crate::opencti::prepared::Prepared;
 
 /// Runs `importer` on its schedule until `shutdown.stop`.
 pub async fn run(
@@ -141,18 +142,41 @@ impl ImportContext for RunContext<'_> {
     }
 
     async fn send(&mut self, objects: Vec<Value>) -> Result<usize, ConnectorError> {
+        let records = objects.len();
+        let sender = self.sender;
         let client = &self.run.platform.client;
-        let target = SendTarget {
+        let (target, abort) = (self.target(), &self.shutdown.abort);
+        let result = sender.send(client, objects, target, abort).await;
+        self.sent(result, records)
+    }
+
+    async fn send_prepared(&mut self, objects: Vec<Prepared>) -> Result<usize, ConnectorError> {
+        let records = objects.len();
+        let sender = self.sender;
+        let client = &self.run.platform.client;
+        let (target, abort) = (self.target(), &self.shutdown.abort);
+        let result = sender.send_prepared(client, objects, target, abort).await;
+        self.sent(result, records)
+    }
+}
+
+impl RunContext<'_> {
+    /// A run's sends: under its work, inconsistent references cleaned (as pycti's imports).
+    fn target(&self) -> SendTarget<'_> {
+        SendTarget {
             work_id: Some(&self.work_id),
             draft_id: None,
             cleanup_inconsistent: true,
             applicant_id: None,
-        };
-        let records = objects.len();
-        let result = self
-            .sender
-            .send(client, objects, target, &self.shutdown.abort)
-            .await;
+        }
+    }
+
+    /// Counts a send's result.
+    fn sent(
+        &mut self,
+        result: Result<usize, Gave<super::send::SendError>>,
+        records: usize,
+    ) -> Result<usize, ConnectorError> {
         match result {
             Ok(n) => {
                 self.run.metrics.sent(self.run.settings.key, n, records);

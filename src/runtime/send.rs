@@ -13,6 +13,7 @@ use super::retry::{Gave, Patience, until_done};
 use crate::amqp::{self, BrokerAddress};
 use crate::config::QueueProtocol;
 use crate::opencti::client::QueueConfig;
+use crate::opencti::prepared::{Prepared, PreparedPart, Split, split_prepared};
 use crate::opencti::split::{SplitObject, split};
 use crate::opencti::{OpenctiClient, OpenctiError};
 
@@ -58,6 +59,26 @@ impl From<amqp::PublishError> for SendError {
             amqp::PublishError::Unroutable { .. } => SendError::Unroutable(e.to_string()),
             amqp::PublishError::Broker(_) => SendError::Broker(e.to_string()),
         }
+    }
+}
+
+/// A split bundle's JSON text around one serialised object: `type`, `id`, `spec_version`,
+/// `x_opencti_seq` and `objects`, in the order `json!` writes them.
+fn split_bundle_text(bundle_id: &str, part: &PreparedPart) -> String {
+    format!(
+        r#"{{"type":"bundle","id":{},"spec_version":"2.1","x_opencti_seq":{},"objects":[{}]}}"#,
+        Value::from(bundle_id),
+        part.nb_deps,
+        part.json
+    )
+}
+
+/// `object` (a JSON object's text) with `"nb_deps": n` added last.
+fn with_nb_deps(object: &str, n: usize) -> String {
+    match object.trim_end().strip_suffix('}') {
+        Some(body) if body.trim_end().ends_with('{') => format!("{body}\"nb_deps\":{n}}}"),
+        Some(body) => format!("{body},\"nb_deps\":{n}}}"),
+        None => object.to_string(),
     }
 }
 
@@ -125,7 +146,65 @@ impl Sender {
         target: SendTarget<'_>,
         abort: &CancellationToken,
     ) -> Result<usize, Gave<SendError>> {
-        let parts = split(objects, target.cleanup_inconsistent);
+        let parts = self.parts(split(objects, target.cleanup_inconsistent));
+        self.send_parts(client, parts, target, abort).await
+    }
+
+    /// [`Sender::send`] for objects already serialised (large imports): split on their ids
+    /// and references, sent as the same bundles, without a `Value` per object.
+    pub async fn send_prepared(
+        &self,
+        client: &OpenctiClient,
+        objects: Vec<Prepared>,
+        target: SendTarget<'_>,
+        abort: &CancellationToken,
+    ) -> Result<usize, Gave<SendError>> {
+        let parts = match split_prepared(objects, target.cleanup_inconsistent) {
+            Split::Generic(split) => self.parts(split),
+            Split::Prepared(parts) => match self.protocol {
+                QueueProtocol::Api => parts,
+                // Our own objects never hold `nb_deps`: it goes last, as the generic path puts it.
+                QueueProtocol::Amqp => parts
+                    .into_iter()
+                    .map(|p| PreparedPart {
+                        json: with_nb_deps(&p.json, p.nb_deps),
+                        nb_deps: p.nb_deps,
+                    })
+                    .collect(),
+            },
+        };
+        self.send_parts(client, parts, target, abort).await
+    }
+
+    /// The generic splitter's objects as the text each message or bundle carries: with
+    /// `nb_deps` for AMQP (one object per message, as pycti), as they are for the API.
+    fn parts(&self, split: Vec<SplitObject>) -> Vec<PreparedPart> {
+        split
+            .into_iter()
+            .map(
+                |SplitObject {
+                     mut object,
+                     nb_deps,
+                 }| {
+                    if self.protocol == QueueProtocol::Amqp {
+                        object["nb_deps"] = json!(nb_deps);
+                    }
+                    PreparedPart {
+                        json: object.to_string(),
+                        nb_deps,
+                    }
+                },
+            )
+            .collect()
+    }
+
+    async fn send_parts(
+        &self,
+        client: &OpenctiClient,
+        parts: Vec<PreparedPart>,
+        target: SendTarget<'_>,
+        abort: &CancellationToken,
+    ) -> Result<usize, Gave<SendError>> {
         if parts.is_empty() {
             return Err(Gave::Up(SendError::Nothing));
         }
@@ -163,7 +242,7 @@ impl Sender {
         &self,
         client: &OpenctiClient,
         bundle_id: &str,
-        parts: &[SplitObject],
+        parts: &[PreparedPart],
         target: SendTarget<'_>,
         progress: &Progress,
     ) -> Result<(), SendError> {
@@ -171,10 +250,14 @@ impl Sender {
             QueueProtocol::Api => {
                 let done = progress.chunks.load(Ordering::Relaxed);
                 for chunk in parts.chunks(API_CHUNK_OBJECTS).skip(done) {
-                    let objects: Vec<&Value> = chunk.iter().map(|p| &p.object).collect();
-                    let bundle = json!({ "type": "bundle", "id": bundle_id, "spec_version": "2.1", "objects": objects });
+                    let objects: Vec<&str> = chunk.iter().map(|p| p.json.as_str()).collect();
                     client
-                        .stix_bundle_push(&self.connector_id, &bundle.to_string(), target.work_id)
+                        .stix_bundle_push_objects(
+                            &self.connector_id,
+                            bundle_id,
+                            &objects,
+                            target.work_id,
+                        )
                         .await?;
                     progress.chunks.fetch_add(1, Ordering::Relaxed);
                 }
@@ -193,20 +276,18 @@ impl Sender {
     async fn publish(
         &self,
         bundle_id: &str,
-        parts: &[SplitObject],
+        parts: &[PreparedPart],
         target: SendTarget<'_>,
     ) -> Result<(), SendError> {
         let b64 = base64::engine::general_purpose::STANDARD;
         let bodies = parts.iter().enumerate().map(|(i, part)| {
-            let mut object = part.object.clone();
-            object["nb_deps"] = json!(part.nb_deps);
-            let bundle = json!({ "type": "bundle", "id": bundle_id, "spec_version": "2.1", "x_opencti_seq": part.nb_deps, "objects": [object] });
+            let bundle = split_bundle_text(bundle_id, part);
             let mut envelope = json!({
                 "bundle_type": "QUEUE_BUNDLE",
                 "applicant_id": target.applicant_id.or(self.applicant_id.as_deref()),
                 "action_sequence": i + 1,
                 "entities_types": [],
-                "content": b64.encode(bundle.to_string()),
+                "content": b64.encode(bundle),
                 "update": false,
                 "draft_id": target.draft_id,
             });

@@ -58,6 +58,12 @@ impl ImportContext for Accepting {
     async fn send(&mut self, objects: Vec<Value>) -> Result<usize, ConnectorError> {
         Ok(objects.len())
     }
+    async fn send_prepared(
+        &mut self,
+        objects: Vec<opencti_connectors::opencti::prepared::Prepared>,
+    ) -> Result<usize, ConnectorError> {
+        Ok(objects.len())
+    }
 }
 
 /// The daemon's config with every connector enabled against `base`, all secrets set.

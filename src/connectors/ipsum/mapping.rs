@@ -8,6 +8,8 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde_json::Value;
 
+use crate::opencti::prepared::Prepared;
+use crate::opencti::split::is_supported_id;
 use crate::stix::{ExternalReference, Indicator, Observable, Relationship, Tlp, to_object};
 
 /// The largest network expanded host by host (a /16); larger ones are skipped as junk.
@@ -277,7 +279,7 @@ fn external_reference() -> ExternalReference {
 }
 
 /// The objects for one IP: observable, indicator, based-on.
-pub fn objects_for(ip: &FeedIp, marks: &Marks, now: &str) -> [Value; 3] {
+fn build(ip: &FeedIp, marks: &Marks, now: &str) -> (Observable, Indicator, Relationship) {
     let (stix_type, main_type) = if ip.ip.is_ipv4() {
         ("ipv4-addr", "IPv4-Addr")
     } else {
@@ -309,10 +311,58 @@ pub fn objects_for(ip: &FeedIp, marks: &Marks, now: &str) -> [Value; 3] {
     let mut rel = Relationship::new("based-on", &indicator.id, &observable.id, now);
     rel.created_by_ref = Some(marks.author_id.clone());
     rel.object_marking_refs = vec![marking_id];
+    (observable, indicator, rel)
+}
+
+/// The observable, indicator and based-on relationship of one IP.
+pub fn objects_for(ip: &FeedIp, marks: &Marks, now: &str) -> [Value; 3] {
+    let (observable, indicator, rel) = build(ip, marks, now);
     [
         to_object(&observable),
         to_object(&indicator),
         to_object(&rel),
+    ]
+}
+
+/// `object`'s JSON text, written into a buffer of about the right size (growing one copies it).
+fn to_json<T: serde::Serialize>(object: &T) -> String {
+    let mut buffer = Vec::with_capacity(1024);
+    // These builders hold strings, numbers and lists only: serialising cannot fail, and
+    // serde_json writes UTF-8.
+    let _ = serde_json::to_writer(&mut buffer, object);
+    String::from_utf8(buffer).unwrap_or_default()
+}
+
+/// The same three objects, serialised once, with the references the splitter follows (what
+/// `split::collect_refs` reads of them).
+pub fn prepared_for(ip: &FeedIp, marks: &Marks, now: &str) -> [Prepared; 3] {
+    let (observable, indicator, rel) = build(ip, marks, now);
+    let mut observable_refs = observable.object_marking_refs.clone();
+    observable_refs.extend(observable.x_opencti_created_by_ref.clone());
+    let mut indicator_refs = indicator.object_marking_refs.clone();
+    indicator_refs.extend(indicator.created_by_ref.clone());
+    let mut rel_refs = vec![rel.source_ref.clone(), rel.target_ref.clone()];
+    rel_refs.extend(rel.created_by_ref.clone());
+    rel_refs.extend(rel.object_marking_refs.iter().cloned());
+    [
+        Prepared {
+            id: observable.id.clone(),
+            refs: observable_refs,
+            json: to_json(&observable),
+            compatible: is_supported_id(&observable.id),
+        },
+        Prepared {
+            id: indicator.id.clone(),
+            refs: indicator_refs,
+            json: to_json(&indicator),
+            compatible: true,
+        },
+        Prepared {
+            id: rel.id.clone(),
+            refs: rel_refs,
+            json: to_json(&rel),
+            compatible: true,
+        },
     ]
 }
 

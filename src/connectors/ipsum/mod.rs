@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use crate::connectors::{ConnectorError, ImportConnector, ImportContext};
 use crate::http;
+use crate::opencti::prepared::Prepared;
 use crate::stix::{Author, Tlp};
 use feed::FeedClient;
 
@@ -81,6 +82,22 @@ impl IpsumConnector {
     pub fn objects_for(&self, ip: &FeedIp, now: &str) -> [Value; 3] {
         objects_for(ip, &self.marks, now)
     }
+
+    /// The same, serialised once (what a run sends).
+    pub fn prepared_for(&self, ip: &FeedIp, now: &str) -> [Prepared; 3] {
+        mapping::prepared_for(ip, &self.marks, now)
+    }
+
+    /// One chunk as a run sends it: each IP's three objects, then the author and the marking.
+    pub fn chunk(&self, ips: &[FeedIp], now: &str) -> Vec<Prepared> {
+        let mut objects = Vec::with_capacity(ips.len() * 3 + 2);
+        for ip in ips {
+            objects.extend(self.prepared_for(ip, now));
+        }
+        objects.push(Prepared::from_value(&self.author));
+        objects.push(Prepared::from_value(&self.marking));
+        objects
+    }
 }
 
 #[async_trait]
@@ -136,13 +153,7 @@ impl ImportConnector for IpsumConnector {
                 break;
             }
             imported += chunk.len();
-            let mut objects = Vec::with_capacity(chunk.len() * 3 + 2);
-            for ip in &chunk {
-                objects.extend(self.objects_for(ip, &now));
-            }
-            objects.push(self.author.clone());
-            objects.push(self.marking.clone());
-            sent += ctx.send(objects).await?;
+            sent += ctx.send_prepared(self.chunk(&chunk, &now)).await?;
             if imported == self.max_ips && feed.next().is_some() {
                 // The rest of the feed is not read; the state stays as it was, so the feed
                 // is not taken as imported.

@@ -227,3 +227,29 @@ fn networks_expand_lazily_as_ips_are_taken() {
     );
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
 }
+
+#[test]
+fn a_run_s_prepared_chunk_splits_as_its_objects_would() {
+    use crate::opencti::prepared::{Split, split_prepared};
+    use crate::opencti::split::split;
+    let connector =
+        IpsumConnector::new(&IpsumConfig::default(), "IPsum".into(), None).expect("connector");
+    let feed = crate::fixtures::fixture("ipsum", "levels/5.txt");
+    let ips: Vec<FeedIp> = parse(&feed).ips.into_iter().take(700).collect();
+    let now = "2026-01-01T00:00:00.000Z";
+    let mut values = Vec::new();
+    for ip in &ips {
+        values.extend(connector.objects_for(ip, now));
+    }
+    values.push(connector.author.clone());
+    values.push(connector.marking.clone());
+    let generic = split(values, true);
+    let Split::Prepared(prepared) = split_prepared(connector.chunk(&ips, now), true) else {
+        panic!("a run's chunk needs no cleaning");
+    };
+    assert_eq!(generic.len(), prepared.len());
+    for (g, p) in generic.iter().zip(&prepared) {
+        let parsed: Value = serde_json::from_str(&p.json).expect("JSON");
+        assert_eq!((&g.object, g.nb_deps), (&parsed, p.nb_deps));
+    }
+}
