@@ -161,11 +161,19 @@ impl OpenctiClient {
 
     /// Sends one operation and returns `data`; `errors` in a 200 answer are errors.
     pub async fn execute(&self, query: &str, variables: Value) -> Result<Value, OpenctiError> {
+        let body = serde_json::to_vec(&json!({ "query": query, "variables": variables }))
+            .map_err(|e| OpenctiError::Request(e.to_string()))?;
+        self.execute_body(body).await
+    }
+
+    /// Sends one operation's JSON body (`{"query": …, "variables": …}`) and returns `data`.
+    async fn execute_body(&self, body: Vec<u8>) -> Result<Value, OpenctiError> {
         let mut request = self
             .http
             .post(&self.endpoint)
             .bearer_auth(self.token.expose())
-            .json(&json!({ "query": query, "variables": variables }));
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
         if let Some(draft) = &self.draft_id {
             request = request.header("opencti-draft-id", draft);
         }
@@ -368,18 +376,41 @@ impl OpenctiClient {
             .await
     }
 
-    pub async fn stix_bundle_push(
+    /// `stixBundlePush` of a bundle made of `objects` (each an object's JSON text): the
+    /// request body is written at once, the bundle escaped straight into it.
+    pub async fn stix_bundle_push_objects(
         &self,
         connector_id: &str,
-        bundle: &str,
+        bundle_id: &str,
+        objects: &[&str],
         work_id: Option<&str>,
     ) -> Result<(), OpenctiError> {
-        self.execute(
-            STIX_BUNDLE_PUSH,
-            json!({ "connectorId": connector_id, "bundle": bundle, "work_id": work_id }),
-        )
-        .await
-        .map(drop)
+        let room: usize = objects.iter().map(|o| o.len() + o.len() / 4 + 1).sum();
+        let mut body = Vec::with_capacity(room + 512);
+        body.extend_from_slice(b"{\"query\":");
+        push_json_string(&mut body, STIX_BUNDLE_PUSH);
+        body.extend_from_slice(b",\"variables\":{\"connectorId\":");
+        push_json_string(&mut body, connector_id);
+        body.extend_from_slice(b",\"bundle\":\"");
+        let head = format!(
+            r#"{{"type":"bundle","id":{},"spec_version":"2.1","objects":["#,
+            Value::from(bundle_id)
+        );
+        push_escaped(&mut body, &head);
+        for (i, object) in objects.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            push_escaped(&mut body, object);
+        }
+        push_escaped(&mut body, "]}");
+        body.extend_from_slice(b"\",\"work_id\":");
+        match work_id {
+            Some(w) => push_json_string(&mut body, w),
+            None => body.extend_from_slice(b"null"),
+        }
+        body.extend_from_slice(b"}}");
+        self.execute_body(body).await.map(drop)
     }
 
     pub async fn playbook_step_execution(
@@ -391,5 +422,105 @@ impl OpenctiClient {
             serde_json::to_value(step).map_err(|e| OpenctiError::Decode(e.to_string()))?;
         vars["bundle"] = json!(bundle);
         self.execute(PLAYBOOK_STEP_EXECUTION, vars).await.map(drop)
+    }
+}
+
+/// `s` as a JSON string, escaped as serde_json escapes (`\"`, `\\`, the short forms of
+/// `\b \f \n \r \t`, `\u00XX` for other control characters, everything else as is),
+/// copying the runs between escapes at once.
+pub fn push_json_string(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    push_escaped(out, s);
+    out.push(b'"');
+}
+
+/// `s` escaped as inside a JSON string, without the quotes.
+fn push_escaped(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    // Whether any of 8 bytes is below 0x20, a quote or a backslash (bytes above 0x7f, which
+    // never need escaping, are masked out by `!word`).
+    let special = |word: u64| {
+        let below_space = word.wrapping_sub(ONES * 0x20);
+        let quote = (word ^ (ONES * u64::from(b'"'))).wrapping_sub(ONES);
+        let backslash = (word ^ (ONES * u64::from(b'\\'))).wrapping_sub(ONES);
+        let quote = quote & !(word ^ (ONES * u64::from(b'"')));
+        let backslash = backslash & !(word ^ (ONES * u64::from(b'\\')));
+        ((below_space & !word) | quote | backslash) & HIGHS != 0
+    };
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        if i + 8 <= bytes.len() {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(&bytes[i..i + 8]);
+            if !special(u64::from_le_bytes(word)) {
+                i += 8;
+                continue;
+            }
+        }
+        let b = bytes[i];
+        let short = match b {
+            b'"' => b'"',
+            b'\\' => b'\\',
+            0x08 => b'b',
+            0x0c => b'f',
+            b'\n' => b'n',
+            b'\r' => b'r',
+            b'\t' => b't',
+            0..=0x1f => b'u',
+            _ => {
+                i += 1;
+                continue;
+            }
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        out.push(b'\\');
+        out.push(short);
+        if short == b'u' {
+            out.extend_from_slice(&[
+                b'0',
+                b'0',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 0xf)],
+            ]);
+        }
+        i += 1;
+        start = i;
+    }
+    out.extend_from_slice(&bytes[start..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn strings_are_escaped_exactly_as_serde_json_escapes_them(s in any::<String>()) {
+            let mut out = Vec::new();
+            super::push_json_string(&mut out, &s);
+            prop_assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(&s).unwrap());
+        }
+
+        #[test]
+        fn json_like_text_is_escaped_exactly_too(s in "[ -~\"\\\\\n\t\u{1}\u{1f}é]{0,80}") {
+            let mut out = Vec::new();
+            super::push_json_string(&mut out, &s);
+            prop_assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(&s).unwrap());
+        }
+    }
+
+    #[test]
+    fn control_characters_and_quotes() {
+        let s = "a\"b\\c\u{8}\u{c}\n\r\t\u{1}\u{1f}é\u{7f}";
+        let mut out = Vec::new();
+        super::push_json_string(&mut out, s);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            serde_json::to_string(s).unwrap()
+        );
     }
 }
