@@ -396,7 +396,7 @@ async fn enrichment_case(
     n: usize,
     latency_ms: u64,
     concurrency: usize,
-) -> (f64, Duration, Duration, f64, String) {
+) -> (f64, Duration, Duration, f64, String, Duration) {
     upstream.latency_ms.store(latency_ms, Ordering::Relaxed);
     let id = uuid::Uuid::new_v4().to_string();
     fake.declare_queues(&id).await;
@@ -413,13 +413,15 @@ async fn enrichment_case(
     let timeout =
         Duration::from_secs(60 + (n as u64 * (latency_ms + 5)) / concurrency as u64 / 1000 * 3);
     let (rate, p50, p99) = processed(fake, &id, n, timeout).await;
+    let cpu = daemon.cpu() / n as u32;
     drop(daemon);
     let (calls, which) = calls_per_enrichment(fake, from, n);
-    (rate, p50, p99, calls, which)
+    (rate, p50, p99, calls, which, cpu)
 }
 
-/// The no-op limit: consume → one GraphQL call → push → ack, `concurrency` at once.
-async fn limit_case(fake: &FakeOpencti, n: usize, concurrency: u16) -> f64 {
+/// The no-op limit: consume → one GraphQL call → push → ack, `concurrency` at once; with
+/// `as_daemon`, the daemon's four calls (toReceived, read, push, toProcessed) instead.
+async fn limit_case(fake: &FakeOpencti, n: usize, concurrency: u16, as_daemon: bool) -> f64 {
     let id = uuid::Uuid::new_v4().to_string();
     fake.declare_queues(&id).await;
     publish(fake, &id, 0, n).await;
@@ -449,10 +451,21 @@ async fn limit_case(fake: &FakeOpencti, n: usize, concurrency: u16) -> f64 {
         let delivery = consumer.next().await.unwrap().unwrap();
         let (client, url) = (client.clone(), url.clone());
         tasks.spawn(async move {
-            let read = json!({"query": opencti_connectors::opencti::client::READ_ENTITY, "variables": {"id": "none"}});
-            let push = json!({"query": opencti_connectors::opencti::client::STIX_BUNDLE_PUSH,
+            use opencti_connectors::opencti::client::{READ_ENTITY, STIX_BUNDLE_PUSH, WORK_TO_PROCESSED, WORK_TO_RECEIVED};
+            let read = json!({"query": READ_ENTITY, "variables": {"id": "none"}});
+            let push = json!({"query": STIX_BUNDLE_PUSH,
                 "variables": {"connectorId": "noop", "bundle": "{\"type\":\"bundle\",\"objects\":[]}", "work_id": null}});
-            for body in [read, push] {
+            let bodies = if as_daemon {
+                vec![
+                    json!({"query": WORK_TO_RECEIVED, "variables": {"id": "noop-work", "message": "m"}}),
+                    read,
+                    push,
+                    json!({"query": WORK_TO_PROCESSED, "variables": {"id": "noop-work", "message": "m", "inError": false}}),
+                ]
+            } else {
+                vec![read, push]
+            };
+            for body in bodies {
                 client
                     .post(&url)
                     .bearer_auth(fake_opencti::TOKEN)
@@ -614,26 +627,39 @@ async fn main() {
     if run("enrich") {
         println!("## IPinfo enrichments ({n} per case, distinct IPs)\n");
         println!(
-            "| upstream latency | concurrency | enrichments/s | p50 | p99 | GraphQL calls / enrichment |"
+            "| upstream latency | concurrency | enrichments/s | p50 | p99 | GraphQL calls / enrichment | daemon CPU / enrichment |"
         );
-        println!("|---|---|---|---|---|---|");
+        println!("|---|---|---|---|---|---|---|");
         let mut calls_seen = String::new();
-        for latency in [0u64, 100] {
-            for concurrency in [4usize, 16, 64] {
-                let (rate, p50, p99, calls, which) =
+        // BENCH_LATENCIES="0" runs the 0 ms cases only (experiments).
+        let latencies: Vec<u64> = std::env::var("BENCH_LATENCIES")
+            .ok()
+            .map(|l| l.split(',').filter_map(|x| x.trim().parse().ok()).collect())
+            .unwrap_or_else(|| vec![0, 100]);
+        for &latency in &latencies {
+            // BENCH_CONCURRENCIES="64" runs those only (experiments).
+            let concurrencies: Vec<usize> = std::env::var("BENCH_CONCURRENCIES")
+                .ok()
+                .map(|l| l.split(',').filter_map(|x| x.trim().parse().ok()).collect())
+                .unwrap_or_else(|| vec![4, 16, 64]);
+            for &concurrency in &concurrencies {
+                let (rate, p50, p99, calls, which, cpu) =
                     enrichment_case(&fake, &upstream_url, &upstream, n, latency, concurrency).await;
                 calls_seen = which;
                 if latency == 0 {
                     best_zero = best_zero.max(rate);
                 }
                 println!(
-                    "| {latency} ms | {concurrency} | {rate:.0} | {} | {} | {calls:.1} |",
+                    "| {latency} ms | {concurrency} | {rate:.0} | {} | {} | {calls:.1} | {:.0} µs |",
                     ms(p50),
-                    ms(p99)
+                    ms(p99),
+                    cpu.as_secs_f64() * 1e6
                 );
             }
         }
-        let defaults = {
+        let defaults = if !latencies.contains(&100) {
+            String::new()
+        } else {
             let (rate, p50, p99, _) = {
                 upstream.latency_ms.store(100, Ordering::Relaxed);
                 let id = uuid::Uuid::new_v4().to_string();
@@ -655,10 +681,15 @@ async fn main() {
         println!("\nGraphQL calls per enrichment: {calls_seen}.");
     }
     if run("limit") {
-        let limit = limit_case(&fake, n, 64).await;
+        let limit = limit_case(&fake, n, 64, false).await;
+        let limit4 = limit_case(&fake, n, 64, true).await;
         println!(
-            "\nThe no-op limit (consume → one GraphQL call → push → ack, concurrency 64, same fakes and broker): **{limit:.0} messages/s**; the daemon's best at 0 ms is {:.0} % of it.\n",
+            "\nThe no-op limit (consume → one GraphQL call → push → ack, concurrency 64, same fakes and broker): **{limit:.0} messages/s**; the daemon's best at 0 ms is {:.0} % of it.",
             best_zero / limit * 100.0
+        );
+        println!(
+            "The same loop making the daemon's four calls (toReceived, read, push, toProcessed): **{limit4:.0} messages/s**; the daemon's best at 0 ms is {:.0} % of it.\n",
+            best_zero / limit4 * 100.0
         );
     }
 

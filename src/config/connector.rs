@@ -10,8 +10,6 @@ use uuid::Uuid;
 use super::keys::{ConnectorKind, SectionSpec};
 use super::types::{IsoDuration, QueueProtocol, Scope, Secret};
 
-/// Requests an enrichment connector processes at once when `concurrency` is unset.
-pub const DEFAULT_CONCURRENCY: u16 = 4;
 /// pycti's default `connector.queue_threshold`, in MB.
 pub const DEFAULT_QUEUE_THRESHOLD: f64 = 500.0;
 /// The longest import period accepted (a year): anything longer is a typo.
@@ -136,6 +134,7 @@ impl ConnectorBlock {
             ConnectorKind::Enrichment {
                 default_auto,
                 playbook_compatible,
+                default_concurrency,
             } => {
                 if self.duration_period.is_some() {
                     checks.error(
@@ -149,7 +148,7 @@ impl ConnectorBlock {
                         "only scheduled importers buffer on their push queue",
                     );
                 }
-                let concurrency = self.concurrency.unwrap_or(DEFAULT_CONCURRENCY);
+                let concurrency = self.concurrency.unwrap_or(default_concurrency);
                 if concurrency == 0 {
                     checks.error("connector.concurrency", "must be at least 1");
                 }

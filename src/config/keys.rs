@@ -101,6 +101,8 @@ pub enum ConnectorKind {
         default_auto: bool,
         /// Registered as usable in playbooks.
         playbook_compatible: bool,
+        /// `connector.concurrency` when unset: requests in flight, chosen per upstream.
+        default_concurrency: u16,
     },
     /// EXTERNAL_IMPORT: runs on a schedule.
     Import {
@@ -354,7 +356,11 @@ fn section_keys(spec: &SectionSpec) -> Vec<KeySpec> {
         ),
     ];
     match spec.kind {
-        ConnectorKind::Enrichment { default_auto, .. } => keys.extend([
+        ConnectorKind::Enrichment {
+            default_auto,
+            default_concurrency,
+            ..
+        } => keys.extend([
             KeySpec::new(
                 &p("connector.auto"),
                 &[],
@@ -373,7 +379,7 @@ fn section_keys(spec: &SectionSpec) -> Vec<KeySpec> {
                 &p("connector.concurrency"),
                 &[],
                 Int,
-                "4",
+                &default_concurrency.to_string(),
                 "Requests processed at once (the queue prefetch).",
             ),
         ]),

@@ -15,6 +15,7 @@ static SPEC: SectionSpec = SectionSpec {
     kind: ConnectorKind::Enrichment {
         default_auto: true,
         playbook_compatible: false,
+        default_concurrency: 4,
     },
     default_name: "Demo",
     default_scope: "IPv4-Addr",
@@ -157,7 +158,7 @@ fn the_block_resolves_with_the_kind_s_defaults() {
             auto: true,
             auto_update: false,
             playbook_compatible: false,
-            concurrency: connector::DEFAULT_CONCURRENCY,
+            concurrency: 4,
         }
     );
     let mut checks = Checks::new(&IMPORT);

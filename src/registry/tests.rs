@@ -40,7 +40,7 @@ fn environment_alone_configures_the_daemon() {
             auto: true,
             auto_update: false,
             playbook_compatible: true,
-            concurrency: 4
+            concurrency: 32
         }
     );
 }

@@ -21,6 +21,7 @@ pub static SPEC: SectionSpec = SectionSpec {
     kind: ConnectorKind::Enrichment {
         default_auto: true,
         playbook_compatible: true,
+        default_concurrency: 32,
     },
     default_name: "IPInfo",
     default_scope: "IPv4-Addr,IPv6-Addr",

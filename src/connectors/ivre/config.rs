@@ -21,6 +21,7 @@ pub static SPEC: SectionSpec = SectionSpec {
     kind: ConnectorKind::Enrichment {
         default_auto: false,
         playbook_compatible: false,
+        default_concurrency: 8,
     },
     default_name: "IVRE",
     default_scope: "autonomous-system,domain-name,ipv4-addr,ipv6-addr,mac-addr,x509-certificate",

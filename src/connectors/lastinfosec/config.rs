@@ -20,6 +20,7 @@ pub static SPEC: SectionSpec = SectionSpec {
     kind: ConnectorKind::Enrichment {
         default_auto: false,
         playbook_compatible: true,
+        default_concurrency: 8,
     },
     default_name: "LastInfoSec Enrichment",
     default_scope: "StixFile,Domain-Name,Hostname,Url",

@@ -19,6 +19,7 @@ pub static SPEC: SectionSpec = SectionSpec {
     kind: ConnectorKind::Enrichment {
         default_auto: false,
         playbook_compatible: true,
+        default_concurrency: 4,
     },
     default_name: "RiskIQ PassiveTotal",
     default_scope: "IPv4-Addr,Domain-Name",
