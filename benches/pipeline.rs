@@ -62,6 +62,19 @@ fn main() {
                 .sum()
         },
     );
+    bench(
+        "ipsum: prepared chunks + split_prepared, as a run (objects)",
+        5,
+        || {
+            use opencti_connectors::opencti::prepared::{Split, split_prepared};
+            ips.chunks(CHUNK_IPS)
+                .map(|chunk| match split_prepared(connector.chunk(chunk, now), true) {
+                    Split::Prepared(parts) => parts.len(),
+                    Split::Generic(parts) => parts.len(),
+                })
+                .sum()
+        },
+    );
     bench("ids: ipv4-addr deterministic ids (ids)", 7, || {
         ips.iter()
             .filter(|ip| !ids::value_observable_id("ipv4-addr", &ip.ip.to_string()).is_empty())
