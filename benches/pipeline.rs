@@ -68,10 +68,12 @@ fn main() {
         || {
             use opencti_connectors::opencti::prepared::{Split, split_prepared};
             ips.chunks(CHUNK_IPS)
-                .map(|chunk| match split_prepared(connector.chunk(chunk, now), true) {
-                    Split::Prepared(parts) => parts.len(),
-                    Split::Generic(parts) => parts.len(),
-                })
+                .map(
+                    |chunk| match split_prepared(connector.chunk(chunk, now), true) {
+                        Split::Prepared(parts) => parts.len(),
+                        Split::Generic(parts) => parts.len(),
+                    },
+                )
                 .sum()
         },
     );
