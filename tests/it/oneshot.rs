@@ -35,62 +35,9 @@ async fn ipinfo(status: u16) -> MockServer {
     server
 }
 
-#[tokio::test]
-async fn enrich_prints_the_bundle_the_daemon_would_send() {
-    let server = ipinfo(200).await;
-    let base = server.uri();
-    let env = [
-        ("IPINFO_TOKEN", "t"),
-        ("IPINFO_API_BASE_URL", base.as_str()),
-    ];
-    let out = run(
-        &[
-            "enrich",
-            "ipinfo",
-            "IPv4-Addr",
-            "8.8.8.8",
-            "--tlp",
-            "TLP:GREEN",
-        ],
-        &env,
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let bundle: Value = serde_json::from_slice(&out.stdout).expect("a JSON bundle on stdout");
-    assert_eq!(bundle["type"], "bundle");
-    let objects = bundle["objects"].as_array().unwrap();
-    let mut ids: Vec<&str> = objects.iter().map(|o| o["id"].as_str().unwrap()).collect();
-    ids.sort();
-    // The daemon's mapping of the same answer for the same entity, split as it sends it.
-    let mut entity =
-        serde_json::json!({"id": IP_ID, "type": "ipv4-addr", "spec_version": "2.1", "value": IP});
-    entity["object_marking_refs"] = serde_json::json!([GREEN]);
-    let mut request = request_for(entity);
-    request
-        .stix_objects
-        .push(opencti_connectors::stix::Tlp::Green.export_object("t"));
-    let mapped = opencti_connectors::connectors::ipinfo::map_response(
-        &request,
-        &fixture_json("ipinfo", "ipv4_asn_privacy_8.8.8.8.json"),
-        true,
-        "t",
-    );
-    let daemon = opencti_connectors::opencti::split::split(mapped.objects, false);
-    let mut expected: Vec<&str> = daemon
-        .iter()
-        .map(|s| s.object["id"].as_str().unwrap())
-        .collect();
-    expected.sort();
-    assert_eq!(ids, expected, "the same objects and ids as the daemon");
-    assert!(ids.contains(&IP_ID) && ids.contains(&GREEN));
-}
-
-/// The bundle `enrich ipinfo … 8.8.8.8 --tlp TLP:GREEN` prints with `env`, its ids sorted.
-fn enrich_ids(env: &[(&str, &str)]) -> Vec<String> {
+/// The bundle `enrich ipinfo IPv4-Addr 8.8.8.8 --tlp TLP:GREEN` prints with `env`, and its
+/// ids sorted.
+fn enrich_8888(env: &[(&str, &str)]) -> (Value, Vec<String>) {
     let args = [
         "enrich",
         "ipinfo",
@@ -114,7 +61,41 @@ fn enrich_ids(env: &[(&str, &str)]) -> Vec<String> {
         .map(|o| o["id"].as_str().unwrap().to_string())
         .collect();
     ids.sort();
-    ids
+    (bundle, ids)
+}
+
+#[tokio::test]
+async fn enrich_prints_the_bundle_the_daemon_would_send() {
+    let server = ipinfo(200).await;
+    let base = server.uri();
+    let env = [
+        ("IPINFO_TOKEN", "t"),
+        ("IPINFO_API_BASE_URL", base.as_str()),
+    ];
+    let (bundle, ids) = enrich_8888(&env);
+    assert_eq!(bundle["type"], "bundle");
+    // The daemon's mapping of the same answer for the same entity, split as it sends it.
+    let mut entity =
+        serde_json::json!({"id": IP_ID, "type": "ipv4-addr", "spec_version": "2.1", "value": IP});
+    entity["object_marking_refs"] = serde_json::json!([GREEN]);
+    let mut request = request_for(entity);
+    request
+        .stix_objects
+        .push(opencti_connectors::stix::Tlp::Green.export_object("t"));
+    let mapped = opencti_connectors::connectors::ipinfo::map_response(
+        &request,
+        &fixture_json("ipinfo", "ipv4_asn_privacy_8.8.8.8.json"),
+        true,
+        "t",
+    );
+    let daemon = opencti_connectors::opencti::split::split(mapped.objects, false);
+    let mut expected: Vec<String> = daemon
+        .iter()
+        .map(|s| s.object["id"].as_str().unwrap().to_string())
+        .collect();
+    expected.sort();
+    assert_eq!(ids, expected, "the same objects and ids as the daemon");
+    assert!(ids.iter().any(|i| i == IP_ID) && ids.iter().any(|i| i == GREEN));
 }
 
 #[tokio::test]
@@ -130,12 +111,12 @@ async fn ipinfo_core_plan_is_asked_at_lookup_and_gives_the_legacy_ids() {
         .await;
     let legacy = ipinfo(200).await;
     let (core_base, legacy_base) = (server.uri(), legacy.uri());
-    let core = enrich_ids(&[
+    let (_, core) = enrich_8888(&[
         ("IPINFO_TOKEN", "t"),
         ("IPINFO_API", "lookup"),
         ("IPINFO_API_BASE_URL", core_base.as_str()),
     ]);
-    let legacy = enrich_ids(&[
+    let (_, legacy) = enrich_8888(&[
         ("IPINFO_TOKEN", "t"),
         ("IPINFO_API_BASE_URL", legacy_base.as_str()),
     ]);
