@@ -9,7 +9,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -51,38 +51,45 @@ impl Default for CacheConfig {
 /// How long a "not found" answer is kept at most.
 pub const NOT_FOUND_TTL: Duration = Duration::from_secs(300);
 
-/// One kept answer: its JSON text, and whether it is a "not found".
+/// One kept answer: its JSON text and when it expires.
 #[derive(Clone)]
 struct Entry {
     json: Arc<[u8]>,
-    not_found: bool,
+    expires: Instant,
 }
 
-/// Each answer's lifetime: the TTL, or [`NOT_FOUND_TTL`] for a "not found".
-struct Lifetime {
-    ttl: Duration,
-}
-
-impl moka::Expiry<String, Entry> for Lifetime {
-    fn expire_after_create(
-        &self,
-        _key: &String,
-        entry: &Entry,
-        _created_at: std::time::Instant,
-    ) -> Option<Duration> {
-        Some(if entry.not_found {
-            self.ttl.min(NOT_FOUND_TTL)
-        } else {
-            self.ttl
-        })
+/// An answer's lifetime: the TTL, or [`NOT_FOUND_TTL`] for a "not found" (never longer than
+/// the TTL).
+fn lifetime(ttl: Duration, not_found: bool) -> Duration {
+    if not_found {
+        ttl.min(NOT_FOUND_TTL)
+    } else {
+        ttl
     }
 }
+
+/// Entries weigh their bytes, and at least `max_bytes / capacity`: neither bound can be
+/// passed.
+#[derive(Clone)]
+struct ByBytes {
+    floor: u64,
+}
+
+impl quick_cache::Weighter<String, Entry> for ByBytes {
+    fn weight(&self, key: &String, entry: &Entry) -> u64 {
+        let bytes = entry.json.len().saturating_add(key.len());
+        u64::try_from(bytes).unwrap_or(u64::MAX).max(self.floor)
+    }
+}
+
+type Inner = quick_cache::sync::Cache<String, Entry, ByBytes>;
 
 /// A cache of upstream answers of type `V` (clones share it).
 #[derive(Clone)]
 pub struct AnswerCache<V> {
     connector: &'static str,
-    inner: Option<moka::future::Cache<String, Entry>>,
+    inner: Option<Arc<Inner>>,
+    ttl: Duration,
     is_not_found: Option<fn(&V) -> bool>,
 }
 
@@ -108,20 +115,18 @@ impl<V: Serialize + DeserializeOwned + Send + Sync + 'static> AnswerCache<V> {
         is_not_found: Option<fn(&V) -> bool>,
     ) -> Self {
         let on = !config.ttl.0.is_zero() && config.capacity > 0 && config.max_bytes > 0;
-        // Weighed by bytes, each at least budget / capacity: neither bound can be passed.
-        let floor = u32::try_from(config.max_bytes / config.capacity.max(1)).unwrap_or(u32::MAX);
+        let floor = config.max_bytes / config.capacity.max(1);
+        let items = usize::try_from(config.capacity).unwrap_or(usize::MAX);
         AnswerCache {
             connector,
             inner: on.then(|| {
-                moka::future::Cache::builder()
-                    .max_capacity(config.max_bytes)
-                    .weigher(move |key: &String, entry: &Entry| {
-                        let bytes = entry.json.len().saturating_add(key.len());
-                        u32::try_from(bytes).unwrap_or(u32::MAX).max(floor)
-                    })
-                    .expire_after(Lifetime { ttl: config.ttl.0 })
-                    .build()
+                Arc::new(Inner::with_weighter(
+                    items,
+                    config.max_bytes,
+                    ByBytes { floor },
+                ))
             }),
+            ttl: config.ttl.0,
             is_not_found,
         }
     }
@@ -131,53 +136,42 @@ impl<V: Serialize + DeserializeOwned + Send + Sync + 'static> AnswerCache<V> {
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<V, E>>,
-        E: Clone + Send + Sync + 'static,
     {
         let Some(cache) = &self.inner else {
             return fetch().await;
         };
-        if let Some(entry) = cache.get(key).await
-            && let Ok(answer) = serde_json::from_slice(&entry.json)
-        {
-            crate::metrics::UPSTREAM.cache_lookup(self.connector, true);
-            return Ok(answer);
-        }
-        // One upstream call for concurrent lookups of a key: the first fetches, the others
-        // wait for its entry. The fetched answer itself is returned, not a copy of it.
-        let fetched: std::sync::Mutex<Option<V>> = std::sync::Mutex::new(None);
-        let fetch = std::sync::Mutex::new(Some(fetch));
-        let take = || fetch.lock().unwrap_or_else(|e| e.into_inner()).take();
-        let entry = cache
-            .try_get_with(key.to_string(), async {
-                // The init runs at most once per lookup, so the fetch is still there.
-                let Some(fetch) = take() else {
-                    unreachable!("the init runs once")
-                };
-                let answer = fetch().await?;
-                let json: Arc<[u8]> = serde_json::to_vec(&answer).unwrap_or_default().into();
-                let not_found = self.is_not_found.is_some_and(|f| f(&answer));
-                *fetched.lock().unwrap_or_else(|e| e.into_inner()) = Some(answer);
-                Ok(Entry { json, not_found })
-            })
-            .await
-            .map_err(|e: Arc<E>| (*e).clone());
-        let mine = fetched.lock().unwrap_or_else(|e| e.into_inner()).take();
-        crate::metrics::UPSTREAM.cache_lookup(self.connector, mine.is_none());
-        match (mine, entry) {
-            (Some(answer), _) => Ok(answer),
-            (None, Ok(entry)) => match serde_json::from_slice(&entry.json) {
-                Ok(answer) => Ok(answer),
-                // Answers are written by `to_vec` above, so they read back; if one ever did
-                // not, asking again is the safe way out.
-                Err(_) => {
-                    cache.invalidate(key).await;
-                    match take() {
-                        Some(fetch) => fetch().await,
-                        None => unreachable!("another lookup's entry: ours never ran"),
+        // One upstream call for concurrent lookups of a key: the first gets the guard and
+        // fetches, the others wait for its entry (or, when it failed, take the guard next).
+        let mut fetch = Some(fetch);
+        loop {
+            match cache.get_value_or_guard_async(key).await {
+                Ok(entry) if entry.expires > Instant::now() => {
+                    if let Ok(answer) = serde_json::from_slice(&entry.json) {
+                        crate::metrics::UPSTREAM.cache_lookup(self.connector, true);
+                        return Ok(answer);
                     }
+                    // Written by `to_vec` below, so it reads back; if one ever did not,
+                    // asking again is the safe way out.
+                    cache.remove(key);
                 }
-            },
-            (None, Err(e)) => Err(e),
+                Ok(_expired) => {
+                    cache.remove(key);
+                }
+                Err(guard) => {
+                    crate::metrics::UPSTREAM.cache_lookup(self.connector, false);
+                    let Some(fetch) = fetch.take() else {
+                        unreachable!("a lookup takes the guard once: it returns after")
+                    };
+                    let answer = fetch().await?;
+                    let not_found = self.is_not_found.is_some_and(|f| f(&answer));
+                    let entry = Entry {
+                        json: serde_json::to_vec(&answer).unwrap_or_default().into(),
+                        expires: Instant::now() + lifetime(self.ttl, not_found),
+                    };
+                    let _ = guard.insert(entry);
+                    return Ok(answer);
+                }
+            }
         }
     }
 }
@@ -223,28 +217,11 @@ mod tests {
     #[tokio::test]
     async fn not_found_answers_are_kept_briefly() {
         let config = CacheConfig::keeping_for(Duration::from_secs(86400));
-        let lifetime = Lifetime { ttl: config.ttl.0 };
-        let now = std::time::Instant::now();
-        let key = "k".to_string();
-        let entry = |not_found| Entry {
-            json: Arc::from(&b"0"[..]),
-            not_found,
-        };
-        use moka::Expiry;
+        assert_eq!(lifetime(config.ttl.0, true), NOT_FOUND_TTL);
+        assert_eq!(lifetime(config.ttl.0, false), Duration::from_secs(86400));
         assert_eq!(
-            lifetime.expire_after_create(&key, &entry(true), now),
-            Some(NOT_FOUND_TTL)
-        );
-        assert_eq!(
-            lifetime.expire_after_create(&key, &entry(false), now),
-            Some(Duration::from_secs(86400))
-        );
-        let short = Lifetime {
-            ttl: Duration::from_secs(10),
-        };
-        assert_eq!(
-            short.expire_after_create(&key, &entry(true), now),
-            Some(Duration::from_secs(10)),
+            lifetime(Duration::from_secs(10), true),
+            Duration::from_secs(10),
             "never longer than the TTL"
         );
         // And through the cache: a "not found" is still a hit within its lifetime.
@@ -268,9 +245,8 @@ mod tests {
                         })
                         .await;
                 }
-                cache.inner.as_ref().unwrap().run_pending_tasks().await;
                 let inner = cache.inner.as_ref().unwrap();
-                (inner.entry_count(), inner.weighted_size())
+                (inner.len() as u64, inner.weight())
             }
         };
         let config = CacheConfig {
@@ -296,6 +272,29 @@ mod tests {
             .get_or_fetch("a", || async { Ok::<_, ()>("w".into()) })
             .await;
         assert_eq!((first, hit), (Ok("v".into()), Ok("v".into())));
+    }
+
+    #[tokio::test]
+    async fn expired_answers_are_fetched_again_and_concurrent_lookups_share_one_call() {
+        let config = CacheConfig {
+            ttl: IsoDuration(Duration::from_millis(50)),
+            ..CacheConfig::keeping_for(Duration::ZERO)
+        };
+        let cache = AnswerCache::<u32>::new("test", &config);
+        let calls = AtomicUsize::new(0);
+        let slow = || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            Ok::<_, ()>(calls.load(Ordering::SeqCst) as u32)
+        };
+        let (a, b) = tokio::join!(cache.get_or_fetch("k", slow), cache.get_or_fetch("k", slow));
+        assert_eq!((a, b, calls.load(Ordering::SeqCst)), (Ok(1), Ok(1), 1));
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        assert_eq!(
+            cache.get_or_fetch("k", slow).await,
+            Ok(2),
+            "expired: asked again"
+        );
     }
 
     #[tokio::test]
