@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use crate::common::*;
 use async_trait::async_trait;
-use opencti_connectors::config::QueueProtocol;
+use opencti_connectors::config::{ConnectorSettings, QueueProtocol};
 use opencti_connectors::connectors::{ConnectorError, Hosted, ImportConnector, ImportContext};
+use opencti_connectors::runtime::Shutdown;
 use opencti_connectors::stix::{Observable, to_object};
 use serde_json::{Value, json};
 
@@ -58,14 +59,24 @@ impl ImportConnector for TestImporter {
     }
 }
 
+/// Connector `importer`'s settings: a run every `period`, sent by `protocol`.
+fn importer_settings(period: Duration, protocol: QueueProtocol) -> ConnectorSettings {
+    settings("importer", import_mode(period), protocol)
+}
+
+/// Starts `importer` with `s` (a 5 s drain).
+async fn start_importer(
+    fake: &FakeOpencti,
+    s: ConnectorSettings,
+    importer: Arc<dyn ImportConnector>,
+) -> (Shutdown, tokio::task::JoinHandle<()>) {
+    start(fake, s, Hosted::Import(importer), Duration::from_secs(5)).await
+}
+
 #[tokio::test]
 async fn runs_at_start_then_on_schedule_keeping_state_in_opencti() {
     let fake = FakeOpencti::start().await;
-    let s = settings(
-        "importer",
-        import_mode(Duration::from_millis(300)),
-        QueueProtocol::Api,
-    );
+    let s = importer_settings(Duration::from_millis(300), QueueProtocol::Api);
     let id = s.id.to_string();
     fake.state
         .lock()
@@ -73,13 +84,7 @@ async fn runs_at_start_then_on_schedule_keeping_state_in_opencti() {
         .states
         .insert(id.clone(), Some(r#"{"runs": 41}"#.into()));
     let importer = Arc::new(TestImporter::default());
-    let (shutdown, task) = start(
-        &fake,
-        s,
-        Hosted::Import(importer.clone()),
-        Duration::from_secs(5),
-    )
-    .await;
+    let (shutdown, task) = start_importer(&fake, s, importer.clone()).await;
     fake.wait_for("two runs", |s| s.count("workEdit.toProcessed") >= 2)
         .await;
     stop(shutdown, task).await;
@@ -138,11 +143,7 @@ fn pushes_objects_len(call: &crate::common::fake_opencti::Call) -> usize {
 #[tokio::test]
 async fn a_failed_run_fails_the_work_and_keeps_the_state() {
     let fake = FakeOpencti::start().await;
-    let s = settings(
-        "importer",
-        import_mode(Duration::from_millis(300)),
-        QueueProtocol::Api,
-    );
+    let s = importer_settings(Duration::from_millis(300), QueueProtocol::Api);
     let id = s.id.to_string();
     fake.state
         .lock()
@@ -155,13 +156,7 @@ async fn a_failed_run_fails_the_work_and_keeps_the_state() {
         )),
         ..Default::default()
     });
-    let (shutdown, task) = start(
-        &fake,
-        s,
-        Hosted::Import(importer.clone()),
-        Duration::from_secs(5),
-    )
-    .await;
+    let (shutdown, task) = start_importer(&fake, s, importer.clone()).await;
     fake.wait_for("a failed run", |s| s.count("workEdit.toProcessed") >= 1)
         .await;
     stop(shutdown, task).await;
@@ -178,20 +173,10 @@ async fn a_failed_run_fails_the_work_and_keeps_the_state() {
 #[tokio::test]
 async fn a_state_reset_from_the_platform_is_adopted() {
     let fake = FakeOpencti::start().await;
-    let s = settings(
-        "importer",
-        import_mode(Duration::from_millis(700)),
-        QueueProtocol::Api,
-    );
+    let s = importer_settings(Duration::from_millis(700), QueueProtocol::Api);
     let id = s.id.to_string();
     let importer = Arc::new(TestImporter::default());
-    let (shutdown, task) = start(
-        &fake,
-        s,
-        Hosted::Import(importer.clone()),
-        Duration::from_secs(5),
-    )
-    .await;
+    let (shutdown, task) = start_importer(&fake, s, importer.clone()).await;
     fake.wait_for("first run", |s| s.count("workEdit.toProcessed") >= 1)
         .await;
     fake.state.lock().unwrap().reset.push(id.clone());
@@ -213,19 +198,9 @@ async fn a_state_reset_from_the_platform_is_adopted() {
 #[tokio::test]
 async fn amqp_importer_adds_expectations_per_chunk_and_publishes() {
     let fake = FakeOpencti::start().await;
-    let s = settings(
-        "importer",
-        import_mode(Duration::from_secs(3600)),
-        QueueProtocol::Amqp,
-    );
+    let s = importer_settings(Duration::from_secs(3600), QueueProtocol::Amqp);
     let id = s.id.to_string();
-    let (shutdown, task) = start(
-        &fake,
-        s,
-        Hosted::Import(Arc::new(TestImporter::default())),
-        Duration::from_secs(5),
-    )
-    .await;
+    let (shutdown, task) = start_importer(&fake, s, Arc::new(TestImporter::default())).await;
     fake.wait_for("one run", |s| s.count("workEdit.toProcessed") >= 1)
         .await;
     stop(shutdown, task).await;
@@ -244,23 +219,13 @@ async fn amqp_importer_adds_expectations_per_chunk_and_publishes() {
 #[tokio::test]
 async fn a_transient_failure_runs_again_within_the_same_work() {
     let fake = FakeOpencti::start().await;
-    let s = settings(
-        "importer",
-        import_mode(Duration::from_secs(3600)),
-        QueueProtocol::Api,
-    );
+    let s = importer_settings(Duration::from_secs(3600), QueueProtocol::Api);
     let importer = Arc::new(TestImporter {
         fail: Some(ConnectorError::retryable("feed download failed: HTTP 503")),
         fail_times: Some(2),
         ..Default::default()
     });
-    let (shutdown, task) = start(
-        &fake,
-        s,
-        Hosted::Import(importer.clone()),
-        Duration::from_secs(5),
-    )
-    .await;
+    let (shutdown, task) = start_importer(&fake, s, importer.clone()).await;
     fake.wait_for("the run", |s| s.count("workEdit.toProcessed") >= 1)
         .await;
     stop(shutdown, task).await;
@@ -278,23 +243,13 @@ async fn a_transient_failure_runs_again_within_the_same_work() {
 #[tokio::test]
 async fn a_transient_failure_that_persists_fails_the_run_after_the_attempts() {
     let fake = FakeOpencti::start().await;
-    let s = settings(
-        "importer",
-        import_mode(Duration::from_secs(3600)),
-        QueueProtocol::Api,
-    );
+    let s = importer_settings(Duration::from_secs(3600), QueueProtocol::Api);
     let id = s.id.to_string();
     let importer = Arc::new(TestImporter {
         fail: Some(ConnectorError::retryable("feed download failed: HTTP 503")),
         ..Default::default()
     });
-    let (shutdown, task) = start(
-        &fake,
-        s,
-        Hosted::Import(importer.clone()),
-        Duration::from_secs(5),
-    )
-    .await;
+    let (shutdown, task) = start_importer(&fake, s, importer.clone()).await;
     fake.wait_for("the run", |s| s.count("workEdit.toProcessed") >= 1)
         .await;
     stop(shutdown, task).await;
@@ -317,11 +272,7 @@ async fn a_transient_failure_that_persists_fails_the_run_after_the_attempts() {
 #[tokio::test]
 async fn the_shutdown_deadline_closes_a_run_as_interrupted_and_keeps_the_state() {
     let fake = FakeOpencti::start().await;
-    let s = settings(
-        "importer",
-        import_mode(Duration::from_secs(3600)),
-        QueueProtocol::Api,
-    );
+    let s = importer_settings(Duration::from_secs(3600), QueueProtocol::Api);
     let id = s.id.to_string();
     fake.state
         .lock()
@@ -370,19 +321,9 @@ impl ImportConnector for PanickingImporter {
 #[tokio::test]
 async fn a_panicking_connector_is_restarted_without_leaking_its_pinger() {
     let fake = FakeOpencti::start().await;
-    let s = settings(
-        "importer",
-        import_mode(Duration::from_secs(3600)),
-        QueueProtocol::Api,
-    );
+    let s = importer_settings(Duration::from_secs(3600), QueueProtocol::Api);
     let id = s.id.to_string();
-    let (shutdown, task) = start(
-        &fake,
-        s,
-        Hosted::Import(Arc::new(PanickingImporter)),
-        Duration::from_secs(5),
-    )
-    .await;
+    let (shutdown, task) = start_importer(&fake, s, Arc::new(PanickingImporter)).await;
     fake.wait_for("a restart after the panic", |s| {
         s.calls
             .iter()
@@ -405,20 +346,10 @@ async fn a_panicking_connector_is_restarted_without_leaking_its_pinger() {
 #[tokio::test]
 async fn a_ping_answer_that_lags_behind_is_not_adopted() {
     let fake = FakeOpencti::start().await;
-    let s = settings(
-        "importer",
-        import_mode(Duration::from_millis(700)),
-        QueueProtocol::Api,
-    );
+    let s = importer_settings(Duration::from_millis(700), QueueProtocol::Api);
     let id = s.id.to_string();
     let importer = Arc::new(TestImporter::default());
-    let (shutdown, task) = start(
-        &fake,
-        s,
-        Hosted::Import(importer.clone()),
-        Duration::from_secs(5),
-    )
-    .await;
+    let (shutdown, task) = start_importer(&fake, s, importer.clone()).await;
     fake.wait_for("first run", |s| s.count("workEdit.toProcessed") >= 1)
         .await;
     // The platform answers the next ping with the state of before the first run.
@@ -441,20 +372,10 @@ async fn a_ping_answer_that_lags_behind_is_not_adopted() {
 #[tokio::test]
 async fn runs_wait_while_the_push_queue_is_over_its_threshold() {
     let fake = FakeOpencti::start().await;
-    let s = settings(
-        "importer",
-        import_mode(Duration::from_millis(400)),
-        QueueProtocol::Api,
-    );
+    let s = importer_settings(Duration::from_millis(400), QueueProtocol::Api);
     let id = s.id.to_string();
     let importer = Arc::new(TestImporter::default());
-    let (shutdown, task) = start(
-        &fake,
-        s,
-        Hosted::Import(importer.clone()),
-        Duration::from_secs(5),
-    )
-    .await;
+    let (shutdown, task) = start_importer(&fake, s, importer.clone()).await;
     fake.wait_for("first run", |s| s.count("workAdd") >= 1)
         .await;
     // The workers fall behind: 600 MB waiting in the push queue (threshold 500 MB).
