@@ -395,7 +395,8 @@ async fn run(
     let url = config.opencti.url.clone().unwrap_or_default();
     // Read (and so checked) by build_all before this runs.
     let roots = config.roots()?;
-    let client = opencti_connectors::online::opencti_client(&config, roots.as_ref())
+    let client = config
+        .opencti_client(roots.as_ref())
         .map_err(anyhow::Error::msg)?;
     let metrics = Arc::new(Metrics::default());
     let shutdown_tokens = Shutdown::default();

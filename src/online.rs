@@ -8,7 +8,6 @@ use std::time::Duration;
 use crate::amqp::BrokerAddress;
 use crate::config::ConnectorSettings;
 use crate::connectors::Hosted;
-use crate::opencti::OpenctiClient;
 use crate::registry::Config;
 use crate::runtime::register_input;
 
@@ -33,28 +32,6 @@ impl std::fmt::Display for Check {
     }
 }
 
-/// The OpenCTI client `config` describes (validated: URL and token are there when a
-/// connector is enabled).
-pub fn opencti_client(
-    config: &Config,
-    roots: Option<&crate::http::Roots>,
-) -> Result<OpenctiClient, String> {
-    let url = config
-        .opencti
-        .url
-        .clone()
-        .ok_or("opencti.url is not set (env OPENCTI_URL)")?;
-    let token = config
-        .opencti
-        .token
-        .clone()
-        .ok_or("opencti.token is not set (env OPENCTI_TOKEN)")?;
-    let client = OpenctiClient::with_roots(&url, token, config.opencti.ssl_verify, roots)
-        .map_err(|e| e.to_string())?
-        .with_max_answer(usize::try_from(config.opencti.max_answer_bytes).unwrap_or(usize::MAX));
-    Ok(client)
-}
-
 async fn bounded<T, E: std::fmt::Display>(
     call: impl Future<Output = Result<T, E>>,
 ) -> Result<T, String> {
@@ -76,7 +53,7 @@ pub async fn check(
         checks.push(check);
     };
     let roots = config.roots().ok().flatten();
-    let platform = match opencti_client(config, roots.as_ref()) {
+    let platform = match config.opencti_client(roots.as_ref()) {
         Ok(client) => {
             let url = config.opencti.url.clone().unwrap_or_default();
             let result = match bounded(client.health_check()).await {

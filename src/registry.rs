@@ -189,6 +189,31 @@ impl Config {
 }
 
 impl Config {
+    /// The OpenCTI client this configuration describes (validation guarantees the URL and
+    /// token when a connector is enabled; without them this says which is missing).
+    pub fn opencti_client(
+        &self,
+        roots: Option<&crate::http::Roots>,
+    ) -> Result<crate::opencti::OpenctiClient, String> {
+        let url = self
+            .opencti
+            .url
+            .clone()
+            .ok_or("opencti.url is not set (env OPENCTI_URL)")?;
+        let token = self
+            .opencti
+            .token
+            .clone()
+            .ok_or("opencti.token is not set (env OPENCTI_TOKEN)")?;
+        let client =
+            crate::opencti::OpenctiClient::with_roots(&url, token, self.opencti.ssl_verify, roots)
+                .map_err(|e| e.to_string())?
+                .with_max_answer(
+                    usize::try_from(self.opencti.max_answer_bytes).unwrap_or(usize::MAX),
+                );
+        Ok(client)
+    }
+
     /// The extra trust anchors of `tls.ca_file`, read and parsed.
     pub fn roots(&self) -> Result<Option<crate::http::Roots>, ConfigError> {
         match &self.tls.ca_file {
