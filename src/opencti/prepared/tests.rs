@@ -9,11 +9,18 @@ type Parts = Vec<(Value, usize)>;
 
 /// Both splitters' results.
 fn both(objects: &[Value], cleanup: bool) -> (Parts, Parts) {
+    let (generic, prepared, _) = both_and_path(objects, cleanup);
+    (generic, prepared)
+}
+
+/// Both splitters' results, and whether the prepared one took its own path.
+fn both_and_path(objects: &[Value], cleanup: bool) -> (Parts, Parts, bool) {
     let generic: Parts = split(objects.to_vec(), cleanup)
         .into_iter()
         .map(|s| (s.object, s.nb_deps))
         .collect();
     let prepared = split_prepared(objects.iter().map(Prepared::from_value).collect(), cleanup);
+    let fast = matches!(prepared, Split::Prepared(_));
     let prepared = match prepared {
         Split::Prepared(parts) => parts
             .into_iter()
@@ -21,7 +28,7 @@ fn both(objects: &[Value], cleanup: bool) -> (Parts, Parts) {
             .collect(),
         Split::Generic(parts) => parts.into_iter().map(|s| (s.object, s.nb_deps)).collect(),
     };
-    (generic, prepared)
+    (generic, prepared, fast)
 }
 
 #[test]
@@ -65,26 +72,30 @@ fn references_that_need_cleaning_take_the_generic_path() {
     }
 }
 
-/// Ids from a small pool (so duplicates and cycles happen), some of unsupported types.
-fn id() -> impl Strategy<Value = String> {
-    (0..3usize, 0..8usize).prop_map(|(t, n)| {
-        let t = ["indicator", "ipv4-addr", "x-unknown"][t];
-        format!("{t}--{n}")
-    })
+/// Ids from a small pool (so duplicates and cycles happen) of these types.
+fn id(types: &'static [&'static str]) -> impl Strategy<Value = String> {
+    (0..types.len(), 0..8usize).prop_map(move |(t, n)| format!("{}--{n}", types[t]))
 }
 
-fn object() -> impl Strategy<Value = Value> {
+const ANY: &[&str] = &["indicator", "ipv4-addr", "x-unknown"];
+const SUPPORTED: &[&str] = &["indicator", "ipv4-addr"];
+
+/// Objects referencing ids of `types`; `self_refs: false` drops references to themselves.
+fn object(types: &'static [&'static str], self_refs: bool) -> impl Strategy<Value = Value> {
     (
-        id(),
-        proptest::option::of(id()),
-        proptest::collection::vec(id(), 0..4),
+        id(types),
+        proptest::option::of(id(types)),
+        proptest::collection::vec(id(types), 0..4),
         any::<bool>(),
-        proptest::option::of(id()),
+        proptest::option::of(id(types)),
     )
-        .prop_map(|(id, created_by, refs, relationship, target)| {
+        .prop_map(move |(id, created_by, mut refs, relationship, target)| {
+            if !self_refs {
+                refs.retain(|r| *r != id);
+            }
             let mut o =
                 json!({"id": id, "type": id.split("--").next().unwrap(), "object_refs": refs});
-            if let Some(c) = created_by {
+            if let Some(c) = created_by.filter(|c| self_refs || *c != id) {
                 o["created_by_ref"] = json!(c);
             }
             if relationship {
@@ -101,10 +112,21 @@ fn object() -> impl Strategy<Value = Value> {
 proptest! {
     #[test]
     fn any_graph_splits_as_the_generic_splitter_splits_it(
-        objects in proptest::collection::vec(object(), 0..24),
+        objects in proptest::collection::vec(object(ANY, true), 0..24),
         cleanup in any::<bool>(),
     ) {
         let (generic, prepared) = both(&objects, cleanup);
+        prop_assert_eq!(generic, prepared);
+    }
+
+    /// Graphs that need no cleaning (duplicates, cycles and references outside the bundle
+    /// included) take the prepared path, and still split alike.
+    #[test]
+    fn clean_graphs_take_the_prepared_path_and_split_alike(
+        objects in proptest::collection::vec(object(SUPPORTED, false), 0..24),
+    ) {
+        let (generic, prepared, fast) = both_and_path(&objects, false);
+        prop_assert!(fast, "the generic path was taken");
         prop_assert_eq!(generic, prepared);
     }
 }
