@@ -433,8 +433,14 @@ impl Metrics {
             .requests
             .get_or_create(&connector_label(connector))
             .clone();
-        gauge.inc();
-        self.run_started(connector);
+        self.pycti
+            .runs
+            .get_or_create(&connector_label(connector))
+            .inc();
+        // `running` from the first request in flight to the last (the guard's drop).
+        if gauge.inc() == 0 {
+            self.pycti.set_state(connector, State::Running);
+        }
         RequestGuard {
             in_flight: gauge,
             pycti: self.pycti.clone(),
