@@ -15,6 +15,9 @@ use crate::opencti::client::Connection as RegisteredConnection;
 /// The largest AMQP frame the daemon proposes (the broker may lower it, never raise it).
 pub const FRAME_MAX: u32 = 16 * 1024;
 
+/// The heartbeat (seconds) of the connectors' connections, as pycti's.
+pub const HEARTBEAT: u16 = 10;
+
 /// Where the broker is, after overrides.
 #[derive(Clone, PartialEq)]
 pub struct BrokerAddress {
@@ -71,7 +74,7 @@ impl BrokerAddress {
         self
     }
 
-    fn uri(&self) -> AMQPUri {
+    fn uri(&self, heartbeat: u16) -> AMQPUri {
         AMQPUri {
             scheme: if self.use_ssl {
                 AMQPScheme::AMQPS
@@ -88,7 +91,7 @@ impl BrokerAddress {
             },
             vhost: self.vhost.clone(),
             query: AMQPQueryString {
-                heartbeat: Some(10),
+                heartbeat: Some(heartbeat),
                 connection_timeout: Some(10_000),
                 // lapin keeps 2 × 32 frames of buffer per connection, zero-filled: at the
                 // broker's 128 KiB that is 8 MiB resident per connector; at 16 KiB, 1 MiB.
@@ -102,13 +105,22 @@ impl BrokerAddress {
     /// Opens a connection (heartbeat 10 s, as pycti); amqps verifies the broker against the
     /// system's roots and the extra CA certificates.
     pub async fn connect(&self, name: &str) -> Result<Connection, lapin::Error> {
+        self.connect_with_heartbeat(name, HEARTBEAT).await
+    }
+
+    /// [`BrokerAddress::connect`] with another heartbeat (seconds).
+    pub async fn connect_with_heartbeat(
+        &self,
+        name: &str,
+        heartbeat: u16,
+    ) -> Result<Connection, lapin::Error> {
         let props = ConnectionProperties::default().with_connection_name(name.into());
         let tls = lapin::tcp::OwnedTLSConfig {
             identity: None,
             cert_chain: self.ca_pem.as_deref().map(str::to_string),
         };
         let runtime = lapin::runtime::default_runtime()?;
-        Connection::connect_uri_with_config(self.uri(), props, tls, runtime).await
+        Connection::connect_uri_with_config(self.uri(heartbeat), props, tls, runtime).await
     }
 }
 

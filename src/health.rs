@@ -1,5 +1,8 @@
 //! The health and metrics endpoint: `GET /healthz` (200 when every enabled connector is
 //! registered and serving, else 503) and `GET /metrics` (Prometheus text).
+//!
+//! The body of `/healthz` says, for each importer, whether this replica holds its import
+//! lock (`import lock held`) or stands by (`standby`); a standby replica is ready.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -49,14 +52,26 @@ async fn healthz(State(s): State<AppState>) -> (StatusCode, String) {
         .copied()
         .filter(|c| !s.metrics.all_up(&[c]))
         .collect();
-    if down.is_empty() {
-        (StatusCode::OK, "ok\n".into())
+    let mut body = if down.is_empty() {
+        "ok\n".to_string()
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: {}\n", down.join(", ")),
-        )
+        format!("not ready: {}\n", down.join(", "))
+    };
+    for connector in s.connectors.iter() {
+        match s.metrics.import_lock(connector) {
+            Some(true) => body.push_str(&format!("{connector}: import lock held\n")),
+            Some(false) => body.push_str(&format!(
+                "{connector}: standby, waiting for the import lock\n"
+            )),
+            None => {}
+        }
     }
+    let status = if down.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, body)
 }
 
 async fn metrics_text(

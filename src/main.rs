@@ -430,6 +430,7 @@ async fn run(
         retry: RetryPolicy::default(),
         max_retry: config.daemon.max_retry_duration.0,
         work_ping_interval: runtime::WORK_PING_INTERVAL,
+        import_lock: config.daemon.import_lock,
         metrics,
     });
     runtime::run(

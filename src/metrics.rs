@@ -302,6 +302,7 @@ pub struct Metrics {
     up: Family<Labels, Gauge>,
     last_import: Family<Labels, Gauge>,
     requests: Family<Labels, Gauge>,
+    import_lock: Family<Labels, Gauge>,
     pycti: Arc<Pycti>,
 }
 
@@ -328,6 +329,7 @@ impl Default for Metrics {
         let up = Family::<Labels, Gauge>::default();
         let last_import = Family::<Labels, Gauge>::default();
         let requests = Family::<Labels, Gauge>::default();
+        let import_lock = Family::<Labels, Gauge>::default();
         registry.register(
             "events",
             "Connector events (enrichments, bundles, refusals, runs)",
@@ -348,6 +350,11 @@ impl Default for Metrics {
             "Enrichment requests being processed",
             requests.clone(),
         );
+        registry.register(
+            "import_lock_held",
+            "1 while this replica holds the importer's lock and runs its imports, 0 on standby",
+            import_lock.clone(),
+        );
         let pycti = Arc::new(Pycti::default());
         pycti.register(&mut registry);
         UPSTREAM.register(&mut registry);
@@ -357,6 +364,7 @@ impl Default for Metrics {
             up,
             last_import,
             requests,
+            import_lock,
             pycti,
         }
     }
@@ -424,6 +432,21 @@ impl Metrics {
         self.up
             .get_or_create(&vec![("connector".into(), connector.into())])
             .set(i64::from(up));
+    }
+
+    /// Whether this replica holds `connector`'s import lock.
+    pub fn set_import_lock(&self, connector: &str, held: bool) {
+        self.import_lock
+            .get_or_create(&connector_label(connector))
+            .set(i64::from(held));
+    }
+
+    /// Whether this replica holds `connector`'s import lock; `None` for a connector that
+    /// takes no lock.
+    pub fn import_lock(&self, connector: &str) -> Option<bool> {
+        self.import_lock
+            .get(&connector_label(connector))
+            .map(|g| g.get() == 1)
     }
 
     /// An enrichment request of `connector` starts (one more run, `running`); in flight

@@ -289,6 +289,13 @@ pub fn global_keys() -> Vec<KeySpec> {
             "How long transient OpenCTI failures (5xx, timeouts, LOCK_ERROR) inside one message or run are retried before its work fails.",
         ),
         KeySpec::new(
+            "daemon.import_lock",
+            &[],
+            Bool,
+            "true",
+            "Importers run under a lock on RabbitMQ, so only one replica runs them (see Running replicas); false only for a single replica that cannot declare queues on the broker.",
+        ),
+        KeySpec::new(
             "daemon.max_upstream_bytes",
             &[],
             Int,

@@ -117,6 +117,8 @@ pub struct DaemonConfig {
     pub max_upstream_bytes: u64,
     /// How long transient OpenCTI failures inside one message or run are retried.
     pub max_retry_duration: IsoDuration,
+    /// Whether importers take the import lock on RabbitMQ (one scheduler across replicas).
+    pub import_lock: bool,
 }
 
 impl Default for DaemonConfig {
@@ -127,6 +129,7 @@ impl Default for DaemonConfig {
             listen: "0.0.0.0:9095".into(),
             max_upstream_bytes: crate::http::DEFAULT_MAX_UPSTREAM_BYTES as u64,
             max_retry_duration: IsoDuration(std::time::Duration::from_secs(600)),
+            import_lock: true,
         }
     }
 }

@@ -76,6 +76,8 @@ pub const READ_ENTITY: &str = "query StixCoreObject($id: String!) { stixCoreObje
 
 pub const READ_MARKING: &str = "query MarkingDefinition($id: String!) { markingDefinition(id: $id) { id standard_id definition_type definition x_opencti_order } }";
 
+pub const READ_SCHEDULE: &str = "query ConnectorSchedule($id: String!) { connector(id: $id) { id connector_state connector_info { last_run_datetime next_run_datetime } } }";
+
 pub const READ_QUEUE_DETAILS: &str = "query GetConnector($id: String!) { connector(id: $id) { id connector_queue_details { messages_number messages_size } } }";
 
 pub const WORK_PING: &str = "mutation pingWork($id: ID!) { workEdit(id: $id) { ping } }";
@@ -97,10 +99,20 @@ pub const OPERATIONS: &[&str] = &[
     READ_ENTITY,
     READ_MARKING,
     READ_QUEUE_DETAILS,
+    READ_SCHEDULE,
     WORK_PING,
     STIX_BUNDLE_PUSH,
     PLAYBOOK_STEP_EXECUTION,
 ];
+
+/// A connector's state and schedule as stored by the platform.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StoredSchedule {
+    /// The state's JSON text.
+    pub state: Option<String>,
+    pub last_run: Option<String>,
+    pub next_run: Option<String>,
+}
 
 /// The shared GraphQL client. Cheap to clone.
 #[derive(Clone)]
@@ -324,6 +336,29 @@ impl OpenctiClient {
         Ok(connector.and_then(|c| {
             c.pointer("/connector_queue_details/messages_size")?
                 .as_f64()
+        }))
+    }
+
+    /// The connector's state and schedule as its last pings stored them (`None`: the platform
+    /// does not know the connector). A replica taking over the import lock reads them.
+    pub async fn connector_schedule(
+        &self,
+        connector_id: &str,
+    ) -> Result<Option<StoredSchedule>, OpenctiError> {
+        let connector: Option<Value> = self
+            .field(READ_SCHEDULE, json!({ "id": connector_id }), "connector")
+            .await?;
+        Ok(connector.map(|c| {
+            let text = |pointer: &str| {
+                c.pointer(pointer)
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            };
+            StoredSchedule {
+                state: text("/connector_state"),
+                last_run: text("/connector_info/last_run_datetime"),
+                next_run: text("/connector_info/next_run_datetime"),
+            }
         }))
     }
 

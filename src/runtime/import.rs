@@ -18,17 +18,41 @@ use crate::connectors::{ConnectorError, ImportConnector, ImportContext};
 use crate::metrics::Event;
 use crate::opencti::prepared::Prepared;
 
-/// Runs `importer` on its schedule until `shutdown.stop`.
+/// An importer's schedule.
+#[derive(Debug, Clone, Copy)]
+pub struct Schedule {
+    /// The delay between the end of a run and the start of the next.
+    pub period: std::time::Duration,
+    /// Push-queue backlog (MB) at which scheduled runs are held back.
+    pub queue_threshold: f64,
+}
+
+/// Runs `importer` on its schedule until `shutdown.stop`: at once, or from `start_at` on
+/// when a replica takes the importer over (then the first run is a scheduled one).
 pub async fn run(
     run: Arc<ConnectorRun>,
     importer: Arc<dyn ImportConnector>,
     sender: Arc<Sender>,
-    period: std::time::Duration,
-    queue_threshold: f64,
+    schedule: Schedule,
     shutdown: Shutdown,
+    start_at: Option<chrono::DateTime<Utc>>,
 ) {
     let connector = run.settings.key;
-    let mut first = true;
+    let Schedule {
+        period,
+        queue_threshold,
+    } = schedule;
+    let mut first = start_at.is_none();
+    if let Some(due) = start_at {
+        let wait = (due - Utc::now()).to_std().unwrap_or_default();
+        if !wait.is_zero() {
+            tracing::info!(connector, next_run = %due.to_rfc3339(), "Next run scheduled.");
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.stop.cancelled() => return,
+            }
+        }
+    }
     loop {
         if shutdown.stop.is_cancelled() {
             break;

@@ -3,6 +3,7 @@
 
 pub mod enrichment;
 pub mod import;
+pub mod lock;
 pub mod retry;
 pub mod send;
 pub mod state;
@@ -42,6 +43,8 @@ pub struct Platform {
     /// How often a work is pinged while its message is processed (pycti: 5 minutes).
     pub work_ping_interval: Duration,
     pub metrics: Arc<Metrics>,
+    /// Whether importers take the import lock (one scheduler across replicas).
+    pub import_lock: bool,
 }
 
 /// One registered connector.
@@ -202,27 +205,8 @@ async fn run_connector(
     shutdown: Shutdown,
 ) {
     let connector = settings.key;
-    let input = register_input(&settings);
-    let mut backoff = RESTART_BACKOFF;
-    let registration = loop {
-        let attempt = tokio::select! {
-            r = platform.client.register_connector(&input) => r,
-            _ = shutdown.stop.cancelled() => return,
-        };
-        match attempt {
-            Ok(r) => break r,
-            Err(error) => {
-                let level_error = !error.is_transient();
-                if level_error {
-                    tracing::error!(connector, %error, "OpenCTI refused the registration; check opencti.token and the connector user's rights.");
-                } else {
-                    tracing::warn!(connector, %error, "Cannot register with OpenCTI yet; retrying.");
-                }
-                if !backoff.wait(&shutdown.stop).await {
-                    return;
-                }
-            }
-        }
+    let Some(registration) = register(&platform, &settings, &shutdown).await else {
+        return;
     };
     tracing::info!(connector, id = %registration.id, name = %settings.name, kind = settings.connector_type(), "Connector registered.");
     let state = StateCell::new(state::parse_state(registration.connector_state.as_deref()));
@@ -231,24 +215,12 @@ async fn run_connector(
     let run = Arc::new(ConnectorRun {
         queues: registration.config.clone(),
         broker,
-        state: state.clone(),
+        state,
         metrics: platform.metrics.clone(),
         settings,
         platform: platform.clone(),
         registration,
     });
-    let ping_stop = CancellationToken::new();
-    // Stops the pinger on every way out of this function, a panic of the loop included.
-    let _stop_pinging = ping_stop.clone().drop_guard();
-    let pinger = tokio::spawn(state::ping_loop(
-        state.clone(),
-        platform.client.clone(),
-        run.settings.id.to_string(),
-        connector,
-        platform.ping_interval,
-        platform.metrics.clone(),
-        ping_stop.clone(),
-    ));
     let sender = Arc::new(send::Sender::new(
         run.settings.id.to_string(),
         run.settings.queue_protocol,
@@ -265,7 +237,8 @@ async fn run_connector(
                 sender,
                 platform_down: tokio::sync::Notify::new(),
             });
-            enrichment::run(ctx, concurrency, shutdown.clone()).await;
+            pinging(&run, enrichment::run(ctx, concurrency, shutdown.clone())).await;
+            final_ping(&run).await;
         }
         (
             Hosted::Import(c),
@@ -274,33 +247,85 @@ async fn run_connector(
                 queue_threshold,
             },
         ) => {
-            // An importer is up while its scheduler runs.
-            platform.metrics.set_up(connector, true);
-            import::run(
-                run.clone(),
-                c,
-                sender,
+            let schedule = import::Schedule {
                 period,
                 queue_threshold,
-                shutdown.clone(),
-            )
-            .await;
+            };
+            // An importer is up while its scheduler runs or stands by.
+            platform.metrics.set_up(connector, true);
+            if platform.import_lock {
+                import_under_lock(&run, c, sender, schedule, &shutdown).await;
+            } else {
+                let scheduler =
+                    import::run(run.clone(), c, sender, schedule, shutdown.clone(), None);
+                pinging(&run, scheduler).await;
+                final_ping(&run).await;
+            }
             platform.metrics.set_up(connector, false);
         }
         // `supervise` refuses a connector whose kind and settings disagree.
         _ => {}
     }
-    ping_stop.cancel();
+}
+
+/// Registers, retrying until it works; `None` on shutdown.
+async fn register(
+    platform: &Platform,
+    settings: &ConnectorSettings,
+    shutdown: &Shutdown,
+) -> Option<Registration> {
+    let connector = settings.key;
+    let input = register_input(settings);
+    let mut backoff = RESTART_BACKOFF;
+    loop {
+        let attempt = tokio::select! {
+            r = platform.client.register_connector(&input) => r,
+            _ = shutdown.stop.cancelled() => return None,
+        };
+        match attempt {
+            Ok(r) => return Some(r),
+            Err(error) => {
+                let level_error = !error.is_transient();
+                if level_error {
+                    tracing::error!(connector, %error, "OpenCTI refused the registration; check opencti.token and the connector user's rights.");
+                } else {
+                    tracing::warn!(connector, %error, "Cannot register with OpenCTI yet; retrying.");
+                }
+                if !backoff.wait(&shutdown.stop).await {
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+/// Runs `body` while pinging the connector's state every ping interval (the first at once).
+async fn pinging(run: &ConnectorRun, body: impl std::future::Future<Output = ()>) {
+    let stop = CancellationToken::new();
+    // Stops the pinger on every way out of this function, a panic of the body included.
+    let _stop_pinging = stop.clone().drop_guard();
+    let pinger = tokio::spawn(state::ping_loop(
+        run.state.clone(),
+        run.platform.client.clone(),
+        run.settings.id.to_string(),
+        run.settings.key,
+        run.platform.ping_interval,
+        run.metrics.clone(),
+        stop.clone(),
+    ));
+    body.await;
+    stop.cancel();
     let _ = pinger.await;
-    // A last ping so the newest state is stored before we exit; bounded, so a hung platform
-    // cannot hold the shutdown.
-    let id = run.settings.id.to_string();
-    match tokio::time::timeout(
-        FINAL_PING_TIMEOUT,
-        state.ping(&platform.client, &id, connector, &platform.metrics),
-    )
-    .await
-    {
+}
+
+/// A last ping so the newest state is stored before we exit; bounded, so a hung platform
+/// cannot hold the shutdown.
+async fn final_ping(run: &ConnectorRun) {
+    let (connector, id) = (run.settings.key, run.settings.id.to_string());
+    let ping = run
+        .state
+        .ping(&run.platform.client, &id, connector, &run.metrics);
+    match tokio::time::timeout(FINAL_PING_TIMEOUT, ping).await {
         Ok(Ok(())) => {}
         Ok(Err(error)) => {
             tracing::warn!(connector, %error, "Final ping failed; the last state may be lost.")
@@ -310,6 +335,124 @@ async fn run_connector(
             "Final ping timed out; the last state may be lost."
         ),
     }
+}
+
+/// The importer across replicas: only the holder of the import lock runs imports and pings
+/// the connector's state. A replica that takes the lock over from another reads the state
+/// and the schedule the holder's pings stored, and runs when the next run is due (at once
+/// when it is past: a run cut short with its holder is redone). A replica that finds the
+/// lock free at start runs at once, as pycti.
+async fn import_under_lock(
+    run: &Arc<ConnectorRun>,
+    importer: Arc<dyn crate::connectors::ImportConnector>,
+    sender: Arc<send::Sender>,
+    schedule: import::Schedule,
+    shutdown: &Shutdown,
+) {
+    let connector = run.settings.key;
+    let metrics = &run.metrics;
+    let id = run.settings.id.to_string();
+    let lock = lock::ImportLock::new(
+        run.broker.clone(),
+        &id,
+        connector,
+        run.platform.ping_interval,
+    );
+    let mut first = true;
+    loop {
+        metrics.set_import_lock(connector, false);
+        let Some(lock::Acquired { held, waited }) = lock.acquire(&shutdown.stop).await else {
+            break;
+        };
+        metrics.set_import_lock(connector, true);
+        // The hold's own shutdown: the daemon's, or the loss of the lock.
+        let hold = Shutdown {
+            stop: shutdown.stop.child_token(),
+            abort: shutdown.abort.child_token(),
+        };
+        let _end_hold = {
+            let (hold, lost) = (hold.clone(), held.lost.clone());
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = lost.cancelled() => {
+                        hold.stop.cancel();
+                        hold.abort.cancel();
+                    }
+                    _ = hold.stop.cancelled() => {}
+                }
+            })
+        };
+        let start_at = if first && !waited {
+            Some(None)
+        } else {
+            take_over(run, &hold.stop).await.map(Some)
+        };
+        first = false;
+        if let Some(start_at) = start_at {
+            let scheduler = import::run(
+                run.clone(),
+                importer.clone(),
+                sender.clone(),
+                schedule,
+                hold.clone(),
+                start_at,
+            );
+            pinging(run, scheduler).await;
+            // A replica that lost the lock leaves the state to the new holder.
+            if !held.lost.is_cancelled() {
+                final_ping(run).await;
+            }
+        }
+        hold.stop.cancel();
+        held.release().await;
+        if shutdown.stop.is_cancelled() {
+            break;
+        }
+        tracing::info!(connector, "Import lock given up; waiting to take it again.");
+    }
+    metrics.set_import_lock(connector, false);
+}
+
+/// Reads the state and the schedule stored by the previous holder's pings into the run;
+/// returns when the next run is due. `None` when `stop` fires first.
+async fn take_over(
+    run: &ConnectorRun,
+    stop: &CancellationToken,
+) -> Option<chrono::DateTime<chrono::Utc>> {
+    let connector = run.settings.key;
+    let id = run.settings.id.to_string();
+    let mut backoff = retry::OPENCTI_BACKOFF;
+    let stored = loop {
+        let read = tokio::select! {
+            r = run.platform.client.connector_schedule(&id) => r,
+            _ = stop.cancelled() => return None,
+        };
+        match read {
+            Ok(stored) => break stored.unwrap_or_default(),
+            Err(error) => {
+                tracing::warn!(connector, %error, "Cannot read the connector's state from OpenCTI yet; retrying.");
+                if !backoff.wait(stop).await {
+                    return None;
+                }
+            }
+        }
+    };
+    let parse = |t: &Option<String>| {
+        t.as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&chrono::Utc))
+    };
+    let now = chrono::Utc::now();
+    let due = parse(&stored.next_run).unwrap_or(now);
+    run.state
+        .set(state::parse_state(stored.state.as_deref()))
+        .await;
+    // The pings keep the stored schedule until this replica's first run sets its own.
+    run.state
+        .set_schedule(stored.last_run.clone(), stored.next_run.clone())
+        .await;
+    tracing::info!(connector, next_run = %due.to_rfc3339(), "Took over the importer; continuing from the state stored in OpenCTI.");
+    Some(due)
 }
 
 /// How long the last ping on shutdown may take.

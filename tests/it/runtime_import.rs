@@ -413,3 +413,92 @@ async fn runs_wait_while_the_push_queue_is_over_its_threshold() {
         .await;
     stop(shutdown, task).await;
 }
+
+/// Two schedulers of one importer (two replicas in one process, each with its own client):
+/// one holds the import lock and runs, the other stands by; when the holder stops, the
+/// other takes over, continues the state the holder's pings stored, and keeps the schedule.
+#[tokio::test]
+async fn two_replicas_run_one_importer_and_the_standby_takes_over() {
+    let fake = FakeOpencti::start().await;
+    let s = importer_settings(Duration::from_millis(400), QueueProtocol::Api);
+    let (first, second) = (
+        crate::common::platform(&fake),
+        crate::common::platform(&fake),
+    );
+    let (first_metrics, second_metrics) = (first.metrics.clone(), second.metrics.clone());
+    let a = Arc::new(TestImporter::default());
+    let b = Arc::new(TestImporter::default());
+    let (stop_a, task_a) = start_on(
+        first,
+        &fake,
+        s.clone(),
+        Hosted::Import(a.clone()),
+        Duration::from_secs(5),
+    )
+    .await;
+    fake.wait_for("the first replica's run", |s| {
+        s.count("workEdit.toProcessed") >= 1
+    })
+    .await;
+    let (stop_b, task_b) = start_on(
+        second,
+        &fake,
+        s,
+        Hosted::Import(b.clone()),
+        Duration::from_secs(5),
+    )
+    .await;
+    fake.wait_for("three runs", |s| s.count("workEdit.toProcessed") >= 3)
+        .await;
+    assert_eq!(first_metrics.import_lock("importer"), Some(true));
+    assert_eq!(second_metrics.import_lock("importer"), Some(false));
+    assert!(
+        b.seen_states.lock().unwrap().is_empty(),
+        "the standby never ran"
+    );
+    let runs_of_a = a.seen_states.lock().unwrap().len();
+
+    stop(stop_a, task_a).await;
+    let handover = fake.all_calls().len();
+    fake.wait_for("a run by the second replica", |s| {
+        s.count("workEdit.toProcessed") > runs_of_a
+    })
+    .await;
+    assert_eq!(second_metrics.import_lock("importer"), Some(true));
+    stop(stop_b, task_b).await;
+
+    // The second replica went on from the state the first one stored.
+    let seen = b.seen_states.lock().unwrap().clone();
+    assert_eq!(seen[0], Some(json!({ "runs": runs_of_a })));
+    let processed = fake.calls("workEdit.toProcessed");
+    let messages: Vec<&str> = processed
+        .iter()
+        .map(|c| c.variables["message"].as_str().unwrap())
+        .collect();
+    for (i, m) in messages.iter().enumerate() {
+        assert_eq!(
+            *m,
+            format!("imported 4 objects (run {})", i + 1),
+            "{messages:?}"
+        );
+    }
+    // Runs never overlapped: each work was closed before the next one was opened.
+    let all = fake.all_calls();
+    let mut open = 0;
+    for c in &all {
+        match c.field.as_str() {
+            "workAdd" => open += 1,
+            "workEdit.toProcessed" => open -= 1,
+            _ => {}
+        }
+        assert!(open <= 1, "two runs at once");
+    }
+    // It read the stored schedule before its first run, and did not run ahead of it.
+    let after: Vec<&str> = all[handover..].iter().map(|c| c.field.as_str()).collect();
+    let read = after
+        .iter()
+        .position(|f| *f == "connector")
+        .expect("schedule read");
+    let work = after.iter().position(|f| *f == "workAdd").expect("a run");
+    assert!(read < work, "{after:?}");
+}

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use apollo_compiler::ExecutableDocument;
 use apollo_compiler::executable::Selection;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
@@ -35,6 +35,9 @@ pub struct Call {
     /// When it was answered (the end-to-end benchmark's latencies).
     #[allow(dead_code)]
     pub at: std::time::Instant,
+    /// The replica that called, for a daemon pointed at `<url>/<replica>` ([`FakeOpencti::replica_url`]).
+    #[allow(dead_code)]
+    pub replica: Option<String>,
 }
 
 /// What the fake knows and saw.
@@ -50,6 +53,8 @@ pub struct FakeState {
     pub markings: HashMap<String, Value>,
     /// Stored connector states by connector id.
     pub states: HashMap<String, Option<String>>,
+    /// The last `connectorInfo` pinged, by connector id.
+    pub infos: HashMap<String, Value>,
     /// Connector ids whose state the "UI" reset.
     pub reset: Vec<String>,
     /// Every User-Agent the fake was called with.
@@ -83,6 +88,7 @@ impl Default for FakeState {
             stix: HashMap::new(),
             markings: HashMap::new(),
             states: HashMap::new(),
+            infos: HashMap::new(),
             reset: Vec::new(),
             user_agents: Default::default(),
             queue_bytes: HashMap::new(),
@@ -196,9 +202,16 @@ impl FakeOpencti {
         };
         let app = Router::new()
             .route("/graphql", post(graphql))
+            .route("/{replica}/graphql", post(graphql_replica))
             .with_state(fake.clone());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         fake
+    }
+
+    /// The URL a daemon replica named `replica` uses: its calls are recorded with its name.
+    #[allow(dead_code)]
+    pub fn replica_url(&self, replica: &str) -> String {
+        format!("{}/{replica}", self.url)
     }
 
     pub fn listen_queue(connector_id: &str) -> String {
@@ -403,6 +416,24 @@ async fn graphql(
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> (StatusCode, Json<Value>) {
+    answer(fake, headers, body, None).await
+}
+
+async fn graphql_replica(
+    State(fake): State<FakeOpencti>,
+    Path(replica): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> (StatusCode, Json<Value>) {
+    answer(fake, headers, body, Some(replica)).await
+}
+
+async fn answer(
+    fake: FakeOpencti,
+    headers: HeaderMap,
+    body: Value,
+    replica: Option<String>,
+) -> (StatusCode, Json<Value>) {
     if headers.get("authorization").and_then(|v| v.to_str().ok())
         != Some(&format!("Bearer {TOKEN}"))
     {
@@ -457,6 +488,7 @@ async fn graphql(
             variables,
             draft_id,
             at: std::time::Instant::now(),
+            replica,
         });
         // Longer than any test: the client must give up on its own.
         tokio::time::sleep(Duration::from_secs(3600)).await;
@@ -473,6 +505,7 @@ async fn graphql(
                 variables,
                 draft_id,
                 at: std::time::Instant::now(),
+                replica: replica.clone(),
             });
             return (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -522,6 +555,8 @@ async fn graphql(
         "pingConnector" => {
             let id = variables["id"].as_str().unwrap_or_default().to_string();
             let mut st = fake.state.lock().unwrap();
+            st.infos
+                .insert(id.clone(), variables["connectorInfo"].clone());
             if let Some(lagging) = st.lagging.remove(&id) {
                 // A slow platform answers the state of an earlier ping.
                 st.states
@@ -573,15 +608,20 @@ async fn graphql(
         "workEdit.ping" => json!({ "workEdit": { "ping": variables["id"] } }),
         "connector" => {
             let id = variables["id"].as_str().unwrap_or_default();
-            let bytes = fake
-                .state
-                .lock()
-                .unwrap()
-                .queue_bytes
-                .get(id)
-                .copied()
-                .unwrap_or(0.0);
-            json!({ "connector": { "id": id, "connector_queue_details": { "messages_number": 0.0, "messages_size": bytes } } })
+            let st = fake.state.lock().unwrap();
+            let bytes = st.queue_bytes.get(id).copied().unwrap_or(0.0);
+            let info = st.infos.get(id).cloned().unwrap_or(Value::Null);
+            let info = json!({
+                "last_run_datetime": info["last_run_datetime"],
+                "next_run_datetime": info["next_run_datetime"],
+            });
+            let state = st.states.get(id).cloned().flatten();
+            json!({ "connector": {
+                "id": id,
+                "connector_state": state,
+                "connector_info": info,
+                "connector_queue_details": { "messages_number": 0.0, "messages_size": bytes },
+            } })
         }
         "stixBundlePush" => json!({ "stixBundlePush": true }),
         "playbookStepExecution" => json!({ "playbookStepExecution": true }),
@@ -598,6 +638,7 @@ async fn graphql(
         variables,
         draft_id,
         at: std::time::Instant::now(),
+        replica,
     });
     (StatusCode::OK, Json(json!({ "data": data })))
 }

@@ -99,6 +99,7 @@ pub fn platform(fake: &FakeOpencti) -> Arc<Platform> {
         },
         max_retry: Duration::from_secs(30),
         work_ping_interval: Duration::from_millis(200),
+        import_lock: true,
         metrics: Arc::new(Metrics::default()),
     })
 }

@@ -1,0 +1,254 @@
+//! The import lock: one scheduled importer across replicas, coordinated by RabbitMQ alone.
+//!
+//! The lock is an exclusive queue, `opencti-connectors.import-lock.<connector id>`. The broker
+//! lets one connection declare it and refuses the others (`RESOURCE_LOCKED`) until that
+//! connection closes, when the broker deletes the queue. A SIGKILLed holder's socket closes
+//! at once; a holder cut off from the network is dropped after the lock connection's missed
+//! heartbeats (half the ping interval). Replicas that wait try again every quarter of the
+//! ping interval, so one of them takes over well within two ping intervals.
+//!
+//! The holder checks its hold on the same schedule (a passive declare on its connection):
+//! when the check fails or does not answer in time, the hold is lost and the holder stops
+//! importing, since another replica may hold the lock by then.
+
+use std::time::Duration;
+
+use lapin::options::QueueDeclareOptions;
+use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
+use lapin::types::FieldTable;
+use lapin::{Channel, Connection, ErrorKind};
+use tokio_util::sync::CancellationToken;
+
+use super::retry::{self, BROKER_BACKOFF};
+use crate::amqp::BrokerAddress;
+
+/// The lock queue of a connector.
+pub fn queue_name(connector_id: &str) -> String {
+    format!("opencti-connectors.import-lock.{connector_id}")
+}
+
+/// How often a waiting replica tries the lock and a holder checks its hold.
+pub fn poll_interval(ping_interval: Duration) -> Duration {
+    (ping_interval / 4).clamp(Duration::from_millis(250), Duration::from_secs(10))
+}
+
+/// The lock connection's heartbeat (seconds): half the ping interval, 1 to 10 s, so a holder
+/// lost to the network is dropped by the broker well within two ping intervals.
+pub fn heartbeat(ping_interval: Duration) -> u16 {
+    (ping_interval.as_secs() / 2).clamp(1, 10) as u16
+}
+
+/// One connector's lock.
+pub struct ImportLock {
+    broker: BrokerAddress,
+    queue: String,
+    connector: &'static str,
+    ping_interval: Duration,
+}
+
+/// The lock, held: dropping it (or [`Held::release`]) lets another replica take it.
+pub struct Held {
+    connection: Connection,
+    /// Fires when the hold is lost (the broker connection failed or stopped answering).
+    pub lost: CancellationToken,
+    watcher: tokio::task::JoinHandle<()>,
+}
+
+/// How an acquisition went.
+pub struct Acquired {
+    pub held: Held,
+    /// Another replica held the lock while this one tried: this is a takeover.
+    pub waited: bool,
+}
+
+/// Whether the broker refused the declare because another connection owns the queue.
+fn is_locked(error: &lapin::Error) -> bool {
+    matches!(
+        error.kind(),
+        ErrorKind::ProtocolError(e)
+            if matches!(e.kind(), AMQPErrorKind::Soft(AMQPSoftError::RESOURCELOCKED))
+    )
+}
+
+impl ImportLock {
+    pub fn new(
+        broker: BrokerAddress,
+        connector_id: &str,
+        connector: &'static str,
+        ping_interval: Duration,
+    ) -> Self {
+        ImportLock {
+            broker,
+            queue: queue_name(connector_id),
+            connector,
+            ping_interval,
+        }
+    }
+
+    fn options(passive: bool) -> QueueDeclareOptions {
+        QueueDeclareOptions {
+            passive,
+            exclusive: true,
+            auto_delete: true,
+            durable: false,
+            nowait: false,
+        }
+    }
+
+    /// Waits until this replica holds the lock; `None` when `stop` fires first.
+    pub async fn acquire(&self, stop: &CancellationToken) -> Option<Acquired> {
+        let connector = self.connector;
+        let poll = poll_interval(self.ping_interval);
+        let mut waited = false;
+        let mut backoff = BROKER_BACKOFF;
+        loop {
+            let name = format!("opencti-connectors {connector} import lock");
+            let connect = self
+                .broker
+                .connect_with_heartbeat(&name, heartbeat(self.ping_interval));
+            let connection = tokio::select! {
+                c = connect => c,
+                _ = stop.cancelled() => return None,
+            };
+            let connection = match connection {
+                Ok(c) => c,
+                Err(error) => {
+                    tracing::warn!(connector, broker = ?self.broker, %error, "Cannot reach RabbitMQ for the import lock; retrying.");
+                    if !backoff.wait(stop).await {
+                        return None;
+                    }
+                    continue;
+                }
+            };
+            backoff = BROKER_BACKOFF;
+            let mut told = false;
+            // Tries on this connection until it fails.
+            loop {
+                let attempt = tokio::select! {
+                    a = self.try_declare(&connection) => a,
+                    _ = stop.cancelled() => {
+                        let _ = connection.close(200, "shutdown".into()).await;
+                        return None;
+                    }
+                };
+                match attempt {
+                    Ok(channel) => {
+                        tracing::info!(connector, queue = %self.queue, "Holding the import lock: this replica runs the imports.");
+                        return Some(Acquired {
+                            held: self.hold(connection, channel),
+                            waited,
+                        });
+                    }
+                    Err(error) if is_locked(&error) => {
+                        waited = true;
+                        if !told {
+                            tracing::info!(connector, queue = %self.queue, "Another replica holds the import lock; standing by.");
+                            told = true;
+                        }
+                    }
+                    Err(error) if connection.status().connected() => {
+                        // Refused for another reason (permissions, a queue of that name
+                        // declared otherwise): say so, keep trying at the slower pace.
+                        tracing::error!(connector, queue = %self.queue, %error, "RabbitMQ refused the import lock queue; the connection's user needs the configure permission on it.");
+                        if !backoff.wait(stop).await {
+                            let _ = connection.close(200, "shutdown".into()).await;
+                            return None;
+                        }
+                        continue;
+                    }
+                    Err(error) => {
+                        tracing::warn!(connector, %error, "Lost the broker connection while waiting for the import lock; reconnecting.");
+                        break;
+                    }
+                }
+                if !retry::sleep(poll, stop).await {
+                    let _ = connection.close(200, "shutdown".into()).await;
+                    return None;
+                }
+            }
+            if !backoff.wait(stop).await {
+                return None;
+            }
+        }
+    }
+
+    /// One try: a channel and an exclusive declare (a refused declare closes the channel).
+    async fn try_declare(&self, connection: &Connection) -> Result<Channel, lapin::Error> {
+        let channel = connection.create_channel().await?;
+        channel
+            .queue_declare(
+                self.queue.as_str().into(),
+                Self::options(false),
+                FieldTable::default(),
+            )
+            .await?;
+        Ok(channel)
+    }
+
+    /// Watches the hold: a passive declare every poll, each bounded by the poll interval.
+    fn hold(&self, connection: Connection, channel: Channel) -> Held {
+        let lost = CancellationToken::new();
+        let poll = poll_interval(self.ping_interval);
+        let (queue, connector) = (self.queue.clone(), self.connector);
+        let watcher = tokio::spawn({
+            let lost = lost.clone();
+            async move {
+                loop {
+                    tokio::time::sleep(poll).await;
+                    let check = channel.queue_declare(
+                        queue.as_str().into(),
+                        Self::options(true),
+                        FieldTable::default(),
+                    );
+                    let why = match tokio::time::timeout(poll, check).await {
+                        Ok(Ok(_)) => continue,
+                        Ok(Err(error)) => error.to_string(),
+                        Err(_) => "the broker did not answer in time".to_string(),
+                    };
+                    tracing::warn!(connector, reason = %why, "Lost the import lock; stopping the imports of this replica.");
+                    lost.cancel();
+                    return;
+                }
+            }
+        });
+        Held {
+            connection,
+            lost,
+            watcher,
+        }
+    }
+}
+
+impl Held {
+    /// Gives the lock up: closes its connection, so the broker deletes the queue at once.
+    pub async fn release(self) {
+        self.watcher.abort();
+        let close = self.connection.close(200, "import lock released".into());
+        let _ = tokio::time::timeout(Duration::from_secs(2), close).await;
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.watcher.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waiting_and_dead_holders_fit_in_two_ping_intervals() {
+        for secs in [1, 2, 5, 19, 40, 120, 3600] {
+            let ping = Duration::from_secs(secs);
+            let poll = poll_interval(ping);
+            let beat = Duration::from_secs(heartbeat(ping).into());
+            // The broker drops a silent holder after about one heartbeat timeout; a waiting
+            // replica then needs at most one poll.
+            assert!(beat + poll <= 2 * ping, "ping {secs} s");
+            assert!(poll >= Duration::from_millis(250));
+            assert!(beat <= Duration::from_secs(crate::amqp::HEARTBEAT.into()));
+        }
+    }
+}
