@@ -81,12 +81,16 @@ pub async fn run(
         run.state
             .set_schedule(last.map(stamp), Some(stamp(next)))
             .await;
-        if held_back {
-            // Say so now rather than at the next ping.
+        if held_back || run.platform.import_lock {
+            // Say so now rather than at the next ping: a replica taking the importer over
+            // reads the schedule the pings stored.
             let id = run.settings.id.to_string();
             let client = &run.platform.client;
             let ping = run.state.ping(client, &id, connector, &run.metrics);
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(10), ping).await;
+            tokio::select! {
+                _ = tokio::time::timeout(std::time::Duration::from_secs(10), ping) => {}
+                _ = shutdown.stop.cancelled() => break,
+            }
         }
         tracing::info!(connector, next_run = %next.to_rfc3339(), "Next run scheduled.");
         tokio::select! {

@@ -190,5 +190,21 @@ async fn healthz_reports_the_connectors_that_are_not_up() {
     metrics.set_up("ipsum", true);
     assert_eq!(reqwest::get(&url).await.unwrap().status().as_u16(), 200);
     assert!(opencti_connectors::health::probe(&url).await.is_ok());
+    // A replica standing by for the import lock is ready; the body says which one holds it.
+    metrics.set_import_lock("ipsum", false);
+    let r = reqwest::get(&url).await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(
+        r.text().await.unwrap(),
+        "ok\nipsum: standby, waiting for the import lock\n"
+    );
+    metrics.set_import_lock("ipsum", true);
+    let body = reqwest::get(&url).await.unwrap().text().await.unwrap();
+    assert_eq!(body, "ok\nipsum: import lock held\n");
+    assert!(
+        metrics
+            .render()
+            .contains("opencti_connectors_import_lock_held{connector=\"ipsum\"} 1")
+    );
     stop.cancel();
 }

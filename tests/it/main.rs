@@ -19,6 +19,7 @@ mod migrate;
 mod oneshot;
 mod opencti_client;
 mod readme;
+mod replicas;
 mod riskiq_e2e;
 mod runtime_enrichment;
 mod runtime_import;

@@ -301,6 +301,27 @@ impl FakeOpencti {
             .unwrap_or(0)
     }
 
+    /// How many consumers a queue has.
+    #[allow(dead_code)]
+    pub async fn queue_consumers(&self, queue: &str) -> u32 {
+        // A passive declare of a queue not declared yet closes its channel: not the shared one.
+        let Ok(channel) = self._connection.create_channel().await else {
+            return 0;
+        };
+        channel
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map(|q| q.consumer_count())
+            .unwrap_or(0)
+    }
+
     /// Fetches every ready message of a queue.
     pub async fn drain_queue(&self, queue: &str) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
