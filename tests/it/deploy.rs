@@ -141,6 +141,7 @@ async fn the_dashboard_queries_only_metrics_the_daemon_exports() {
     metrics.count("dashboard", Event::RunFailed);
     metrics.sent("dashboard", 2, 3);
     metrics.ping("dashboard", false);
+    metrics.set_import_lock("dashboard", true);
     let upstream = wiremock::MockServer::start().await;
     wiremock::Mock::given(wiremock::matchers::any())
         .respond_with(wiremock::ResponseTemplate::new(429).insert_header("Retry-After", "1"))
@@ -173,18 +174,150 @@ async fn the_dashboard_queries_only_metrics_the_daemon_exports() {
 }
 
 #[test]
-fn the_prometheus_example_scrapes_the_compose_service() {
-    let scrape = read("deploy/prometheus.yml");
-    let compose = read("docker-compose.yml");
-    assert!(scrape.contains("metrics_path: /metrics"));
-    assert!(compose.contains("DAEMON_LISTEN=0.0.0.0:9095") && scrape.contains(":9095"));
-    let service = scrape
-        .split("targets: [\"")
-        .nth(1)
-        .and_then(|t| t.split(':').next())
-        .unwrap();
+fn the_prometheus_example_scrapes_every_replica_of_the_compose_service() {
+    let scrape: serde_yaml::Value = serde_yaml::from_str(&read("deploy/prometheus.yml")).unwrap();
+    let compose: serde_yaml::Value = serde_yaml::from_str(&read("docker-compose.yml")).unwrap();
+    let job = &scrape["scrape_configs"][0];
+    assert_eq!(job["metrics_path"], "/metrics");
+    let sd = &job["dns_sd_configs"][0];
+    let service = sd["names"][0].as_str().unwrap();
+    let connectors = &compose["services"][service];
+    assert!(connectors.is_mapping(), "no compose service {service}");
+    let listen = format!("DAEMON_LISTEN=0.0.0.0:{}", sd["port"].as_u64().unwrap());
+    let env = connectors["environment"].as_sequence().unwrap();
+    assert!(env.iter().any(|e| e.as_str() == Some(listen.as_str())));
+}
+
+#[test]
+fn the_compose_service_scales() {
+    let compose: serde_yaml::Value = serde_yaml::from_str(&read("docker-compose.yml")).unwrap();
+    let connectors = &compose["services"]["connectors"];
+    // A fixed name or host port would stop `docker compose up --scale connectors=N`.
+    assert!(connectors.get("container_name").is_none());
+    for port in connectors["ports"].as_sequence().unwrap() {
+        let port = port.as_str().unwrap();
+        assert!(
+            !port.contains(':'),
+            "{port} binds one host port: one replica only"
+        );
+    }
+}
+
+/// The Kubernetes manifest's documents by kind.
+fn kubernetes() -> std::collections::HashMap<String, serde_yaml::Value> {
+    use serde::Deserialize;
+    let text = read("deploy/kubernetes/opencti-connectors.yaml");
+    serde_yaml::Deserializer::from_str(&text)
+        .map(|doc| {
+            let doc = serde_yaml::Value::deserialize(doc).unwrap();
+            (doc["kind"].as_str().unwrap().to_string(), doc)
+        })
+        .collect()
+}
+
+#[test]
+fn the_kubernetes_deployment_probes_drains_and_is_bounded() {
+    let docs = kubernetes();
+    let deployment = &docs["Deployment"];
+    let spec = &deployment["spec"];
+    assert!(spec["replicas"].as_u64().unwrap() >= 2);
+    assert_eq!(spec["strategy"]["rollingUpdate"]["maxUnavailable"], 0);
+    let pod = &spec["template"]["spec"];
+    let container = &pod["containers"][0];
+    let config: serde_yaml::Value =
+        serde_yaml::from_str(docs["ConfigMap"]["data"]["config.yml"].as_str().unwrap()).unwrap();
+
+    // Readiness on /healthz, on the port the daemon listens on.
+    let listen = config["daemon"]["listen"].as_str().unwrap();
+    let port: u64 = listen.rsplit(':').next().unwrap().parse().unwrap();
+    let ready = &container["readinessProbe"]["httpGet"];
+    assert_eq!(ready["path"], "/healthz");
+    let named = container["ports"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == ready["port"])
+        .expect("the probe's port is declared");
+    assert_eq!(named["containerPort"].as_u64(), Some(port));
+    // Liveness must not follow OpenCTI's availability (/healthz is 503 while it is down).
+    assert!(container["livenessProbe"]["httpGet"]["path"] != "/healthz");
+
+    // The grace period covers the drain, the connectors' hard stop and the last ping.
+    let drain: opencti_connectors::config::IsoDuration =
+        serde_yaml::from_value(config["daemon"]["shutdown_timeout"].clone()).unwrap();
+    let grace = pod["terminationGracePeriodSeconds"].as_u64().unwrap();
+    let needed =
+        drain.0 + opencti_connectors::runtime::HARD_STOP + std::time::Duration::from_secs(5);
     assert!(
-        compose.contains(&format!("\n  {service}:")),
-        "no compose service {service}"
+        grace >= needed.as_secs(),
+        "terminationGracePeriodSeconds {grace} < {needed:?}"
     );
+
+    let resources = &container["resources"];
+    for key in ["requests", "limits"] {
+        assert!(
+            resources[key]["memory"].is_string(),
+            "resources.{key}.memory"
+        );
+    }
+    assert!(resources["requests"]["cpu"].is_string());
+
+    // The config file is where the container reads it.
+    let mount = container["volumeMounts"][0]["mountPath"].as_str().unwrap();
+    let env = container["env"].as_sequence().unwrap();
+    // CONFIG_FILE is the command line's `--config`.
+    let known: HashSet<String> = known_env()
+        .into_iter()
+        .chain(["CONFIG_FILE".into()])
+        .collect();
+    for e in env {
+        let name = e["name"].as_str().unwrap();
+        assert!(
+            known.contains(name),
+            "the manifest sets {name}, which the daemon does not read"
+        );
+    }
+    let file = env
+        .iter()
+        .find(|e| e["name"] == "CONFIG_FILE")
+        .map(|e| e["value"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(file, format!("{mount}/config.yml"));
+}
+
+#[test]
+fn the_kubernetes_config_map_is_a_configuration_the_daemon_accepts() {
+    let docs = kubernetes();
+    // Each placeholder id becomes a UUID of its own.
+    let mut text = docs["ConfigMap"]["data"]["config.yml"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    while text.contains("ChangeMe") {
+        text = text.replacen("ChangeMe", &uuid::Uuid::new_v4().to_string(), 1);
+    }
+    let dir = std::env::temp_dir().join(format!("occ-k8s-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("config.yml"), text).unwrap();
+    // The secrets come from the Secret, by environment.
+    let out = std::process::Command::new(crate::common::daemon::BIN)
+        .arg("check-config")
+        .current_dir(&dir)
+        .env("CONFIG_FILE", dir.join("config.yml"))
+        .env("OPENCTI_TOKEN", "a-token")
+        .env("IPINFO_TOKEN", "an-ipinfo-token")
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("ipinfo: IPInfo (INTERNAL_ENRICHMENT"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("ipsum: IPsum (EXTERNAL_IMPORT"), "{stdout}");
 }
