@@ -1,14 +1,16 @@
 //! `check-config --online`: one cheap call to each thing the daemon depends on, one line per
 //! check. OpenCTI (its URL and token), each enabled connector's registration (which tells
 //! where RabbitMQ is, as at start-up; registering again is what every start does), RabbitMQ
-//! itself, then each enabled connector's upstream with its configured key.
+//! itself, each importer's lock (free, or held by a running replica), then each enabled
+//! connector's upstream with its configured key.
 
 use std::time::Duration;
 
 use crate::amqp::BrokerAddress;
-use crate::config::ConnectorSettings;
+use crate::config::{ConnectorSettings, Mode};
 use crate::connectors::Hosted;
 use crate::registry::Config;
+use crate::runtime::lock::ImportLock;
 use crate::runtime::register_input;
 
 /// How long one check may take.
@@ -78,12 +80,18 @@ pub async fn check(
         }
     };
     let mut brokers: Vec<BrokerAddress> = Vec::new();
+    let mut locks = Vec::new();
     if let Some(client) = &platform {
         for (settings, _) in built {
             let result = bounded(client.register_connector(&register_input(settings))).await;
             let result = result.map(|registration| {
                 let broker = BrokerAddress::resolve(&registration.config.connection, &config.mq)
                     .trusting(roots.as_ref());
+                if matches!(settings.mode, Mode::Import { .. }) && config.daemon.import_lock {
+                    let id = settings.id.to_string();
+                    let ping = config.daemon.ping_interval.0;
+                    locks.push(ImportLock::new(broker.clone(), &id, settings.key, ping));
+                }
                 if !brokers.contains(&broker) {
                     brokers.push(broker);
                 }
@@ -111,6 +119,19 @@ pub async fn check(
         };
         push(Check {
             name: "rabbitmq".into(),
+            result,
+        });
+    }
+    for lock in &locks {
+        let result = bounded(lock.probe()).await.map(|free| {
+            if free {
+                "free: this replica would take it and run the imports".to_string()
+            } else {
+                "held by a running replica: this one would stand by".to_string()
+            }
+        });
+        push(Check {
+            name: format!("{}: import lock", lock.connector()),
             result,
         });
     }

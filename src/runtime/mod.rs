@@ -371,10 +371,12 @@ async fn import_under_lock(
             abort: shutdown.abort.child_token(),
         };
         let _end_hold = {
-            let (hold, lost) = (hold.clone(), held.lost.clone());
+            let (hold, lost, metrics) = (hold.clone(), held.lost.clone(), metrics.clone());
             tokio::spawn(async move {
                 tokio::select! {
                     _ = lost.cancelled() => {
+                        // Said at once: the run may take a moment to close its work.
+                        metrics.set_import_lock(connector, false);
                         hold.stop.cancel();
                         hold.abort.cancel();
                     }
@@ -404,6 +406,7 @@ async fn import_under_lock(
             }
         }
         hold.stop.cancel();
+        metrics.set_import_lock(connector, false);
         held.release().await;
         if shutdown.stop.is_cancelled() {
             break;

@@ -84,7 +84,8 @@ async fn every_dependency_gets_one_line_and_all_pass() {
         "ok    rabbitmq: amqp://guest@127.0.0.1:5672/",
         "ok    ipinfo: upstream: token accepted",
         "ok    ipsum: upstream: feed answers (HTTP 200",
-        "online checks OK (6 check(s))",
+        "ok    ipsum: import lock: free: this replica would take it",
+        "online checks OK (7 check(s))",
     ] {
         assert!(text.contains(line), "`{line}` in\n{text}");
     }
@@ -112,7 +113,8 @@ async fn a_refused_key_an_unreachable_broker_and_a_bad_token_each_fail_their_lin
         "FAIL  rabbitmq: amqp://guest@127.0.0.1:",
         "FAIL  ipinfo: upstream: Invalid API Token, Error 403",
         "ok    ipsum: upstream",
-        "2 of 6 online check(s) failed",
+        "FAIL  ipsum: import lock: amqp://guest@127.0.0.1:",
+        "3 of 7 online check(s) failed",
     ] {
         assert!(text.contains(line), "`{line}` in\n{text}");
     }
@@ -234,4 +236,41 @@ async fn each_connector_checks_its_key_with_one_cheap_call() {
         error.contains("refused the API key") && !error.contains("lis-key"),
         "{error}"
     );
+}
+
+#[tokio::test]
+async fn an_import_lock_held_by_a_running_replica_is_reported_as_such() {
+    let fake = FakeOpencti::start().await;
+    let upstream = upstreams(200).await;
+    let env = env(&fake, &upstream, fake_opencti::TOKEN);
+    let id = &env
+        .iter()
+        .find(|(k, _)| *k == "IPSUM_CONNECTOR_ID")
+        .unwrap()
+        .1;
+    // A running replica: the owner of the lock queue.
+    let replica = fake_opencti::broker().await;
+    let channel = replica.create_channel().await.unwrap();
+    let queue = opencti_connectors::runtime::lock::queue_name(id);
+    channel
+        .queue_declare(
+            queue.as_str().into(),
+            lapin::options::QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..Default::default()
+            },
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let text = stdout(&check_online(&env).await);
+    assert!(
+        text.contains(
+            "ok    ipsum: import lock: held by a running replica: this one would stand by"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("online checks OK (7 check(s))"), "{text}");
+    let _ = replica.close(200, "test done".into()).await;
 }

@@ -458,3 +458,54 @@ async fn a_run_in_progress_when_the_holder_is_killed_is_redone_by_the_standby() 
     assert_eq!(processed[0].variables["id"], format!("work_{id}_2"));
     assert_eq!(processed[0].variables["inError"], false);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_standby_takes_over_when_the_holder_loses_the_broker_silently() {
+    const PING: Duration = Duration::from_secs(4);
+    let fake = FakeOpencti::start().await;
+    let feed = feed().await;
+    let url = format!("{}/levels/8.txt", feed.uri());
+    let id = uuid::Uuid::new_v4().to_string();
+    // The first replica reaches RabbitMQ through a proxy that will drop everything silently.
+    let broker = crate::common::proxy::Proxy::start("http://127.0.0.1:5672").await;
+    let port = broker.url.rsplit(':').next().unwrap().to_string();
+    let mut env = replica_env(&fake, "a", Some((&id, &url, "PT1H")), None, "PT4S");
+    env.push(("MQ_PORT", port));
+    let a = Daemon::spawn(&env);
+    assert_eq!(holder(&[&a]).await, 0);
+    let b = Daemon::spawn(&replica_env(
+        &fake,
+        "b",
+        Some((&id, &url, "PT1H")),
+        None,
+        "PT4S",
+    ));
+    assert_eq!(holder(&[&a, &b]).await, 0);
+
+    broker.freeze();
+    let frozen_at = Instant::now();
+    let (status, body) = loop {
+        let (status, body) = health(&b).await;
+        if body.contains("ipsum: import lock held") {
+            break (status, body);
+        }
+        assert!(frozen_at.elapsed() < 4 * PING, "no takeover: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let took = frozen_at.elapsed();
+    eprintln!("the standby took the lock {took:?} after the holder's network froze");
+    assert_eq!(status, 200);
+    assert!(took <= 2 * PING, "{took:?}: {body}");
+    // The old holder gave its hold up, and stopped pinging IPsum's state.
+    let (_, body) = health(&a).await;
+    assert!(body.contains("ipsum: standby"), "{body}");
+    let pings_of_a = || {
+        calls_of(&fake, &id)
+            .iter()
+            .filter(|c| c.field == "pingConnector" && c.replica.as_deref() == Some("a"))
+            .count()
+    };
+    let before = pings_of_a();
+    tokio::time::sleep(PING + Duration::from_millis(500)).await;
+    assert_eq!(pings_of_a(), before, "the old holder still pings");
+}
