@@ -14,6 +14,8 @@ use crate::opencti::client::Connection as RegisteredConnection;
 
 /// The largest AMQP frame the daemon proposes (the broker may lower it, never raise it).
 pub const FRAME_MAX: u32 = 16 * 1024;
+/// The smallest frame AMQP 0-9-1 allows: enough for connections that carry no messages.
+pub const FRAME_MIN: u32 = 4096;
 
 /// The heartbeat (seconds) of the connectors' connections, as pycti's.
 pub const HEARTBEAT: u16 = 10;
@@ -74,7 +76,7 @@ impl BrokerAddress {
         self
     }
 
-    fn uri(&self, heartbeat: u16) -> AMQPUri {
+    fn uri(&self, heartbeat: u16, frame_max: u32) -> AMQPUri {
         AMQPUri {
             scheme: if self.use_ssl {
                 AMQPScheme::AMQPS
@@ -96,7 +98,7 @@ impl BrokerAddress {
                 // lapin keeps 2 × 32 frames of buffer per connection, zero-filled: at the
                 // broker's 128 KiB that is 8 MiB resident per connector; at 16 KiB, 1 MiB.
                 // Larger messages simply travel in more frames.
-                frame_max: Some(FRAME_MAX),
+                frame_max: Some(frame_max),
                 ..Default::default()
             },
         }
@@ -105,14 +107,15 @@ impl BrokerAddress {
     /// Opens a connection (heartbeat 10 s, as pycti); amqps verifies the broker against the
     /// system's roots and the extra CA certificates.
     pub async fn connect(&self, name: &str) -> Result<Connection, lapin::Error> {
-        self.connect_with_heartbeat(name, HEARTBEAT).await
+        self.connect_with(name, HEARTBEAT, FRAME_MAX).await
     }
 
-    /// [`BrokerAddress::connect`] with another heartbeat (seconds).
-    pub async fn connect_with_heartbeat(
+    /// [`BrokerAddress::connect`] with another heartbeat (seconds) and largest frame.
+    pub async fn connect_with(
         &self,
         name: &str,
         heartbeat: u16,
+        frame_max: u32,
     ) -> Result<Connection, lapin::Error> {
         let props = ConnectionProperties::default().with_connection_name(name.into());
         let tls = lapin::tcp::OwnedTLSConfig {
@@ -120,7 +123,8 @@ impl BrokerAddress {
             cert_chain: self.ca_pem.as_deref().map(str::to_string),
         };
         let runtime = lapin::runtime::default_runtime()?;
-        Connection::connect_uri_with_config(self.uri(heartbeat), props, tls, runtime).await
+        Connection::connect_uri_with_config(self.uri(heartbeat, frame_max), props, tls, runtime)
+            .await
     }
 }
 

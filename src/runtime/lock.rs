@@ -20,7 +20,8 @@ use lapin::{Channel, Connection, ErrorKind};
 use tokio_util::sync::CancellationToken;
 
 use super::retry::{self, BROKER_BACKOFF};
-use crate::amqp::BrokerAddress;
+// The lock connection carries no message: the smallest frames keep its buffers small.
+use crate::amqp::{BrokerAddress, FRAME_MIN};
 
 /// The lock queue of a connector.
 pub fn queue_name(connector_id: &str) -> String {
@@ -111,7 +112,7 @@ impl ImportLock {
             let name = format!("opencti-connectors {connector} import lock");
             let connect = self
                 .broker
-                .connect_with_heartbeat(&name, heartbeat(self.ping_interval));
+                .connect_with(&name, heartbeat(self.ping_interval), FRAME_MIN);
             let connection = tokio::select! {
                 c = connect => c,
                 _ = stop.cancelled() => return None,
@@ -185,7 +186,7 @@ impl ImportLock {
         let name = format!("opencti-connectors {} import lock check", self.connector);
         let connection = self
             .broker
-            .connect_with_heartbeat(&name, heartbeat(self.ping_interval))
+            .connect_with(&name, heartbeat(self.ping_interval), FRAME_MIN)
             .await
             .map_err(|e| format!("{:?}: {e}", self.broker))?;
         let attempt = self.try_declare(&connection).await;
@@ -200,8 +201,9 @@ impl ImportLock {
         }
     }
 
-    /// One try: a channel and an exclusive declare (a refused declare closes the channel).
-    async fn try_declare(&self, connection: &Connection) -> Result<Channel, lapin::Error> {
+    /// One try: a channel and an exclusive declare (a refused declare closes the channel,
+    /// which the client then forgets, so a standby can try for as long as it runs).
+    pub async fn try_declare(&self, connection: &Connection) -> Result<Channel, lapin::Error> {
         let channel = connection.create_channel().await?;
         channel
             .queue_declare(

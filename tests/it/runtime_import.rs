@@ -502,3 +502,48 @@ async fn two_replicas_run_one_importer_and_the_standby_takes_over() {
     let work = after.iter().position(|f| *f == "workAdd").expect("a run");
     assert!(read < work, "{after:?}");
 }
+
+/// The test broker as a registration would name it.
+fn test_broker() -> opencti_connectors::amqp::BrokerAddress {
+    opencti_connectors::amqp::BrokerAddress {
+        host: "127.0.0.1".into(),
+        port: 5672,
+        vhost: "/".into(),
+        use_ssl: false,
+        user: "guest".into(),
+        pass: opencti_connectors::config::Secret::new("guest"),
+        ca_pem: None,
+    }
+}
+
+/// A standby tries the lock for as long as it runs: each refused declare closes a channel,
+/// and more refusals than a connection has channels (2,047) leave it usable. A holder that
+/// goes without releasing (a panic) frees the lock all the same.
+#[tokio::test]
+async fn a_standby_can_try_the_lock_forever_and_a_dropped_hold_frees_it() {
+    use opencti_connectors::runtime::lock::ImportLock;
+    let id = uuid::Uuid::new_v4().to_string();
+    let ping = Duration::from_secs(1);
+    let lock = ImportLock::new(test_broker(), &id, "importer", ping);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let first = lock.acquire(&stop).await.expect("a free lock is taken");
+    assert!(!first.waited);
+
+    let standby = ImportLock::new(test_broker(), &id, "importer", ping);
+    let connection = test_broker().connect("test standby").await.unwrap();
+    for attempt in 0..2100 {
+        let refused = standby.try_declare(&connection).await;
+        assert!(refused.is_err(), "attempt {attempt} took a held lock");
+    }
+    assert!(connection.status().connected());
+    assert_eq!(standby.probe().await, Ok(false), "held");
+
+    drop(first);
+    let second = tokio::time::timeout(Duration::from_secs(5), standby.acquire(&stop))
+        .await
+        .expect("the dropped hold freed the lock")
+        .unwrap();
+    assert!(!second.held.lost.is_cancelled());
+    second.held.release().await;
+    assert_eq!(lock.probe().await, Ok(true), "released");
+}
