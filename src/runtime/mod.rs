@@ -370,6 +370,8 @@ async fn import_under_lock(
             stop: shutdown.stop.child_token(),
             abort: shutdown.abort.child_token(),
         };
+        // Ends the watch below on every way out, a panic of the scheduler included.
+        let _stop_hold = hold.stop.clone().drop_guard();
         let _end_hold = {
             let (hold, lost, metrics) = (hold.clone(), held.lost.clone(), metrics.clone());
             tokio::spawn(async move {
