@@ -320,12 +320,7 @@ async fn processed(
             let state = fake.state.lock().unwrap();
             done += state.calls[seen..]
                 .iter()
-                .filter(|c| {
-                    c.field == "workEdit.toProcessed"
-                        && c.variables["id"]
-                            .as_str()
-                            .is_some_and(|w| w.starts_with(&prefix))
-                })
+                .filter(|c| c.closes_work(&prefix))
                 .count();
             seen = state.calls.len();
         }

@@ -61,6 +61,19 @@ fn replica_env(
     env
 }
 
+/// Both replicas, started together with [`replica_env`].
+fn both(
+    fake: &FakeOpencti,
+    ipsum: Option<(&str, &str, &str)>,
+    ipinfo: Option<(&str, &str)>,
+    ping_interval: &str,
+) -> Vec<Daemon> {
+    REPLICAS
+        .iter()
+        .map(|r| Daemon::spawn(&replica_env(fake, r, ipsum, ipinfo, ping_interval)))
+        .collect()
+}
+
 /// `/healthz` of a replica: its status and body.
 async fn health(daemon: &Daemon) -> (u16, String) {
     match reqwest::get(format!("http://127.0.0.1:{}/healthz", daemon.port)).await {
@@ -107,28 +120,17 @@ fn calls_of(fake: &FakeOpencti, id: &str) -> Vec<Call> {
 /// The import runs of connector `id`: (replica, workAdd time, toProcessed time).
 fn runs(fake: &FakeOpencti, id: &str) -> Vec<(String, Instant, Option<Instant>)> {
     let all = fake.all_calls();
-    let mut runs = Vec::new();
-    for c in all
-        .iter()
+    all.iter()
         .filter(|c| c.field == "workAdd" && c.variables["connectorId"] == id)
-    {
-        runs.push((c.replica.clone().unwrap_or_default(), c.at, None));
-    }
-    // Work ids are `work_<connector id>_<n>`: pair each close with its work by position.
-    let prefix = format!("work_{id}_");
-    let closes: Vec<&Call> = all
-        .iter()
-        .filter(|c| {
-            c.field == "workEdit.toProcessed"
-                && c.variables["id"]
-                    .as_str()
-                    .is_some_and(|w| w.starts_with(&prefix))
+        .map(|add| {
+            let work = add.work_id.as_deref().unwrap_or_default();
+            let closed = all
+                .iter()
+                .find(|c| c.field == "workEdit.toProcessed" && c.variables["id"] == work)
+                .map(|c| c.at);
+            (add.replica.clone().unwrap_or_default(), add.at, closed)
         })
-        .collect();
-    for (run, close) in runs.iter_mut().zip(closes) {
-        run.2 = Some(close.at);
-    }
-    runs
+        .collect()
 }
 
 /// Runs never overlap: each one closed before the next one opened.
@@ -146,18 +148,7 @@ async fn two_replicas_run_ipsum_once_per_period_and_only_the_holder_pings_its_st
     let feed = feed().await;
     let url = format!("{}/levels/8.txt", feed.uri());
     let id = uuid::Uuid::new_v4().to_string();
-    let daemons: Vec<Daemon> = REPLICAS
-        .iter()
-        .map(|r| {
-            Daemon::spawn(&replica_env(
-                &fake,
-                r,
-                Some((&id, &url, "PT2S")),
-                None,
-                "PT1S",
-            ))
-        })
-        .collect();
+    let daemons = both(&fake, Some((&id, &url, "PT2S")), None, "PT1S");
     let started = Instant::now();
     let holding = holder(&daemons.iter().collect::<Vec<_>>()).await;
     let watch = Duration::from_secs(11);
@@ -223,33 +214,13 @@ async fn the_standby_runs_the_next_import_in_time_when_the_holder_is_killed() {
     let feed = feed().await;
     let url = format!("{}/levels/8.txt", feed.uri());
     let id = uuid::Uuid::new_v4().to_string();
-    let mut daemons: Vec<Daemon> = REPLICAS
-        .iter()
-        .map(|r| {
-            Daemon::spawn(&replica_env(
-                &fake,
-                r,
-                Some((&id, &url, "PT3S")),
-                None,
-                "PT2S",
-            ))
-        })
-        .collect();
+    let mut daemons = both(&fake, Some((&id, &url, "PT3S")), None, "PT2S");
     let holding = holder(&daemons.iter().collect::<Vec<_>>()).await;
     let standing = 1 - holding;
     // Two runs on the holder, then it dies between runs, its next run scheduled.
     let prefix = format!("work_{id}_");
     fake.wait_for("two runs", |s| {
-        s.calls
-            .iter()
-            .filter(|c| c.field == "workEdit.toProcessed")
-            .filter(|c| {
-                c.variables["id"]
-                    .as_str()
-                    .is_some_and(|w| w.starts_with(&prefix))
-            })
-            .count()
-            >= 2
+        s.calls.iter().filter(|c| c.closes_work(&prefix)).count() >= 2
     })
     .await;
     // Let the ping after the run store the schedule.
@@ -317,18 +288,7 @@ async fn a_thousand_enrichments_are_shared_by_two_replicas_and_all_processed() {
         .mount(&upstream)
         .await;
     let id = uuid::Uuid::new_v4().to_string();
-    let daemons: Vec<Daemon> = REPLICAS
-        .iter()
-        .map(|r| {
-            Daemon::spawn(&replica_env(
-                &fake,
-                r,
-                None,
-                Some((&id, &upstream.uri())),
-                "PT1S",
-            ))
-        })
-        .collect();
+    let daemons = both(&fake, None, Some((&id, &upstream.uri())), "PT1S");
     // Both consume before the first request is queued.
     let queue = FakeOpencti::listen_queue(&id);
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -417,18 +377,7 @@ async fn a_run_in_progress_when_the_holder_is_killed_is_redone_by_the_standby() 
         .await;
     let url = format!("{}/levels/8.txt", feed.uri());
     let id = uuid::Uuid::new_v4().to_string();
-    let mut daemons: Vec<Daemon> = REPLICAS
-        .iter()
-        .map(|r| {
-            Daemon::spawn(&replica_env(
-                &fake,
-                r,
-                Some((&id, &url, "PT1H")),
-                None,
-                "PT1S",
-            ))
-        })
-        .collect();
+    let mut daemons = both(&fake, Some((&id, &url, "PT1H")), None, "PT1S");
     let holding = holder(&daemons.iter().collect::<Vec<_>>()).await;
     fake.wait_for("the holder's run started", |s| s.count("workAdd") >= 1)
         .await;

@@ -38,6 +38,20 @@ pub struct Call {
     /// The replica that called, for a daemon pointed at `<url>/<replica>` ([`FakeOpencti::replica_url`]).
     #[allow(dead_code)]
     pub replica: Option<String>,
+    /// The id a `workAdd` answered.
+    #[allow(dead_code)]
+    pub work_id: Option<String>,
+}
+
+impl Call {
+    /// Whether this closes (`toProcessed`) a work whose id starts with `prefix`.
+    #[allow(dead_code)]
+    pub fn closes_work(&self, prefix: &str) -> bool {
+        self.field == "workEdit.toProcessed"
+            && self.variables["id"]
+                .as_str()
+                .is_some_and(|w| w.starts_with(prefix))
+    }
 }
 
 /// What the fake knows and saw.
@@ -287,39 +301,33 @@ impl FakeOpencti {
 
     /// Messages ready in a queue (passive declare).
     pub async fn queue_len(&self, queue: &str) -> u32 {
-        self.channel
-            .queue_declare(
-                queue.into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
+        self.queue_info(queue)
             .await
-            .map(|q| q.message_count())
-            .unwrap_or(0)
+            .map_or(0, |q| q.message_count())
     }
 
     /// How many consumers a queue has.
     #[allow(dead_code)]
     pub async fn queue_consumers(&self, queue: &str) -> u32 {
-        // A passive declare of a queue not declared yet closes its channel: not the shared one.
-        let Ok(channel) = self._connection.create_channel().await else {
-            return 0;
-        };
-        channel
-            .queue_declare(
-                queue.into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
+        self.queue_info(queue)
             .await
-            .map(|q| q.consumer_count())
-            .unwrap_or(0)
+            .map_or(0, |q| q.consumer_count())
+    }
+
+    /// A passive declare, on a channel of its own: one of a queue not declared yet closes
+    /// its channel, which must not be the shared one.
+    async fn queue_info(&self, queue: &str) -> Option<lapin::Queue> {
+        let channel = self._connection.create_channel().await.ok()?;
+        let options = QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        let declared = channel
+            .queue_declare(queue.into(), options, FieldTable::default())
+            .await
+            .ok();
+        let _ = channel.close(200, "done".into()).await;
+        declared
     }
 
     /// Fetches every ready message of a queue.
@@ -510,6 +518,7 @@ async fn answer(
             draft_id,
             at: std::time::Instant::now(),
             replica,
+            work_id: None,
         });
         // Longer than any test: the client must give up on its own.
         tokio::time::sleep(Duration::from_secs(3600)).await;
@@ -527,6 +536,7 @@ async fn answer(
                 draft_id,
                 at: std::time::Instant::now(),
                 replica: replica.clone(),
+                work_id: None,
             });
             return (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -654,12 +664,16 @@ async fn answer(
         }
     };
     // Recorded once handled, so a test that saw the call also sees its effects (queues).
+    let work_id = (field == "workAdd")
+        .then(|| data["workAdd"]["id"].as_str().map(str::to_string))
+        .flatten();
     fake.state.lock().unwrap().calls.push(Call {
         field,
         variables,
         draft_id,
         at: std::time::Instant::now(),
         replica,
+        work_id,
     });
     (StatusCode::OK, Json(json!({ "data": data })))
 }
