@@ -9,6 +9,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::Utc;
 use serde_json::Value;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::retry::{Gave, Patience};
@@ -146,6 +147,9 @@ struct RunContext<'a> {
 
 /// The work message of a run cut short by the shutdown deadline.
 pub const INTERRUPTED: &str = "interrupted by shutdown";
+/// The work message of a run cut short because this replica lost the import lock.
+pub const LOCK_LOST: &str =
+    "interrupted: this replica lost the import lock; the replica that holds it now runs again";
 /// How long closing an interrupted run's work may take (the platform may be what hangs).
 const INTERRUPTED_REPORT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -347,12 +351,18 @@ async fn finish_run(
         }
         RunEnd::Interrupted => {
             run.metrics.count(connector, Event::RunFailed);
+            let lost = shutdown
+                .lock_lost
+                .as_ref()
+                .is_some_and(CancellationToken::is_cancelled);
+            let message = if lost { LOCK_LOST } else { INTERRUPTED };
             tracing::warn!(
                 connector,
-                "Import run interrupted by the shutdown; the previous state is kept."
+                reason = message,
+                "Import run interrupted; the previous state is kept."
             );
             // The abort has fired, so no retry: one bounded attempt to close the work.
-            let closing = client.work_to_processed(&work_id, INTERRUPTED, true);
+            let closing = client.work_to_processed(&work_id, message, true);
             match tokio::time::timeout(INTERRUPTED_REPORT_TIMEOUT, closing).await {
                 Ok(Ok(())) => {}
                 Ok(Err(error)) => {

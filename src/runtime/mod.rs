@@ -28,6 +28,9 @@ use state::StateCell;
 pub struct Shutdown {
     pub stop: CancellationToken,
     pub abort: CancellationToken,
+    /// For an importer under the import lock: fired (with `stop` and `abort`) when this
+    /// replica lost the lock, so a run cut short says why.
+    pub lock_lost: Option<CancellationToken>,
 }
 
 /// What all connectors share.
@@ -369,6 +372,7 @@ async fn import_under_lock(
         let hold = Shutdown {
             stop: shutdown.stop.child_token(),
             abort: shutdown.abort.child_token(),
+            lock_lost: Some(held.lost.clone()),
         };
         // Ends the watch below on every way out, a panic of the scheduler included.
         let _stop_hold = hold.stop.clone().drop_guard();

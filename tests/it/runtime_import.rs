@@ -8,7 +8,7 @@ use crate::common::*;
 use async_trait::async_trait;
 use opencti_connectors::config::{ConnectorSettings, QueueProtocol};
 use opencti_connectors::connectors::{ConnectorError, Hosted, ImportConnector, ImportContext};
-use opencti_connectors::runtime::Shutdown;
+use opencti_connectors::runtime::{Platform, Shutdown};
 use opencti_connectors::stix::{Observable, to_object};
 use serde_json::{Value, json};
 
@@ -546,4 +546,69 @@ async fn a_standby_can_try_the_lock_forever_and_a_dropped_hold_frees_it() {
     assert!(!second.held.lost.is_cancelled());
     second.held.release().await;
     assert_eq!(lock.probe().await, Ok(true), "released");
+}
+
+/// A holder whose broker connection goes silent mid-run loses the lock: the run stops, its
+/// work says why, the state is left as it was, and this replica stands by.
+#[tokio::test]
+async fn a_run_stops_when_its_replica_loses_the_import_lock() {
+    let fake = FakeOpencti::start().await;
+    let s = importer_settings(Duration::from_secs(3600), QueueProtocol::Api);
+    let id = s.id.to_string();
+    fake.state
+        .lock()
+        .unwrap()
+        .states
+        .insert(id.clone(), Some(r#"{"runs": 3}"#.into()));
+    // This replica reaches RabbitMQ (and so the lock) through a proxy that will go silent.
+    let broker = crate::common::proxy::Proxy::start("http://127.0.0.1:5672").await;
+    let port: u16 = broker.url.rsplit(':').next().unwrap().parse().unwrap();
+    let platform = Arc::new(Platform {
+        mq: opencti_connectors::config::MqConfig {
+            port: Some(port),
+            ..Default::default()
+        },
+        ..Arc::try_unwrap(crate::common::platform(&fake))
+            .ok()
+            .unwrap()
+    });
+    let metrics = platform.metrics.clone();
+    let importer = Arc::new(TestImporter {
+        gate: Some(Arc::new(tokio::sync::Semaphore::new(0))),
+        ..Default::default()
+    });
+    let (shutdown, task) = start_on(
+        platform,
+        &fake,
+        s,
+        Hosted::Import(importer.clone()),
+        Duration::from_secs(5),
+    )
+    .await;
+    fake.wait_for("the first chunk", |s| s.count("stixBundlePush") == 1)
+        .await;
+    assert_eq!(metrics.import_lock("importer"), Some(true));
+    broker.freeze();
+    fake.wait_for("the run closed", |s| s.count("workEdit.toProcessed") == 1)
+        .await;
+    let processed = fake.calls("workEdit.toProcessed");
+    assert_eq!(
+        processed[0].variables["message"],
+        opencti_connectors::runtime::import::LOCK_LOST
+    );
+    assert_eq!(processed[0].variables["inError"], true);
+    assert_eq!(metrics.import_lock("importer"), Some(false));
+    let pings = fake.count("pingConnector");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        fake.count("pingConnector"),
+        pings,
+        "no ping without the lock"
+    );
+    assert_eq!(
+        fake.state.lock().unwrap().states[&id].as_deref(),
+        Some(r#"{"runs":3}"#),
+        "the previous state is kept"
+    );
+    stop(shutdown, task).await;
 }

@@ -153,6 +153,7 @@ async fn session(
     let handlers = Shutdown {
         stop: shutdown.stop.clone(),
         abort: session_abort.clone(),
+        lock_lost: None,
     };
     let tracker = TaskTracker::new();
     let mut delivered = false;
