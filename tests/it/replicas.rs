@@ -133,6 +133,25 @@ fn runs(fake: &FakeOpencti, id: &str) -> Vec<(String, Instant, Option<Instant>)>
         .collect()
 }
 
+/// Both replicas registered the connector, with the same id, name, scope and options.
+fn assert_registered_alike(calls: &[Call]) {
+    let registrations: Vec<&Call> = calls
+        .iter()
+        .filter(|c| c.field == "registerConnector")
+        .collect();
+    let by: HashSet<&str> = registrations
+        .iter()
+        .filter_map(|c| c.replica.as_deref())
+        .collect();
+    assert_eq!(by.len(), 2, "both replicas registered");
+    assert!(
+        registrations
+            .windows(2)
+            .all(|w| w[0].variables == w[1].variables),
+        "the replicas' registrations differ"
+    );
+}
+
 /// Runs never overlap: each one closed before the next one opened.
 fn assert_one_at_a_time(runs: &[(String, Instant, Option<Instant>)]) {
     for pair in runs.windows(2) {
@@ -184,20 +203,7 @@ async fn two_replicas_run_ipsum_once_per_period_and_only_the_holder_pings_its_st
     }
     // Both registered alike; only the holder pinged IPsum's state.
     let calls = calls_of(&fake, &id);
-    let registrations: Vec<&Call> = calls
-        .iter()
-        .filter(|c| c.field == "registerConnector")
-        .collect();
-    let by: HashSet<&str> = registrations
-        .iter()
-        .filter_map(|c| c.replica.as_deref())
-        .collect();
-    assert_eq!(by.len(), 2, "both replicas registered");
-    assert!(
-        registrations
-            .windows(2)
-            .all(|w| w[0].variables == w[1].variables)
-    );
+    assert_registered_alike(&calls);
     let pingers: HashSet<&str> = calls
         .iter()
         .filter(|c| c.field == "pingConnector")
@@ -350,9 +356,11 @@ async fn a_thousand_enrichments_are_shared_by_two_replicas_and_all_processed() {
         );
     }
     assert_eq!(fake.queue_len(&queue).await, 0, "every message acked");
-    // Pings of both replicas agree: an enrichment connector keeps no state.
-    let pings: Vec<Call> = calls_of(&fake, &id)
-        .into_iter()
+    // Both registered alike, and their pings agree: an enrichment connector keeps no state.
+    let calls = calls_of(&fake, &id);
+    assert_registered_alike(&calls);
+    let pings: Vec<&Call> = calls
+        .iter()
         .filter(|c| c.field == "pingConnector")
         .collect();
     let pingers: HashSet<&str> = pings.iter().filter_map(|c| c.replica.as_deref()).collect();
