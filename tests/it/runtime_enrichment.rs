@@ -793,16 +793,8 @@ async fn an_unreachable_platform_pauses_the_consumer_until_it_answers() {
 async fn a_connector_that_cannot_reach_its_broker_is_not_up() {
     let fake = FakeOpencti::start().await;
     let s = enrichment(QueueProtocol::Api);
-    let platform = Arc::new(Platform {
-        // Registered, but the broker it is told to use answers nothing.
-        mq: opencti_connectors::config::MqConfig {
-            port: Some(crate::common::daemon::free_port()),
-            ..Default::default()
-        },
-        ..Arc::try_unwrap(crate::common::platform(&fake))
-            .ok()
-            .unwrap()
-    });
+    // Registered, but the broker it is told to use answers nothing.
+    let platform = platform_with_broker_port(&fake, crate::common::daemon::free_port());
     let metrics = platform.metrics.clone();
     let (shutdown, task) = start_on(
         platform,

@@ -8,7 +8,7 @@ use crate::common::*;
 use async_trait::async_trait;
 use opencti_connectors::config::{ConnectorSettings, QueueProtocol};
 use opencti_connectors::connectors::{ConnectorError, Hosted, ImportConnector, ImportContext};
-use opencti_connectors::runtime::{Platform, Shutdown};
+use opencti_connectors::runtime::Shutdown;
 use opencti_connectors::stix::{Observable, to_object};
 use serde_json::{Value, json};
 
@@ -269,9 +269,8 @@ async fn a_transient_failure_that_persists_fails_the_run_after_the_attempts() {
     );
 }
 
-#[tokio::test]
-async fn the_shutdown_deadline_closes_a_run_as_interrupted_and_keeps_the_state() {
-    let fake = FakeOpencti::start().await;
+/// An hourly importer, stored state `{"runs": 3}`, whose run stalls after its first chunk.
+fn stalled_run(fake: &FakeOpencti) -> (ConnectorSettings, String, Arc<TestImporter>) {
     let s = importer_settings(Duration::from_secs(3600), QueueProtocol::Api);
     let id = s.id.to_string();
     fake.state
@@ -283,6 +282,22 @@ async fn the_shutdown_deadline_closes_a_run_as_interrupted_and_keeps_the_state()
         gate: Some(Arc::new(tokio::sync::Semaphore::new(0))),
         ..Default::default()
     });
+    (s, id, importer)
+}
+
+/// The stored state is still the one [`stalled_run`] started from.
+fn assert_state_kept(fake: &FakeOpencti, id: &str) {
+    assert_eq!(
+        fake.state.lock().unwrap().states[id].as_deref(),
+        Some(r#"{"runs":3}"#),
+        "the previous state is kept"
+    );
+}
+
+#[tokio::test]
+async fn the_shutdown_deadline_closes_a_run_as_interrupted_and_keeps_the_state() {
+    let fake = FakeOpencti::start().await;
+    let (s, id, importer) = stalled_run(&fake);
     let (shutdown, task) = start(
         &fake,
         s,
@@ -297,11 +312,7 @@ async fn the_shutdown_deadline_closes_a_run_as_interrupted_and_keeps_the_state()
     assert_eq!(processed.len(), 1, "the run's work is closed");
     assert_eq!(processed[0].variables["message"], "interrupted by shutdown");
     assert_eq!(processed[0].variables["inError"], true);
-    assert_eq!(
-        fake.state.lock().unwrap().states[&id].as_deref(),
-        Some(r#"{"runs":3}"#),
-        "the previous state is kept"
-    );
+    assert_state_kept(&fake, &id);
 }
 
 /// Panics on every run.
@@ -553,30 +564,12 @@ async fn a_standby_can_try_the_lock_forever_and_a_dropped_hold_frees_it() {
 #[tokio::test]
 async fn a_run_stops_when_its_replica_loses_the_import_lock() {
     let fake = FakeOpencti::start().await;
-    let s = importer_settings(Duration::from_secs(3600), QueueProtocol::Api);
-    let id = s.id.to_string();
-    fake.state
-        .lock()
-        .unwrap()
-        .states
-        .insert(id.clone(), Some(r#"{"runs": 3}"#.into()));
+    let (s, id, importer) = stalled_run(&fake);
     // This replica reaches RabbitMQ (and so the lock) through a proxy that will go silent.
     let broker = crate::common::proxy::Proxy::start("http://127.0.0.1:5672").await;
     let port: u16 = broker.url.rsplit(':').next().unwrap().parse().unwrap();
-    let platform = Arc::new(Platform {
-        mq: opencti_connectors::config::MqConfig {
-            port: Some(port),
-            ..Default::default()
-        },
-        ..Arc::try_unwrap(crate::common::platform(&fake))
-            .ok()
-            .unwrap()
-    });
+    let platform = platform_with_broker_port(&fake, port);
     let metrics = platform.metrics.clone();
-    let importer = Arc::new(TestImporter {
-        gate: Some(Arc::new(tokio::sync::Semaphore::new(0))),
-        ..Default::default()
-    });
     let (shutdown, task) = start_on(
         platform,
         &fake,
@@ -605,10 +598,6 @@ async fn a_run_stops_when_its_replica_loses_the_import_lock() {
         pings,
         "no ping without the lock"
     );
-    assert_eq!(
-        fake.state.lock().unwrap().states[&id].as_deref(),
-        Some(r#"{"runs":3}"#),
-        "the previous state is kept"
-    );
+    assert_state_kept(&fake, &id);
     stop(shutdown, task).await;
 }

@@ -80,6 +80,18 @@ pub fn import_mode(period: Duration) -> Mode {
     }
 }
 
+/// [`platform`], told to reach RabbitMQ on `port` of the loopback (`mq.port`).
+#[allow(dead_code)]
+pub fn platform_with_broker_port(fake: &FakeOpencti, port: u16) -> Arc<Platform> {
+    Arc::new(Platform {
+        mq: MqConfig {
+            port: Some(port),
+            ..Default::default()
+        },
+        ..Arc::try_unwrap(platform(fake)).ok().unwrap()
+    })
+}
+
 /// A platform pointing at the fake, with fast pings and retries.
 pub fn platform(fake: &FakeOpencti) -> Arc<Platform> {
     Arc::new(Platform {
