@@ -18,7 +18,7 @@ use crate::config::{ConnectorSettings, Mode, MqConfig};
 use crate::connectors::Hosted;
 use crate::metrics::{Event, Metrics};
 use crate::opencti::OpenctiClient;
-use crate::opencti::client::{QueueConfig, RegisterInput, Registration};
+use crate::opencti::client::{QueueConfig, RegisterInput, Registration, StoredSchedule};
 use retry::{RESTART_BACKOFF, RetryPolicy};
 use state::StateCell;
 
@@ -438,11 +438,25 @@ async fn take_over(
         };
         match read {
             Ok(stored) => break stored.unwrap_or_default(),
-            Err(error) => {
+            Err(error) if error.is_transient() => {
                 tracing::warn!(connector, %error, "Cannot read the connector's state from OpenCTI yet; retrying.");
                 if !backoff.wait(stop).await {
                     return None;
                 }
+            }
+            Err(error) => {
+                // A platform that refuses the read: register again, which answers the state
+                // as at start-up, and run at once, as a restarted connector does.
+                tracing::warn!(connector, %error, "OpenCTI refused the schedule read; taking the state from a new registration and running now.");
+                let shutdown = Shutdown {
+                    stop: stop.clone(),
+                    ..Default::default()
+                };
+                let registration = register(&run.platform, &run.settings, &shutdown).await?;
+                break StoredSchedule {
+                    state: registration.connector_state,
+                    ..Default::default()
+                };
             }
         }
     };

@@ -601,3 +601,46 @@ async fn a_run_stops_when_its_replica_loses_the_import_lock() {
     assert_state_kept(&fake, &id);
     stop(shutdown, task).await;
 }
+
+/// A platform that refuses the schedule read: the replica taking over registers again for
+/// the state, as a restarted connector does, and runs at once.
+#[tokio::test]
+async fn a_refused_schedule_read_falls_back_to_a_new_registration() {
+    let fake = FakeOpencti::start().await;
+    fake.state.lock().unwrap().refuse.push("connector".into());
+    let s = importer_settings(Duration::from_secs(3600), QueueProtocol::Api);
+    let (first, second) = (
+        crate::common::platform(&fake),
+        crate::common::platform(&fake),
+    );
+    let a = Arc::new(TestImporter::default());
+    let b = Arc::new(TestImporter::default());
+    let (stop_a, task_a) = start_on(
+        first,
+        &fake,
+        s.clone(),
+        Hosted::Import(a.clone()),
+        Duration::from_secs(5),
+    )
+    .await;
+    fake.wait_for("the first run", |s| s.count("workEdit.toProcessed") >= 1)
+        .await;
+    let (stop_b, task_b) =
+        start_on(second, &fake, s, Hosted::Import(b), Duration::from_secs(5)).await;
+    stop(stop_a, task_a).await;
+    fake.wait_for("the run of the second replica", |s| {
+        s.count("workEdit.toProcessed") >= 2
+    })
+    .await;
+    stop(stop_b, task_b).await;
+    assert_eq!(
+        fake.count("registerConnector"),
+        3,
+        "registered again on takeover"
+    );
+    assert_eq!(
+        fake.calls("workEdit.toProcessed")[1].variables["message"],
+        "imported 4 objects (run 2)",
+        "the state came from the registration"
+    );
+}

@@ -85,6 +85,9 @@ pub struct FakeState {
     pub unbound_push: bool,
     /// Operations (root fields) that are recorded and then never answered.
     pub hang: Vec<String>,
+    /// Operations (root fields) answered with a permission error, as an older or locked-down
+    /// platform would.
+    pub refuse: Vec<String>,
     /// `false`: a pushed bundle is recorded as its length only (benchmarks push hundreds of MB).
     pub keep_bundles: bool,
     /// The root field of each operation text already validated (parsing once per text keeps
@@ -111,6 +114,7 @@ impl Default for FakeState {
             fail_pushes_after: 0,
             unbound_push: false,
             hang: Vec::new(),
+            refuse: Vec::new(),
             keep_bundles: true,
             validated: HashMap::new(),
             works: 0,
@@ -509,6 +513,14 @@ async fn answer(
             .unwrap()
             .user_agents
             .insert(agent.to_string());
+    }
+    if fake.state.lock().unwrap().refuse.contains(&field) {
+        return (
+            StatusCode::OK,
+            Json(
+                json!({ "errors": [{ "message": "You are not allowed to do this.", "name": "FORBIDDEN_ACCESS" }] }),
+            ),
+        );
     }
     let hangs = fake.state.lock().unwrap().hang.contains(&field);
     if hangs {
