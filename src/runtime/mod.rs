@@ -341,10 +341,10 @@ async fn final_ping(run: &ConnectorRun) {
 }
 
 /// The importer across replicas: only the holder of the import lock runs imports and pings
-/// the connector's state. A replica that takes the lock over from another reads the state
-/// and the schedule the holder's pings stored, and runs when the next run is due (at once
-/// when it is past: a run cut short with its holder is redone). A replica that finds the
-/// lock free at start runs at once, as pycti.
+/// the connector's state. Each replica that takes the lock reads the state the last
+/// holder's pings stored. One that takes it over from another also keeps the stored
+/// schedule, and runs when the next run is due (at once when it is past: a run cut short
+/// with its holder is redone). One that finds the lock free at start runs at once, as pycti.
 async fn import_under_lock(
     run: &Arc<ConnectorRun>,
     importer: Arc<dyn crate::connectors::ImportConnector>,
@@ -390,10 +390,13 @@ async fn import_under_lock(
                 }
             })
         };
+        // The state as stored now (the registration's may be older than another replica's
+        // last run); the schedule is kept only when this replica takes over from another.
+        let due = take_over(run, &hold.stop).await;
         let start_at = if first && !waited {
-            Some(None)
+            due.map(|_| None)
         } else {
-            take_over(run, &hold.stop).await.map(Some)
+            due.map(Some)
         };
         first = false;
         if let Some(start_at) = start_at {
@@ -474,7 +477,7 @@ async fn take_over(
     run.state
         .set_schedule(stored.last_run.clone(), stored.next_run.clone())
         .await;
-    tracing::info!(connector, next_run = %due.to_rfc3339(), "Took over the importer; continuing from the state stored in OpenCTI.");
+    tracing::info!(connector, next_run = %due.to_rfc3339(), "Holding the importer; continuing from the state stored in OpenCTI.");
     Some(due)
 }
 

@@ -117,7 +117,7 @@ async fn runs_at_start_then_on_schedule_keeping_state_in_opencti() {
     assert_eq!(
         seen[0],
         Some(json!({"runs": 41})),
-        "the state comes from the registration"
+        "the state stored in OpenCTI"
     );
     assert_eq!(seen[1], Some(json!({"runs": 42})));
     // The state reached OpenCTI through a ping before the work was closed.
@@ -602,7 +602,7 @@ async fn a_run_stops_when_its_replica_loses_the_import_lock() {
     stop(shutdown, task).await;
 }
 
-/// A platform that refuses the schedule read: the replica taking over registers again for
+/// A platform that refuses the schedule read: a replica taking the lock registers again for
 /// the state, as a restarted connector does, and runs at once.
 #[tokio::test]
 async fn a_refused_schedule_read_falls_back_to_a_new_registration() {
@@ -635,8 +635,8 @@ async fn a_refused_schedule_read_falls_back_to_a_new_registration() {
     stop(stop_b, task_b).await;
     assert_eq!(
         fake.count("registerConnector"),
-        3,
-        "registered again on takeover"
+        4,
+        "each replica registered at start, then again when it took the lock"
     );
     assert_eq!(
         fake.calls("workEdit.toProcessed")[1].variables["message"],
