@@ -131,12 +131,21 @@ impl ImportLock {
             let mut told = false;
             // Tries on this connection until it fails.
             loop {
+                // A broker gone silent answers nothing: that is a lost connection too.
+                let bound = Duration::from_secs(3 * u64::from(heartbeat(self.ping_interval)));
                 let attempt = tokio::select! {
-                    a = self.try_declare(&connection) => a,
+                    a = tokio::time::timeout(bound, self.try_declare(&connection)) => a,
                     _ = stop.cancelled() => {
-                        let _ = connection.close(200, "shutdown".into()).await;
+                        close_quietly(&connection).await;
                         return None;
                     }
+                };
+                let Ok(attempt) = attempt else {
+                    tracing::warn!(
+                        connector,
+                        "RabbitMQ did not answer the import lock's declare; reconnecting."
+                    );
+                    break;
                 };
                 match attempt {
                     Ok(channel) => {
@@ -158,7 +167,7 @@ impl ImportLock {
                         // declared otherwise): say so, keep trying at the slower pace.
                         tracing::error!(connector, queue = %self.queue, %error, "RabbitMQ refused the import lock queue; the connection's user needs the configure permission on it.");
                         if !backoff.wait(stop).await {
-                            let _ = connection.close(200, "shutdown".into()).await;
+                            close_quietly(&connection).await;
                             return None;
                         }
                         continue;
@@ -169,7 +178,7 @@ impl ImportLock {
                     }
                 }
                 if !retry::sleep(poll, stop).await {
-                    let _ = connection.close(200, "shutdown".into()).await;
+                    close_quietly(&connection).await;
                     return None;
                 }
             }
@@ -190,7 +199,7 @@ impl ImportLock {
             .await
             .map_err(|e| format!("{:?}: {e}", self.broker))?;
         let attempt = self.try_declare(&connection).await;
-        let _ = connection.close(200, "check done".into()).await;
+        close_quietly(&connection).await;
         match attempt {
             Ok(_) => Ok(true),
             Err(error) if is_locked(&error) => Ok(false),
@@ -249,14 +258,19 @@ impl ImportLock {
     }
 }
 
+/// Closes a lock connection, waiting 2 s at most for the broker (dropped after that).
+async fn close_quietly(connection: &Connection) {
+    let close = connection.close(200, "import lock released".into());
+    let _ = tokio::time::timeout(Duration::from_secs(2), close).await;
+}
+
 impl Held {
     /// Gives the lock up: closes its connection, so the broker deletes the queue at once.
     pub async fn release(self) {
         self.watcher.abort();
         // A lost hold's connection may not answer: dropping it is all that is left to do.
         if !self.lost.is_cancelled() {
-            let close = self.connection.close(200, "import lock released".into());
-            let _ = tokio::time::timeout(Duration::from_secs(2), close).await;
+            close_quietly(&self.connection).await;
         }
     }
 }
