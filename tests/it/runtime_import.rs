@@ -70,7 +70,18 @@ async fn start_importer(
     s: ConnectorSettings,
     importer: Arc<dyn ImportConnector>,
 ) -> (Shutdown, tokio::task::JoinHandle<()>) {
-    start(fake, s, Hosted::Import(importer), Duration::from_secs(5)).await
+    start_importer_on(crate::common::platform(fake), fake, s, importer).await
+}
+
+/// [`start_importer`] on a platform of its own: a replica of its own, in this process.
+async fn start_importer_on(
+    platform: Arc<opencti_connectors::runtime::Platform>,
+    fake: &FakeOpencti,
+    s: ConnectorSettings,
+    importer: Arc<dyn ImportConnector>,
+) -> (Shutdown, tokio::task::JoinHandle<()>) {
+    let drain = Duration::from_secs(5);
+    start_on(platform, fake, s, Hosted::Import(importer), drain).await
 }
 
 #[tokio::test]
@@ -439,26 +450,12 @@ async fn two_replicas_run_one_importer_and_the_standby_takes_over() {
     let (first_metrics, second_metrics) = (first.metrics.clone(), second.metrics.clone());
     let a = Arc::new(TestImporter::default());
     let b = Arc::new(TestImporter::default());
-    let (stop_a, task_a) = start_on(
-        first,
-        &fake,
-        s.clone(),
-        Hosted::Import(a.clone()),
-        Duration::from_secs(5),
-    )
-    .await;
+    let (stop_a, task_a) = start_importer_on(first, &fake, s.clone(), a.clone()).await;
     fake.wait_for("the first replica's run", |s| {
         s.count("workEdit.toProcessed") >= 1
     })
     .await;
-    let (stop_b, task_b) = start_on(
-        second,
-        &fake,
-        s,
-        Hosted::Import(b.clone()),
-        Duration::from_secs(5),
-    )
-    .await;
+    let (stop_b, task_b) = start_importer_on(second, &fake, s, b.clone()).await;
     fake.wait_for("three runs", |s| s.count("workEdit.toProcessed") >= 3)
         .await;
     assert_eq!(first_metrics.import_lock("importer"), Some(true));
@@ -570,14 +567,7 @@ async fn a_run_stops_when_its_replica_loses_the_import_lock() {
     let port: u16 = broker.url.rsplit(':').next().unwrap().parse().unwrap();
     let platform = platform_with_broker_port(&fake, port);
     let metrics = platform.metrics.clone();
-    let (shutdown, task) = start_on(
-        platform,
-        &fake,
-        s,
-        Hosted::Import(importer.clone()),
-        Duration::from_secs(5),
-    )
-    .await;
+    let (shutdown, task) = start_importer_on(platform, &fake, s, importer.clone()).await;
     fake.wait_for("the first chunk", |s| s.count("stixBundlePush") == 1)
         .await;
     assert_eq!(metrics.import_lock("importer"), Some(true));
@@ -615,18 +605,10 @@ async fn a_refused_schedule_read_falls_back_to_a_new_registration() {
     );
     let a = Arc::new(TestImporter::default());
     let b = Arc::new(TestImporter::default());
-    let (stop_a, task_a) = start_on(
-        first,
-        &fake,
-        s.clone(),
-        Hosted::Import(a.clone()),
-        Duration::from_secs(5),
-    )
-    .await;
+    let (stop_a, task_a) = start_importer_on(first, &fake, s.clone(), a.clone()).await;
     fake.wait_for("the first run", |s| s.count("workEdit.toProcessed") >= 1)
         .await;
-    let (stop_b, task_b) =
-        start_on(second, &fake, s, Hosted::Import(b), Duration::from_secs(5)).await;
+    let (stop_b, task_b) = start_importer_on(second, &fake, s, b).await;
     stop(stop_a, task_a).await;
     fake.wait_for("the run of the second replica", |s| {
         s.count("workEdit.toProcessed") >= 2
