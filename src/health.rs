@@ -52,10 +52,13 @@ async fn healthz(State(s): State<AppState>) -> (StatusCode, String) {
         .copied()
         .filter(|c| !s.metrics.all_up(&[c]))
         .collect();
-    let mut body = if down.is_empty() {
-        "ok\n".to_string()
+    let (status, mut body) = if down.is_empty() {
+        (StatusCode::OK, "ok\n".to_string())
     } else {
-        format!("not ready: {}\n", down.join(", "))
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {}\n", down.join(", ")),
+        )
     };
     for connector in s.connectors.iter() {
         match s.metrics.import_lock(connector) {
@@ -66,11 +69,6 @@ async fn healthz(State(s): State<AppState>) -> (StatusCode, String) {
             None => {}
         }
     }
-    let status = if down.is_empty() {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
     (status, body)
 }
 

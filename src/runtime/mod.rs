@@ -362,8 +362,8 @@ async fn import_under_lock(
         run.platform.ping_interval,
     );
     let mut first = true;
+    metrics.set_import_lock(connector, false);
     loop {
-        metrics.set_import_lock(connector, false);
         let Some(lock::Acquired { held, waited }) = lock.acquire(&shutdown.stop).await else {
             break;
         };
@@ -392,7 +392,7 @@ async fn import_under_lock(
         };
         // The state as stored now (the registration's may be older than another replica's
         // last run); the schedule is kept only when this replica takes over from another.
-        let due = take_over(run, &hold.stop).await;
+        let due = adopt_stored(run, &hold.stop).await;
         let start_at = if first && !waited {
             due.map(|_| None)
         } else {
@@ -422,12 +422,11 @@ async fn import_under_lock(
         }
         tracing::info!(connector, "Import lock given up; waiting to take it again.");
     }
-    metrics.set_import_lock(connector, false);
 }
 
-/// Reads the state and the schedule stored by the previous holder's pings into the run;
-/// returns when the next run is due. `None` when `stop` fires first.
-async fn take_over(
+/// On taking the lock: reads the state and the schedule the last holder's pings stored into
+/// the run; returns when the next run is due. `None` when `stop` fires first.
+async fn adopt_stored(
     run: &ConnectorRun,
     stop: &CancellationToken,
 ) -> Option<chrono::DateTime<chrono::Utc>> {
