@@ -128,6 +128,12 @@ impl BrokerAddress {
     }
 }
 
+/// Closes `connection`, waiting 2 s at most for the broker (it is dropped after that).
+pub async fn close_bounded(connection: &Connection, reason: &str) {
+    let close = connection.close(200, reason.into());
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), close).await;
+}
+
 /// Starts consuming `queue` with manual acks and `prefetch` unacked messages at most.
 pub async fn consume(
     connection: &Connection,

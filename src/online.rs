@@ -112,7 +112,7 @@ pub async fn check(
         let result = bounded(broker.connect("opencti-connectors check-config")).await;
         let result = match result {
             Ok(connection) => {
-                let _ = connection.close(200, "check done".into()).await;
+                crate::amqp::close_bounded(&connection, "check done").await;
                 Ok(format!("{broker:?} accepts the connector user"))
             }
             Err(e) => Err(format!("{broker:?}: {e}")),

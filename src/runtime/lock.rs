@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::retry::{self, BROKER_BACKOFF};
 // The lock connection carries no message: the smallest frames keep its buffers small.
-use crate::amqp::{BrokerAddress, FRAME_MIN};
+use crate::amqp::{BrokerAddress, FRAME_MIN, close_bounded};
 
 /// The lock queue of a connector.
 pub fn queue_name(connector_id: &str) -> String {
@@ -136,7 +136,7 @@ impl ImportLock {
                 let attempt = tokio::select! {
                     a = tokio::time::timeout(bound, self.try_declare(&connection)) => a,
                     _ = stop.cancelled() => {
-                        close_quietly(&connection).await;
+                        close_bounded(&connection, "shutdown").await;
                         return None;
                     }
                 };
@@ -167,7 +167,7 @@ impl ImportLock {
                         // declared otherwise): say so, keep trying at the slower pace.
                         tracing::error!(connector, queue = %self.queue, %error, "RabbitMQ refused the import lock queue; the connection's user needs the configure permission on it.");
                         if !backoff.wait(stop).await {
-                            close_quietly(&connection).await;
+                            close_bounded(&connection, "shutdown").await;
                             return None;
                         }
                         continue;
@@ -178,7 +178,7 @@ impl ImportLock {
                     }
                 }
                 if !retry::sleep(poll, stop).await {
-                    close_quietly(&connection).await;
+                    close_bounded(&connection, "shutdown").await;
                     return None;
                 }
             }
@@ -199,7 +199,7 @@ impl ImportLock {
             .await
             .map_err(|e| format!("{:?}: {e}", self.broker))?;
         let attempt = self.try_declare(&connection).await;
-        close_quietly(&connection).await;
+        close_bounded(&connection, "check done").await;
         match attempt {
             Ok(_) => Ok(true),
             Err(error) if is_locked(&error) => Ok(false),
@@ -258,19 +258,13 @@ impl ImportLock {
     }
 }
 
-/// Closes a lock connection, waiting 2 s at most for the broker (dropped after that).
-async fn close_quietly(connection: &Connection) {
-    let close = connection.close(200, "import lock released".into());
-    let _ = tokio::time::timeout(Duration::from_secs(2), close).await;
-}
-
 impl Held {
     /// Gives the lock up: closes its connection, so the broker deletes the queue at once.
     pub async fn release(self) {
         self.watcher.abort();
         // A lost hold's connection may not answer: dropping it is all that is left to do.
         if !self.lost.is_cancelled() {
-            close_quietly(&self.connection).await;
+            close_bounded(&self.connection, "import lock released").await;
         }
     }
 }
