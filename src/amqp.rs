@@ -1,6 +1,12 @@
 //! RabbitMQ plumbing shared by every connector: connecting with the registration's broker
 //! details (plus `mq.*` overrides), consuming a listen queue, publishing with confirms.
 //! Queues and exchanges belong to the platform: nothing here declares or binds them.
+//!
+//! Every broker operation is bounded in time ([`bounded`]): a broker that stops answering
+//! (a hung node, a resource alarm blocking publishers) fails the operation instead of
+//! holding its caller.
+
+use std::time::Duration;
 
 use lapin::options::{
     BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
@@ -19,6 +25,37 @@ pub const FRAME_MIN: u32 = 4096;
 
 /// The heartbeat (seconds) of the connectors' connections, as pycti's.
 pub const HEARTBEAT: u16 = 10;
+
+/// How long connecting may take: TCP, TLS and the AMQP handshake together.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long one other broker operation may take (a channel, a declare, a consume, an ack).
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a publish may go without the broker confirming anything.
+pub const PUBLISH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `op`, failed with a timeout error after `limit`.
+pub async fn bounded<T>(
+    what: &str,
+    limit: Duration,
+    op: impl std::future::Future<Output = Result<T, lapin::Error>>,
+) -> Result<T, lapin::Error> {
+    match tokio::time::timeout(limit, op).await {
+        Ok(result) => result,
+        Err(_) => Err(timed_out(what, limit)),
+    }
+}
+
+/// The error of an operation that did not complete in time.
+fn timed_out(what: &str, limit: Duration) -> lapin::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!(
+            "RabbitMQ did not complete {what} within {} s",
+            limit.as_secs_f64()
+        ),
+    )
+    .into()
+}
 
 /// Where the broker is, after overrides.
 #[derive(Clone, PartialEq)]
@@ -123,15 +160,39 @@ impl BrokerAddress {
             cert_chain: self.ca_pem.as_deref().map(str::to_string),
         };
         let runtime = lapin::runtime::default_runtime()?;
-        Connection::connect_uri_with_config(self.uri(heartbeat, frame_max), props, tls, runtime)
-            .await
+        let connect = Connection::connect_uri_with_config(
+            self.uri(heartbeat, frame_max),
+            props,
+            tls,
+            runtime,
+        );
+        bounded("the connection", CONNECT_TIMEOUT, connect).await
     }
 }
 
-/// Closes `connection`, waiting 2 s at most for the broker (it is dropped after that).
+/// How long a close may wait for the broker (the connection is dropped after that).
+pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Closes `connection`, waiting [`CLOSE_TIMEOUT`] at most for the broker.
 pub async fn close_bounded(connection: &Connection, reason: &str) {
     let close = connection.close(200, reason.into());
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), close).await;
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, close).await;
+}
+
+/// Closes `channel`, waiting [`CLOSE_TIMEOUT`] at most.
+pub async fn close_channel(channel: &Channel, reason: &str) {
+    let close = channel.close(200, reason.into());
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, close).await;
+}
+
+/// A new channel, bounded.
+pub async fn channel(connection: &Connection) -> Result<Channel, lapin::Error> {
+    bounded(
+        "channel.open",
+        OPERATION_TIMEOUT,
+        connection.create_channel(),
+    )
+    .await
 }
 
 /// Starts consuming `queue` with manual acks and `prefetch` unacked messages at most.
@@ -141,27 +202,24 @@ pub async fn consume(
     tag: &str,
     prefetch: u16,
 ) -> Result<(Channel, Consumer), lapin::Error> {
-    let channel = connection.create_channel().await?;
-    channel
-        .basic_qos(prefetch, BasicQosOptions::default())
-        .await?;
-    let consumer = channel
-        .basic_consume(
-            queue.into(),
-            tag.into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
+    let channel = channel(connection).await?;
+    let qos = channel.basic_qos(prefetch, BasicQosOptions::default());
+    bounded("basic.qos", OPERATION_TIMEOUT, qos).await?;
+    let consume = channel.basic_consume(
+        queue.into(),
+        tag.into(),
+        BasicConsumeOptions::default(),
+        FieldTable::default(),
+    );
+    let consumer = bounded("basic.consume", OPERATION_TIMEOUT, consume).await?;
     Ok((channel, consumer))
 }
 
 /// A channel in confirm mode for publishing.
 pub async fn confirm_channel(connection: &Connection) -> Result<Channel, lapin::Error> {
-    let channel = connection.create_channel().await?;
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await?;
+    let channel = channel(connection).await?;
+    let select = channel.confirm_select(ConfirmSelectOptions::default());
+    bounded("confirm.select", OPERATION_TIMEOUT, select).await?;
     Ok(channel)
 }
 
@@ -183,18 +241,42 @@ pub enum PublishError {
         exchange: String,
         routing_key: String,
     },
+    /// The broker confirmed nothing for `limit` (a resource alarm blocks publishers).
+    #[error("the broker confirmed no message for {} s (is a resource alarm blocking publishers?)", .0.as_secs_f64())]
+    TimedOut(Duration),
     #[error(transparent)]
     Broker(#[from] lapin::Error),
 }
 
 /// Publishes persistent UTF-8 messages as mandatory, pipelined, and waits until the broker
 /// confirmed every one of them. A message the broker returns (routed to no queue) fails the
-/// publish even though the broker acks it.
+/// publish even though the broker acks it. Each window of [`CONFIRM_WINDOW`] messages must
+/// be published and confirmed within `limit`.
 pub async fn publish_confirmed(
     channel: &Channel,
     exchange: &str,
     routing_key: &str,
     bodies: impl IntoIterator<Item = Vec<u8>>,
+    limit: Duration,
+) -> Result<(), PublishError> {
+    let mut bodies = bodies.into_iter().peekable();
+    while bodies.peek().is_some() {
+        let window = bodies.by_ref().take(CONFIRM_WINDOW);
+        let publish = publish_window(channel, exchange, routing_key, window);
+        match tokio::time::timeout(limit, publish).await {
+            Ok(result) => result?,
+            Err(_) => return Err(PublishError::TimedOut(limit)),
+        }
+    }
+    Ok(())
+}
+
+/// Publishes one window of messages and waits for their confirms.
+async fn publish_window(
+    channel: &Channel,
+    exchange: &str,
+    routing_key: &str,
+    bodies: impl Iterator<Item = Vec<u8>>,
 ) -> Result<(), PublishError> {
     let props = BasicProperties::default()
         .with_delivery_mode(2)
@@ -214,9 +296,6 @@ pub async fn publish_confirmed(
             )
             .await?;
         pending.push(confirm);
-        if pending.len() >= CONFIRM_WINDOW {
-            await_confirms(&mut pending, exchange, routing_key).await?;
-        }
     }
     await_confirms(&mut pending, exchange, routing_key).await
 }

@@ -1,7 +1,8 @@
 //! The health and metrics endpoint: `GET /healthz` (200 when every enabled connector is
 //! registered and serving, else 503) and `GET /metrics` (Prometheus text).
 //!
-//! The body of `/healthz` says, for each importer, whether this replica holds its import
+//! While OpenCTI is down, `/healthz` answers 503 and says since when and why: every
+//! connector has paused. The body of `/healthz` also says, for each importer, whether this replica holds its import
 //! lock (`import lock held`) or stands by (`standby`); a standby replica is ready.
 
 use std::net::SocketAddr;
@@ -52,14 +53,22 @@ async fn healthz(State(s): State<AppState>) -> (StatusCode, String) {
         .copied()
         .filter(|c| !s.metrics.all_up(&[c]))
         .collect();
-    let (status, mut body) = if down.is_empty() {
+    let outage = s.metrics.platform_unavailable();
+    let (status, mut body) = if down.is_empty() && outage.is_none() {
         (StatusCode::OK, "ok\n".to_string())
+    } else if down.is_empty() {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n".to_string())
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("not ready: {}\n", down.join(", ")),
         )
     };
+    if let Some(outage) = outage {
+        body.push_str(&format!(
+            "opencti: {outage}; every connector is paused and its messages wait in the queue\n"
+        ));
+    }
     for connector in s.connectors.iter() {
         match s.metrics.import_lock(connector) {
             Some(true) => body.push_str(&format!("{connector}: import lock held\n")),

@@ -429,8 +429,12 @@ async fn run(
         ping_interval: config.daemon.ping_interval.0,
         retry: RetryPolicy::default(),
         max_retry: config.daemon.max_retry_duration.0,
+        hold_limit: opencti_connectors::config::hold_limit(config.mq.consumer_timeout.0),
+        publish_timeout: opencti_connectors::amqp::PUBLISH_TIMEOUT,
         work_ping_interval: runtime::WORK_PING_INTERVAL,
         import_lock: config.daemon.import_lock,
+        availability: runtime::availability::Availability::new(metrics.clone()),
+        isolation: Arc::default(),
         metrics,
     });
     runtime::run(

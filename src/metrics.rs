@@ -38,6 +38,11 @@ pub enum Event {
     RunBuffered,
     /// The supervisor restarted the connector.
     Restart,
+    /// A message given back to its queue unprocessed (OpenCTI down, the drain deadline, held
+    /// too long, RabbitMQ not taking a publish).
+    GivenBack,
+    /// A message that crashed the process twice, failed without a third attempt.
+    Poison,
 }
 
 impl Event {
@@ -53,6 +58,8 @@ impl Event {
             Event::RunFailed => "runs_failed",
             Event::RunBuffered => "runs_buffered",
             Event::Restart => "restarts",
+            Event::GivenBack => "messages_given_back",
+            Event::Poison => "poison_messages",
         }
     }
 
@@ -60,7 +67,11 @@ impl Event {
     fn is_error(self) -> bool {
         matches!(
             self,
-            Event::EnrichmentFailed | Event::MessageMalformed | Event::Panic | Event::RunFailed
+            Event::EnrichmentFailed
+                | Event::MessageMalformed
+                | Event::Panic
+                | Event::RunFailed
+                | Event::Poison
         )
     }
 }
@@ -303,6 +314,9 @@ pub struct Metrics {
     last_import: Family<Labels, Gauge>,
     requests: Family<Labels, Gauge>,
     import_lock: Family<Labels, Gauge>,
+    /// 1 while OpenCTI answers; with why it does not, when it does not.
+    platform_available: Gauge,
+    platform_outage: Mutex<Option<String>>,
     pycti: Arc<Pycti>,
 }
 
@@ -355,6 +369,12 @@ impl Default for Metrics {
             "1 while this replica holds the importer's lock and runs its imports, 0 on standby",
             import_lock.clone(),
         );
+        let platform_available = Gauge::default();
+        registry.register(
+            "opencti_available",
+            "1 while OpenCTI answers; 0 while it is down and every connector has paused",
+            platform_available.clone(),
+        );
         let pycti = Arc::new(Pycti::default());
         pycti.register(&mut registry);
         UPSTREAM.register(&mut registry);
@@ -365,6 +385,8 @@ impl Default for Metrics {
             last_import,
             requests,
             import_lock,
+            platform_available,
+            platform_outage: Mutex::new(None),
             pycti,
         }
     }
@@ -447,6 +469,23 @@ impl Metrics {
         self.import_lock
             .get(&connector_label(connector))
             .map(|g| g.get() == 1)
+    }
+
+    /// Records whether OpenCTI is available: `None` when it is, else what `/healthz` says.
+    pub fn set_platform_unavailable(&self, outage: Option<String>) {
+        self.platform_available.set(i64::from(outage.is_none()));
+        *self
+            .platform_outage
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = outage;
+    }
+
+    /// Why OpenCTI is unavailable, while it is.
+    pub fn platform_unavailable(&self) -> Option<String> {
+        self.platform_outage
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// An enrichment request of `connector` starts (one more run, `running`); in flight

@@ -137,6 +137,13 @@ impl Config {
                 filter.push_str(&format!(",{library}=info"));
             }
         }
+        if !self.log.level.contains("lapin") {
+            // lapin logs every channel the broker closes at ERROR, and the daemon closes
+            // channels on purpose: a standby's refused import lock, a message flag that is not
+            // set (see `runtime::enrichment::poison`). Real failures reach the daemon as
+            // errors, which it logs with their context.
+            filter.push_str(",lapin::channel=off");
+        }
         for section in self.sections() {
             if let Some(level) = &section.base().1.log_level {
                 filter.push_str(&format!(
@@ -164,6 +171,7 @@ impl Config {
             &self.opencti,
             &self.log,
             &self.daemon,
+            &self.mq,
             self.enabled().next().is_some(),
         );
         let mut resolved = Vec::new();
@@ -205,12 +213,15 @@ impl Config {
             .token
             .clone()
             .ok_or("opencti.token is not set (env OPENCTI_TOKEN)")?;
-        let client =
-            crate::opencti::OpenctiClient::with_roots(&url, token, self.opencti.ssl_verify, roots)
-                .map_err(|e| e.to_string())?
-                .with_max_answer(
-                    usize::try_from(self.opencti.max_answer_bytes).unwrap_or(usize::MAX),
-                );
+        let client = crate::opencti::OpenctiClient::with_timeout(
+            &url,
+            token,
+            self.opencti.ssl_verify,
+            roots,
+            self.opencti.request_timeout.0,
+        )
+        .map_err(|e| e.to_string())?
+        .with_max_answer(usize::try_from(self.opencti.max_answer_bytes).unwrap_or(usize::MAX));
         Ok(client)
     }
 

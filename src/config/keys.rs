@@ -216,6 +216,13 @@ pub fn global_keys() -> Vec<KeySpec> {
             "GraphQL answers larger than this (256 MiB) are refused.",
         ),
         KeySpec::new(
+            "opencti.request_timeout",
+            &[],
+            Duration,
+            "PT5M",
+            "One GraphQL call gives up after this; a timeout, like a refused connection or a 5xx, then asks `about` whether OpenCTI is down.",
+        ),
+        KeySpec::new(
             "tls.ca_file",
             &[],
             Str,
@@ -259,6 +266,13 @@ pub fn global_keys() -> Vec<KeySpec> {
             Secret,
             "",
             "Override the RabbitMQ password.",
+        ),
+        KeySpec::new(
+            "mq.consumer_timeout",
+            &[],
+            Duration,
+            "PT30M",
+            "The broker's `consumer_timeout` (rabbitmq.conf; OpenCTI's compose sets 24 h): a message still unacked after 5/6 of it is given back, before the broker would close the channel.",
         ),
         KeySpec::new(
             "daemon.listen",

@@ -51,6 +51,8 @@ pub struct OpenctiConfig {
     pub ssl_verify: bool,
     /// GraphQL answers larger than this are refused.
     pub max_answer_bytes: u64,
+    /// How long one GraphQL call may take.
+    pub request_timeout: IsoDuration,
 }
 
 impl Default for OpenctiConfig {
@@ -60,6 +62,7 @@ impl Default for OpenctiConfig {
             token: None,
             ssl_verify: true,
             max_answer_bytes: crate::opencti::client::DEFAULT_MAX_ANSWER_BYTES as u64,
+            request_timeout: IsoDuration(crate::opencti::client::DEFAULT_REQUEST_TIMEOUT),
         }
     }
 }
@@ -91,8 +94,9 @@ impl Default for LogConfig {
     }
 }
 
-/// Overrides of the broker details OpenCTI returns at registration (pycti's `MQ_*`).
-#[derive(Debug, Clone, Default, Deserialize)]
+/// Overrides of the broker details OpenCTI returns at registration (pycti's `MQ_*`), and
+/// what the daemon must know of the broker's settings.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MqConfig {
     pub host: Option<String>,
@@ -101,6 +105,32 @@ pub struct MqConfig {
     pub use_ssl: Option<bool>,
     pub user: Option<String>,
     pub pass: Option<Secret>,
+    /// The broker's `consumer_timeout`: a message unacked longer makes it close the channel.
+    pub consumer_timeout: IsoDuration,
+}
+
+/// RabbitMQ's default `consumer_timeout` (30 minutes).
+pub const DEFAULT_CONSUMER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1800);
+
+impl Default for MqConfig {
+    fn default() -> Self {
+        MqConfig {
+            host: None,
+            port: None,
+            vhost: None,
+            use_ssl: None,
+            user: None,
+            pass: None,
+            consumer_timeout: IsoDuration(DEFAULT_CONSUMER_TIMEOUT),
+        }
+    }
+}
+
+/// The longest a message is held unacked for a broker `consumer_timeout`: five sixths of it
+/// (25 minutes of RabbitMQ's default 30), well before the broker would close the channel
+/// and requeue the whole prefetch.
+pub fn hold_limit(consumer_timeout: std::time::Duration) -> std::time::Duration {
+    consumer_timeout / 6 * 5
 }
 
 /// Daemon-wide timings.
@@ -140,9 +170,28 @@ pub fn check_shared(
     opencti: &OpenctiConfig,
     log: &LogConfig,
     daemon: &DaemonConfig,
+    mq: &MqConfig,
     connectors_enabled: bool,
 ) -> Vec<String> {
     let mut errors = Vec::new();
+    let hold = hold_limit(mq.consumer_timeout.0);
+    // A message's handling and the report of its outcome each have the retry budget; both
+    // must fit before the message is given back.
+    if daemon.max_retry_duration.0.saturating_mul(2) + std::time::Duration::from_secs(60) > hold {
+        let most = hold.saturating_sub(std::time::Duration::from_secs(60)) / 2;
+        errors.push(format!(
+            "daemon.max_retry_duration (env DAEMON_MAX_RETRY_DURATION): {} does not fit under mq.consumer_timeout (env MQ_CONSUMER_TIMEOUT) {}: a message is given back after 5/6 of the consumer timeout, and twice the retry budget (the handling, then the report of its outcome) plus a minute must fit in that; expected at most {} s, or a longer consumer timeout",
+            daemon.max_retry_duration,
+            mq.consumer_timeout,
+            most.as_secs()
+        ));
+    }
+    if opencti.request_timeout.0 < std::time::Duration::from_secs(1) {
+        errors.push(format!(
+            "opencti.request_timeout (env OPENCTI_REQUEST_TIMEOUT): {} is too short; expected at least PT1S",
+            opencti.request_timeout
+        ));
+    }
     if !daemon.listen.is_empty() && daemon.listen.parse::<std::net::SocketAddr>().is_err() {
         errors.push(format!(
             "daemon.listen (env DAEMON_LISTEN): `{}` is not an address such as 0.0.0.0:9095",

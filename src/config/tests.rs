@@ -217,12 +217,40 @@ fn the_block_s_errors_name_their_keys() {
 
 #[test]
 fn shared_blocks_need_opencti_only_when_a_connector_runs() {
-    let (opencti, log, daemon) = (
+    let (opencti, log, daemon, mq) = (
         OpenctiConfig::default(),
         LogConfig::default(),
         DaemonConfig::default(),
+        MqConfig::default(),
     );
-    assert!(check_shared(&opencti, &log, &daemon, false).is_empty());
-    let errors = check_shared(&opencti, &log, &daemon, true).join("\n");
+    assert!(check_shared(&opencti, &log, &daemon, &mq, false).is_empty());
+    let errors = check_shared(&opencti, &log, &daemon, &mq, true).join("\n");
     assert!(errors.contains("opencti.url") && errors.contains("opencti.token"));
+}
+
+#[test]
+fn the_retry_budget_must_fit_twice_under_the_broker_s_consumer_timeout() {
+    let (opencti, log, mq) = (
+        OpenctiConfig::default(),
+        LogConfig::default(),
+        MqConfig::default(),
+    );
+    let daemon = |minutes: u64| DaemonConfig {
+        max_retry_duration: IsoDuration(std::time::Duration::from_secs(60 * minutes)),
+        ..DaemonConfig::default()
+    };
+    // 30 min of consumer timeout: given back after 25; 2 × 12 + 1 fits, 2 × 13 + 1 does not.
+    assert!(check_shared(&opencti, &log, &daemon(12), &mq, false).is_empty());
+    let errors = check_shared(&opencti, &log, &daemon(13), &mq, false).join("\n");
+    assert!(
+        errors.contains("daemon.max_retry_duration (env DAEMON_MAX_RETRY_DURATION)")
+            && errors.contains("mq.consumer_timeout (env MQ_CONSUMER_TIMEOUT)")
+            && errors.contains("at most 720 s"),
+        "{errors}"
+    );
+    let day = MqConfig {
+        consumer_timeout: IsoDuration(std::time::Duration::from_secs(86_400)),
+        ..MqConfig::default()
+    };
+    assert!(check_shared(&opencti, &log, &daemon(13), &day, false).is_empty());
 }

@@ -39,10 +39,26 @@ pub enum OpenctiError {
 /// GraphQL answers are read up to this size unless `opencti.max_answer_bytes` says.
 pub const DEFAULT_MAX_ANSWER_BYTES: usize = 256 * 1024 * 1024;
 
+/// How long one GraphQL call may take unless `opencti.request_timeout` says.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
+
 impl OpenctiError {
     /// The platform could not be connected to at all.
     pub fn is_unreachable(&self) -> bool {
         matches!(self, OpenctiError::Unreachable(_))
+    }
+
+    /// A failure that may mean the whole platform is unavailable (a refused connection, a
+    /// timeout, a 5xx/429 from it or from the ingress before it), rather than a refusal of
+    /// this one request: the caller asks `about` before deciding which it is.
+    pub fn may_mean_down(&self) -> bool {
+        match self {
+            OpenctiError::Unreachable(_) | OpenctiError::Transport(_) => true,
+            OpenctiError::Http { status, .. } => *status >= 500 || *status == 429 || *status == 408,
+            OpenctiError::GraphQl { .. } | OpenctiError::Decode(_) | OpenctiError::Request(_) => {
+                false
+            }
+        }
     }
 
     /// Worth retrying: the platform is down, restarting or overloaded.
@@ -123,6 +139,8 @@ pub struct OpenctiClient {
     draft_id: Option<String>,
     /// Answers larger than this are refused.
     max_answer: usize,
+    /// How long one call may take.
+    timeout: Duration,
 }
 
 impl std::fmt::Debug for OpenctiClient {
@@ -146,7 +164,18 @@ impl OpenctiClient {
         ssl_verify: bool,
         roots: Option<&crate::http::Roots>,
     ) -> reqwest::Result<Self> {
-        let http = crate::http::builder(Duration::from_secs(300), roots)
+        Self::with_timeout(url, token, ssl_verify, roots, DEFAULT_REQUEST_TIMEOUT)
+    }
+
+    /// [`OpenctiClient::with_roots`] whose calls each give up after `timeout`.
+    pub fn with_timeout(
+        url: &str,
+        token: Secret,
+        ssl_verify: bool,
+        roots: Option<&crate::http::Roots>,
+        timeout: Duration,
+    ) -> reqwest::Result<Self> {
+        let http = crate::http::builder(timeout, roots)
             .danger_accept_invalid_certs(!ssl_verify)
             .build()?;
         Ok(OpenctiClient {
@@ -155,7 +184,13 @@ impl OpenctiClient {
             token,
             draft_id: None,
             max_answer: DEFAULT_MAX_ANSWER_BYTES,
+            timeout,
         })
+    }
+
+    /// How long one call may take.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// The same client refusing answers larger than `bytes`.

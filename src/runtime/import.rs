@@ -1,18 +1,25 @@
 //! The scheduled importer: run at start, then every `duration_period` after the end of the
 //! previous run (fixed delay, as pycti's `schedule_iso`). Each run: workAdd → send chunks →
 //! state → ping → toProcessed. A run that fails transiently is run again under the retry
-//! policy (ids are deterministic, so re-sent objects merge); then its work fails. A run cut
-//! short by the shutdown deadline fails its work as interrupted and keeps the previous state.
+//! policy within the run's budget (ids are deterministic, so re-sent objects merge); then
+//! its work fails. A run cut short by the shutdown deadline fails its work as interrupted and
+//! keeps the previous state. A run that could not go on because OpenCTI went down, or
+//! because RabbitMQ did not take its bundles in time, says so on its work and is redone as
+//! soon as the cause clears, not a period later.
 
 use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::Utc;
 use serde_json::Value;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::retry::{Gave, Patience};
+use super::delivery::{Budget, GiveBack, Stop};
+use super::retry::Backoff;
 use super::send::{SendTarget, Sender};
 use super::{ConnectorRun, Shutdown};
 use crate::connectors::{ConnectorError, ImportConnector, ImportContext};
@@ -27,6 +34,34 @@ pub struct Schedule {
     /// Push-queue backlog (MB) at which scheduled runs are held back.
     pub queue_threshold: f64,
 }
+
+/// Whether a run is in progress and when it last moved (its work created, a chunk
+/// accepted): the import lock's holder gives the lock up when its run stalls.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// The last progress of the run in progress; `None` between runs.
+    last: Mutex<Option<Instant>>,
+}
+
+impl Progress {
+    fn set(&self, value: Option<Instant>) {
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = value;
+    }
+
+    /// The run moved now.
+    pub fn touch(&self) {
+        self.set(Some(Instant::now()));
+    }
+
+    /// For how long the run in progress has not moved, when that is `limit` or more.
+    pub fn stalled_for(&self, limit: Duration) -> Option<Duration> {
+        let last = *self.last.lock().unwrap_or_else(|p| p.into_inner());
+        last.map(|t| t.elapsed()).filter(|idle| *idle >= limit)
+    }
+}
+
+/// Redoing a run that RabbitMQ did not take: 30 s, 1 min, ... up to 10 min between tries.
+const BROKER_REDO: Backoff = Backoff::new(Duration::from_secs(30), Duration::from_secs(600));
 
 /// Runs `importer` on its schedule until `shutdown.stop`: at once, or from `start_at` on
 /// when a replica takes the importer over (then the first run is a scheduled one).
@@ -45,7 +80,8 @@ pub async fn run(
     } = schedule;
     let mut first = start_at.is_none();
     if let Some(due) = start_at {
-        let wait = (due - Utc::now()).to_std().unwrap_or_default();
+        // Never more than one period away, whatever was stored.
+        let wait = (due - Utc::now()).to_std().unwrap_or_default().min(period);
         if !wait.is_zero() {
             tracing::info!(connector, next_run = %due.to_rfc3339(), "Next run scheduled.");
             tokio::select! {
@@ -54,6 +90,7 @@ pub async fn run(
             }
         }
     }
+    let mut redo = BROKER_REDO;
     loop {
         if shutdown.stop.is_cancelled() {
             break;
@@ -64,8 +101,26 @@ pub async fn run(
         let last = if held_back {
             None
         } else {
-            run_once(&run, importer.as_ref(), &sender, &shutdown).await;
-            Some(Utc::now())
+            match run_once(&run, importer.as_ref(), &sender, &shutdown).await {
+                Ran::Done => {
+                    redo = BROKER_REDO;
+                    Some(Utc::now())
+                }
+                Ran::Interrupted => continue,
+                // Redone once OpenCTI answers, not a period later.
+                Ran::Redo(GiveBack::PlatformDown) => {
+                    if !run.platform.availability.wait_up(&shutdown.stop).await {
+                        break;
+                    }
+                    continue;
+                }
+                Ran::Redo(_) => {
+                    if !redo.wait(&shutdown.stop).await {
+                        break;
+                    }
+                    continue;
+                }
+            }
         };
         if first {
             // Fills the queue figures the platform shows from the first ping on.
@@ -85,18 +140,39 @@ pub async fn run(
         if held_back || run.platform.import_lock {
             // Say so now rather than at the next ping: a replica taking the importer over
             // reads the schedule the pings stored.
-            let id = run.settings.id.to_string();
-            let client = &run.platform.client;
-            let ping = run.state.ping(client, &id, connector, &run.metrics);
-            tokio::select! {
-                _ = tokio::time::timeout(std::time::Duration::from_secs(10), ping) => {}
-                _ = shutdown.stop.cancelled() => break,
-            }
+            ping_state(&run, &shutdown).await;
         }
         tracing::info!(connector, next_run = %next.to_rfc3339(), "Next run scheduled.");
         tokio::select! {
             _ = tokio::time::sleep(period) => {}
             _ = shutdown.stop.cancelled() => break,
+        }
+    }
+}
+
+/// Pings the state now, bounded; never once this replica lost or gave up the import lock
+/// (the state is the new holder's then).
+async fn ping_state(run: &ConnectorRun, shutdown: &Shutdown) {
+    if shutdown.lock_gone() {
+        return;
+    }
+    let (connector, id) = (run.settings.key, run.settings.id.to_string());
+    let ping = run
+        .state
+        .ping(&run.platform.client, &id, connector, &run.metrics);
+    let lost = async {
+        match &shutdown.lock_lost {
+            Some(lost) => lost.cancelled().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        biased;
+        _ = lost => {}
+        r = tokio::time::timeout(Duration::from_secs(10), ping) => {
+            if let Ok(Err(error)) = r {
+                tracing::warn!(connector, %error, "Could not store the state yet; the next ping will.");
+            }
         }
     }
 }
@@ -137,12 +213,13 @@ async fn buffering(run: &ConnectorRun, threshold: f64) -> bool {
 struct RunContext<'a> {
     run: &'a ConnectorRun,
     sender: &'a Sender,
+    budget: &'a Budget<'a>,
     work_id: String,
     state: Option<Value>,
     new_state: Option<Value>,
-    /// A send was cut short by the shutdown deadline.
-    aborted: bool,
-    shutdown: &'a Shutdown,
+    /// A send could not go on for a reason that is not the run's (OpenCTI down, the
+    /// shutdown deadline, RabbitMQ not taking the bundles).
+    given_back: Option<GiveBack>,
 }
 
 /// The work message of a run cut short by the shutdown deadline.
@@ -150,6 +227,11 @@ pub const INTERRUPTED: &str = "interrupted by shutdown";
 /// The work message of a run cut short because this replica lost the import lock.
 pub const LOCK_LOST: &str =
     "interrupted: this replica lost the import lock; the replica that holds it now runs again";
+/// The work message of a run that made no progress for too long under the import lock.
+pub const STALLED: &str = "interrupted: the run made no progress for too long; this replica gave the import lock up and the next holder runs again";
+/// The work message of a run cut short by an OpenCTI outage.
+pub const PLATFORM_DOWN: &str =
+    "interrupted: OpenCTI was unavailable; the run is redone now that it answers";
 /// How long closing an interrupted run's work may take (the platform may be what hangs).
 const INTERRUPTED_REPORT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -160,7 +242,17 @@ enum RunEnd {
         state: Option<Value>,
     },
     Failed(ConnectorError),
+    GivenBack(GiveBack),
+}
+
+/// What the scheduler does after a run.
+enum Ran {
+    /// Done or failed: the next run is a period later.
+    Done,
+    /// Stopped by the shutdown or the loss of the lock.
     Interrupted,
+    /// To be redone as soon as the cause clears.
+    Redo(GiveBack),
 }
 
 #[async_trait]
@@ -175,19 +267,20 @@ impl ImportContext for RunContext<'_> {
 
     async fn send(&mut self, objects: Vec<Value>) -> Result<usize, ConnectorError> {
         let records = objects.len();
-        let sender = self.sender;
         let client = &self.run.platform.client;
-        let (target, abort) = (self.target(), &self.shutdown.abort);
-        let result = sender.send(client, objects, target, abort).await;
+        let target = self.target();
+        let result = self.sender.send(client, objects, target, self.budget).await;
         self.sent(result, records)
     }
 
     async fn send_prepared(&mut self, objects: Vec<Prepared>) -> Result<usize, ConnectorError> {
         let records = objects.len();
-        let sender = self.sender;
         let client = &self.run.platform.client;
-        let (target, abort) = (self.target(), &self.shutdown.abort);
-        let result = sender.send_prepared(client, objects, target, abort).await;
+        let target = self.target();
+        let result = self
+            .sender
+            .send_prepared(client, objects, target, self.budget)
+            .await;
         self.sent(result, records)
     }
 }
@@ -206,31 +299,39 @@ impl RunContext<'_> {
     /// Counts a send's result.
     fn sent(
         &mut self,
-        result: Result<usize, Gave<super::send::SendError>>,
+        result: Result<usize, Stop>,
         records: usize,
     ) -> Result<usize, ConnectorError> {
         match result {
             Ok(n) => {
                 self.run.metrics.sent(self.run.settings.key, n, records);
+                self.run.progress.touch();
                 Ok(n)
             }
-            Err(Gave::Aborted) => {
-                self.aborted = true;
-                Err(ConnectorError::Rejected(INTERRUPTED.into()))
+            Err(Stop::GiveBack(why)) => {
+                let message = why.to_string();
+                self.given_back = Some(why);
+                Err(ConnectorError::Rejected(message))
             }
-            Err(Gave::Up(e)) => Err(ConnectorError::Rejected(e.to_string())),
+            Err(Stop::Failed(message)) => Err(ConnectorError::Rejected(message)),
         }
     }
 }
 
+/// One run: its work, the run itself, its outcome reported. Holds the process's isolation
+/// gate shared for its duration, so a message suspected of crashing the process runs alone.
 async fn run_once(
     run: &ConnectorRun,
     importer: &dyn ImportConnector,
     sender: &Sender,
     shutdown: &Shutdown,
-) {
+) -> Ran {
     let connector = run.settings.key;
     let client = &run.platform.client;
+    let _shared = tokio::select! {
+        guard = run.platform.isolation.read() => guard,
+        _ = shutdown.abort.cancelled() => return Ran::Interrupted,
+    };
     let friendly = importer.work_name().unwrap_or_else(|| {
         format!(
             "{} run @ {}",
@@ -239,34 +340,37 @@ async fn run_once(
         )
     });
     let connector_id = run.settings.id.to_string();
-    let patience = Patience {
-        abort: &shutdown.abort,
-        max: run.platform.max_retry,
-    };
-    let work_id = match patience
+    let budget = Budget::new(&run.platform, &shutdown.abort);
+    let work_id = match budget
         .opencti("workAdd", || client.work_add(&connector_id, &friendly))
         .await
     {
         Ok(id) => id,
-        Err(Gave::Aborted) => return,
-        Err(Gave::Up(error)) => {
+        Err(Stop::GiveBack(GiveBack::PlatformDown)) => {
+            return Ran::Redo(GiveBack::PlatformDown);
+        }
+        Err(Stop::GiveBack(_)) => return Ran::Interrupted,
+        Err(Stop::Failed(error)) => {
             tracing::error!(connector, %error, "OpenCTI refused to create the run's work; skipping this run.");
-            return;
+            return Ran::Done;
         }
     };
     let span = tracing::info_span!("import", connector, work_id = %work_id);
-    finish_run(run, importer, sender, shutdown, work_id)
+    run.progress.touch();
+    let ran = finish_run(run, importer, sender, shutdown, &budget, work_id)
         .instrument(span)
         .await;
+    run.progress.set(None);
+    ran
 }
 
-/// Runs the importer under the retry policy until it succeeds, fails for good or is
-/// interrupted.
+/// Runs the importer under the retry policy until it succeeds, fails for good or cannot go
+/// on; its upstream retries stop when the run's budget is spent.
 async fn attempt_runs(
     run: &ConnectorRun,
     importer: &dyn ImportConnector,
     sender: &Sender,
-    shutdown: &Shutdown,
+    budget: &Budget<'_>,
     work_id: &str,
 ) -> RunEnd {
     let connector = run.settings.key;
@@ -276,18 +380,18 @@ async fn attempt_runs(
         let mut ctx = RunContext {
             run,
             sender,
+            budget,
             work_id: work_id.to_string(),
             state: state.clone(),
             new_state: None,
-            aborted: false,
-            shutdown,
+            given_back: None,
         };
         let result = tokio::select! {
             r = importer.run(&mut ctx) => r,
-            _ = shutdown.abort.cancelled() => return RunEnd::Interrupted,
+            _ = budget.abort().cancelled() => return RunEnd::GivenBack(budget.why_given_back()),
         };
-        if ctx.aborted {
-            return RunEnd::Interrupted;
+        if let Some(why) = ctx.given_back {
+            return RunEnd::GivenBack(why);
         }
         let error = match result {
             Ok(message) => {
@@ -299,13 +403,13 @@ async fn attempt_runs(
             Err(error) => error,
         };
         match retry.after(&error) {
-            Some(delay) => {
+            Some(delay) if budget.allows(delay) => {
                 tracing::warn!(connector, attempt = retry.attempt - 1, %error, "Import run failed; running it again.");
-                if !super::retry::sleep(delay, &shutdown.abort).await {
-                    return RunEnd::Interrupted;
+                if let Err(Stop::GiveBack(why)) = budget.sleep(delay).await {
+                    return RunEnd::GivenBack(why);
                 }
             }
-            None => return RunEnd::Failed(error),
+            _ => return RunEnd::Failed(error),
         }
     }
 }
@@ -315,25 +419,18 @@ async fn finish_run(
     importer: &dyn ImportConnector,
     sender: &Sender,
     shutdown: &Shutdown,
+    budget: &Budget<'_>,
     work_id: String,
-) {
+) -> Ran {
     let connector = run.settings.key;
-    let client = &run.platform.client;
-    let connector_id = run.settings.id.to_string();
     tracing::info!(connector, "Import run started.");
     run.metrics.run_started(connector);
-    let (message, in_error) = match attempt_runs(run, importer, sender, shutdown, &work_id).await {
+    let (message, in_error) = match attempt_runs(run, importer, sender, budget, &work_id).await {
         RunEnd::Done { message, state } => {
             if let Some(state) = state {
                 run.state.set(Some(state)).await;
                 // Persist now rather than at the next ping.
-                if let Err(error) = run
-                    .state
-                    .ping(client, &connector_id, connector, &run.metrics)
-                    .await
-                {
-                    tracing::warn!(connector, %error, "Could not store the new state yet; the next ping will.");
-                }
+                ping_state(run, shutdown).await;
             }
             run.metrics.count(connector, Event::RunSucceeded);
             run.metrics.import_succeeded(connector);
@@ -349,44 +446,96 @@ async fn finish_run(
             }
             (error.to_string(), true)
         }
-        RunEnd::Interrupted => {
+        RunEnd::GivenBack(why) => {
             run.metrics.count(connector, Event::RunFailed);
-            let lost = shutdown
-                .lock_lost
-                .as_ref()
-                .is_some_and(CancellationToken::is_cancelled);
-            let message = if lost { LOCK_LOST } else { INTERRUPTED };
-            tracing::warn!(
-                connector,
-                reason = message,
-                "Import run interrupted; the previous state is kept."
-            );
-            // The abort has fired, so no retry: one bounded attempt to close the work.
-            let closing = client.work_to_processed(&work_id, message, true);
-            match tokio::time::timeout(INTERRUPTED_REPORT_TIMEOUT, closing).await {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => {
-                    tracing::warn!(connector, %error, "Could not close the interrupted run's work.")
-                }
-                Err(_) => {
-                    tracing::warn!(connector, "Closing the interrupted run's work timed out.")
-                }
-            }
-            return;
+            return interrupted(run, shutdown, &work_id, why).await;
         }
     };
     run.metrics
         .set_state(connector, crate::metrics::State::Idle);
-    let patience = Patience {
-        abort: &shutdown.abort,
-        max: run.platform.max_retry,
-    };
-    if let Err(Gave::Up(error)) = patience
-        .opencti("workToProcessed", || {
-            client.work_to_processed(&work_id, &message, in_error)
-        })
-        .await
-    {
-        tracing::warn!(connector, %error, "workToProcessed failed; the work stays open.");
+    close_work(run, shutdown, budget, &work_id, &message, in_error).await;
+    Ran::Done
+}
+
+/// Closes a run's work with `message`, under a fresh budget; when OpenCTI is down, waits for
+/// it (or the shutdown) and tries again.
+async fn close_work(
+    run: &ConnectorRun,
+    shutdown: &Shutdown,
+    budget: &Budget<'_>,
+    work_id: &str,
+    message: &str,
+    in_error: bool,
+) {
+    let connector = run.settings.key;
+    let client = &run.platform.client;
+    loop {
+        let closed = budget
+            .renewed()
+            .opencti("workToProcessed", || {
+                client.work_to_processed(work_id, message, in_error)
+            })
+            .await;
+        match closed {
+            Ok(()) => return,
+            Err(Stop::GiveBack(GiveBack::PlatformDown)) => {
+                if !run.platform.availability.wait_up(&shutdown.stop).await {
+                    return;
+                }
+            }
+            Err(error) => {
+                tracing::warn!(connector, %error, "workToProcessed failed; the work stays open.");
+                return;
+            }
+        }
     }
+}
+
+/// A run that could not go on: its work says why; the previous state is kept.
+async fn interrupted(run: &ConnectorRun, shutdown: &Shutdown, work_id: &str, why: GiveBack) -> Ran {
+    let connector = run.settings.key;
+    let client = &run.platform.client;
+    let (message, ran) = match &why {
+        GiveBack::PlatformDown => (PLATFORM_DOWN.to_string(), Ran::Redo(why.clone())),
+        GiveBack::Broker(error) => (
+            format!("interrupted: {error}; the run is redone later"),
+            Ran::Redo(why.clone()),
+        ),
+        GiveBack::Aborted | GiveBack::HeldTooLong => {
+            let gone = |t: &Option<CancellationToken>| {
+                t.as_ref().is_some_and(CancellationToken::is_cancelled)
+            };
+            let message = if gone(&shutdown.lock_lost) {
+                LOCK_LOST
+            } else if gone(&shutdown.stalled) {
+                STALLED
+            } else {
+                INTERRUPTED
+            };
+            (message.to_string(), Ran::Interrupted)
+        }
+    };
+    tracing::warn!(
+        connector,
+        reason = %message,
+        "Import run interrupted; the previous state is kept."
+    );
+    if let Ran::Redo(GiveBack::PlatformDown) = ran {
+        // Closed once the platform answers again, then the run is redone.
+        if !run.platform.availability.wait_up(&shutdown.stop).await {
+            return Ran::Interrupted;
+        }
+    }
+    // The abort may have fired, so no retry: one bounded attempt to close the work.
+    let closing = client.work_to_processed(work_id, &message, true);
+    match tokio::time::timeout(INTERRUPTED_REPORT_TIMEOUT, closing).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => {
+            tracing::warn!(connector, %error, "Could not close the interrupted run's work.")
+        }
+        Err(_) => {
+            tracing::warn!(connector, "Closing the interrupted run's work timed out.")
+        }
+    }
+    ran
 }

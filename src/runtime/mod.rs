@@ -1,6 +1,8 @@
 //! The connector runtime: one supervised task per connector, each registering, pinging and
 //! running its loop (enrichment consumer or import scheduler) until shutdown.
 
+pub mod availability;
+pub mod delivery;
 pub mod enrichment;
 pub mod import;
 pub mod lock;
@@ -31,6 +33,19 @@ pub struct Shutdown {
     /// For an importer under the import lock: fired (with `stop` and `abort`) when this
     /// replica lost the lock, so a run cut short says why.
     pub lock_lost: Option<CancellationToken>,
+    /// For an importer under the import lock: fired (with `stop` and `abort`) when its run
+    /// made no progress for too long and this replica gives the lock up.
+    pub stalled: Option<CancellationToken>,
+}
+
+impl Shutdown {
+    /// Whether the lock was lost or given up: the state is no longer this replica's to ping.
+    pub fn lock_gone(&self) -> bool {
+        [&self.lock_lost, &self.stalled]
+            .into_iter()
+            .flatten()
+            .any(CancellationToken::is_cancelled)
+    }
 }
 
 /// What all connectors share.
@@ -41,13 +56,24 @@ pub struct Platform {
     pub roots: Option<crate::http::Roots>,
     pub ping_interval: Duration,
     pub retry: RetryPolicy,
-    /// How long transient OpenCTI failures inside one message or run are retried.
+    /// The retry budget of one message or run (`daemon.max_retry_duration`).
     pub max_retry: Duration,
+    /// How long a message may stay unacked before it is given back: under the broker's
+    /// `consumer_timeout`, past which it would close the channel
+    /// ([`crate::config::hold_limit`]).
+    pub hold_limit: Duration,
+    /// How long a publish may go unconfirmed before its message is given back.
+    pub publish_timeout: Duration,
     /// How often a work is pinged while its message is processed (pycti: 5 minutes).
     pub work_ping_interval: Duration,
     pub metrics: Arc<Metrics>,
     /// Whether importers take the import lock (one scheduler across replicas).
     pub import_lock: bool,
+    /// Whether OpenCTI answers; every connector pauses while it does not.
+    pub availability: Arc<availability::Availability>,
+    /// Messages suspected of crashing the process run alone: they hold this exclusively,
+    /// every other message and import run holds it shared.
+    pub isolation: Arc<tokio::sync::RwLock<()>>,
 }
 
 /// One registered connector.
@@ -59,6 +85,8 @@ pub struct ConnectorRun {
     pub broker: BrokerAddress,
     pub state: Arc<StateCell>,
     pub metrics: Arc<Metrics>,
+    /// An importer's run: whether one is in progress and when it last moved.
+    pub progress: Arc<import::Progress>,
 }
 
 /// The registration input for a connector.
@@ -220,6 +248,7 @@ async fn run_connector(
         broker,
         state,
         metrics: platform.metrics.clone(),
+        progress: Arc::default(),
         settings,
         platform: platform.clone(),
         registration,
@@ -230,7 +259,7 @@ async fn run_connector(
         run.queues.clone(),
         run.broker.clone(),
         run.registration.connector_user_id.clone(),
-        platform.max_retry,
+        platform.publish_timeout,
     ));
     match (hosted, run.settings.mode) {
         (Hosted::Enrichment(c), Mode::Enrichment { concurrency, .. }) => {
@@ -238,9 +267,13 @@ async fn run_connector(
                 run: run.clone(),
                 connector: c,
                 sender,
-                platform_down: tokio::sync::Notify::new(),
             });
-            pinging(&run, enrichment::run(ctx, concurrency, shutdown.clone())).await;
+            pinging(
+                &run,
+                None,
+                enrichment::run(ctx, concurrency, shutdown.clone()),
+            )
+            .await;
             final_ping(&run).await;
         }
         (
@@ -261,7 +294,7 @@ async fn run_connector(
             } else {
                 let scheduler =
                     import::run(run.clone(), c, sender, schedule, shutdown.clone(), None);
-                pinging(&run, scheduler).await;
+                pinging(&run, None, scheduler).await;
                 final_ping(&run).await;
             }
             platform.metrics.set_up(connector, false);
@@ -303,17 +336,20 @@ async fn register(
 }
 
 /// Runs `body` while pinging the connector's state every ping interval (the first at once).
-async fn pinging(run: &ConnectorRun, body: impl std::future::Future<Output = ()>) {
-    let stop = CancellationToken::new();
+/// With `lock_lost`, no ping is sent once it fired: the state is the new holder's.
+async fn pinging(
+    run: &ConnectorRun,
+    lock_lost: Option<&CancellationToken>,
+    body: impl std::future::Future<Output = ()>,
+) {
+    let stop = lock_lost.map_or_else(CancellationToken::new, CancellationToken::child_token);
     // Stops the pinger on every way out of this function, a panic of the body included.
     let _stop_pinging = stop.clone().drop_guard();
     let pinger = tokio::spawn(state::ping_loop(
         run.state.clone(),
-        run.platform.client.clone(),
+        run.platform.clone(),
         run.settings.id.to_string(),
         run.settings.key,
-        run.platform.ping_interval,
-        run.metrics.clone(),
         stop.clone(),
     ));
     body.await;
@@ -368,31 +404,28 @@ async fn import_under_lock(
             break;
         };
         metrics.set_import_lock(connector, true);
-        // The hold's own shutdown: the daemon's, or the loss of the lock.
+        // The hold's own shutdown: the daemon's, the loss of the lock, or a stalled run.
+        let stalled = CancellationToken::new();
         let hold = Shutdown {
             stop: shutdown.stop.child_token(),
             abort: shutdown.abort.child_token(),
             lock_lost: Some(held.lost.clone()),
+            stalled: Some(stalled.clone()),
         };
         // Ends the watch below on every way out, a panic of the scheduler included.
         let _stop_hold = hold.stop.clone().drop_guard();
-        let _end_hold = {
-            let (hold, lost, metrics) = (hold.clone(), held.lost.clone(), metrics.clone());
-            tokio::spawn(async move {
-                tokio::select! {
-                    _ = lost.cancelled() => {
-                        // Said at once: the run may take a moment to close its work.
-                        metrics.set_import_lock(connector, false);
-                        hold.stop.cancel();
-                        hold.abort.cancel();
-                    }
-                    _ = hold.stop.cancelled() => {}
-                }
-            })
-        };
+        let _end_hold = tokio::spawn(watch_hold(
+            hold.clone(),
+            held.lost.clone(),
+            run.progress.clone(),
+            stall_limit(&run.platform),
+            lock::poll_interval(run.platform.ping_interval),
+            metrics.clone(),
+            connector,
+        ));
         // The state as stored now (the registration's may be older than another replica's
         // last run); the schedule is kept only when this replica takes over from another.
-        let due = adopt_stored(run, &hold.stop).await;
+        let due = adopt_stored(run, schedule.period, &hold.stop).await;
         let start_at = if first && !waited {
             due.map(|_| None)
         } else {
@@ -408,9 +441,9 @@ async fn import_under_lock(
                 hold.clone(),
                 start_at,
             );
-            pinging(run, scheduler).await;
-            // A replica that lost the lock leaves the state to the new holder.
-            if !held.lost.is_cancelled() {
+            pinging(run, Some(&held.lost), scheduler).await;
+            // A replica that lost or gave up the lock leaves the state to the new holder.
+            if !hold.lock_gone() {
                 final_ping(run).await;
             }
         }
@@ -420,14 +453,63 @@ async fn import_under_lock(
         if shutdown.stop.is_cancelled() {
             break;
         }
+        if stalled.is_cancelled() {
+            // Leave a standby replica the time to take the lock before trying again.
+            let pause = 2 * lock::poll_interval(run.platform.ping_interval);
+            if !retry::sleep(pause, &shutdown.stop).await {
+                break;
+            }
+        }
         tracing::info!(connector, "Import lock given up; waiting to take it again.");
     }
+}
+
+/// How long a run under the import lock may go without progress before its replica gives
+/// the lock up: twice the retry budget (every wait of a run is bounded by it).
+pub fn stall_limit(platform: &Platform) -> Duration {
+    platform.max_retry.saturating_mul(2)
+}
+
+/// Watches a hold of the import lock until `hold.stop`: when the lock is lost, or the run
+/// makes no progress for `stall_limit`, stops the hold's scheduler and its run.
+async fn watch_hold(
+    hold: Shutdown,
+    lost: CancellationToken,
+    progress: Arc<import::Progress>,
+    stall_limit: Duration,
+    poll: Duration,
+    metrics: Arc<Metrics>,
+    connector: &'static str,
+) {
+    let mut tick = tokio::time::interval(poll);
+    loop {
+        tokio::select! {
+            _ = lost.cancelled() => {
+                // Said at once: the run may take a moment to close its work.
+                metrics.set_import_lock(connector, false);
+                break;
+            }
+            _ = hold.stop.cancelled() => return,
+            _ = tick.tick() => {
+                if let Some(idle) = progress.stalled_for(stall_limit) {
+                    tracing::warn!(connector, seconds = idle.as_secs(), "The import run made no progress for too long; stopping it and giving the import lock up.");
+                    if let Some(stalled) = &hold.stalled {
+                        stalled.cancel();
+                    }
+                    break;
+                }
+            }
+        }
+    }
+    hold.stop.cancel();
+    hold.abort.cancel();
 }
 
 /// On taking the lock: reads the state and the schedule the last holder's pings stored into
 /// the run; returns when the next run is due. `None` when `stop` fires first.
 async fn adopt_stored(
     run: &ConnectorRun,
+    period: Duration,
     stop: &CancellationToken,
 ) -> Option<chrono::DateTime<chrono::Utc>> {
     let connector = run.settings.key;
@@ -468,7 +550,7 @@ async fn adopt_stored(
             .map(|t| t.with_timezone(&chrono::Utc))
     };
     let now = chrono::Utc::now();
-    let due = parse(&stored.next_run).unwrap_or(now);
+    let due = next_due(parse(&stored.next_run), now, period);
     run.state
         .set(state::parse_state(stored.state.as_deref()))
         .await;
@@ -478,6 +560,20 @@ async fn adopt_stored(
         .await;
     tracing::info!(connector, next_run = %due.to_rfc3339(), "Holding the importer; continuing from the state stored in OpenCTI.");
     Some(due)
+}
+
+/// When a holder runs next, from the stored `next_run`: at once without one, and never
+/// later than one period from now, whatever a skewed clock or a corrupt state stored.
+pub fn next_due(
+    stored: Option<chrono::DateTime<chrono::Utc>>,
+    now: chrono::DateTime<chrono::Utc>,
+    period: Duration,
+) -> chrono::DateTime<chrono::Utc> {
+    let latest = chrono::Duration::from_std(period)
+        .ok()
+        .and_then(|p| now.checked_add_signed(p))
+        .unwrap_or(now);
+    stored.map_or(now, |due| due.min(latest))
 }
 
 /// How long the last ping on shutdown may take.
@@ -497,5 +593,26 @@ mod tests {
         assert_eq!(delays, [1, 2, 4, 8], "crash loops back off");
         assert_eq!(restart_delay(&mut backoff, HEALTHY_PERIOD).as_secs(), 1);
         assert_eq!(restart_delay(&mut backoff, quick).as_secs(), 2);
+    }
+
+    #[test]
+    fn a_stored_next_run_never_delays_an_import_by_more_than_one_period() {
+        let now = chrono::Utc::now();
+        let period = Duration::from_secs(6 * 3600);
+        let hour = chrono::Duration::hours(1);
+        assert_eq!(next_due(None, now, period), now, "nothing stored: run now");
+        assert_eq!(next_due(Some(now - hour), now, period), now - hour);
+        assert_eq!(next_due(Some(now + hour), now, period), now + hour);
+        let skewed = now + chrono::Duration::days(3650);
+        assert_eq!(
+            next_due(Some(skewed), now, period),
+            now + chrono::Duration::hours(6)
+        );
+        let end_of_time = chrono::DateTime::<chrono::Utc>::MAX_UTC;
+        assert_eq!(
+            next_due(Some(end_of_time), now, Duration::MAX),
+            now,
+            "a period past representable time saturates to now, never panics"
+        );
     }
 }

@@ -1,13 +1,12 @@
 //! Capped exponential backoff (cancellable), the named backoffs of the runtime, and the
-//! retry policy of connector calls.
+//! retry policy of connector calls. How long a message's calls may be retried in all is its
+//! [`super::delivery::Budget`].
 
-use std::future::Future;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
 use crate::connectors::ConnectorError;
-use crate::opencti::OpenctiError;
 
 /// Registering with OpenCTI, and restarting a connector that failed or panicked.
 pub const RESTART_BACKOFF: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
@@ -109,97 +108,6 @@ pub async fn sleep(delay: Duration, cancel: &CancellationToken) -> bool {
     }
 }
 
-/// Why a platform call gave up.
-#[derive(Debug)]
-pub enum Gave<E> {
-    /// A permanent error.
-    Up(E),
-    /// Shutdown deadline: stop and leave the message for redelivery.
-    Aborted,
-}
-
-/// How long the platform calls of one message or run may be retried, and when to stop.
-#[derive(Debug, Clone, Copy)]
-pub struct Patience<'a> {
-    /// Fired at the drain deadline (or when the consumer pauses): give the work back.
-    pub abort: &'a CancellationToken,
-    /// Transient failures are retried this long (`daemon.max_retry_duration`), then the
-    /// last one is final.
-    pub max: Duration,
-}
-
-impl Patience<'_> {
-    /// Retries the OpenCTI call `op` while it fails transiently. A platform that cannot be
-    /// connected to at all is given [`UNREACHABLE_PATIENCE`] at most, so the consumer pauses
-    /// soon instead of holding its messages for the whole budget.
-    pub async fn opencti<T, F, Fut>(&self, what: &str, op: F) -> Result<T, Gave<OpenctiError>>
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T, OpenctiError>>,
-    {
-        let unreachable_since = std::sync::Mutex::new(None::<tokio::time::Instant>);
-        let patience = UNREACHABLE_PATIENCE.min(self.max);
-        let transient = |e: &OpenctiError| {
-            if !e.is_unreachable() {
-                return e.is_transient();
-            }
-            let mut since = unreachable_since.lock().unwrap_or_else(|p| p.into_inner());
-            since
-                .get_or_insert_with(tokio::time::Instant::now)
-                .elapsed()
-                < patience
-        };
-        until_done(*self, what, transient, op).await
-    }
-}
-
-/// How long a platform that refuses connections is retried inside one message before the
-/// message is given back and the consumer pauses.
-pub const UNREACHABLE_PATIENCE: Duration = Duration::from_secs(30);
-
-/// Retries `op` while `transient(err)`, with capped backoff, for at most `patience.max`
-/// after the first failure (then the last error is returned) or until `patience.abort`.
-/// Each attempt is raced against the abort, so a call that hangs cannot hold it.
-pub async fn until_done<T, E, F, Fut>(
-    patience: Patience<'_>,
-    what: &str,
-    transient: impl Fn(&E) -> bool,
-    mut op: F,
-) -> Result<T, Gave<E>>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, E>>,
-    E: std::fmt::Display,
-{
-    let abort = patience.abort;
-    let mut backoff = OPENCTI_BACKOFF;
-    let mut failing_since: Option<tokio::time::Instant> = None;
-    loop {
-        if abort.is_cancelled() {
-            return Err(Gave::Aborted);
-        }
-        let result = tokio::select! {
-            r = op() => r,
-            _ = abort.cancelled() => return Err(Gave::Aborted),
-        };
-        match result {
-            Ok(v) => return Ok(v),
-            Err(e) if transient(&e) => {
-                let since = *failing_since.get_or_insert_with(tokio::time::Instant::now);
-                if since.elapsed() >= patience.max {
-                    tracing::warn!(error = %e, operation = what, "OpenCTI call still failing; giving up.");
-                    return Err(Gave::Up(e));
-                }
-                tracing::warn!(error = %e, operation = what, "OpenCTI call failed; retrying.");
-                if !backoff.wait(abort).await {
-                    return Err(Gave::Aborted);
-                }
-            }
-            Err(e) => return Err(Gave::Up(e)),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,45 +141,5 @@ mod tests {
             retry_after: Some(Duration::from_secs(86400)),
         };
         assert_eq!(retry.after(&huge), Some(MAX_RETRY_AFTER));
-    }
-
-    async fn attempts_until_given_up(error: OpenctiError) -> (u32, Duration) {
-        let abort = CancellationToken::new();
-        let patience = Patience {
-            abort: &abort,
-            max: Duration::from_secs(600),
-        };
-        let started = tokio::time::Instant::now();
-        let attempts = std::sync::atomic::AtomicU32::new(0);
-        let result: Result<(), _> = patience
-            .opencti("test", || {
-                attempts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let error = error.clone();
-                async move { Err(error) }
-            })
-            .await;
-        assert!(matches!(result, Err(Gave::Up(_))));
-        (attempts.into_inner(), started.elapsed())
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_failing_platform_is_retried_for_the_budget_and_an_unreachable_one_for_less() {
-        let (_, took) = attempts_until_given_up(OpenctiError::Http {
-            status: 503,
-            body: String::new(),
-        })
-        .await;
-        assert!(
-            took >= Duration::from_secs(600) && took < Duration::from_secs(700),
-            "{took:?}"
-        );
-        let (_, took) =
-            attempts_until_given_up(OpenctiError::Unreachable("connection refused".into())).await;
-        assert!(
-            took >= UNREACHABLE_PATIENCE && took < UNREACHABLE_PATIENCE * 3,
-            "{took:?}"
-        );
-        let (attempts, _) = attempts_until_given_up(OpenctiError::Decode("no".into())).await;
-        assert_eq!(attempts, 1, "a permanent error is not retried");
     }
 }

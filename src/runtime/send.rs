@@ -1,66 +1,31 @@
 //! Sending bundles to OpenCTI: through `stixBundlePush` (default, chunked) or through the
 //! push exchange, one object per message, with expectations and publisher confirms.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use base64::Engine;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
-use tokio_util::sync::CancellationToken;
 
-use super::retry::{Gave, Patience, until_done};
+use super::delivery::{Budget, GiveBack, Stop};
+use super::retry::OPENCTI_BACKOFF;
 
-use crate::amqp::{self, BrokerAddress};
+use crate::amqp::{self, BrokerAddress, PublishError};
 use crate::config::QueueProtocol;
+use crate::opencti::OpenctiClient;
 use crate::opencti::client::QueueConfig;
 use crate::opencti::prepared::{Prepared, PreparedPart, Split, split_prepared};
 use crate::opencti::split::{SplitObject, split};
-use crate::opencti::{OpenctiClient, OpenctiError};
 
 /// Objects per `stixBundlePush` call: large bundles go in several calls.
 pub const API_CHUNK_OBJECTS: usize = 2000;
 
-/// A failed send.
-#[derive(Debug, thiserror::Error)]
-pub enum SendError {
-    /// The bundle had no object OpenCTI ingests (pycti's wording).
-    #[error("Nothing to import")]
-    Nothing,
-    #[error(transparent)]
-    Platform(#[from] OpenctiError),
-    /// The connection or channel failed: transient.
-    #[error("RabbitMQ publish failed: {0}")]
-    Broker(String),
-    /// The broker refused a message: retried [`MAX_NACKS`] times, then a failure.
-    #[error("RabbitMQ publish failed: {0}")]
-    Nacked(String),
-    /// No queue is bound to the push routing key: the bundle would be dropped.
-    #[error("RabbitMQ publish failed: {0}")]
-    Unroutable(String),
-}
+/// pycti's wording when a bundle holds nothing OpenCTI ingests.
+pub const NOTHING_TO_IMPORT: &str = "Nothing to import";
 
 /// How many broker nacks one send retries before it fails.
 pub const MAX_NACKS: usize = 3;
-
-impl SendError {
-    pub fn is_transient(&self) -> bool {
-        match self {
-            SendError::Nothing | SendError::Unroutable(_) => false,
-            SendError::Platform(e) => e.is_transient(),
-            SendError::Broker(_) | SendError::Nacked(_) => true,
-        }
-    }
-}
-
-impl From<amqp::PublishError> for SendError {
-    fn from(e: amqp::PublishError) -> Self {
-        match e {
-            amqp::PublishError::Nacked => SendError::Nacked(e.to_string()),
-            amqp::PublishError::Unroutable { .. } => SendError::Unroutable(e.to_string()),
-            amqp::PublishError::Broker(_) => SendError::Broker(e.to_string()),
-        }
-    }
-}
 
 /// A split bundle's JSON text around one serialised object: `type`, `id`, `spec_version`,
 /// `x_opencti_seq` and `objects`, in the order `json!` writes them.
@@ -89,18 +54,17 @@ pub struct Sender {
     queues: QueueConfig,
     broker: BrokerAddress,
     applicant_id: Option<String>,
-    /// How long transient failures of one send are retried.
-    max_retry: std::time::Duration,
-    publisher: Mutex<Option<(lapin::Connection, lapin::Channel)>>,
+    /// How long a publish may go without a confirm before its message is given back.
+    publish_timeout: Duration,
+    /// The push connection and its confirm channel; locked only to take or replace them, never
+    /// across a publish.
+    publisher: Mutex<Option<Publisher>>,
 }
 
-/// How far one send got, across its delivery attempts.
-#[derive(Debug, Default)]
-struct Progress {
-    /// API chunks OpenCTI accepted.
-    chunks: AtomicUsize,
-    /// Broker nacks so far.
-    nacks: AtomicUsize,
+/// The push connection and a channel in confirm mode on it.
+struct Publisher {
+    connection: Arc<lapin::Connection>,
+    channel: lapin::Channel,
 }
 
 /// Where a send belongs.
@@ -122,7 +86,7 @@ impl Sender {
         queues: QueueConfig,
         broker: BrokerAddress,
         applicant_id: Option<String>,
-        max_retry: std::time::Duration,
+        publish_timeout: Duration,
     ) -> Self {
         Sender {
             connector_id,
@@ -130,24 +94,23 @@ impl Sender {
             queues,
             broker,
             applicant_id,
-            max_retry,
+            publish_timeout,
             publisher: Mutex::new(None),
         }
     }
 
-    /// Sends `objects`, retrying transient failures until they go through or `abort` fires;
-    /// returns the number of bundles (objects) OpenCTI will import. The bundle is split once
-    /// and its expectations are added once: a retry only repeats the delivery, from the first
-    /// chunk OpenCTI has not accepted yet.
+    /// Sends `objects` within `budget`; returns the number of bundles (objects) OpenCTI will
+    /// import. The bundle is split once and its expectations are added once: a retry only
+    /// repeats the delivery, from the first chunk OpenCTI has not accepted yet.
     pub async fn send(
         &self,
         client: &OpenctiClient,
         objects: Vec<Value>,
         target: SendTarget<'_>,
-        abort: &CancellationToken,
-    ) -> Result<usize, Gave<SendError>> {
+        budget: &Budget<'_>,
+    ) -> Result<usize, Stop> {
         let parts = self.parts(split(objects, target.cleanup_inconsistent));
-        self.send_parts(client, parts, target, abort).await
+        self.send_parts(client, parts, target, budget).await
     }
 
     /// [`Sender::send`] for objects already serialised (large imports): split on their ids
@@ -157,8 +120,8 @@ impl Sender {
         client: &OpenctiClient,
         objects: Vec<Prepared>,
         target: SendTarget<'_>,
-        abort: &CancellationToken,
-    ) -> Result<usize, Gave<SendError>> {
+        budget: &Budget<'_>,
+    ) -> Result<usize, Stop> {
         let parts = match split_prepared(objects, target.cleanup_inconsistent) {
             Split::Generic(split) => self.parts(split),
             Split::Prepared(parts) => match self.protocol {
@@ -173,7 +136,7 @@ impl Sender {
                     .collect(),
             },
         };
-        self.send_parts(client, parts, target, abort).await
+        self.send_parts(client, parts, target, budget).await
     }
 
     /// The generic splitter's objects as the text each message or bundle carries: with
@@ -203,82 +166,97 @@ impl Sender {
         client: &OpenctiClient,
         parts: Vec<PreparedPart>,
         target: SendTarget<'_>,
-        abort: &CancellationToken,
-    ) -> Result<usize, Gave<SendError>> {
+        budget: &Budget<'_>,
+    ) -> Result<usize, Stop> {
         if parts.is_empty() {
-            return Err(Gave::Up(SendError::Nothing));
+            return Err(Stop::Failed(NOTHING_TO_IMPORT.into()));
         }
         let bundle_id = format!("bundle--{}", uuid::Uuid::new_v4());
-        let patience = Patience {
-            abort,
-            max: self.max_retry,
-        };
-        if let (QueueProtocol::Amqp, Some(work_id)) = (self.protocol, target.work_id) {
-            // Before publishing, so a fast worker cannot complete the work early.
-            patience
-                .opencti("addExpectations", || {
-                    client.add_expectations(work_id, parts.len())
-                })
-                .await
-                .map_err(|g| match g {
-                    Gave::Up(e) => Gave::Up(SendError::Platform(e)),
-                    Gave::Aborted => Gave::Aborted,
-                })?;
-        }
-        let progress = Progress::default();
-        let transient = |e: &SendError| match e {
-            SendError::Nacked(_) => progress.nacks.load(Ordering::Relaxed) <= MAX_NACKS,
-            other => other.is_transient(),
-        };
-        until_done(patience, "send bundle", transient, || {
-            self.deliver(client, &bundle_id, &parts, target, &progress)
-        })
-        .await?;
-        Ok(parts.len())
-    }
-
-    /// One delivery attempt of already split objects.
-    async fn deliver(
-        &self,
-        client: &OpenctiClient,
-        bundle_id: &str,
-        parts: &[PreparedPart],
-        target: SendTarget<'_>,
-        progress: &Progress,
-    ) -> Result<(), SendError> {
         match self.protocol {
             QueueProtocol::Api => {
-                let done = progress.chunks.load(Ordering::Relaxed);
-                for chunk in parts.chunks(API_CHUNK_OBJECTS).skip(done) {
+                // Each chunk once: a retry resumes from the first one not accepted.
+                for chunk in parts.chunks(API_CHUNK_OBJECTS) {
                     let objects: Vec<&str> = chunk.iter().map(|p| p.json.as_str()).collect();
-                    client
-                        .stix_bundle_push_objects(
-                            &self.connector_id,
-                            bundle_id,
-                            &objects,
-                            target.work_id,
-                        )
+                    budget
+                        .opencti("stixBundlePush", || {
+                            client.stix_bundle_push_objects(
+                                &self.connector_id,
+                                &bundle_id,
+                                &objects,
+                                target.work_id,
+                            )
+                        })
                         .await?;
-                    progress.chunks.fetch_add(1, Ordering::Relaxed);
                 }
             }
             QueueProtocol::Amqp => {
-                let published = self.publish(bundle_id, parts, target).await;
-                if let Err(SendError::Nacked(_)) = &published {
-                    progress.nacks.fetch_add(1, Ordering::Relaxed);
+                if let Some(work_id) = target.work_id {
+                    // Before publishing, so a fast worker cannot complete the work early.
+                    budget
+                        .opencti("addExpectations", || {
+                            client.add_expectations(work_id, parts.len())
+                        })
+                        .await?;
                 }
-                published?;
+                self.publish_retrying(&bundle_id, &parts, target, budget)
+                    .await?;
             }
         }
-        Ok(())
+        Ok(parts.len())
     }
 
+    /// Publishes the parts under the rules of a send: a nack is retried [`MAX_NACKS`] times,
+    /// an unroutable message fails the send, a lost connection is retried within the budget
+    /// on a new one, and a broker that confirms nothing in time gets the message given back.
+    async fn publish_retrying(
+        &self,
+        bundle_id: &str,
+        parts: &[PreparedPart],
+        target: SendTarget<'_>,
+        budget: &Budget<'_>,
+    ) -> Result<(), Stop> {
+        let mut nacks = 0;
+        let mut backoff = OPENCTI_BACKOFF;
+        loop {
+            if budget.abort().is_cancelled() {
+                return Err(budget.given_back());
+            }
+            let published = tokio::select! {
+                r = self.publish(bundle_id, parts, target) => r,
+                _ = budget.abort().cancelled() => return Err(budget.given_back()),
+            };
+            let error = match published {
+                Ok(()) => return Ok(()),
+                Err(error) => error,
+            };
+            let failed = || Stop::Failed(format!("RabbitMQ publish failed: {error}"));
+            let delay = backoff.next_delay();
+            match &error {
+                PublishError::Unroutable { .. } => return Err(failed()),
+                PublishError::Nacked if nacks >= MAX_NACKS || !budget.allows(delay) => {
+                    return Err(failed());
+                }
+                PublishError::Nacked => nacks += 1,
+                PublishError::TimedOut(_) => {
+                    return Err(Stop::GiveBack(GiveBack::Broker(error.to_string())));
+                }
+                PublishError::Broker(_) if !budget.allows(delay) => {
+                    return Err(Stop::GiveBack(GiveBack::Broker(error.to_string())));
+                }
+                PublishError::Broker(_) => {}
+            }
+            tracing::warn!(%error, "RabbitMQ publish failed; retrying.");
+            budget.sleep(delay).await?;
+        }
+    }
+
+    /// One publish of every part, confirmed.
     async fn publish(
         &self,
         bundle_id: &str,
         parts: &[PreparedPart],
         target: SendTarget<'_>,
-    ) -> Result<(), SendError> {
+    ) -> Result<(), PublishError> {
         let b64 = base64::engine::general_purpose::STANDARD;
         let bodies = parts.iter().enumerate().map(|(i, part)| {
             let bundle = split_bundle_text(bundle_id, part);
@@ -298,36 +276,68 @@ impl Sender {
         });
         // Built before any await: the sends are chunked, so this stays bounded.
         let bodies: Vec<Vec<u8>> = bodies.collect();
-        let mut guard = self.publisher.lock().await;
-        let usable = guard
-            .as_ref()
-            .is_some_and(|(c, ch)| c.status().connected() && ch.status().connected());
-        if !usable {
-            let broker = |e: lapin::Error| SendError::Broker(e.to_string());
-            let conn = self
-                .broker
-                .connect(&format!("opencti-connectors-push-{}", self.connector_id))
-                .await
-                .map_err(broker)?;
-            let channel = amqp::confirm_channel(&conn).await.map_err(broker)?;
-            *guard = Some((conn, channel));
-        }
-        // Connected just above when it was not.
-        let (_, channel) = guard.as_ref().expect("publisher connected");
+        let channel = self.channel().await?;
         let result = amqp::publish_confirmed(
-            channel,
+            &channel,
             &self.queues.push_exchange,
             &self.queues.push_routing,
             bodies,
+            self.publish_timeout,
         )
         .await;
-        if let Err(e) = result {
-            if matches!(e, amqp::PublishError::Broker(_)) {
-                // Reconnect on the next attempt.
-                *guard = None;
-            }
-            return Err(e.into());
+        if matches!(
+            result,
+            Err(PublishError::Broker(_) | PublishError::TimedOut(_))
+        ) {
+            // A new connection on the next attempt.
+            self.forget(&channel).await;
         }
-        Ok(())
+        result
+    }
+
+    /// The confirm channel, connecting first when there is none (bounded: connect and
+    /// channel open each have their limit).
+    async fn channel(&self) -> Result<lapin::Channel, PublishError> {
+        let mut guard = self.publisher.lock().await;
+        if let Some(p) = guard.as_ref()
+            && p.connection.status().connected()
+            && p.channel.status().connected()
+        {
+            return Ok(p.channel.clone());
+        }
+        if let Some(old) = guard.take() {
+            tokio::spawn(async move { amqp::close_bounded(&old.connection, "reconnecting").await });
+        }
+        let connection = self
+            .broker
+            .connect(&format!("opencti-connectors-push-{}", self.connector_id))
+            .await?;
+        let channel = match amqp::confirm_channel(&connection).await {
+            Ok(channel) => channel,
+            Err(error) => {
+                amqp::close_bounded(&connection, "no channel").await;
+                return Err(error.into());
+            }
+        };
+        *guard = Some(Publisher {
+            connection: Arc::new(connection),
+            channel: channel.clone(),
+        });
+        Ok(channel)
+    }
+
+    /// Drops the connection of `channel` (when it is still the current one), closing it in
+    /// the background: a blocked broker may not answer the close.
+    async fn forget(&self, channel: &lapin::Channel) {
+        let mut guard = self.publisher.lock().await;
+        if guard
+            .as_ref()
+            .is_some_and(|p| p.channel.id() == channel.id())
+            && let Some(old) = guard.take()
+        {
+            tokio::spawn(
+                async move { amqp::close_bounded(&old.connection, "publish failed").await },
+            );
+        }
     }
 }

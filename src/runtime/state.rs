@@ -1,7 +1,6 @@
 //! Connector state kept in OpenCTI through pings, and the ping loop.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::Value;
 use tokio::sync::Mutex;
@@ -117,27 +116,32 @@ impl StateCell {
     }
 }
 
-/// Pings every `interval` (first ping at once) until `stop`.
+/// Pings every ping interval (first ping at once) until `stop`; never once `stop` fired. A
+/// failed ping that may mean the platform is down asks [`super::availability`], so an outage
+/// pauses the connectors and shows in `/healthz` even with no message in flight.
 pub async fn ping_loop(
     state: Arc<StateCell>,
-    client: OpenctiClient,
+    platform: Arc<super::Platform>,
     connector_id: String,
     connector: &'static str,
-    interval: Duration,
-    metrics: Arc<Metrics>,
     stop: CancellationToken,
 ) {
+    let client = &platform.client;
     loop {
-        // A hung platform must not hold the loop past `stop`.
+        // A hung platform must not hold the loop past `stop`; `biased`: no ping starts after it.
         let ping = tokio::select! {
-            r = state.ping(&client, &connector_id, connector, &metrics) => r,
+            biased;
             _ = stop.cancelled() => return,
+            r = state.ping(client, &connector_id, connector, &platform.metrics) => r,
         };
         if let Err(error) = ping {
             tracing::warn!(connector, %error, "Ping failed.");
+            if error.may_mean_down() {
+                platform.availability.answers(client, &error).await;
+            }
         }
         tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
+            _ = tokio::time::sleep(platform.ping_interval) => {}
             _ = stop.cancelled() => return,
         }
     }

@@ -16,6 +16,12 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 /// An IPinfo upstream answering 8.8.8.8 after `delay`.
 async fn slow_ipinfo(delay: Duration) -> MockServer {
     let server = MockServer::start().await;
+    answer_ipinfo(&server, delay).await;
+    server
+}
+
+/// Makes `server` answer 8.8.8.8 after `delay`.
+async fn answer_ipinfo(server: &MockServer, delay: Duration) {
     Mock::given(path("/8.8.8.8/json"))
         .respond_with(
             ResponseTemplate::new(200)
@@ -25,9 +31,8 @@ async fn slow_ipinfo(delay: Duration) -> MockServer {
                 )
                 .set_delay(delay),
         )
-        .mount(&server)
+        .mount(server)
         .await;
-    server
 }
 
 /// The environment of a daemon running IPinfo (connector `id`) against `opencti`.
@@ -106,6 +111,10 @@ async fn a_daemon_killed_with_100_requests_in_flight_loses_none_after_a_restart(
         "100 in flight"
     );
     first.kill();
+    // The 128 redelivered requests may have been in flight when the process died: each runs
+    // alone (the poison-message rule), so the upstream answers at once from now on.
+    upstream.reset().await;
+    answer_ipinfo(&upstream, Duration::ZERO).await;
 
     let second = Daemon::spawn(&env);
     fake.wait_for("every work processed", |s| processed(s).0.len() == WORKS)

@@ -7,6 +7,7 @@ mod common;
 
 mod check_online;
 mod daemon;
+mod delivery;
 mod deploy;
 mod faults;
 mod fuzz;

@@ -1,29 +1,34 @@
 //! The enrichment consumer: consume the listen queue, hand each message to its handler, and
 //! settle it only once its work is reported (at-least-once). The handlers live beside it:
-//! [`work`] (the work lifecycle), [`request`] (entity, TLP gate, connector, send) and
-//! [`playbook`] (playbook steps).
+//! [`work`] (the work lifecycle), [`request`] (entity, TLP gate, connector, send),
+//! [`playbook`] (playbook steps) and [`poison`] (what is known of a redelivered message).
 
 mod playbook;
+mod poison;
 mod request;
 mod work;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures_util::{FutureExt, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicNackOptions};
-use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use super::retry::{BROKER_BACKOFF, Gave, Patience};
+use super::delivery::{Budget, GiveBack, Settlement, Stop, settle};
+use super::retry::{BROKER_BACKOFF, Backoff};
 use super::send::Sender;
 use super::{ConnectorRun, Shutdown};
-use crate::amqp;
+use crate::amqp::{self, OPERATION_TIMEOUT};
 use crate::connectors::EnrichmentConnector;
 use crate::metrics::Event;
 use crate::opencti::messages::ListenMessage;
+use poison::{Flag, Records, Verdict};
+
+pub use poison::CONVICTED;
 
 /// pycti's wording for the work's first message.
 pub const RECEIVED_MESSAGE: &str = "Connector ready to process the operation";
@@ -31,80 +36,55 @@ pub const RECEIVED_MESSAGE: &str = "Connector ready to process the operation";
 pub const UNREADABLE_MESSAGE: &str =
     "Unable to read/access the entity, please check the connector permissions";
 
-/// What to do with a delivery once handled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Disposition {
-    Ack,
-    /// Shutdown deadline hit mid-way: put it back for another run.
-    Requeue,
-    /// OpenCTI cannot be connected to: put it back, and stop taking deliveries until OpenCTI
-    /// answers again (so messages wait in the broker instead of cycling).
-    Pause,
-}
-
 /// Everything a message handler needs.
 pub struct EnrichmentContext {
     pub run: Arc<ConnectorRun>,
     pub connector: Arc<dyn EnrichmentConnector>,
     pub sender: Arc<Sender>,
-    /// Signalled by a handler that found OpenCTI unreachable.
-    pub platform_down: Notify,
 }
 
-/// How one consumer session ended.
-enum SessionEnd {
-    Shutdown,
-    /// The consumer or its connection was lost.
-    Lost,
-    /// OpenCTI is unreachable.
-    PlatformDown,
+/// The broker session a message was delivered on.
+struct Session {
+    /// The consuming connection (the messages' flags are read and set on it).
+    connection: Arc<lapin::Connection>,
+    /// Fires when the session ends early (a lost consumer, OpenCTI down, RabbitMQ not taking
+    /// publishes) and at the drain deadline: in-flight messages are given back.
+    abort: CancellationToken,
+    /// Fired by a handler whose publish RabbitMQ did not take in time: the session ends and
+    /// waits before consuming again, instead of cycling messages through a blocked broker.
+    broker_trouble: CancellationToken,
 }
-
-/// How long OpenCTI's health is probed between attempts while the consumer is paused.
-const PROBE_BACKOFF: super::retry::Backoff =
-    super::retry::Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
 
 /// Consumes the listen queue until `shutdown.stop`, reconnecting with capped backoff, and
-/// pausing while OpenCTI is unreachable. `up` is 1 only while a consumer is attached.
+/// pausing while OpenCTI is down (for every connector: the platform's availability is
+/// shared). `up` is 1 only while a consumer is attached.
 pub async fn run(ctx: Arc<EnrichmentContext>, prefetch: u16, shutdown: Shutdown) {
     let connector = ctx.run.settings.key;
     let metrics = &ctx.run.metrics;
+    let availability = &ctx.run.platform.availability;
     let mut backoff = BROKER_BACKOFF;
     while !shutdown.stop.is_cancelled() {
-        let end = session(&ctx, prefetch, &shutdown, &mut backoff).await;
+        if availability.is_down() {
+            metrics.set_up(connector, false);
+            tracing::warn!(
+                connector,
+                "OpenCTI is unavailable; not consuming: the messages wait in the queue."
+            );
+            if !availability.wait_up(&shutdown.stop).await {
+                break;
+            }
+            tracing::info!(connector, "OpenCTI answers again; consuming again.");
+            continue;
+        }
+        session(&ctx, prefetch, &shutdown, &mut backoff).await;
         metrics.set_up(connector, false);
-        match end {
-            SessionEnd::Shutdown => break,
-            SessionEnd::Lost => {
-                if !backoff.wait(&shutdown.stop).await {
-                    break;
-                }
-            }
-            SessionEnd::PlatformDown => {
-                tracing::error!(
-                    connector,
-                    "OpenCTI is unreachable; the consumer is paused and the messages wait in the queue."
-                );
-                if !wait_for_platform(&ctx, &shutdown).await {
-                    break;
-                }
-                tracing::info!(connector, "OpenCTI answers again; resuming the consumer.");
-            }
+        if shutdown.stop.is_cancelled() {
+            break;
         }
-    }
-}
-
-/// Probes OpenCTI (`about`) until it answers; false when stopped first.
-async fn wait_for_platform(ctx: &EnrichmentContext, shutdown: &Shutdown) -> bool {
-    let client = &ctx.run.platform.client;
-    let mut backoff = PROBE_BACKOFF;
-    loop {
-        if !backoff.wait(&shutdown.stop).await {
-            return false;
-        }
-        let probe = tokio::time::timeout(Duration::from_secs(10), client.health_check());
-        if let Ok(Ok(_)) = probe.await {
-            return true;
+        // A lost consumer, or a broker that did not take a publish: wait, then try again
+        // (after an outage, the loop waits for OpenCTI first).
+        if !availability.is_down() && !backoff.wait(&shutdown.stop).await {
+            break;
         }
     }
 }
@@ -116,10 +96,11 @@ async fn session(
     ctx: &Arc<EnrichmentContext>,
     prefetch: u16,
     shutdown: &Shutdown,
-    backoff: &mut super::retry::Backoff,
-) -> SessionEnd {
+    backoff: &mut Backoff,
+) {
     let run = &ctx.run;
     let connector = run.settings.key;
+    let availability = &run.platform.availability;
     let conn = match run
         .broker
         .connect(&format!(
@@ -131,7 +112,7 @@ async fn session(
         Ok(c) => c,
         Err(error) => {
             tracing::warn!(connector, %error, broker = ?run.broker, "Cannot connect to RabbitMQ; retrying.");
-            return SessionEnd::Lost;
+            return;
         }
     };
     let tag = format!("opencti-connectors-{connector}-{}", uuid::Uuid::new_v4());
@@ -141,26 +122,30 @@ async fn session(
         Ok(c) => c,
         Err(error) => {
             tracing::warn!(connector, %error, queue = %run.queues.listen, "Cannot consume the listen queue; retrying.");
-            let _ = conn.close(200, "retrying".into()).await;
-            return SessionEnd::Lost;
+            amqp::close_bounded(&conn, "retrying").await;
+            return;
         }
     };
     tracing::info!(connector, queue = %run.queues.listen, prefetch, "Listening for enrichment requests.");
     run.metrics.set_up(connector, true);
-    // In-flight messages of this session give up at the drain deadline, or at once when the
-    // session ends for an outage or a lost consumer (their messages are redelivered).
-    let session_abort = shutdown.abort.child_token();
-    let handlers = Shutdown {
-        stop: shutdown.stop.clone(),
-        abort: session_abort.clone(),
-        lock_lost: None,
-    };
+    let session = Arc::new(Session {
+        connection: Arc::new(conn),
+        abort: shutdown.abort.child_token(),
+        broker_trouble: CancellationToken::new(),
+    });
     let tracker = TaskTracker::new();
     let mut delivered = false;
-    let end = loop {
+    loop {
         tokio::select! {
-            _ = shutdown.stop.cancelled() => break SessionEnd::Shutdown,
-            _ = ctx.platform_down.notified() => break SessionEnd::PlatformDown,
+            _ = shutdown.stop.cancelled() => break,
+            _ = availability.went_down() => {
+                tracing::warn!(connector, "OpenCTI is unavailable; pausing and giving the in-flight messages back.");
+                break;
+            }
+            _ = session.broker_trouble.cancelled() => {
+                tracing::warn!(connector, "RabbitMQ does not take our publishes in time; pausing and giving the in-flight messages back.");
+                break;
+            }
             next = consumer.next() => match next {
                 Some(Ok(delivery)) => {
                     if !delivered {
@@ -168,47 +153,137 @@ async fn session(
                         delivered = true;
                         *backoff = BROKER_BACKOFF;
                     }
-                    let ctx = ctx.clone();
-                    let handlers = handlers.clone();
-                    tracker.spawn(async move { handle_delivery(ctx, delivery, handlers).await });
+                    tracker.spawn(handle_delivery(ctx.clone(), delivery, session.clone()));
                 }
                 Some(Err(error)) => {
                     tracing::warn!(connector, %error, "Lost the RabbitMQ consumer; reconnecting.");
-                    break SessionEnd::Lost;
+                    break;
                 }
                 None => {
                     tracing::warn!(connector, "The RabbitMQ consumer ended; reconnecting.");
-                    break SessionEnd::Lost;
+                    break;
                 }
             },
         }
-    };
+    }
     // Stop deliveries first; the broker keeps what was not delivered.
-    let _ = channel
-        .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
-        .await;
+    let cancel = channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default());
+    let _ = amqp::bounded("basic.cancel", OPERATION_TIMEOUT, cancel).await;
     run.metrics.set_up(connector, false);
-    if !matches!(end, SessionEnd::Shutdown) {
+    if !shutdown.stop.is_cancelled() {
         // Nothing left to finish for: give the messages back now.
-        session_abort.cancel();
+        session.abort.cancel();
     }
     tracker.close();
     tracker.wait().await;
-    let _ = channel.close(200, "done".into()).await;
-    let _ = conn.close(200, "done".into()).await;
-    end
+    amqp::close_channel(&channel, "done").await;
+    amqp::close_bounded(&session.connection, "done").await;
 }
 
-async fn handle_delivery(ctx: Arc<EnrichmentContext>, delivery: Delivery, shutdown: Shutdown) {
+/// Handles one delivery and settles it: what is known of it decides whether it runs with
+/// the others, alone, or not at all (see [`poison`]); it is never held longer than
+/// the broker allows (`mq.consumer_timeout`); [`settle`] decides ack or give back.
+async fn handle_delivery(ctx: Arc<EnrichmentContext>, delivery: Delivery, session: Arc<Session>) {
     let connector = ctx.run.settings.key;
-    let _in_flight = ctx.run.metrics.request_started(connector);
-    // A connector bug must not leave the message unacked forever (it would hold a prefetch
-    // slot): report it on the work and drop the message.
-    let handled = std::panic::AssertUnwindSafe(handle_message(&ctx, &delivery.data, &shutdown))
+    let platform = &ctx.run.platform;
+    let metrics = &ctx.run.metrics;
+    let _in_flight = metrics.request_started(connector);
+    let held_until = Instant::now() + platform.hold_limit;
+    let connector_id = ctx.run.settings.id.to_string();
+    let records = Records::new(&session.connection, &connector_id, &delivery.data);
+    let verdict = if delivery.redelivered {
+        records.verdict(connector).await
+    } else {
+        Verdict::Fresh
+    };
+    let abort = session.abort.child_token();
+    let budget = Budget::new(platform, &abort);
+    // Held until the message is settled, so nothing else starts while a suspect runs.
+    let mut _alone = None;
+    let mut _shared = None;
+    let handling = async {
+        match verdict {
+            Verdict::Convicted => {
+                tracing::error!(
+                    connector,
+                    "This message was being processed alone when a process died, after an earlier crash: failing it without processing it again."
+                );
+                metrics.count(connector, Event::Poison);
+                return report_failure(&ctx, &delivery.data, CONVICTED, &budget).await;
+            }
+            Verdict::Suspect => {
+                _alone = Some(tokio::select! {
+                    guard = platform.isolation.write() => guard,
+                    _ = abort.cancelled() => return Err(budget.given_back()),
+                });
+                if let Err(error) = records.mark(Flag::Alone).await {
+                    tracing::warn!(connector, %error, "Cannot flag the message on RabbitMQ; if it crashes the process, the crash will not be attributed to it.");
+                }
+                tracing::info!(
+                    connector,
+                    "A redelivered message that may have been in flight when a process died: processing it alone."
+                );
+            }
+            Verdict::Fresh | Verdict::Returned => {
+                _shared = Some(tokio::select! {
+                    guard = platform.isolation.read() => guard,
+                    _ = abort.cancelled() => return Err(budget.given_back()),
+                });
+            }
+        }
+        handle_caught(&ctx, &delivery.data, &budget).await
+    };
+    let result = tokio::time::timeout_at(held_until, handling)
+        .await
+        .unwrap_or(Err(Stop::GiveBack(GiveBack::HeldTooLong)));
+    if let Err(Stop::GiveBack(GiveBack::Broker(_))) = &result {
+        session.broker_trouble.cancel();
+    }
+    let settlement = settle(connector, &result);
+    let settled = match settlement {
+        Settlement::Ack => {
+            let ack = delivery.ack(BasicAckOptions::default());
+            amqp::bounded("basic.ack", OPERATION_TIMEOUT, ack).await
+        }
+        Settlement::GiveBack => {
+            metrics.count(connector, Event::GivenBack);
+            if matches!(verdict, Verdict::Fresh | Verdict::Returned)
+                && let Err(error) = records.mark(Flag::Returned).await
+            {
+                tracing::debug!(connector, %error, "Cannot flag the message as given back; it will be processed alone next time.");
+            }
+            let nack = delivery.nack(BasicNackOptions {
+                requeue: true,
+                multiple: false,
+            });
+            amqp::bounded("basic.nack", OPERATION_TIMEOUT, nack).await
+        }
+    };
+    if let Err(error) = settled {
+        // The channel is gone: the broker redelivers the message.
+        tracing::warn!(connector, %error, ?settlement, "Could not settle the message; it will be redelivered.");
+    }
+    // Whatever the outcome, the process survived this message's run alone.
+    let done_alone = verdict == Verdict::Suspect
+        || (verdict == Verdict::Convicted && settlement == Settlement::Ack);
+    if done_alone && let Err(error) = records.clear(Flag::Alone).await {
+        tracing::warn!(connector, %error, "Cannot clear the message's flag on RabbitMQ; a redelivery of it would be failed as a crash.");
+    }
+}
+
+/// Handles one message body; a panic of the connector is caught and reported like any
+/// failure, so it neither kills the process nor holds its message.
+async fn handle_caught(
+    ctx: &EnrichmentContext,
+    body: &[u8],
+    budget: &Budget<'_>,
+) -> Result<(), Stop> {
+    let connector = ctx.run.settings.key;
+    let handled = std::panic::AssertUnwindSafe(handle_message(ctx, body, budget))
         .catch_unwind()
         .await;
-    let disposition = match handled {
-        Ok(d) => d,
+    match handled {
+        Ok(result) => result,
         Err(panic) => {
             let what = panic
                 .downcast_ref::<&str>()
@@ -217,73 +292,55 @@ async fn handle_delivery(ctx: Arc<EnrichmentContext>, delivery: Delivery, shutdo
                 .unwrap_or_else(|| "unknown panic".into());
             tracing::error!(connector, panic = %what, "The connector panicked on a message; reporting and dropping it.");
             ctx.run.metrics.count(connector, Event::Panic);
-            if let Some(work_id) = ListenMessage::salvage_work_id(&delivery.data) {
-                let text = format!("Internal error in the {connector} connector: {what}");
-                let client = &ctx.run.platform.client;
-                let _ = patience(&ctx, &shutdown)
-                    .opencti("workToProcessed", || {
-                        client.work_to_processed(&work_id, &text, true)
-                    })
-                    .await;
-            }
-            Disposition::Ack
+            let text = format!("Internal error in the {connector} connector: {what}");
+            report_failure(ctx, body, &text, budget).await
         }
-    };
-    if disposition == Disposition::Pause {
-        ctx.platform_down.notify_one();
-    }
-    let result = match disposition {
-        Disposition::Ack => delivery.ack(BasicAckOptions::default()).await,
-        Disposition::Requeue | Disposition::Pause => {
-            delivery
-                .nack(BasicNackOptions {
-                    requeue: true,
-                    multiple: false,
-                })
-                .await
-        }
-    };
-    if let Err(error) = result {
-        // The channel is gone: the broker redelivers the message.
-        tracing::warn!(connector, %error, ?disposition, "Could not settle the message; it will be redelivered.");
     }
 }
 
-/// The retry budget of one message's platform calls.
-fn patience<'a>(ctx: &EnrichmentContext, shutdown: &'a Shutdown) -> Patience<'a> {
-    Patience {
-        abort: &shutdown.abort,
-        max: ctx.run.platform.max_retry,
-    }
-}
-
-/// Handles one message body; public for tests that drive it without a broker.
-pub async fn handle_message(
+/// Records `text` as the outcome of a message that is not processed (further): on its work
+/// when it has one, as an unchanged answer when it is a playbook step.
+async fn report_failure(
     ctx: &EnrichmentContext,
     body: &[u8],
-    shutdown: &Shutdown,
-) -> Disposition {
+    text: &str,
+    budget: &Budget<'_>,
+) -> Result<(), Stop> {
+    let client = &ctx.run.platform.client;
+    let message = ListenMessage::parse(body).ok();
+    if let Some(message) = &message
+        && let Some(step) = &message.internal.playbook
+    {
+        return playbook::answer_unchanged(ctx, message, step, budget).await;
+    }
+    let work_id = match &message {
+        Some(m) => m.internal.work_id.clone(),
+        None => ListenMessage::salvage_work_id(body),
+    };
+    if let Some(work_id) = work_id {
+        budget
+            .renewed()
+            .opencti("workToProcessed", || {
+                client.work_to_processed(&work_id, text, true)
+            })
+            .await?;
+    }
+    Ok(())
+}
+
+/// Handles one message body: a malformed one is reported on its work (when it names one).
+async fn handle_message(
+    ctx: &EnrichmentContext,
+    body: &[u8],
+    budget: &Budget<'_>,
+) -> Result<(), Stop> {
     let connector = ctx.run.settings.key;
     let message = match ListenMessage::parse(body) {
         Ok(m) => m,
         Err(error) => {
             tracing::error!(connector, %error, "Malformed enrichment message; reporting and dropping it.");
             ctx.run.metrics.count(connector, Event::MessageMalformed);
-            if let Some(work_id) = ListenMessage::salvage_work_id(body) {
-                let client = &ctx.run.platform.client;
-                let text = error.to_string();
-                let reported = patience(ctx, shutdown)
-                    .opencti("workToProcessed", || {
-                        client.work_to_processed(&work_id, &text, true)
-                    })
-                    .await;
-                match reported {
-                    Err(Gave::Aborted) => return Disposition::Requeue,
-                    Err(Gave::Up(e)) if e.is_unreachable() => return Disposition::Pause,
-                    _ => {}
-                }
-            }
-            return Disposition::Ack;
+            return report_failure(ctx, body, &error.to_string(), budget).await;
         }
     };
     let span = tracing::info_span!(
@@ -295,8 +352,8 @@ pub async fn handle_message(
     );
     async {
         match &message.internal.playbook {
-            Some(step) => playbook::handle_playbook(ctx, &message, step, shutdown).await,
-            None => work::handle_enrichment(ctx, &message, shutdown).await,
+            Some(step) => playbook::handle_playbook(ctx, &message, step, budget).await,
+            None => work::handle_enrichment(ctx, &message, budget).await,
         }
     }
     .instrument(span)

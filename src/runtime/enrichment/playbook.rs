@@ -3,55 +3,102 @@
 
 use serde_json::{Value, json};
 
-use super::request::{Failure, check_tlp, enrich_with_retries, granted_refs, share_with};
-use super::{Disposition, EnrichmentContext, UNREADABLE_MESSAGE};
+use super::request::{check_tlp, enrich_with_retries, granted_refs, share_with};
+use super::{EnrichmentContext, UNREADABLE_MESSAGE};
 use crate::connectors::{EnrichmentRequest, Outcome};
 use crate::opencti::OpenctiClient;
 use crate::opencti::client::PlaybookStep;
 use crate::opencti::messages::{ListenMessage, PlaybookInfo};
-use crate::runtime::Shutdown;
-use crate::runtime::retry::{Gave, Patience};
+use crate::runtime::delivery::{Budget, Stop};
 use crate::stix::{Tlp, tlp};
 
-/// Answers a playbook step with the enriched bundle.
-pub(super) async fn handle_playbook(
-    ctx: &EnrichmentContext,
-    message: &ListenMessage,
-    playbook: &PlaybookInfo,
-    shutdown: &Shutdown,
-) -> Disposition {
-    let connector = ctx.run.settings.key;
-    let abort = &shutdown.abort;
-    let client = ctx
-        .run
-        .platform
-        .client
-        .in_draft(message.internal.draft_id.as_deref());
+/// The playbook's bundle as the message carries it, and its objects.
+fn incoming(message: &ListenMessage) -> (Value, Vec<Value>) {
     let incoming = message
         .event
         .bundle
         .clone()
         .unwrap_or_else(|| json!({"type": "bundle", "objects": []}));
-    let original: Vec<Value> = incoming
+    let objects = incoming
         .get("objects")
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
+    (incoming, objects)
+}
+
+/// Answers a playbook step with the enriched bundle, or the incoming one unchanged when the
+/// enrichment found nothing, was refused or failed. Never answers when the message is given
+/// back: the step is answered once, by the attempt that completes.
+pub(super) async fn handle_playbook(
+    ctx: &EnrichmentContext,
+    message: &ListenMessage,
+    playbook: &PlaybookInfo,
+    budget: &Budget<'_>,
+) -> Result<(), Stop> {
+    let connector = ctx.run.settings.key;
+    let client = ctx
+        .run
+        .platform
+        .client
+        .in_draft(message.internal.draft_id.as_deref());
+    let (incoming, original) = incoming(message);
     let execution_start = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, false);
-    let patience = Patience {
-        abort,
-        max: ctx.run.platform.max_retry,
-    };
-    let objects = match process_playbook(ctx, &client, message, &original, patience).await {
+    let objects = match process_playbook(ctx, &client, message, &original, budget).await {
         Ok(Some(objects)) => objects,
-        Ok(None) => original.clone(),
-        Err(Failure::Aborted) => return Disposition::Requeue,
-        Err(Failure::PlatformDown) => return Disposition::Pause,
-        Err(Failure::Report(text)) => {
+        Ok(None) => original,
+        Err(Stop::Failed(text)) => {
             tracing::warn!(connector, error = %text, "Playbook enrichment failed; passing the bundle on unchanged.");
-            original.clone()
+            original
         }
+        Err(given_back) => return Err(given_back),
     };
+    answer(
+        &client,
+        playbook,
+        &incoming,
+        objects,
+        &execution_start,
+        budget,
+    )
+    .await
+}
+
+/// Answers a playbook step with its incoming bundle unchanged (a message that is not
+/// processed: it crashed the process, or the connector panicked on it).
+pub(super) async fn answer_unchanged(
+    ctx: &EnrichmentContext,
+    message: &ListenMessage,
+    playbook: &PlaybookInfo,
+    budget: &Budget<'_>,
+) -> Result<(), Stop> {
+    let client = ctx
+        .run
+        .platform
+        .client
+        .in_draft(message.internal.draft_id.as_deref());
+    let (incoming, original) = incoming(message);
+    let execution_start = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, false);
+    answer(
+        &client,
+        playbook,
+        &incoming,
+        original,
+        &execution_start,
+        budget,
+    )
+    .await
+}
+
+/// `playbookStepExecution` with `objects`, under a budget of its own.
+async fn answer(
+    client: &OpenctiClient,
+    playbook: &PlaybookInfo,
+    incoming: &Value,
+    objects: Vec<Value>,
+    execution_start: &str,
+    budget: &Budget<'_>,
+) -> Result<(), Stop> {
     // The playbook's bundle keeps its id; a bundle without one gets a fresh id.
     let bundle_id = match incoming.get("id").and_then(Value::as_str) {
         Some(id) => id.to_string(),
@@ -62,7 +109,7 @@ pub(super) async fn handle_playbook(
     let step = PlaybookStep {
         execution_id: playbook.execution_id.clone(),
         event_id: playbook.event_id.clone(),
-        execution_start,
+        execution_start: execution_start.to_string(),
         data_instance_id: playbook.data_instance_id.clone(),
         playbook_id: playbook.playbook_id.clone(),
         previous_step_id: playbook.previous_step_id.clone(),
@@ -70,20 +117,18 @@ pub(super) async fn handle_playbook(
         previous_bundle: incoming.to_string(),
     };
     let text = bundle.to_string();
-    match patience
+    budget
+        .renewed()
         .opencti("playbookStepExecution", || {
             client.playbook_step_execution(&step, &text)
         })
         .await
-    {
-        Ok(()) => Disposition::Ack,
-        Err(Gave::Aborted) => Disposition::Requeue,
-        Err(Gave::Up(error)) if error.is_unreachable() => Disposition::Pause,
-        Err(Gave::Up(error)) => {
-            tracing::error!(connector, %error, "OpenCTI refused the playbook step answer.");
-            Disposition::Ack
-        }
-    }
+        .map_err(|stop| match stop {
+            Stop::Failed(error) => {
+                Stop::Failed(format!("OpenCTI refused the playbook step answer: {error}"))
+            }
+            given_back => given_back,
+        })
 }
 
 /// The playbook's enriched objects, or `None` to pass the bundle on unchanged.
@@ -92,25 +137,26 @@ async fn process_playbook(
     client: &OpenctiClient,
     message: &ListenMessage,
     original: &[Value],
-    patience: Patience<'_>,
-) -> Result<Option<Vec<Value>>, Failure> {
-    let entity_id = message.event.entity_id.as_deref().ok_or_else(|| {
-        Failure::Report("Internal enrichment must be based on a specific id".into())
-    })?;
+    budget: &Budget<'_>,
+) -> Result<Option<Vec<Value>>, Stop> {
+    let entity_id =
+        message.event.entity_id.as_deref().ok_or_else(|| {
+            Stop::Failed("Internal enrichment must be based on a specific id".into())
+        })?;
     let stix_entity = original
         .iter()
         .find(|o| o.get("id").and_then(Value::as_str) == Some(entity_id))
         .cloned()
-        .ok_or_else(|| Failure::Report(format!("{entity_id} is not in the playbook bundle")))?;
+        .ok_or_else(|| Stop::Failed(format!("{entity_id} is not in the playbook bundle")))?;
     // As pycti: an entity the connector user cannot read is refused, before any upstream call.
-    let entity = patience
+    let entity = budget
         .opencti("read entity", || client.read_entity(entity_id))
         .await?
-        .ok_or_else(|| Failure::Report(UNREADABLE_MESSAGE.into()))?;
+        .ok_or_else(|| Stop::Failed(UNREADABLE_MESSAGE.into()))?;
     // The platform's markings, then those the bundle adds (a previous step may have), each
     // resolved: a static TLP id by the table, any other through GraphQL.
     let mut markings = entity.object_marking.clone();
-    for marking in bundle_markings(client, &stix_entity, patience).await? {
+    for marking in bundle_markings(client, &stix_entity, budget).await? {
         if !markings
             .iter()
             .any(|m| m.standard_id == marking.standard_id)
@@ -130,7 +176,7 @@ async fn process_playbook(
     };
     check_tlp(ctx, &request)?;
     let shared_with = granted_refs(&request.stix_entity);
-    match enrich_with_retries(ctx, &request, patience.abort).await? {
+    match enrich_with_retries(ctx, &request, budget).await? {
         Outcome::Done(_) => Ok(None),
         Outcome::Bundle { mut objects, .. } => {
             if let Some(organisations) = &shared_with {
@@ -145,8 +191,8 @@ async fn process_playbook(
 async fn bundle_markings(
     client: &OpenctiClient,
     entity: &Value,
-    patience: Patience<'_>,
-) -> Result<Vec<tlp::ObjectMarking>, Failure> {
+    budget: &Budget<'_>,
+) -> Result<Vec<tlp::ObjectMarking>, Stop> {
     let refs: Vec<&str> = entity
         .get("object_marking_refs")
         .and_then(Value::as_array)
@@ -163,7 +209,7 @@ async fn bundle_markings(
                 definition: Some(t.definition().into()),
             }),
             None => {
-                if let Some(m) = patience
+                if let Some(m) = budget
                     .opencti("read marking", || client.read_marking(id))
                     .await?
                 {

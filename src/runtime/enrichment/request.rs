@@ -2,68 +2,32 @@
 //! upstream call, the connector called under the retry policy, the bundle sent.
 
 use serde_json::Value;
-use tokio_util::sync::CancellationToken;
 
 use super::{EnrichmentContext, UNREADABLE_MESSAGE};
 use crate::connectors::{ConnectorError, EnrichmentRequest, Outcome};
 use crate::metrics::Event;
+use crate::opencti::OpenctiClient;
 use crate::opencti::messages::ListenMessage;
-use crate::opencti::{OpenctiClient, OpenctiError};
-use crate::runtime::Shutdown;
-use crate::runtime::retry::{self, Gave, Patience};
-use crate::runtime::send::{SendError, SendTarget};
+use crate::runtime::delivery::{Budget, Stop};
+use crate::runtime::send::SendTarget;
 use crate::stix::{Tlp, check_max_tlp, tlp};
-
-/// A failure while processing.
-pub(super) enum Failure {
-    /// Reported on the work, then the message is acked.
-    Report(String),
-    /// The drain deadline (or a pause): the message goes back to the queue.
-    Aborted,
-    /// OpenCTI cannot be connected to: the message goes back and the consumer pauses.
-    PlatformDown,
-}
-
-impl From<Gave<OpenctiError>> for Failure {
-    fn from(g: Gave<OpenctiError>) -> Self {
-        match g {
-            Gave::Aborted => Failure::Aborted,
-            Gave::Up(e) if e.is_unreachable() => Failure::PlatformDown,
-            Gave::Up(e) => Failure::Report(e.to_string()),
-        }
-    }
-}
-
-impl From<Gave<SendError>> for Failure {
-    fn from(g: Gave<SendError>) -> Self {
-        match g {
-            Gave::Aborted => Failure::Aborted,
-            Gave::Up(SendError::Platform(e)) => Gave::Up(e).into(),
-            Gave::Up(e) => Failure::Report(e.to_string()),
-        }
-    }
-}
 
 /// Resolves the entity, gates on TLP, enriches and sends. Returns the work message.
 pub(super) async fn process_enrichment(
     ctx: &EnrichmentContext,
     client: &OpenctiClient,
     message: &ListenMessage,
-    shutdown: &Shutdown,
-) -> Result<String, Failure> {
-    let abort = &shutdown.abort;
-    let patience = Patience {
-        abort,
-        max: ctx.run.platform.max_retry,
-    };
-    let entity_id = message.event.entity_id.as_deref().ok_or_else(|| {
-        Failure::Report("Internal enrichment must be based on a specific id".into())
-    })?;
+    budget: &Budget<'_>,
+) -> Result<String, Stop> {
+    let entity_id =
+        message.event.entity_id.as_deref().ok_or_else(|| {
+            Stop::Failed("Internal enrichment must be based on a specific id".into())
+        })?;
     // One request: the access check, the markings and the STIX export as it is now.
-    let entity = patience
+    let entity = budget
         .opencti("read entity", || client.read_entity(entity_id))
         .await?
-        .ok_or_else(|| Failure::Report(UNREADABLE_MESSAGE.into()))?;
+        .ok_or_else(|| Stop::Failed(UNREADABLE_MESSAGE.into()))?;
     let provided = message.provided_objects();
     let stix_entity = match (&provided, entity.stix(), &message.event.stix_entity) {
         // A bundle came with the message: it is what the connector works on.
@@ -72,7 +36,7 @@ pub(super) async fn process_enrichment(
         // queued earlier never writes a stale score or description back.
         (_, Some(exported), _) => exported,
         (_, None, Some(e)) => e.clone(),
-        (_, None, None) => return Err(Failure::Report(UNREADABLE_MESSAGE.into())),
+        (_, None, None) => return Err(Stop::Failed(UNREADABLE_MESSAGE.into())),
     };
     let stix_objects = match provided {
         Some(objects) => objects,
@@ -110,7 +74,7 @@ pub(super) async fn process_enrichment(
     };
     check_tlp(ctx, &request)?;
     let shared_with = granted_refs(&request.stix_entity);
-    match enrich_with_retries(ctx, &request, abort).await? {
+    match enrich_with_retries(ctx, &request, budget).await? {
         Outcome::Done(text) => Ok(text),
         Outcome::Bundle {
             mut objects,
@@ -126,7 +90,7 @@ pub(super) async fn process_enrichment(
                 applicant_id: message.internal.applicant_id.as_deref(),
             };
             let records = objects.len();
-            let sent = ctx.sender.send(client, objects, target, abort).await?;
+            let sent = ctx.sender.send(client, objects, target, budget).await?;
             ctx.run.metrics.sent(ctx.run.settings.key, sent, records);
             Ok(make_message(sent))
         }
@@ -183,10 +147,7 @@ pub(super) fn share_with(objects: &mut [Value], organisations: &[Value]) {
 }
 
 /// The max-TLP gate, before any upstream call.
-pub(super) fn check_tlp(
-    ctx: &EnrichmentContext,
-    request: &EnrichmentRequest,
-) -> Result<(), Failure> {
+pub(super) fn check_tlp(ctx: &EnrichmentContext, request: &EnrichmentRequest) -> Result<(), Stop> {
     let Some(max) = ctx.connector.max_tlp() else {
         return Ok(());
     };
@@ -197,40 +158,39 @@ pub(super) fn check_tlp(
         ctx.run
             .metrics
             .count(ctx.run.settings.key, Event::TlpRefused);
-        Err(Failure::Report(ctx.connector.tlp_refused_message()))
+        Err(Stop::Failed(ctx.connector.tlp_refused_message()))
     }
 }
 
-/// Calls the connector, retrying transient upstream failures per the retry policy.
+/// Calls the connector, retrying transient upstream failures per the retry policy, within
+/// the message's budget.
 pub(super) async fn enrich_with_retries(
     ctx: &EnrichmentContext,
     request: &EnrichmentRequest,
-    abort: &CancellationToken,
-) -> Result<Outcome, Failure> {
+    budget: &Budget<'_>,
+) -> Result<Outcome, Stop> {
     let connector = ctx.run.settings.key;
     let mut retry = ctx.run.platform.retry.start();
     loop {
         let result = tokio::select! {
             r = ctx.connector.enrich(request) => r,
-            // The drain deadline: give the message back rather than wait forever.
-            _ = abort.cancelled() => return Err(Failure::Aborted),
+            // The drain deadline, or OpenCTI down: give the message back rather than wait.
+            _ = budget.abort().cancelled() => return Err(budget.given_back()),
         };
         let error = match result {
             Ok(outcome) => return Ok(outcome),
             Err(error) => error,
         };
         match retry.after(&error) {
-            Some(delay) => {
+            Some(delay) if budget.allows(delay) => {
                 tracing::warn!(connector, attempt = retry.attempt - 1, %error, "Upstream failed; retrying.");
-                if !retry::sleep(delay, abort).await {
-                    return Err(Failure::Aborted);
-                }
+                budget.sleep(delay).await?;
             }
-            None => {
+            _ => {
                 if let ConnectorError::Misconfigured(_) = &error {
                     tracing::error!(connector, %error, "The upstream refused our credentials: fix the connector's configuration.");
                 }
-                return Err(Failure::Report(error.to_string()));
+                return Err(Stop::Failed(error.to_string()));
             }
         }
     }

@@ -1,19 +1,20 @@
 //! The work of a manual or automatic enrichment: received, processed (with the message or
-//! the failure), then the message is settled.
+//! the failure recorded), then the message is settled by the caller.
 
-use super::request::{Failure, process_enrichment};
-use super::{Disposition, EnrichmentContext, RECEIVED_MESSAGE};
+use super::request::process_enrichment;
+use super::{EnrichmentContext, RECEIVED_MESSAGE};
 use crate::metrics::Event;
 use crate::opencti::messages::ListenMessage;
-use crate::runtime::Shutdown;
-use crate::runtime::retry::{Gave, Patience};
+use crate::runtime::delivery::{Budget, Stop};
 
-/// Reports the work received, processes the request, reports the work processed.
+/// Reports the work received, processes the request, records the outcome on the work. `Ok`
+/// once the outcome is recorded (or there is no work to record it on); a give-back when the
+/// message could not be processed now.
 pub(super) async fn handle_enrichment(
     ctx: &EnrichmentContext,
     message: &ListenMessage,
-    shutdown: &Shutdown,
-) -> Disposition {
+    budget: &Budget<'_>,
+) -> Result<(), Stop> {
     let connector = ctx.run.settings.key;
     let client = ctx
         .run
@@ -21,23 +22,18 @@ pub(super) async fn handle_enrichment(
         .client
         .in_draft(message.internal.draft_id.as_deref());
     let work_id = message.internal.work_id.as_deref();
-    let patience = Patience {
-        abort: &shutdown.abort,
-        max: ctx.run.platform.max_retry,
-    };
     if let Some(work_id) = work_id {
-        match patience
+        let received = budget
             .opencti("workToReceived", || {
                 client.work_to_received(work_id, RECEIVED_MESSAGE)
             })
-            .await
-        {
+            .await;
+        match received {
             Ok(()) => {}
-            Err(Gave::Aborted) => return Disposition::Requeue,
-            Err(Gave::Up(error)) if error.is_unreachable() => return Disposition::Pause,
-            Err(Gave::Up(error)) => {
+            Err(Stop::Failed(error)) => {
                 tracing::warn!(connector, %error, "workToReceived failed; processing anyway.")
             }
+            Err(given_back) => return Err(given_back),
         }
     }
     // While it is processed, the work is pinged so the platform keeps it alive (pycti's
@@ -54,7 +50,7 @@ pub(super) async fn handle_enrichment(
         }
     };
     let result = tokio::select! {
-        r = process_enrichment(ctx, &client, message, shutdown) => r,
+        r = process_enrichment(ctx, &client, message, budget) => r,
         never = keep_alive => never,
     };
     let (text, in_error) = match result {
@@ -63,28 +59,25 @@ pub(super) async fn handle_enrichment(
             tracing::info!(connector, message = %text, "Enrichment done.");
             (text, false)
         }
-        Err(Failure::Aborted) => return Disposition::Requeue,
-        Err(Failure::PlatformDown) => return Disposition::Pause,
-        Err(Failure::Report(text)) => {
+        Err(Stop::Failed(text)) => {
             ctx.run.metrics.count(connector, Event::EnrichmentFailed);
             tracing::warn!(connector, error = %text, "Enrichment failed.");
             (text, true)
         }
+        Err(given_back) => return Err(given_back),
     };
     if let Some(work_id) = work_id {
-        match patience
+        // The outcome has a budget of its own: the handling's retries cannot starve it.
+        budget
+            .renewed()
             .opencti("workToProcessed", || {
                 client.work_to_processed(work_id, &text, in_error)
             })
             .await
-        {
-            Ok(()) => {}
-            Err(Gave::Aborted) => return Disposition::Requeue,
-            Err(Gave::Up(error)) if error.is_unreachable() => return Disposition::Pause,
-            Err(Gave::Up(error)) => {
-                tracing::warn!(connector, %error, "workToProcessed failed; the work stays open.")
-            }
-        }
+            .map_err(|stop| match stop {
+                Stop::Failed(error) => Stop::Failed(format!("workToProcessed failed: {error}")),
+                given_back => given_back,
+            })?;
     }
-    Disposition::Ack
+    Ok(())
 }

@@ -1,8 +1,13 @@
 //! The compiled daemon as a child process: spawned from the environment alone, in a scratch
-//! directory, killed or terminated by the test, and never left running.
+//! directory, killed or terminated by the test, and never left running. Its stdout and
+//! stderr are drained as it runs (a full pipe would block its logging, and with it the
+//! daemon), and handed back by [`Daemon::terminate`].
 
+use std::io::Read;
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_opencti-connectors");
@@ -22,6 +27,23 @@ pub struct Daemon {
     dir: PathBuf,
     /// Its `/healthz` and `/metrics` port.
     pub port: u16,
+    /// What it wrote to stdout and stderr so far.
+    stdout: Arc<Mutex<Vec<u8>>>,
+    stderr: Arc<Mutex<Vec<u8>>>,
+    drains: Vec<JoinHandle<()>>,
+}
+
+/// Copies `from` into `into` until it ends.
+fn drain(mut from: impl Read + Send + 'static, into: Arc<Mutex<Vec<u8>>>) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = from.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            into.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    })
 }
 
 impl Daemon {
@@ -40,10 +62,47 @@ impl Daemon {
         for (k, v) in env {
             command.env(k, v);
         }
+        let mut child = command.spawn().unwrap();
+        let (stdout, stderr) = (Arc::default(), Arc::default());
+        let drains = vec![
+            drain(child.stdout.take().unwrap(), Arc::clone(&stdout)),
+            drain(child.stderr.take().unwrap(), Arc::clone(&stderr)),
+        ];
         Daemon {
-            child: Some(command.spawn().unwrap()),
+            child: Some(child),
             dir,
             port,
+            stdout,
+            stderr,
+            drains,
+        }
+    }
+
+    /// Its process id.
+    #[allow(dead_code)]
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// What it logged so far (stdout, then stderr).
+    #[allow(dead_code)]
+    pub fn logs(&self) -> String {
+        String::from_utf8_lossy(&self.stdout.lock().unwrap()).into_owned()
+            + &String::from_utf8_lossy(&self.stderr.lock().unwrap())
+    }
+
+    /// Waits until the process exits on its own (a crash); its exit status.
+    #[allow(dead_code)]
+    pub async fn exited(&mut self) -> ExitStatus {
+        loop {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                return status;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
     }
 
@@ -64,15 +123,27 @@ impl Daemon {
 
     /// SIGTERM, then waits for the exit; returns the output.
     pub async fn terminate(mut self) -> Output {
-        let child = self.child.take().expect("running");
+        let mut child = self.child.take().expect("running");
         Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
             .status()
             .unwrap();
-        tokio::task::spawn_blocking(move || child.wait_with_output())
-            .await
-            .unwrap()
-            .unwrap()
+        let drains = std::mem::take(&mut self.drains);
+        let status = tokio::task::spawn_blocking(move || {
+            let status = child.wait();
+            for d in drains {
+                let _ = d.join();
+            }
+            status
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        Output {
+            status,
+            stdout: std::mem::take(&mut *self.stdout.lock().unwrap()),
+            stderr: std::mem::take(&mut *self.stderr.lock().unwrap()),
+        }
     }
 }
 

@@ -54,6 +54,16 @@ impl Call {
     }
 }
 
+/// How a platform that is down answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(dead_code)]
+pub enum Outage {
+    /// An ingress before a restarting platform: HTTP 503 to everything.
+    Unavailable,
+    /// A platform that accepts connections and never answers.
+    Hold,
+}
+
 /// What the fake knows and saw.
 pub struct FakeState {
     pub calls: Vec<Call>,
@@ -85,6 +95,8 @@ pub struct FakeState {
     pub unbound_push: bool,
     /// Operations (root fields) that are recorded and then never answered.
     pub hang: Vec<String>,
+    /// The whole platform is down: every operation, `about` included, is answered so.
+    pub outage: Option<Outage>,
     /// Operations (root fields) answered with a permission error, as an older or locked-down
     /// platform would.
     pub refuse: Vec<String>,
@@ -114,6 +126,7 @@ impl Default for FakeState {
             fail_pushes_after: 0,
             unbound_push: false,
             hang: Vec::new(),
+            outage: None,
             refuse: Vec::new(),
             keep_bundles: true,
             validated: HashMap::new(),
@@ -367,7 +380,18 @@ impl FakeOpencti {
 
     /// Waits until `cond` holds on the recorded state (10 s at most).
     pub async fn wait_for(&self, what: &str, cond: impl Fn(&FakeState) -> bool) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        self.wait_for_long(what, Duration::from_secs(10), cond)
+            .await
+    }
+
+    /// [`FakeOpencti::wait_for`], `limit` at most.
+    pub async fn wait_for_long(
+        &self,
+        what: &str,
+        limit: Duration,
+        cond: impl Fn(&FakeState) -> bool,
+    ) {
+        let deadline = tokio::time::Instant::now() + limit;
         loop {
             if cond(&self.state.lock().unwrap()) {
                 return;
@@ -520,6 +544,24 @@ async fn answer(
             Json(
                 json!({ "errors": [{ "message": "You are not allowed to do this.", "name": "FORBIDDEN_ACCESS" }] }),
             ),
+        );
+    }
+    let outage = fake.state.lock().unwrap().outage;
+    if let Some(outage) = outage {
+        fake.state.lock().unwrap().calls.push(Call {
+            field: format!("{field}({outage:?})"),
+            variables: variables.clone(),
+            draft_id: draft_id.clone(),
+            at: std::time::Instant::now(),
+            replica: replica.clone(),
+            work_id: None,
+        });
+        if outage == Outage::Hold {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        }
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"message": "503 Service Temporarily Unavailable"})),
         );
     }
     let hangs = fake.state.lock().unwrap().hang.contains(&field);

@@ -94,6 +94,7 @@ pub fn platform_with_broker_port(fake: &FakeOpencti, port: u16) -> Arc<Platform>
 
 /// A platform pointing at the fake, with fast pings and retries.
 pub fn platform(fake: &FakeOpencti) -> Arc<Platform> {
+    let metrics = Arc::new(Metrics::default());
     Arc::new(Platform {
         client: OpenctiClient::new(
             &fake.url,
@@ -110,9 +111,15 @@ pub fn platform(fake: &FakeOpencti) -> Arc<Platform> {
             max: Duration::from_millis(50),
         },
         max_retry: Duration::from_secs(30),
+        hold_limit: opencti_connectors::config::hold_limit(
+            opencti_connectors::config::DEFAULT_CONSUMER_TIMEOUT,
+        ),
+        publish_timeout: opencti_connectors::amqp::PUBLISH_TIMEOUT,
         work_ping_interval: Duration::from_millis(200),
         import_lock: true,
-        metrics: Arc::new(Metrics::default()),
+        availability: runtime::availability::Availability::new(metrics.clone()),
+        isolation: Arc::default(),
+        metrics,
     })
 }
 
