@@ -13,6 +13,7 @@ mod fuzz;
 mod graphql_schema;
 mod ipinfo_e2e;
 mod ipsum_e2e;
+mod ivre_certificates;
 mod ivre_e2e;
 mod lastinfosec_e2e;
 mod migrate;

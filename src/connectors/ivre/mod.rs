@@ -278,7 +278,8 @@ impl EnrichmentConnector for IvreConnector {
         };
         let now = crate::stix::now();
         let obs = request.entity_id.clone();
-        let mut c = Collector::new(self.author.id(), &now, &request.stix_entity, &obs);
+        let mut c = Collector::new(self.author.id(), &now, &request.stix_entity, &obs)
+            .known_by(request.observable_value.as_deref());
         let report = self.run_sources(&target, &mut c, &obs).await;
 
         let applicable: Vec<&(&str, SourceResult)> = report
