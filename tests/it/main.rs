@@ -15,6 +15,7 @@ mod ipinfo_e2e;
 mod ipsum_e2e;
 mod ivre_certificates;
 mod ivre_e2e;
+mod ivre_maxmind;
 mod lastinfosec_e2e;
 mod migrate;
 mod oneshot;

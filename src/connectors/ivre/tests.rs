@@ -149,6 +149,31 @@ fn the_section_needs_a_usable_web_api_url() {
 }
 
 #[test]
+fn maxmind_urls_serve_the_data_purpose_only() {
+    let s = IvreConfig {
+        api_base_url: Some("maxmind:///usr/share/ivre/geoip".into()),
+        db_url_scans: Some("https://ivre.example.com/cgi".into()),
+        ..Default::default()
+    };
+    let p = s.purposes();
+    assert!(
+        matches!(&p.data, Ok(DataUrl::MaxMind(dir)) if dir.to_str() == Some("/usr/share/ivre/geoip"))
+    );
+    assert!(p.passive.unwrap_err().contains("data purpose only"));
+    assert!(p.scans.is_ok());
+    let s = IvreConfig {
+        db_url_data: Some("maxmind://geoip".into()),
+        ..s
+    };
+    assert!(
+        s.purposes()
+            .data
+            .unwrap_err()
+            .contains("absolute directory")
+    );
+}
+
+#[test]
 fn odd_fragments_do_not_panic() {
     let e = Endpoint::parse("http://h/cgi#Referer=%é%&X-Odd=%zz", None, None).unwrap();
     // Undecodable escapes stay as written, byte for byte.
