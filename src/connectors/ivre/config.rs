@@ -347,6 +347,12 @@ impl ConnectorConfig for IvreConfig {
                 "api_base_url",
                 format!("no usable IVRE web API URL ({})", why.join("; ")),
             );
+        } else if let [(data, _), ..] = &self.endpoints()
+            && let Some(Err(why)) = maxmind::directory(data)
+            && self.use_data
+        {
+            // Files that cannot be found fail the start; so does a path that cannot be one.
+            checks.error("db_url_data", why);
         }
     }
 

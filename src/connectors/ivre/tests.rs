@@ -171,6 +171,15 @@ fn maxmind_urls_serve_the_data_purpose_only() {
             .unwrap_err()
             .contains("absolute directory")
     );
+    // With another purpose usable, a bad maxmind:// URL still fails the check.
+    use crate::connectors::ConnectorConfig;
+    let mut checks = crate::config::Checks::new(&SPEC);
+    s.check(&mut checks);
+    let errors = checks.into_errors().join(" ");
+    assert!(
+        errors.contains("ivre.db_url_data") && errors.contains("absolute directory"),
+        "{errors}"
+    );
 }
 
 #[test]
