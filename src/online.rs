@@ -2,7 +2,8 @@
 //! check. OpenCTI (its URL and token), each enabled connector's registration (which tells
 //! where RabbitMQ is, as at start-up; registering again is what every start does), RabbitMQ
 //! itself, each importer's lock (free, or held by a running replica), then each enabled
-//! connector's upstream with its configured key.
+//! connector's upstream with its configured key (for IVRE's `maxmind://` data, the GeoLite2
+//! files found and their build dates: `EnrichmentConnector::check_upstream`).
 
 use std::time::Duration;
 

@@ -274,3 +274,26 @@ async fn an_import_lock_held_by_a_running_replica_is_reported_as_such() {
     assert!(text.contains("online checks OK (7 check(s))"), "{text}");
     let _ = replica.close(200, "test done".into()).await;
 }
+
+#[tokio::test]
+async fn ivre_with_maxmind_files_reports_the_databases_and_their_build_dates() {
+    let fake = FakeOpencti::start().await;
+    let dir = format!("{}/tests/fixtures/ivre/mmdb", env!("CARGO_MANIFEST_DIR"));
+    let env = vec![
+        ("OPENCTI_URL", fake.url.clone()),
+        ("OPENCTI_TOKEN", fake_opencti::TOKEN.to_string()),
+        ("IVRE_ENABLED", "true".into()),
+        ("IVRE_CONNECTOR_ID", uuid::Uuid::new_v4().to_string()),
+        ("IVRE_DB_URL_DATA", format!("maxmind://{dir}")),
+        ("IVRE_USE_PASSIVE", "false".into()),
+        ("IVRE_USE_SCANS", "false".into()),
+    ];
+    let out = check_online(&env).await;
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let line = format!(
+        "ok    ivre: upstream: data: maxmind://{dir}: GeoLite2-ASN built 2025-07-02, \
+         GeoLite2-Country built 2025-07-01, GeoLite2-City built 2025-07-01; 8.8.8.8 known"
+    );
+    assert!(text.lines().any(|l| l == line), "`{line}` in\n{text}");
+}

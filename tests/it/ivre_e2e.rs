@@ -16,7 +16,7 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 /// A fake IVRE: each (route, filter) answers its fixture on page 0; every other page and
 /// filter answers IVRE's empty page.
-async fn ivre_server(lists: &[(&str, Value, &str)], ipdata: &[(&str, &str)]) -> MockServer {
+pub async fn ivre_server(lists: &[(&str, Value, &str)], ipdata: &[(&str, &str)]) -> MockServer {
     let server = MockServer::start().await;
     for (route, filter, file) in lists {
         Mock::given(method("GET"))
@@ -50,7 +50,7 @@ async fn ivre_server(lists: &[(&str, Value, &str)], ipdata: &[(&str, &str)]) -> 
     server
 }
 
-fn ivre(server: &MockServer, extra: &[(&str, &str)]) -> (ConnectorSettings, Hosted) {
+pub fn ivre(server: &MockServer, extra: &[(&str, &str)]) -> (ConnectorSettings, Hosted) {
     let url = format!("{}/cgi#Referer=http://127.0.0.1/", server.uri());
     build_connector(
         "ivre",
@@ -62,7 +62,7 @@ fn ivre(server: &MockServer, extra: &[(&str, &str)]) -> (ConnectorSettings, Host
     )
 }
 
-fn connector(hosted: Hosted) -> Arc<dyn EnrichmentConnector> {
+pub fn connector(hosted: Hosted) -> Arc<dyn EnrichmentConnector> {
     match hosted {
         Hosted::Enrichment(c) => c,
         Hosted::Import(_) => unreachable!("IVRE is an enrichment connector"),
@@ -74,10 +74,10 @@ fn sco(stix_type: &str, value: &str) -> Value {
 }
 
 /// `(type:key, relationship, type:key, start, stop)`.
-type Rel = (String, String, String, Option<String>, Option<String>);
+pub type Rel = (String, String, String, Option<String>, Option<String>);
 
 /// Every relationship, readable.
-fn relationships(objects: &[Value]) -> Vec<Rel> {
+pub fn relationships(objects: &[Value]) -> Vec<Rel> {
     let by_id: HashMap<&str, &Value> = objects
         .iter()
         .map(|o| (o["id"].as_str().unwrap(), o))

@@ -69,6 +69,12 @@ impl Endpoint {
             let shown = crate::config::UrlSetting::from(url).redacted();
             format!("`{shown}` is not a URL: {e}")
         })?;
+        if parsed.scheme() == "maxmind" {
+            return Err(
+                "`maxmind://` serves the data purpose only (ivre.db_url_data); this purpose needs IVRE's web API (http/https)"
+                    .into(),
+            );
+        }
         if parsed.scheme() != "http" && parsed.scheme() != "https" {
             return Err(format!(
                 "`{}://` URLs need IVRE's Python library; this connector talks to IVRE's web API (http/https)",

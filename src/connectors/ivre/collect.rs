@@ -23,6 +23,8 @@ pub struct Collector {
     labels: usize,
     /// Properties written onto the enriched certificate.
     filled: usize,
+    /// The enriched entity's observable value, lower-cased (a certificate's is a hash).
+    entity_value: Option<String>,
 }
 
 /// A certificate's hashes by normalised algorithm (`sha256`), lower-cased values.
@@ -55,9 +57,19 @@ impl Collector {
             entity_id: entity_id.to_string(),
             labels: 0,
             filled: 0,
+            entity_value: None,
         };
         c.put(entity.clone());
         c
+    }
+
+    /// The same collector, knowing the entity's observable value (OpenCTI's
+    /// `observable_value`: for a certificate, the hash it is known by).
+    pub fn known_by(mut self, observable_value: Option<&str>) -> Self {
+        self.entity_value = observable_value
+            .map(|v| v.trim().to_lowercase())
+            .filter(|v| !v.is_empty());
+        self
     }
 
     /// The objects, in first-seen order.
@@ -74,16 +86,25 @@ impl Collector {
         self.order.len().saturating_sub(1) + self.labels + self.filled
     }
 
-    /// Whether `hashes` (IVRE's certificate) describe the enriched certificate itself: the
-    /// entity is a certificate sharing one of them.
+    /// Whether `hashes` (IVRE's certificate, normalised algorithm and lower-case value)
+    /// describe the enriched certificate itself: the entity is a certificate that shares one
+    /// of them in its `hashes`, or whose observable value is one of them (whatever the
+    /// algorithm, case-insensitive).
     pub fn is_the_entity(&self, hashes: &[(String, String)]) -> bool {
         let Some(entity) = self.objects.get(&self.entity_id) else {
             return false;
         };
-        entity.get("type").and_then(Value::as_str) == Some("x509-certificate")
-            && hash_values(entity.get("hashes"))
-                .iter()
-                .any(|h| hashes.contains(h))
+        if entity.get("type").and_then(Value::as_str) != Some("x509-certificate") {
+            return false;
+        }
+        let by_hash = hash_values(entity.get("hashes"))
+            .iter()
+            .any(|h| hashes.contains(h));
+        let by_value = self
+            .entity_value
+            .as_deref()
+            .is_some_and(|value| hashes.iter().any(|(_, h)| h == value));
+        by_hash || by_value
     }
 
     /// Writes IVRE's properties of the enriched certificate onto it: the hashes it lacks,

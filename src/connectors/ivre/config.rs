@@ -1,6 +1,7 @@
 //! The `ivre` section: its keys, defaults and checks, the endpoint of each purpose, and how
 //! it builds the connector.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,6 +9,7 @@ use serde::Deserialize;
 
 use super::IvreConnector;
 use super::client::Endpoint;
+use super::maxmind;
 use crate::cache::CacheConfig;
 use crate::config::{
     Checks, ConnectorBlock, ConnectorKind, ConnectorSettings, IsoDuration, KeyDef, Kind, Secret,
@@ -33,7 +35,7 @@ pub static SPEC: SectionSpec = SectionSpec {
             env_aliases: &[],
             kind: Kind::Str,
             default: "",
-            doc: "Base URL for `/ipdata` (default: `api_base_url`).",
+            doc: "Base URL for `/ipdata` (default: `api_base_url`), or `maxmind:///dir`: the GeoLite2 City, Country and ASN `.mmdb` files of that directory, read locally.",
         },
         KeyDef {
             key: "db_url_passive",
@@ -79,7 +81,7 @@ pub static SPEC: SectionSpec = SectionSpec {
             env_aliases: &[],
             kind: Kind::Bool,
             default: "true",
-            doc: "Use MaxMind data (`/ipdata`) for IPs.",
+            doc: "Use MaxMind data (`/ipdata`, or the files of `db_url_data: maxmind://`) for IPs.",
         },
         KeyDef {
             key: "use_passive",
@@ -136,6 +138,13 @@ pub static SPEC: SectionSpec = SectionSpec {
             kind: Kind::Int,
             default: "10000",
             doc: "Cap per query (0: none); paging stops with a warning when hit.",
+        },
+        KeyDef {
+            key: "maxmind_check_interval",
+            env_aliases: &[],
+            kind: Kind::Duration,
+            default: "PT1M",
+            doc: "With `db_url_data: maxmind://`: how often the files' modification time and size are compared, and replaced files re-opened (PT0S: at every lookup).",
         },
         KeyDef {
             key: "http_timeout",
@@ -204,6 +213,8 @@ pub struct IvreConfig {
     pub use_scans_domain: bool,
     pub page_size: u64,
     pub max_records: u64,
+    /// How often the `maxmind://` files are checked for a replacement.
+    pub maxmind_check_interval: IsoDuration,
     pub http_timeout: IsoDuration,
     pub verify_tls: bool,
 }
@@ -232,15 +243,60 @@ impl Default for IvreConfig {
             use_scans_domain: false,
             page_size: 200,
             max_records: 10_000,
+            maxmind_check_interval: IsoDuration(Duration::from_secs(60)),
             http_timeout: IsoDuration(Duration::from_secs(120)),
             verify_tls: true,
         }
     }
 }
 
+/// Where the data purpose reads from.
+#[derive(Debug, Clone)]
+pub enum DataUrl {
+    /// IVRE's web API, `/ipdata/<ip>`.
+    Web(Endpoint),
+    /// The GeoLite2 files of a directory (`maxmind:///dir`).
+    MaxMind(PathBuf),
+}
+
+/// The source of each purpose, or why it is unusable.
+pub struct Purposes {
+    pub data: Result<DataUrl, String>,
+    pub passive: Result<Endpoint, String>,
+    pub scans: Result<Endpoint, String>,
+}
+
+impl Purposes {
+    /// `(purpose, why)` of each unusable purpose.
+    pub fn unusable(&self) -> Vec<(&'static str, &str)> {
+        [
+            ("data", self.data.as_ref().err()),
+            ("passive", self.passive.as_ref().err()),
+            ("scans", self.scans.as_ref().err()),
+        ]
+        .into_iter()
+        .filter_map(|(p, e)| e.map(|e| (p, e.as_str())))
+        .collect()
+    }
+}
+
 impl IvreConfig {
-    /// The endpoint of each purpose, or why it is unusable.
-    pub fn endpoints(&self) -> [(&'static str, Result<Endpoint, String>); 3] {
+    /// The source of each purpose: `maxmind://` serves the data purpose only.
+    pub fn purposes(&self) -> Purposes {
+        let [data, passive, scans] = self.endpoints();
+        let data = match maxmind::directory(&data.0) {
+            Some(dir) => dir.map(DataUrl::MaxMind),
+            None => data.1.map(DataUrl::Web),
+        };
+        Purposes {
+            data,
+            passive: passive.1,
+            scans: scans.1,
+        }
+    }
+
+    /// The URL of each purpose and its web endpoint, or why it is unusable.
+    fn endpoints(&self) -> [(String, Result<Endpoint, String>); 3] {
         let pick = |specific: &Option<UrlSetting>| {
             specific
                 .as_deref()
@@ -250,7 +306,7 @@ impl IvreConfig {
                 .to_string()
         };
         let parse = |url: String| {
-            if url.trim().is_empty() {
+            let endpoint = if url.trim().is_empty() {
                 Err("no URL configured".to_string())
             } else {
                 Endpoint::parse(
@@ -258,12 +314,13 @@ impl IvreConfig {
                     self.referer.as_deref().filter(|r| !r.is_empty()),
                     self.api_key.as_ref().filter(|k| !k.is_blank()),
                 )
-            }
+            };
+            (url, endpoint)
         };
         [
-            ("data", parse(pick(&self.db_url_data))),
-            ("passive", parse(pick(&self.db_url_passive))),
-            ("scans", parse(pick(&self.db_url_scans))),
+            parse(pick(&self.db_url_data)),
+            parse(pick(&self.db_url_passive)),
+            parse(pick(&self.db_url_scans)),
         ]
     }
 }
@@ -279,16 +336,23 @@ impl ConnectorConfig for IvreConfig {
 
     fn check(&self, checks: &mut Checks) {
         checks.rate_limit(self.rate_limit);
-        let endpoints = self.endpoints();
-        if endpoints.iter().all(|(_, e)| e.is_err()) {
-            let why: Vec<String> = endpoints
+        let purposes = self.purposes();
+        let unusable = purposes.unusable();
+        if unusable.len() == 3 {
+            let why: Vec<String> = unusable
                 .into_iter()
-                .map(|(p, e)| format!("{p}: {}", e.err().unwrap_or_default()))
+                .map(|(p, e)| format!("{p}: {e}"))
                 .collect();
             checks.error(
                 "api_base_url",
                 format!("no usable IVRE web API URL ({})", why.join("; ")),
             );
+        } else if let [(data, _), ..] = &self.endpoints()
+            && let Some(Err(why)) = maxmind::directory(data)
+            && self.use_data
+        {
+            // Files that cannot be found fail the start; so does a path that cannot be one.
+            checks.error("db_url_data", why);
         }
     }
 

@@ -1,12 +1,16 @@
 //! IVRE enrichment over IVRE's web API: autonomous-system, domain-name, ipv4/ipv6-addr,
-//! mac-addr and x509-certificate observables, from three sources — data (MaxMind `/ipdata`),
-//! passive (`/passive`) and scans (`/scans` or `/view`). Spec: `shared/spec/connectors/ivre.md`.
+//! mac-addr and x509-certificate observables, from three sources — data (MaxMind `/ipdata`,
+//! or IVRE's GeoLite2 files read locally with `maxmind://`), passive (`/passive`) and scans
+//! (`/scans` or `/view`). Spec: `shared/spec/connectors/ivre.md`.
 
 pub mod client;
 pub mod collect;
 pub mod config;
 pub mod mapping;
+pub mod maxmind;
 pub mod query;
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -18,14 +22,23 @@ use crate::stix::{Author, Tlp};
 use client::{Endpoint, IvreClient, IvreError};
 use collect::{Collector, norm_domain};
 use mapping::EntityKind;
+use maxmind::MaxMindData;
 
-pub use config::{IvreConfig, SPEC, ScansRoute};
+pub use config::{DataUrl, IvreConfig, SPEC, ScansRoute};
 pub use mapping::cert_hash;
+
+/// Where the data purpose reads from.
+enum DataSource {
+    /// `/ipdata/<ip>` on IVRE's web API.
+    Web(Endpoint),
+    /// GeoLite2 files read locally.
+    MaxMind(Arc<MaxMindData>),
+}
 
 /// The IVRE connector.
 pub struct IvreConnector {
     client: IvreClient,
-    data: Option<Endpoint>,
+    data: Option<DataSource>,
     passive: Option<Endpoint>,
     scans: Option<Endpoint>,
     config: IvreConfig,
@@ -55,18 +68,28 @@ struct Target<'a> {
 impl IvreConnector {
     pub fn new(config: &IvreConfig, settings: &ConnectorSettings) -> Result<Self, String> {
         let name = settings.name.as_str();
-        let mut endpoints = config.endpoints().into_iter().map(|(purpose, e)| match e {
-            Ok(e) => Some(e),
-            Err(why) => {
+        let purposes = config.purposes();
+        let used = |purpose| match purpose {
+            "data" => config.use_data,
+            "passive" => config.use_passive,
+            _ => config.use_scans,
+        };
+        for (purpose, why) in purposes.unusable() {
+            if used(purpose) {
                 tracing::error!(connector = "ivre", purpose, reason = %why, "IVRE purpose disabled.");
-                None
             }
-        });
-        let (data, passive, scans) = (
-            endpoints.next().flatten(),
-            endpoints.next().flatten(),
-            endpoints.next().flatten(),
-        );
+        }
+        let data = match purposes.data {
+            Ok(DataUrl::Web(endpoint)) => Some(DataSource::Web(endpoint)),
+            // The files are read (and so checked) only when the data source is used.
+            Ok(DataUrl::MaxMind(dir)) if config.use_data => {
+                let data = MaxMindData::open(&dir, config.maxmind_check_interval.0)
+                    .map_err(|e| format!("db_url_data: {e}"))?;
+                Some(DataSource::MaxMind(Arc::new(data)))
+            }
+            Ok(DataUrl::MaxMind(_)) | Err(_) => None,
+        };
+        let (passive, scans) = (purposes.passive.ok(), purposes.scans.ok());
         let description = format!("IVRE instance {name}\nSee <https://ivre.rocks/>");
         Ok(IvreConnector {
             client: IvreClient::new(
@@ -128,12 +151,14 @@ impl IvreConnector {
         })
     }
 
-    /// MaxMind data for an IP.
+    /// MaxMind data for an IP, from IVRE's web API or the local files.
     async fn data_source(&self, c: &mut Collector, obs: &str, value: &str) -> SourceResult {
-        let Some(endpoint) = &self.data else {
-            return SourceResult::Failed(IvreError::rejected("no usable data URL"));
+        let answer = match &self.data {
+            None => return SourceResult::Failed(IvreError::rejected("no usable data URL")),
+            Some(DataSource::Web(endpoint)) => self.client.ipdata(endpoint, value).await,
+            Some(DataSource::MaxMind(files)) => local_ipdata(files, value).await,
         };
-        match self.client.ipdata(endpoint, value).await {
+        match answer {
             Ok(None) => SourceResult::Ok("no data".into()),
             Ok(Some(info)) => {
                 let before = c.added();
@@ -210,6 +235,20 @@ impl IvreConnector {
     }
 }
 
+/// `/ipdata`'s answer from the local GeoLite2 files (on the blocking pool: a due check may
+/// re-open a file). Not cached: a lookup costs microseconds, and a replaced file shows at once.
+async fn local_ipdata(files: &Arc<MaxMindData>, addr: &str) -> Result<Option<Value>, IvreError> {
+    let ip: std::net::IpAddr = addr
+        .trim()
+        .parse()
+        .map_err(|_| IvreError::rejected(format!("`{addr}` is not an IP address")))?;
+    let files = Arc::clone(files);
+    tokio::task::spawn_blocking(move || files.ipdata(ip))
+        .await
+        .map_err(|e| IvreError::rejected(format!("MaxMind lookup failed: {e}")))?
+        .map_err(IvreError::rejected)
+}
+
 /// When every applicable source failed: one error for the runtime, the most actionable class
 /// first (a retry may help; else fix the settings; else give up).
 fn all_failed(summary: String, failures: &[&IvreError]) -> ConnectorError {
@@ -244,11 +283,17 @@ impl EnrichmentConnector for IvreConnector {
 
     async fn check_upstream(&self) -> Result<String, ConnectorError> {
         let mut seen = Vec::new();
-        if let Some(data) = &self.data {
-            seen.push(format!(
+        match &self.data {
+            Some(DataSource::Web(data)) => seen.push(format!(
                 "data: {}",
                 self.client.probe_ipdata(data).await.map_err(|e| e.0)?
-            ));
+            )),
+            Some(DataSource::MaxMind(files)) => {
+                let known = local_ipdata(files, "8.8.8.8").await.map_err(|e| e.0)?;
+                let found = if known.is_some() { "known" } else { "unknown" };
+                seen.push(format!("data: {}; 8.8.8.8 {found}", files.describe()));
+            }
+            None => {}
         }
         if let Some(passive) = &self.passive {
             let n = self
@@ -278,7 +323,8 @@ impl EnrichmentConnector for IvreConnector {
         };
         let now = crate::stix::now();
         let obs = request.entity_id.clone();
-        let mut c = Collector::new(self.author.id(), &now, &request.stix_entity, &obs);
+        let mut c = Collector::new(self.author.id(), &now, &request.stix_entity, &obs)
+            .known_by(request.observable_value.as_deref());
         let report = self.run_sources(&target, &mut c, &obs).await;
 
         let applicable: Vec<&(&str, SourceResult)> = report
