@@ -5,6 +5,7 @@
 
 mod common;
 
+mod broker_alarm;
 mod check_online;
 mod daemon;
 mod delivery;

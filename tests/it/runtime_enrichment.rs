@@ -1054,3 +1054,47 @@ async fn the_envelope_names_the_applicant_and_a_long_work_is_pinged() {
         assert_eq!(envelope["applicant_id"], "applicant-user-1");
     }
 }
+
+/// A message held as long as the broker allows (`mq.consumer_timeout`) is given back before
+/// the broker would close the channel, then processed normally.
+#[tokio::test]
+async fn a_message_held_as_long_as_the_broker_allows_is_given_back_then_done() {
+    let fake = FakeOpencti::start().await;
+    add_ip_entity(&fake, "TLP:GREEN", GREEN);
+    let s = enrichment(QueueProtocol::Api);
+    let id = s.id.to_string();
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let connector = Arc::new(TestConnector {
+        gate: Some(gate.clone()),
+        ..Default::default()
+    });
+    let mut platform = crate::common::platform(&fake);
+    Arc::get_mut(&mut platform).unwrap().hold_limit = Duration::from_millis(800);
+    let metrics = platform.metrics.clone();
+    let (shutdown, task) = start_on(
+        platform,
+        &fake,
+        s,
+        Hosted::Enrichment(connector.clone()),
+        Duration::from_secs(5),
+    )
+    .await;
+    fake.publish_listen(&id, &manual_message("work_h", &ip_stix(GREEN)))
+        .await;
+    let given_back = r#"event="messages_given_back"} 1"#;
+    for _ in 0..100 {
+        if metrics.render().contains(given_back) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(metrics.render().contains(given_back), "given back once");
+    assert_eq!(fake.count("workEdit.toProcessed"), 0);
+    gate.add_permits(1);
+    fake.wait_for("the work", |s| s.count("workEdit.toProcessed") == 1)
+        .await;
+    assert_eq!(fake.processed("work_h")["inError"], false);
+    assert_eq!(connector.calls(), 2, "processed again after the give-back");
+    stop(shutdown, task).await;
+    assert_eq!(fake.queue_len(&FakeOpencti::listen_queue(&id)).await, 0);
+}

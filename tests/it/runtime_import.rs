@@ -626,3 +626,74 @@ async fn a_refused_schedule_read_falls_back_to_a_new_registration() {
         "the state came from the registration"
     );
 }
+
+/// A run that makes no progress for twice the retry budget: the holder stops it, says so on
+/// its work, keeps the state, gives the import lock up and, free again, runs again.
+#[tokio::test]
+async fn a_run_that_makes_no_progress_gives_the_import_lock_up() {
+    let fake = FakeOpencti::start().await;
+    let (s, id, importer) = stalled_run(&fake);
+    let mut platform = crate::common::platform(&fake);
+    Arc::get_mut(&mut platform).unwrap().max_retry = Duration::from_millis(500);
+    let (shutdown, task) = start_importer_on(platform, &fake, s, importer.clone()).await;
+    fake.wait_for("the stalled run closed", |s| {
+        s.count("workEdit.toProcessed") == 1
+    })
+    .await;
+    let processed = fake.calls("workEdit.toProcessed");
+    assert_eq!(
+        processed[0].variables["message"],
+        opencti_connectors::runtime::import::STALLED
+    );
+    assert_eq!(processed[0].variables["inError"], true);
+    assert_state_kept(&fake, &id);
+    fake.wait_for("a run after the lock was taken again", |s| {
+        s.count("workAdd") >= 2
+    })
+    .await;
+    stop(shutdown, task).await;
+}
+
+/// OpenCTI goes down in the middle of a run: the run stops without failing for it, its work
+/// says why once the platform answers again, and the run is redone at once.
+#[tokio::test]
+async fn a_run_cut_short_by_an_opencti_outage_says_so_and_is_redone_when_it_answers() {
+    let fake = FakeOpencti::start().await;
+    let (s, id, importer) = stalled_run(&fake);
+    let gate = importer.gate.clone().unwrap();
+    let (shutdown, task) = start_importer(&fake, s, importer.clone()).await;
+    fake.wait_for("the first chunk", |s| s.count("stixBundlePush") == 1)
+        .await;
+    fake.state.lock().unwrap().outage = Some(crate::common::fake_opencti::Outage::Unavailable);
+    gate.add_permits(1);
+    fake.wait_for("the second chunk meeting the outage", |s| {
+        s.count("stixBundlePush(Unavailable)") >= 1 && s.count("about(Unavailable)") >= 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        fake.count("workEdit.toProcessed"),
+        0,
+        "nothing is recorded while the platform is down"
+    );
+    assert_state_kept(&fake, &id);
+    fake.state.lock().unwrap().outage = None;
+    gate.add_permits(10);
+    fake.wait_for("the interrupted work closed and the run redone", |s| {
+        s.count("workEdit.toProcessed") >= 2
+    })
+    .await;
+    let processed = fake.calls("workEdit.toProcessed");
+    assert_eq!(
+        processed[0].variables["message"],
+        opencti_connectors::runtime::import::PLATFORM_DOWN
+    );
+    assert_eq!(processed[0].variables["inError"], true);
+    assert_eq!(processed[1].variables["inError"], false);
+    assert_eq!(
+        processed[1].variables["message"],
+        "imported 4 objects (run 4)"
+    );
+    assert_ne!(processed[0].variables["id"], processed[1].variables["id"]);
+    stop(shutdown, task).await;
+}
