@@ -20,10 +20,26 @@ fn readme_config_table_matches_the_key_table() {
 
 #[test]
 fn readme_test_command_is_the_one_ci_runs() {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let ci = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/.ci/run")).unwrap();
-    let command = "cargo nextest run --locked --no-fail-fast";
-    assert!(readme.contains(command));
-    assert!(ci.lines().any(|l| l.trim() == command));
+    let root = env!("CARGO_MANIFEST_DIR");
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    let ci = std::fs::read_to_string(format!("{root}/.ci/run")).unwrap();
+    // The README's test command: the one line of the code block after "Run the tests".
+    let after = &readme[readme
+        .find("Run the tests")
+        .expect("a Run the tests paragraph")..];
+    let block = &after[after.find("```sh\n").expect("a sh block") + 6..];
+    let command = block[..block.find("```").unwrap()].trim();
+    assert_eq!(command, "scripts/test");
+    assert!(
+        ci.lines().any(|l| l.trim() == command),
+        ".ci/run runs the README's test command"
+    );
+    // The script runs the whole suite, then the broker-alarm test on its own.
+    let script = std::fs::read_to_string(format!("{root}/scripts/test")).unwrap();
+    for step in [
+        "cargo nextest run --locked --no-fail-fast",
+        "cargo nextest run --locked --profile broker-alarm",
+    ] {
+        assert!(script.contains(step), "scripts/test runs `{step}`");
+    }
 }
