@@ -213,21 +213,28 @@ impl ImportLock {
     /// One try: a channel and an exclusive declare (a refused declare closes the channel,
     /// which the client then forgets, so a standby can try for as long as it runs).
     pub async fn try_declare(&self, connection: &Connection) -> Result<Channel, lapin::Error> {
-        let channel = connection.create_channel().await?;
-        channel
-            .queue_declare(
-                self.queue.as_str().into(),
-                Self::options(false),
-                FieldTable::default(),
-            )
-            .await?;
+        let channel = crate::amqp::channel(connection).await?;
+        let declare = channel.queue_declare(
+            self.queue.as_str().into(),
+            Self::options(false),
+            FieldTable::default(),
+        );
+        crate::amqp::bounded(
+            "the lock's declare",
+            crate::amqp::OPERATION_TIMEOUT,
+            declare,
+        )
+        .await?;
         Ok(channel)
     }
 
-    /// Watches the hold: a passive declare every poll, each bounded by the poll interval.
+    /// Watches the hold: a passive declare every poll, each bounded by the poll interval or
+    /// one heartbeat, whichever is longer (a loaded machine can take longer than a short
+    /// poll to answer; a broker silent for a heartbeat has lost the connection anyway).
     fn hold(&self, connection: Connection, channel: Channel) -> Held {
         let lost = CancellationToken::new();
         let poll = poll_interval(self.ping_interval);
+        let bound = poll.max(Duration::from_secs(heartbeat(self.ping_interval).into()));
         let (queue, connector) = (self.queue.clone(), self.connector);
         let watcher = tokio::spawn({
             let lost = lost.clone();
@@ -239,7 +246,7 @@ impl ImportLock {
                         Self::options(true),
                         FieldTable::default(),
                     );
-                    let why = match tokio::time::timeout(poll, check).await {
+                    let why = match tokio::time::timeout(bound, check).await {
                         Ok(Ok(_)) => continue,
                         Ok(Err(error)) => error.to_string(),
                         Err(_) => "the broker did not answer in time".to_string(),
