@@ -171,13 +171,78 @@ pub struct ObjectMarking {
     pub definition: Option<String>,
 }
 
-/// The connectors' convention: the **last** TLP marking of the entity wins (not the highest).
-pub fn entity_tlp(markings: &[ObjectMarking]) -> Option<String> {
+impl ObjectMarking {
+    /// A TLP marking of the entity, known by its static id.
+    pub fn tlp(t: Tlp) -> Self {
+        ObjectMarking {
+            standard_id: Some(t.marking_id().to_string()),
+            definition_type: Some("TLP".into()),
+            definition: Some(t.definition().into()),
+        }
+    }
+
+    /// A STIX marking-definition object as a marking: a `tlp` one (`{"tlp": "green"}`), or an
+    /// OpenCTI one carrying `x_opencti_definition_type` / `x_opencti_definition`.
+    pub fn from_stix(object: &Value) -> Option<Self> {
+        if object.get("type").and_then(Value::as_str) != Some("marking-definition") {
+            return None;
+        }
+        let id = object.get("id").and_then(Value::as_str).map(str::to_string);
+        let text = |k: &str| object.get(k).and_then(Value::as_str);
+        let (kind, definition) = match (
+            text("x_opencti_definition_type"),
+            text("x_opencti_definition"),
+        ) {
+            (Some(kind), Some(definition)) => (kind.to_string(), definition.to_string()),
+            _ => match (text("definition_type"), object.pointer("/definition/tlp")) {
+                (Some(kind), Some(Value::String(level))) if kind.eq_ignore_ascii_case("tlp") => (
+                    "TLP".to_string(),
+                    format!("TLP:{}", level.to_ascii_uppercase()),
+                ),
+                (Some(kind), _) => (
+                    kind.to_string(),
+                    text("name").unwrap_or_default().to_string(),
+                ),
+                _ => return None,
+            },
+        };
+        Some(ObjectMarking {
+            standard_id: id,
+            definition_type: Some(kind),
+            definition: Some(definition),
+        })
+    }
+
+    /// Whether this is a TLP marking (whatever its level).
+    pub fn is_tlp(&self) -> bool {
+        self.definition_type
+            .as_deref()
+            .is_some_and(|t| t.eq_ignore_ascii_case("TLP"))
+    }
+}
+
+/// The max-TLP gate over every TLP marking known for an entity: allowed only when each is at
+/// or under `max`, so the most restrictive one decides (pycti's connectors let the last one
+/// decide). A TLP the daemon does not know (`TLP:EX:…`) is never allowed; an entity with no
+/// TLP marking is TLP:CLEAR.
+pub fn allows(markings: &[ObjectMarking], max: Tlp) -> bool {
+    markings.iter().filter(|m| m.is_tlp()).all(|m| {
+        m.definition
+            .as_deref()
+            .is_some_and(|d| check_max_tlp(d, max))
+    })
+}
+
+/// The most restrictive TLP marking known (an unknown one counts as the most restrictive),
+/// for messages and logs.
+pub fn highest(markings: &[ObjectMarking]) -> Option<String> {
+    let rank = |d: &str| Tlp::parse(d).map_or(usize::MAX, |t| t as usize);
     markings
         .iter()
-        .filter(|m| m.definition_type.as_deref() == Some("TLP"))
-        .filter_map(|m| m.definition.clone())
-        .next_back()
+        .filter(|m| m.is_tlp())
+        .filter_map(|m| m.definition.as_deref())
+        .max_by_key(|d| rank(d))
+        .map(str::to_string)
 }
 
 #[cfg(test)]
@@ -206,18 +271,67 @@ mod tests {
     }
 
     #[test]
-    fn last_tlp_marking_wins() {
+    fn levels_are_ordered_clear_green_amber_amber_strict_red() {
+        let order = [
+            Tlp::Clear,
+            Tlp::Green,
+            Tlp::Amber,
+            Tlp::AmberStrict,
+            Tlp::Red,
+        ];
+        for pair in order.windows(2) {
+            assert!(pair[0] < pair[1], "{:?} < {:?}", pair[0], pair[1]);
+            // Each level allows itself and what is below it, and nothing above.
+            assert!(check_max_tlp(pair[0].definition(), pair[1]));
+            assert!(!check_max_tlp(pair[1].definition(), pair[0]));
+        }
+    }
+
+    #[test]
+    fn the_most_restrictive_tlp_marking_decides_whatever_the_order() {
         let m = |t: &str, d: &str| ObjectMarking {
             standard_id: None,
             definition_type: Some(t.into()),
             definition: Some(d.into()),
         };
-        let markings = [
+        let red_then_green = [
             m("TLP", "TLP:RED"),
             m("PAP", "PAP:GREEN"),
             m("TLP", "TLP:GREEN"),
         ];
-        assert_eq!(entity_tlp(&markings).as_deref(), Some("TLP:GREEN"));
-        assert_eq!(entity_tlp(&[]), None);
+        let green_then_red = [m("TLP", "TLP:GREEN"), m("TLP", "TLP:RED")];
+        for markings in [&red_then_green[..], &green_then_red[..]] {
+            assert!(!allows(markings, Tlp::Amber));
+            assert!(allows(markings, Tlp::Red));
+            assert_eq!(highest(markings).as_deref(), Some("TLP:RED"));
+        }
+        assert!(allows(&[m("PAP", "PAP:RED")], Tlp::Clear), "not a TLP");
+        assert!(allows(&[], Tlp::Clear), "no TLP marking is TLP:CLEAR");
+        let custom = [m("TLP", "TLP:GREEN"), m("TLP", "TLP:EX:CHINA")];
+        assert!(
+            !allows(&custom, Tlp::Red),
+            "an unknown TLP is never allowed"
+        );
+        assert_eq!(highest(&custom).as_deref(), Some("TLP:EX:CHINA"));
+    }
+
+    #[test]
+    fn stix_marking_objects_read_as_markings() {
+        let green = Tlp::Green.stix2_object(TLP_CREATED);
+        assert_eq!(
+            ObjectMarking::from_stix(&green),
+            Some(ObjectMarking::tlp(Tlp::Green))
+        );
+        let strict = Tlp::AmberStrict.export_object(TLP_CREATED);
+        assert_eq!(
+            ObjectMarking::from_stix(&strict),
+            Some(ObjectMarking::tlp(Tlp::AmberStrict))
+        );
+        let white = Tlp::Clear.stix2_object(TLP_CREATED);
+        assert_eq!(
+            ObjectMarking::from_stix(&white).and_then(|m| m.definition),
+            Some("TLP:WHITE".into())
+        );
+        assert_eq!(ObjectMarking::from_stix(&json!({"type": "note"})), None);
     }
 }

@@ -470,3 +470,57 @@ async fn a_429_with_retry_after_pauses_every_request_of_the_connector() {
         );
     }
 }
+
+/// An observable marked TLP:RED in OpenCTI whose playbook copy carries TLP:GREEN: the most
+/// restrictive marking decides, so nothing reaches IPinfo (`max_tlp` TLP:AMBER), and the
+/// step is answered with its bundle unchanged.
+#[tokio::test]
+async fn a_playbook_copy_cannot_lower_the_platform_s_tlp() {
+    let upstream = ipinfo_mock(0).await;
+    let fake = FakeOpencti::start().await;
+    add_ip_entity(&fake, "TLP:RED", RED);
+    let (settings, hosted) = ipinfo_connector(&upstream.uri(), &[("IPINFO_MAX_TLP", "TLP:AMBER")]);
+    let id = settings.id.to_string();
+    let (shutdown, task) = start(&fake, settings, hosted, Duration::from_secs(5)).await;
+    fake.publish_listen(&id, &playbook_message(vec![ip_stix(GREEN)]))
+        .await;
+    fake.wait_for("the playbook answer", |s| {
+        s.count("playbookStepExecution") == 1
+    })
+    .await;
+    let call = &fake.calls("playbookStepExecution")[0].variables;
+    let bundle: Value = serde_json::from_str(call["bundle"].as_str().unwrap()).unwrap();
+    assert_eq!(bundle["objects"], json!([ip_stix(GREEN)]), "unchanged");
+    stop(shutdown, task).await;
+    // `ipinfo_mock(0)`: wiremock fails the test on drop if IPinfo was called.
+}
+
+/// A request whose `stix_entity` is another object than the entity it names is refused
+/// before any upstream call: the daemon does not guess which one to look up.
+#[tokio::test]
+async fn a_request_carrying_another_entity_is_refused() {
+    let upstream = ipinfo_mock(0).await;
+    let fake = FakeOpencti::start().await;
+    add_ip_entity(&fake, "TLP:GREEN", GREEN);
+    let (settings, hosted) = ipinfo_connector(&upstream.uri(), &[]);
+    let id = settings.id.to_string();
+    let (shutdown, task) = start(&fake, settings, hosted, Duration::from_secs(5)).await;
+    let other = json!({"id": "ipv4-addr--00000000-0000-5000-8000-000000000001", "spec_version": "2.1",
+                       "type": "ipv4-addr", "value": "1.2.3.4", "object_marking_refs": [GREEN]});
+    let mut message: Value = serde_json::from_slice(&manual_message("work_other", &other)).unwrap();
+    message["event"]["entity_id"] = json!(IP_ID);
+    fake.publish_listen(&id, message.to_string().as_bytes())
+        .await;
+    fake.wait_for("toProcessed", |s| s.count("workEdit.toProcessed") == 1)
+        .await;
+    let processed = fake.processed("work_other");
+    assert_eq!(processed["inError"], true);
+    assert_eq!(
+        processed["message"],
+        opencti_connectors::runtime::enrichment::gate::mismatch_message(
+            IP_ID,
+            other["id"].as_str().unwrap()
+        )
+    );
+    stop(shutdown, task).await;
+}

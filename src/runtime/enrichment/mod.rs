@@ -3,6 +3,7 @@
 //! [`work`] (the work lifecycle), [`request`] (entity, TLP gate, connector, send),
 //! [`playbook`] (playbook steps) and [`poison`] (what is known of a redelivered message).
 
+pub mod gate;
 mod playbook;
 mod poison;
 mod request;

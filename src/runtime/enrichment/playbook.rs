@@ -3,14 +3,13 @@
 
 use serde_json::{Value, json};
 
-use super::request::{check_tlp, enrich_with_retries, granted_refs, share_with};
-use super::{EnrichmentContext, UNREADABLE_MESSAGE};
+use super::request::{enrich_with_retries, granted_refs, share_with};
+use super::{EnrichmentContext, UNREADABLE_MESSAGE, gate};
 use crate::connectors::{EnrichmentRequest, Outcome};
 use crate::opencti::OpenctiClient;
 use crate::opencti::client::PlaybookStep;
 use crate::opencti::messages::{ListenMessage, PlaybookInfo};
 use crate::runtime::delivery::{Budget, Stop};
-use crate::stix::{Tlp, tlp};
 
 /// The playbook's bundle as the message carries it, and its objects.
 fn incoming(message: &ListenMessage) -> (Value, Vec<Value>) {
@@ -153,17 +152,16 @@ async fn process_playbook(
         .opencti("read entity", || client.read_entity(entity_id))
         .await?
         .ok_or_else(|| Stop::Failed(UNREADABLE_MESSAGE.into()))?;
-    // The platform's markings, then those the bundle adds (a previous step may have), each
-    // resolved: a static TLP id by the table, any other through GraphQL.
-    let mut markings = entity.object_marking.clone();
-    for marking in bundle_markings(client, &stix_entity, budget).await? {
-        if !markings
-            .iter()
-            .any(|m| m.standard_id == marking.standard_id)
-        {
-            markings.push(marking);
-        }
+    if let Some(copy) = &message.event.stix_entity {
+        gate::same_entity(entity_id, &entity, copy)?;
     }
+    // The platform's markings, then those the bundle's copy adds (a previous step may have),
+    // the most restrictive deciding: the bundle can raise the platform's TLP, never lower it.
+    let mut copies = vec![&stix_entity];
+    copies.extend(message.event.stix_entity.iter());
+    let markings =
+        gate::known_markings(client, &entity.object_marking, &copies, original, budget).await?;
+    gate::check_tlp(ctx, &markings)?;
     let request = EnrichmentRequest {
         entity_id: entity_id.to_string(),
         entity_type: Some(entity.entity_type.clone()),
@@ -174,7 +172,6 @@ async fn process_playbook(
         markings,
         playbook: true,
     };
-    check_tlp(ctx, &request)?;
     let shared_with = granted_refs(&request.stix_entity);
     match enrich_with_retries(ctx, &request, budget).await? {
         Outcome::Done(_) => Ok(None),
@@ -185,38 +182,4 @@ async fn process_playbook(
             Ok(Some(objects))
         }
     }
-}
-
-/// The markings of the bundle's copy of the entity (`object_marking_refs`), resolved.
-async fn bundle_markings(
-    client: &OpenctiClient,
-    entity: &Value,
-    budget: &Budget<'_>,
-) -> Result<Vec<tlp::ObjectMarking>, Stop> {
-    let refs: Vec<&str> = entity
-        .get("object_marking_refs")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect();
-    let mut out = Vec::new();
-    for id in refs {
-        match Tlp::from_marking_id(id) {
-            Some(t) => out.push(tlp::ObjectMarking {
-                standard_id: Some(id.to_string()),
-                definition_type: Some("TLP".into()),
-                definition: Some(t.definition().into()),
-            }),
-            None => {
-                if let Some(m) = budget
-                    .opencti("read marking", || client.read_marking(id))
-                    .await?
-                {
-                    out.push(m);
-                }
-            }
-        }
-    }
-    Ok(out)
 }

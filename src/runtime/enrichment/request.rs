@@ -3,14 +3,13 @@
 
 use serde_json::Value;
 
-use super::{EnrichmentContext, UNREADABLE_MESSAGE};
+use super::{EnrichmentContext, UNREADABLE_MESSAGE, gate};
 use crate::connectors::{ConnectorError, EnrichmentRequest, Outcome};
-use crate::metrics::Event;
 use crate::opencti::OpenctiClient;
 use crate::opencti::messages::ListenMessage;
 use crate::runtime::delivery::{Budget, Stop};
 use crate::runtime::send::SendTarget;
-use crate::stix::{Tlp, check_max_tlp, tlp};
+use crate::stix::Tlp;
 
 /// Resolves the entity, gates on TLP, enriches and sends. Returns the work message.
 pub(super) async fn process_enrichment(
@@ -28,7 +27,18 @@ pub(super) async fn process_enrichment(
         .opencti("read entity", || client.read_entity(entity_id))
         .await?
         .ok_or_else(|| Stop::Failed(UNREADABLE_MESSAGE.into()))?;
+    // The message's copy of the entity must be the entity it names: refuse, do not guess.
+    if let Some(copy) = &message.event.stix_entity {
+        gate::same_entity(entity_id, &entity, copy)?;
+    }
     let provided = message.provided_objects();
+    // The gate, before any upstream call: the platform's markings and the message's, the
+    // most restrictive deciding.
+    let copies: Vec<&Value> = message.event.stix_entity.iter().collect();
+    let carried = provided.as_deref().unwrap_or_default();
+    let markings =
+        gate::known_markings(client, &entity.object_marking, &copies, carried, budget).await?;
+    gate::check_tlp(ctx, &markings)?;
     let stix_entity = match (&provided, entity.stix(), &message.event.stix_entity) {
         // A bundle came with the message: it is what the connector works on.
         (Some(_), _, Some(e)) => e.clone(),
@@ -69,10 +79,9 @@ pub(super) async fn process_enrichment(
         observable_value: entity.observable_value.clone(),
         stix_entity,
         stix_objects,
-        markings: entity.object_marking.clone(),
+        markings,
         playbook: false,
     };
-    check_tlp(ctx, &request)?;
     let shared_with = granted_refs(&request.stix_entity);
     match enrich_with_retries(ctx, &request, budget).await? {
         Outcome::Done(text) => Ok(text),
@@ -143,22 +152,6 @@ pub(super) fn share_with(objects: &mut [Value], organisations: &[Value]) {
             Some(extension) => merge(extension.entry("granted_refs").or_insert(Value::Null)),
             None => merge(map.entry("x_opencti_granted_refs").or_insert(Value::Null)),
         }
-    }
-}
-
-/// The max-TLP gate, before any upstream call.
-pub(super) fn check_tlp(ctx: &EnrichmentContext, request: &EnrichmentRequest) -> Result<(), Stop> {
-    let Some(max) = ctx.connector.max_tlp() else {
-        return Ok(());
-    };
-    let tlp = tlp::entity_tlp(&request.markings).unwrap_or_else(|| "TLP:CLEAR".into());
-    if check_max_tlp(&tlp, max) {
-        Ok(())
-    } else {
-        ctx.run
-            .metrics
-            .count(ctx.run.settings.key, Event::TlpRefused);
-        Err(Stop::Failed(ctx.connector.tlp_refused_message()))
     }
 }
 
