@@ -434,11 +434,11 @@ fn typed(kind: Kind, value: &str) -> Value {
         Kind::Bool => crate::config::parse_bool(value)
             .map(Value::Bool)
             .unwrap_or_else(|| Value::String(value.into())),
-        Kind::Int => value
+        Kind::Int(_) => value
             .parse::<i64>()
             .map(|n| Value::Number(n.into()))
             .unwrap_or_else(|_| Value::String(value.into())),
-        Kind::Float => value
+        Kind::Float(_) => value
             .parse::<f64>()
             .map(|n| Value::Number(n.into()))
             .unwrap_or_else(|_| Value::String(value.into())),

@@ -8,7 +8,7 @@ use serde_yaml::{Mapping, Value};
 
 use super::ConfigError;
 use super::keys::{KeySpec, Kind};
-use super::types::parse_bool;
+use super::types::{IsoDuration, parse_bool};
 
 /// Reads `path`; `None` when it does not exist and was not named explicitly (the
 /// environment alone then configures the daemon).
@@ -24,8 +24,9 @@ pub fn read_file(path: &str, explicit: bool) -> Result<Option<String>, ConfigErr
 }
 
 /// Parses `yaml`, applies every key of `table` found in `env` (the first non-blank of its
-/// names wins over the file), and deserialises the result into `T`. Errors name the key and
-/// its environment variable.
+/// names wins over the file), checks each numeric value against its key's range, and
+/// deserialises the result into `T`. Errors name the key, its environment variable and, for
+/// a number, the range allowed.
 pub fn from_sources<T: DeserializeOwned>(
     yaml: Option<&str>,
     env: &HashMap<String, String>,
@@ -40,13 +41,29 @@ pub fn from_sources<T: DeserializeOwned>(
                 .map(|v| (name, v))
         });
         if let Some((name, raw)) = from_env {
-            match env_value(key.kind, raw) {
+            match env_value(key.kind, raw).and_then(|v| in_range(key.kind, &v, raw).map(|()| v)) {
                 Ok(v) => set_path(&mut root, &key.path, v),
-                Err(m) => errors.push(format!("{} (env {name}): {m}", key.path)),
+                Err(m) => errors.push(format!(
+                    "{} (env {name}): {}",
+                    key.path,
+                    allowed(key.kind, m)
+                )),
             }
         } else if let Some(v) = get_path_mut(&mut root, &key.path) {
-            normalise_yaml(key.kind, v)
-                .unwrap_or_else(|m| errors.push(format!("{}: {m}", key.path)));
+            let shown = match &*v {
+                Value::String(s) => s.clone(),
+                Value::Number(n) => n.to_string(),
+                _ => String::new(),
+            };
+            if let Err(m) = normalise_yaml(key.kind, v).and_then(|()| in_range(key.kind, v, &shown))
+            {
+                errors.push(format!(
+                    "{} (env {}): {}",
+                    key.path,
+                    key.env.join(" or "),
+                    allowed(key.kind, m)
+                ));
+            }
         }
     }
     if !errors.is_empty() {
@@ -57,13 +74,53 @@ pub fn from_sources<T: DeserializeOwned>(
         let env = table
             .iter()
             .find(|k| k.path == path)
-            .map(|k| format!(" (env {})", k.env[0]))
+            .map(|k| format!(" (env {})", k.env.join(" or ")))
             .unwrap_or_default();
         ConfigError::Invalid {
             key: format!("{path}{env}"),
             message: e.into_inner().to_string(),
         }
     })
+}
+
+/// `message`, followed by the range of a numeric key.
+fn allowed(kind: Kind, message: String) -> String {
+    match kind.range() {
+        Some(range) => format!("{message}; allowed: {range}"),
+        None => message,
+    }
+}
+
+/// Whether the numeric value `v` (written `shown`) is within its key's range. Values of the
+/// wrong type are left to the deserialiser, which says what it expected.
+fn in_range(kind: Kind, v: &Value, shown: &str) -> Result<(), String> {
+    let outside = || Err(format!("`{}` is out of range", shown.trim()));
+    match kind {
+        Kind::Int(range) => match (v.as_i64(), v.as_u64()) {
+            (Some(n), _) if range.contains(n) => Ok(()),
+            // Above i64::MAX: above every range.
+            (Some(_), _) | (None, Some(_)) => outside(),
+            (None, None) => Ok(()),
+        },
+        Kind::Float(range) => match v.as_f64() {
+            Some(x) if range.contains(x) => Ok(()),
+            Some(_) => outside(),
+            None => Ok(()),
+        },
+        Kind::Duration(range) => {
+            let text = match v {
+                Value::String(s) => s.clone(),
+                Value::Number(n) => n.to_string(),
+                _ => return Ok(()),
+            };
+            if range.contains(IsoDuration::parse(&text)?.0) {
+                Ok(())
+            } else {
+                outside()
+            }
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Whether the YAML text has a value at the dotted `path`.
@@ -94,12 +151,12 @@ fn env_value(kind: Kind, raw: &str) -> Result<Value, String> {
             parse_bool(raw)
                 .ok_or_else(|| format!("`{raw}` is not a boolean; expected true or false"))?,
         ),
-        Kind::Int => Value::Number(
+        Kind::Int(_) => Value::Number(
             raw.parse::<i64>()
                 .map_err(|_| format!("`{raw}` is not an integer"))?
                 .into(),
         ),
-        Kind::Float => raw
+        Kind::Float(_) => raw
             .parse::<f64>()
             .ok()
             .filter(|f| f.is_finite())
@@ -112,7 +169,7 @@ fn env_value(kind: Kind, raw: &str) -> Result<Value, String> {
 /// Lets YAML files spell booleans and integers as strings (`"yes"`, `"4"`).
 fn normalise_yaml(kind: Kind, v: &mut Value) -> Result<(), String> {
     if let Value::String(s) = v {
-        if matches!(kind, Kind::Bool | Kind::Int | Kind::Float) {
+        if matches!(kind, Kind::Bool | Kind::Int(_) | Kind::Float(_)) {
             *v = env_value(kind, s)?;
         }
     } else if matches!(

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use super::IvreConnector;
 use super::client::Endpoint;
 use crate::cache::CacheConfig;
+use crate::config::keys::{Range, ranges};
 use crate::config::{
     Checks, ConnectorBlock, ConnectorKind, ConnectorSettings, IsoDuration, KeyDef, Kind, Secret,
     SectionSpec, TlpSetting, UrlSetting,
@@ -126,21 +127,21 @@ pub static SPEC: SectionSpec = SectionSpec {
         KeyDef {
             key: "page_size",
             env_aliases: &[],
-            kind: Kind::Int,
+            kind: Kind::Int(Range::new(1, 10_000)),
             default: "200",
             doc: "Records per page (`limit:`).",
         },
         KeyDef {
             key: "max_records",
             env_aliases: &[],
-            kind: Kind::Int,
+            kind: Kind::Int(Range::new(0, 1_000_000)),
             default: "10000",
             doc: "Cap per query (0: none); paging stops with a warning when hit.",
         },
         KeyDef {
             key: "http_timeout",
             env_aliases: &[],
-            kind: Kind::Duration,
+            kind: Kind::Duration(ranges::REQUEST_TIMEOUT),
             default: "PT2M",
             doc: "Timeout of one IVRE request.",
         },
@@ -278,7 +279,6 @@ impl ConnectorConfig for IvreConfig {
     }
 
     fn check(&self, checks: &mut Checks) {
-        checks.rate_limit(self.rate_limit);
         let endpoints = self.endpoints();
         if endpoints.iter().all(|(_, e)| e.is_err()) {
             let why: Vec<String> = endpoints

@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use super::RiskiqConnector;
 use crate::cache::CacheConfig;
+use crate::config::keys::Range;
 use crate::config::{
     Checks, ConnectorBlock, ConnectorKind, ConnectorSettings, IsoDuration, KeyDef, Kind, Secret,
     SectionSpec, TlpSetting, UrlSetting,
@@ -47,14 +48,18 @@ pub static SPEC: SectionSpec = SectionSpec {
         KeyDef {
             key: "import_last_seen_time_window",
             env_aliases: &[],
-            kind: Kind::Duration,
+            kind: Kind::Duration(Range::new(
+                Duration::from_secs(60),
+                Duration::from_secs(3650 * 86400),
+            )),
             default: "P30D",
             doc: "Only resolutions seen within this window (sent to the API as `start`).",
         },
         KeyDef {
             key: "quota_check_interval",
             env_aliases: &[],
-            kind: Kind::Duration,
+            // PT0S reads the quota before every lookup, as the reference does.
+            kind: Kind::Duration(Range::new(Duration::ZERO, Duration::from_secs(86400))),
             default: "PT10M",
             doc: "Read `/v2/account/quota` at most this often; counted down locally in between.",
         },
@@ -116,7 +121,6 @@ impl ConnectorConfig for RiskiqConfig {
         checks.require_secret("username", self.username.as_ref());
         checks.require_secret("api_key", self.api_key.as_ref());
         checks.url("api_base_url", &self.api_base_url);
-        checks.rate_limit(self.rate_limit);
     }
 
     fn build(&self, settings: &ConnectorSettings) -> Result<Hosted, String> {
