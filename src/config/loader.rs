@@ -25,8 +25,9 @@ pub fn read_file(path: &str, explicit: bool) -> Result<Option<String>, ConfigErr
 
 /// Parses `yaml`, applies every key of `table` found in `env` (the first non-blank of its
 /// names wins over the file), checks each numeric value against its key's range, and
-/// deserialises the result into `T`. Errors name the key, its environment variable and, for
-/// a number, the range allowed.
+/// deserialises the result into `T`. A key left empty in the file (`key:`) takes its
+/// default, as an empty variable does. Errors name the key, its environment variable and,
+/// for a number, the range allowed.
 pub fn from_sources<T: DeserializeOwned>(
     yaml: Option<&str>,
     env: &HashMap<String, String>,
@@ -49,6 +50,8 @@ pub fn from_sources<T: DeserializeOwned>(
                     allowed(key.kind, m)
                 )),
             }
+        } else if get_path_mut(&mut root, &key.path).is_some_and(|v| v.is_null()) {
+            remove_path(&mut root, &key.path);
         } else if let Some(v) = get_path_mut(&mut root, &key.path) {
             let shown = match &*v {
                 Value::String(s) => s.clone(),
@@ -69,6 +72,7 @@ pub fn from_sources<T: DeserializeOwned>(
     if !errors.is_empty() {
         return Err(ConfigError::Many(errors));
     }
+    fill_nested_defaults(&mut root, table);
     serde_path_to_error::deserialize(Value::Mapping(root)).map_err(|e| {
         let path = e.path().to_string();
         let env = table
@@ -81,6 +85,27 @@ pub fn from_sources<T: DeserializeOwned>(
             message: e.into_inner().to_string(),
         }
     })
+}
+
+/// Gives a nested block that is only partly set (`ipinfo.cache` with a `capacity` alone) the
+/// table's defaults for the rest. The block's own `Default` cannot: it is shared by sections
+/// whose defaults differ (the cache's TTL is P1D for IPinfo, PT0S for LastInfoSec).
+fn fill_nested_defaults(root: &mut Mapping, table: &[KeySpec]) {
+    for key in table {
+        let Some((parent, _)) = key.path.rsplit_once('.') else {
+            continue;
+        };
+        if key.default.is_empty() || !parent.contains('.') {
+            continue;
+        }
+        let parent_set = get_path_mut(root, parent).is_some_and(|v| v.is_mapping());
+        if parent_set && get_path_mut(root, &key.path).is_none() {
+            // Written as an environment value would be: the table's defaults all parse.
+            if let Ok(v) = env_value(key.kind, &key.default) {
+                set_path(root, &key.path, v);
+            }
+        }
+    }
 }
 
 /// `message`, followed by the range of a numeric key.
@@ -201,6 +226,16 @@ fn set_path(root: &mut Mapping, path: &str, value: Value) {
         }
         // Just made sure it is a mapping.
         map = entry.as_mapping_mut().expect("mapping");
+    }
+}
+
+fn remove_path(root: &mut Mapping, path: &str) {
+    let Some((parent, last)) = path.rsplit_once('.') else {
+        root.remove(path);
+        return;
+    };
+    if let Some(Value::Mapping(map)) = get_path_mut(root, parent) {
+        map.remove(last);
     }
 }
 

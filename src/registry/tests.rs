@@ -468,7 +468,7 @@ fn numbers_outside_their_range_are_refused_naming_the_key_its_variable_and_the_r
 }
 
 #[test]
-fn numbers_in_the_file_are_checked_too() {
+fn numbers_in_the_file_are_checked_and_empty_keys_take_their_default() {
     for (yaml, want) in [
         (
             "ipinfo:\n  rate_limit: 1e-20\n",
@@ -500,4 +500,39 @@ fn numbers_in_the_file_are_checked_too() {
             .to_string();
         assert!(err.contains(want), "{want}\nmissing from: {err}");
     }
+    let yaml =
+        "log:\n  level:\nipinfo:\n  rate_limit:\n  cache:\n    ttl:\n  request_timeout: 45\n";
+    let c = Config::from_sources(Some(yaml), &env(&ipinfo_env())).unwrap();
+    assert_eq!(c.log.level, "info");
+    assert_eq!(c.ipinfo.rate_limit, 0.0);
+    assert_eq!(c.ipinfo.cache.ttl.0.as_secs(), 86400);
+    assert_eq!(
+        c.ipinfo.request_timeout.0.as_secs(),
+        45,
+        "a number of seconds"
+    );
+}
+
+#[test]
+fn a_partly_set_cache_keeps_its_connector_s_other_defaults() {
+    let mut e = ipinfo_env();
+    e.push(("IPINFO_CACHE_CAPACITY", "5000"));
+    e.push(("IVRE_CACHE_MAX_BYTES", "1024"));
+    let c =
+        Config::from_sources(Some("lastinfosec:\n  cache:\n    capacity: 7\n"), &env(&e)).unwrap();
+    assert_eq!(c.ipinfo.cache.capacity, 5000);
+    assert_eq!(
+        c.ipinfo.cache.ttl.0.as_secs(),
+        86400,
+        "IPinfo's TTL, not the cache's zero"
+    );
+    assert_eq!(c.ipinfo.cache.max_bytes, crate::cache::DEFAULT_MAX_BYTES);
+    assert_eq!(c.ivre.cache.ttl.0.as_secs(), 3600);
+    assert_eq!(c.ivre.cache.capacity, 10_000);
+    assert_eq!(
+        c.lastinfosec.cache.ttl.0.as_secs(),
+        0,
+        "LastInfoSec caches nothing by default"
+    );
+    assert_eq!(c.lastinfosec.cache.capacity, 7);
 }
