@@ -536,3 +536,38 @@ fn a_partly_set_cache_keeps_its_connector_s_other_defaults() {
     );
     assert_eq!(c.lastinfosec.cache.capacity, 7);
 }
+
+#[test]
+fn riskiq_sends_nothing_above_tlp_amber_unless_told() {
+    use crate::stix::Tlp;
+    let riskiq = |yaml: Option<&str>, extra: &[(&'static str, &'static str)]| {
+        let mut e = vec![
+            ("OPENCTI_URL", "http://opencti:8080"),
+            ("OPENCTI_TOKEN", "secret-token"),
+            ("RISKIQ_ENABLED", "true"),
+            (
+                "RISKIQ_CONNECTOR_ID",
+                "5d1f6a0e-8c3b-4f2a-9e7d-2b4c6d8e0f12",
+            ),
+            ("RISKIQ_USERNAME", "u"),
+            ("RISKIQ_API_KEY", "k"),
+        ];
+        e.extend_from_slice(extra);
+        let config = Config::from_sources(yaml, &env(&e)).unwrap();
+        match build_all(&config).unwrap().remove(0).1 {
+            crate::connectors::Hosted::Enrichment(c) => c.max_tlp(),
+            crate::connectors::Hosted::Import(_) => panic!("riskiq enriches"),
+        }
+    };
+    assert_eq!(riskiq(None, &[]), Some(Tlp::Amber));
+    // The sample used to leave it empty for "no restriction": empty is now the default.
+    assert_eq!(riskiq(Some("riskiq:\n  max_tlp:\n"), &[]), Some(Tlp::Amber));
+    assert_eq!(
+        riskiq(None, &[("RISKIQ_MAX_TLP", "TLP:RED")]),
+        Some(Tlp::Red)
+    );
+    assert_eq!(
+        riskiq(Some("riskiq:\n  max_tlp: TLP:GREEN\n"), &[]),
+        Some(Tlp::Green)
+    );
+}

@@ -191,5 +191,11 @@ fn a_filled_in_stack_migrates_to_a_config_the_daemon_accepts_with_the_same_ids()
     assert_eq!(config["ipsum"]["tlp_level"], "green");
     assert_eq!(config["ipsum"]["default_x_opencti_score"], 70);
     assert_eq!(config["riskiq"]["import_last_seen_time_window"], "P7D");
+    // The official file's explicit TLP is kept, not the daemon's stricter default.
+    assert_eq!(config["riskiq"]["max_tlp"], "TLP:GREEN");
+    assert!(
+        report.contains("connector-riskiq-passive-total: RISKIQ_MAX_TLP -> riskiq.max_tlp"),
+        "{report}"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }

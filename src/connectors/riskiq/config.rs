@@ -13,6 +13,7 @@ use crate::config::{
     SectionSpec, TlpSetting, UrlSetting,
 };
 use crate::connectors::{ConnectorConfig, Hosted};
+use crate::stix::Tlp;
 
 /// The `riskiq` section's shape.
 pub static SPEC: SectionSpec = SectionSpec {
@@ -42,8 +43,8 @@ pub static SPEC: SectionSpec = SectionSpec {
             doc: "PassiveTotal API key (HTTP Basic password; required).",
         },
         KeyDef::max_tlp(
-            "",
-            "Highest TLP sent to PassiveTotal; unset means no restriction (as the reference).",
+            "TLP:AMBER",
+            "Highest TLP of an observable that may be sent to PassiveTotal (the official connector has no default and sends every TLP; `TLP:RED` lets every standard TLP through).",
         ),
         KeyDef {
             key: "import_last_seen_time_window",
@@ -84,7 +85,7 @@ pub struct RiskiqConfig {
     pub rate_limit: f64,
     pub username: Option<Secret>,
     pub api_key: Option<Secret>,
-    pub max_tlp: Option<TlpSetting>,
+    pub max_tlp: TlpSetting,
     pub import_last_seen_time_window: IsoDuration,
     pub quota_check_interval: IsoDuration,
     pub request_timeout: IsoDuration,
@@ -100,7 +101,7 @@ impl Default for RiskiqConfig {
             rate_limit: 0.0,
             username: None,
             api_key: None,
-            max_tlp: None,
+            max_tlp: TlpSetting(Tlp::Amber),
             import_last_seen_time_window: IsoDuration(Duration::from_secs(30 * 86400)),
             quota_check_interval: IsoDuration(Duration::from_secs(600)),
             request_timeout: IsoDuration(Duration::from_secs(30)),

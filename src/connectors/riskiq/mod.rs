@@ -32,7 +32,7 @@ pub struct RiskiqConnector {
     /// Passive-DNS answers by looked-up value.
     cache: AnswerCache<Value>,
     author: Author,
-    max_tlp: Option<Tlp>,
+    max_tlp: Tlp,
     window: Duration,
     /// Lower-cased entity types handled (the reference checks the scope in code).
     scopes: Vec<String>,
@@ -60,7 +60,7 @@ impl RiskiqConnector {
             .with_gate(Gate::new("riskiq", config.rate_limit)),
             cache: AnswerCache::new("riskiq", &config.cache),
             author: author(),
-            max_tlp: config.max_tlp.map(|t| t.0),
+            max_tlp: config.max_tlp.0,
             window: config.import_last_seen_time_window.0,
             scopes: settings
                 .scope
@@ -74,7 +74,7 @@ impl RiskiqConnector {
 #[async_trait]
 impl EnrichmentConnector for RiskiqConnector {
     fn max_tlp(&self) -> Option<Tlp> {
-        self.max_tlp
+        Some(self.max_tlp)
     }
 
     fn tlp_refused_message(&self) -> String {
