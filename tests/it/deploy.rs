@@ -76,6 +76,36 @@ fn dockerfile_is_multi_stage_non_root_with_a_healthcheck() {
 }
 
 #[test]
+fn every_image_the_dockerfile_pulls_is_pinned_by_digest() {
+    let text = read("Dockerfile");
+    let pinned = |reference: &str| {
+        reference
+            .split_once("@sha256:")
+            .is_some_and(|(image, digest)| {
+                image.contains(':')
+                    && digest.len() == 64
+                    && digest
+                        .chars()
+                        .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+            })
+    };
+    let syntax = text.lines().next().unwrap();
+    let frontend = syntax.strip_prefix("# syntax=").expect("a syntax line");
+    assert!(pinned(frontend), "{syntax}");
+    let froms: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("FROM "))
+        .collect();
+    assert!(froms.len() >= 2);
+    for from in froms {
+        let image = from.split_whitespace().next().unwrap();
+        assert!(pinned(image), "FROM {from}: not image:tag@sha256:<digest>");
+    }
+    // And says how to move a pin.
+    assert!(text.contains("docker buildx imagetools inspect"));
+}
+
+#[test]
 fn systemd_unit_runs_the_daemon_hardened() {
     let text = read("deploy/opencti-connectors.service");
     for needle in [
