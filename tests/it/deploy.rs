@@ -76,36 +76,6 @@ fn dockerfile_is_multi_stage_non_root_with_a_healthcheck() {
 }
 
 #[test]
-fn every_image_the_dockerfile_pulls_is_pinned_by_digest() {
-    let text = read("Dockerfile");
-    let pinned = |reference: &str| {
-        reference
-            .split_once("@sha256:")
-            .is_some_and(|(image, digest)| {
-                image.contains(':')
-                    && digest.len() == 64
-                    && digest
-                        .chars()
-                        .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
-            })
-    };
-    let syntax = text.lines().next().unwrap();
-    let frontend = syntax.strip_prefix("# syntax=").expect("a syntax line");
-    assert!(pinned(frontend), "{syntax}");
-    let froms: Vec<&str> = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("FROM "))
-        .collect();
-    assert!(froms.len() >= 2);
-    for from in froms {
-        let image = from.split_whitespace().next().unwrap();
-        assert!(pinned(image), "FROM {from}: not image:tag@sha256:<digest>");
-    }
-    // And says how to move a pin.
-    assert!(text.contains("docker buildx imagetools inspect"));
-}
-
-#[test]
 fn systemd_unit_runs_the_daemon_hardened() {
     let text = read("deploy/opencti-connectors.service");
     for needle in [
@@ -218,19 +188,152 @@ fn the_prometheus_example_scrapes_every_replica_of_the_compose_service() {
     assert!(env.iter().any(|e| e.as_str() == Some(listen.as_str())));
 }
 
+/// Every port a compose file publishes: (service, host address, host port, container port),
+/// from the short syntax (`[[ip:]host:]container`) or the long one.
+fn published(file: &str) -> Vec<(String, String, String, String)> {
+    let compose: serde_yaml::Value = serde_yaml::from_str(&read(file)).unwrap();
+    let mut ports = Vec::new();
+    for (name, service) in compose["services"].as_mapping().unwrap() {
+        let name = name.as_str().unwrap().to_string();
+        for port in service["ports"].as_sequence().into_iter().flatten() {
+            let (ip, host, container) = match port {
+                serde_yaml::Value::String(short) => {
+                    let mut parts: Vec<&str> = short.rsplitn(3, ':').collect();
+                    parts.reverse();
+                    match parts[..] {
+                        [container] => ("", "", container),
+                        [host, container] => ("", host, container),
+                        [ip, host, container] => (ip, host, container),
+                        _ => unreachable!("rsplitn(3) gives 1 to 3 parts"),
+                    }
+                }
+                long => {
+                    let text = |key: &str| match &long[key] {
+                        serde_yaml::Value::Number(n) => n.to_string(),
+                        other => other.as_str().unwrap_or("").to_string(),
+                    };
+                    ports.push((
+                        name.clone(),
+                        text("host_ip"),
+                        text("published"),
+                        text("target"),
+                    ));
+                    continue;
+                }
+            };
+            ports.push((name.clone(), ip.into(), host.into(), container.into()));
+        }
+    }
+    ports
+}
+
 #[test]
-fn the_compose_service_scales() {
+fn the_compose_service_scales_and_publishes_on_loopback_only() {
     let compose: serde_yaml::Value = serde_yaml::from_str(&read("docker-compose.yml")).unwrap();
     let connectors = &compose["services"]["connectors"];
     // A fixed name or host port would stop `docker compose up --scale connectors=N`.
     assert!(connectors.get("container_name").is_none());
-    for port in connectors["ports"].as_sequence().unwrap() {
-        let port = port.as_str().unwrap();
+    let ports = published("docker-compose.yml");
+    assert_eq!(ports.len(), 1, "{ports:?}");
+    for (service, ip, host, container) in ports {
+        assert_eq!(service, "connectors");
+        assert_eq!(container, "9095", "/healthz and /metrics");
         assert!(
-            !port.contains(':'),
-            "{port} binds one host port: one replica only"
+            host.is_empty(),
+            "{service} binds host port {host}: one replica only"
+        );
+        assert_eq!(
+            ip, "127.0.0.1",
+            "{service} publishes {container} beyond the host's loopback"
         );
     }
+}
+
+#[test]
+fn the_stack_publishes_nothing_beyond_loopback() {
+    let ports = published("docker-compose.stack.yml");
+    assert!(!ports.is_empty());
+    for (service, ip, _, container) in ports {
+        assert_eq!(
+            ip, "127.0.0.1",
+            "{service} publishes {container} beyond the host's loopback"
+        );
+    }
+}
+
+#[test]
+fn the_daemon_uses_the_connectors_own_token_never_the_admin_s() {
+    let text = read("docker-compose.yml");
+    let compose: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let env = compose["services"]["connectors"]["environment"]
+        .as_sequence()
+        .unwrap();
+    let token = env
+        .iter()
+        .filter_map(|e| e.as_str()?.strip_prefix("OPENCTI_TOKEN="))
+        .collect::<Vec<_>>();
+    assert_eq!(token, ["${OPENCTI_CONNECTORS_TOKEN:-ChangeMe}"]);
+    assert!(
+        !text.contains("ADMIN"),
+        "docker-compose.yml names an admin variable"
+    );
+    // The variable is documented where the operator sets it.
+    let sample = read(".env.sample");
+    assert!(
+        sample
+            .lines()
+            .any(|l| l.starts_with("OPENCTI_CONNECTORS_TOKEN=")),
+        ".env.sample lacks OPENCTI_CONNECTORS_TOKEN"
+    );
+    assert!(read("README.md").contains("OPENCTI_CONNECTORS_TOKEN"));
+    // Left unset, the placeholder stops the daemon at start-up rather than running tokenless.
+    let env: std::collections::HashMap<String, String> = [
+        ("OPENCTI_URL", "http://opencti:8080"),
+        ("OPENCTI_TOKEN", "ChangeMe"),
+        ("IPINFO_ENABLED", "true"),
+        (
+            "IPINFO_CONNECTOR_ID",
+            "2f0cc9a8-0b1b-4e2a-9f7d-1c2b3d4e5f60",
+        ),
+        ("IPINFO_TOKEN", "t"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let err = opencti_connectors::registry::Config::from_sources(None, &env)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("opencti.token (env OPENCTI_TOKEN)"), "{err}");
+}
+
+#[test]
+fn every_image_the_dockerfile_pulls_is_pinned_by_digest() {
+    let text = read("Dockerfile");
+    let pinned = |reference: &str| {
+        reference
+            .split_once("@sha256:")
+            .is_some_and(|(image, digest)| {
+                image.contains(':')
+                    && digest.len() == 64
+                    && digest
+                        .chars()
+                        .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+            })
+    };
+    let syntax = text.lines().next().unwrap();
+    let frontend = syntax.strip_prefix("# syntax=").expect("a syntax line");
+    assert!(pinned(frontend), "{syntax}");
+    let froms: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("FROM "))
+        .collect();
+    assert!(froms.len() >= 2);
+    for from in froms {
+        let image = from.split_whitespace().next().unwrap();
+        assert!(pinned(image), "FROM {from}: not image:tag@sha256:<digest>");
+    }
+    // And says how to move a pin.
+    assert!(text.contains("docker buildx imagetools inspect"));
 }
 
 /// The Kubernetes manifest's documents by kind.
