@@ -336,6 +336,30 @@ fn every_image_the_dockerfile_pulls_is_pinned_by_digest() {
     assert!(text.contains("docker buildx imagetools inspect"));
 }
 
+#[test]
+fn the_systemd_steps_install_the_configuration_and_secrets_owner_only() {
+    let readme = read("README.md");
+    let start = readme.find("### systemd").expect("a systemd section");
+    let block = &readme[start..];
+    let block = &block[block.find("```sh").unwrap()..];
+    let block = &block[..block[5..].find("```").unwrap() + 5];
+    for target in [
+        "/etc/opencti-connectors/config.yml",
+        "/etc/opencti-connectors/env",
+    ] {
+        let line = block
+            .lines()
+            .find(|l| l.contains("install ") && l.contains(target))
+            .unwrap_or_else(|| panic!("no install of {target} in\n{block}"));
+        assert!(line.contains(" -m 0600 "), "{line}");
+    }
+    // The service's dynamic user cannot read a root 0600 file: systemd hands it a copy.
+    let unit = read("deploy/opencti-connectors.service");
+    assert!(unit.contains("LoadCredential=config.yml:/etc/opencti-connectors/config.yml"));
+    assert!(unit.contains("--config %d/config.yml"));
+    assert!(unit.contains("EnvironmentFile=-/etc/opencti-connectors/env"));
+}
+
 /// The Kubernetes manifest's documents by kind.
 fn kubernetes() -> std::collections::HashMap<String, serde_yaml::Value> {
     use serde::Deserialize;
