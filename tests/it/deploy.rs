@@ -337,6 +337,23 @@ fn every_image_the_dockerfile_pulls_is_pinned_by_digest() {
 }
 
 #[test]
+fn local_configuration_and_secrets_are_ignored_by_git() {
+    let ignored: HashSet<String> = read(".gitignore")
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| l.trim_start_matches('/').to_string())
+        .collect();
+    // The files the README tells operators to create, and migrate's default outputs.
+    for file in ["config.yml", ".env", "connectors.env"] {
+        assert!(ignored.contains(file), ".gitignore lacks {file}");
+    }
+    for tracked in ["config.yml.sample", ".env.sample"] {
+        assert!(!ignored.contains(tracked), "{tracked} must stay tracked");
+    }
+}
+
+#[test]
 fn the_systemd_steps_install_the_configuration_and_secrets_owner_only() {
     let readme = read("README.md");
     let start = readme.find("### systemd").expect("a systemd section");
