@@ -26,6 +26,18 @@ pub use mapping::{AUTHOR, Mapped, author, map_records, parse_time, py_isoformat,
 /// The reference's wording when nothing was found.
 pub const NOTHING_FOUND: &str = "[CONNECTOR] No information found";
 
+/// The API's `start` for resolutions seen within `window` of `now`, in naive UTC (the API's
+/// times). A window reaching before the first representable time asks for everything: no
+/// window panics.
+pub fn window_start(now: chrono::DateTime<chrono::Utc>, window: Duration) -> String {
+    chrono::Duration::from_std(window)
+        .ok()
+        .and_then(|w| now.checked_sub_signed(w))
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC)
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string()
+}
+
 /// The RiskIQ PassiveTotal connector.
 pub struct RiskiqConnector {
     client: RiskiqClient,
@@ -98,14 +110,7 @@ impl EnrichmentConnector for RiskiqConnector {
             .cache
             .get_or_fetch(&value, || async {
                 self.client.check_quota().await?;
-                // The API's times are naive UTC; an out-of-range window asks for everything.
-                let now_utc = chrono::Utc::now();
-                let start = chrono::Duration::from_std(self.window)
-                    .ok()
-                    .and_then(|w| now_utc.checked_sub_signed(w))
-                    .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC)
-                    .format("%Y-%m-%d %H:%M:%S")
-                    .to_string();
+                let start = window_start(chrono::Utc::now(), self.window);
                 self.client
                     .get(
                         &["v2", "dns", "passive"],
