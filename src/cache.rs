@@ -51,12 +51,28 @@ impl Default for CacheConfig {
 /// How long a "not found" answer is kept at most.
 pub const NOT_FOUND_TTL: Duration = Duration::from_secs(300);
 
-/// One kept answer: its JSON text and when it expires.
+/// One kept answer: its JSON text and when it expires (`None`: past the end of the
+/// monotonic clock, so never while this process runs).
 #[derive(Clone)]
 struct Entry {
     json: Arc<[u8]>,
-    expires: Instant,
+    expires: Option<Instant>,
 }
+
+/// When an answer kept for `lifetime` from `now` expires. The TTL's range keeps this far
+/// from the clock's end; past it, the answer simply never expires rather than panicking.
+fn expiry(now: Instant, lifetime: Duration) -> Option<Instant> {
+    now.checked_add(lifetime)
+}
+
+/// Whether an answer expiring at `expires` is still good at `now`.
+fn fresh(expires: Option<Instant>, now: Instant) -> bool {
+    expires.is_none_or(|at| at > now)
+}
+
+/// The number of entries the cache is sized for up front; more fit (the weights bound them),
+/// this only keeps a large `capacity` from reserving memory it may never use.
+const PRESIZED_ENTRIES: u64 = 16_384;
 
 /// An answer's lifetime: the TTL, or [`NOT_FOUND_TTL`] for a "not found" (never longer than
 /// the TTL).
@@ -115,8 +131,9 @@ impl<V: Serialize + DeserializeOwned + Send + Sync + 'static> AnswerCache<V> {
         is_not_found: Option<fn(&V) -> bool>,
     ) -> Self {
         let on = !config.ttl.0.is_zero() && config.capacity > 0 && config.max_bytes > 0;
-        let floor = config.max_bytes / config.capacity.max(1);
-        let items = usize::try_from(config.capacity).unwrap_or(usize::MAX);
+        // At least 1: an entry weighing nothing would escape the byte bound.
+        let floor = (config.max_bytes / config.capacity.max(1)).max(1);
+        let items = usize::try_from(config.capacity.min(PRESIZED_ENTRIES)).unwrap_or(1);
         AnswerCache {
             connector,
             inner: on.then(|| {
@@ -145,7 +162,7 @@ impl<V: Serialize + DeserializeOwned + Send + Sync + 'static> AnswerCache<V> {
         let mut fetch = Some(fetch);
         loop {
             match cache.get_value_or_guard_async(key).await {
-                Ok(entry) if entry.expires > Instant::now() => {
+                Ok(entry) if fresh(entry.expires, Instant::now()) => {
                     if let Ok(answer) = serde_json::from_slice(&entry.json) {
                         crate::metrics::UPSTREAM.cache_lookup(self.connector, true);
                         return Ok(answer);
@@ -166,7 +183,7 @@ impl<V: Serialize + DeserializeOwned + Send + Sync + 'static> AnswerCache<V> {
                     let not_found = self.is_not_found.is_some_and(|f| f(&answer));
                     let entry = Entry {
                         json: serde_json::to_vec(&answer).unwrap_or_default().into(),
-                        expires: Instant::now() + lifetime(self.ttl, not_found),
+                        expires: expiry(Instant::now(), lifetime(self.ttl, not_found)),
                     };
                     let _ = guard.insert(entry);
                     return Ok(answer);
@@ -295,6 +312,59 @@ mod tests {
             Ok(2),
             "expired: asked again"
         );
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            failure_persistence: None,
+            ..Default::default()
+        })]
+
+        /// Any TTL, the end of time included: the expiry is exact when the clock can hold
+        /// it, "never" when it cannot, and never a panic.
+        #[test]
+        fn any_ttl_gives_an_expiry_without_panicking(
+            secs in proptest::prelude::any::<u64>(),
+            nanos in 0u32..1_000_000_000,
+            not_found in proptest::prelude::any::<bool>(),
+        ) {
+            let ttl = Duration::new(secs, nanos);
+            let now = Instant::now();
+            let life = lifetime(ttl, not_found);
+            proptest::prop_assert!(life <= ttl);
+            match expiry(now, life) {
+                Some(at) => {
+                    proptest::prop_assert_eq!(at - now, life);
+                    proptest::prop_assert_eq!(fresh(Some(at), now), !life.is_zero());
+                }
+                None => proptest::prop_assert!(fresh(None, now)),
+            }
+        }
+
+        /// Any settings, far outside the key table's ranges too: a miss then a lookup of the
+        /// same key answer, from the cache when it is on and holds the answer.
+        #[test]
+        fn any_cache_settings_serve_answers_without_panicking(
+            secs in proptest::prop_oneof![proptest::prelude::any::<u64>(), 0u64..100_000],
+            capacity in proptest::prop_oneof![proptest::prelude::any::<u64>(), 0u64..100],
+            max_bytes in proptest::prop_oneof![proptest::prelude::any::<u64>(), 0u64..100],
+        ) {
+            let config = CacheConfig { ttl: IsoDuration(Duration::from_secs(secs)), capacity, max_bytes };
+            let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let (first, second) = runtime.block_on(async {
+                let cache = AnswerCache::<u32>::new("test", &config);
+                let first = cache.get_or_fetch("k", || async { Ok::<_, ()>(1) }).await;
+                let second = cache.get_or_fetch("k", || async { Ok::<_, ()>(2) }).await;
+                (first, second)
+            });
+            proptest::prop_assert_eq!(first, Ok(1));
+            let off = secs == 0 || capacity == 0 || max_bytes == 0;
+            if off {
+                proptest::prop_assert_eq!(second, Ok(2), "an off cache asks every time");
+            } else {
+                proptest::prop_assert!(second == Ok(1) || second == Ok(2));
+            }
+        }
     }
 
     #[tokio::test]

@@ -35,6 +35,10 @@ pub enum UpstreamError {
 /// Upstream answers are read up to this size unless `daemon.max_upstream_bytes` says.
 pub const DEFAULT_MAX_UPSTREAM_BYTES: usize = 32 * 1024 * 1024;
 
+/// The largest `tls.ca_file` read: 16 MiB (the system bundle of every public CA is about
+/// 200 KiB).
+pub const MAX_CA_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
 /// Proxy settings for an upstream client.
 #[derive(Debug, Clone, Default)]
 pub struct Proxies {
@@ -60,10 +64,20 @@ impl std::fmt::Debug for Roots {
 }
 
 impl Roots {
-    /// Reads a PEM bundle of one or more certificates.
+    /// Reads a PEM bundle of one or more certificates, at most [`MAX_CA_FILE_BYTES`] of it
+    /// (`tls.ca_file: /dev/zero` must not fill the memory).
     pub fn load(path: &str) -> Result<Roots, String> {
-        let pem = std::fs::read_to_string(path)
+        use std::io::Read;
+        let mut pem = String::new();
+        std::fs::File::open(path)
+            .and_then(|file| file.take(MAX_CA_FILE_BYTES + 1).read_to_string(&mut pem))
             .map_err(|e| format!("cannot read the CA file {path}: {e}"))?;
+        if pem.len() as u64 > MAX_CA_FILE_BYTES {
+            return Err(format!(
+                "the CA file {path} is larger than {} MiB",
+                MAX_CA_FILE_BYTES >> 20
+            ));
+        }
         Roots::from_pem(&pem).map_err(|e| format!("{path}: {e}"))
     }
 
@@ -317,6 +331,14 @@ mod tests {
         let response = client.get(&big).send().await.unwrap();
         let err = json_body(Ok(response), 1 << 20).await.unwrap_err();
         assert!(matches!(err, UpstreamError::TooLarge { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn a_ca_file_is_read_up_to_its_cap() {
+        let err = Roots::load("/dev/zero").unwrap_err();
+        assert!(err.contains("larger than 16 MiB"), "{err}");
+        let err = Roots::load("/nonexistent/ca.pem").unwrap_err();
+        assert!(err.contains("cannot read the CA file"), "{err}");
     }
 
     #[test]

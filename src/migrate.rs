@@ -88,6 +88,7 @@ pub fn migrate(files: &[PathBuf]) -> Result<Migration, String> {
                 continue;
             }
             let vars = environment(service, dir, &dotenv, &name, &mut m.unmapped);
+            report_stricter_defaults(&keys, section, &name, &vars, &mut m.unmapped);
             let mut section_keys = Vec::new();
             for var in vars {
                 map_var(
@@ -138,6 +139,37 @@ pub fn migrate(files: &[PathBuf]) -> Result<Migration, String> {
         .map(|(k, v)| format!("{k}={}\n", env_quote(v)))
         .collect();
     Ok(m)
+}
+
+/// Keys whose default here is stricter than the official connector's, and what the
+/// official one does without them: a service that leaves one unset is told.
+const STRICTER_DEFAULTS: &[(&str, &str, &str)] = &[(
+    "riskiq",
+    "max_tlp",
+    "the official connector then sends every TLP; set TLP:RED for that",
+)];
+
+/// Reports each of [`STRICTER_DEFAULTS`] that `service` (section `section`) does not set:
+/// the daemon's default applies where the official connector had none.
+fn report_stricter_defaults(
+    keys: &[KeySpec],
+    section: &str,
+    service: &str,
+    vars: &[Var],
+    unmapped: &mut Vec<String>,
+) {
+    for (stricter_section, key, official) in STRICTER_DEFAULTS {
+        let path = format!("{section}.{key}");
+        let Some(spec) = keys.iter().find(|k| k.path == path) else {
+            continue;
+        };
+        if section == *stricter_section && !vars.iter().any(|v| spec.env.contains(&v.name)) {
+            unmapped.push(format!(
+                "{service}: {} is not set, so the daemon's default {path}: {} applies ({official})",
+                spec.env[0], spec.default
+            ));
+        }
+    }
 }
 
 /// The section a service becomes, by image or else by service name, with its registry order.
@@ -434,11 +466,11 @@ fn typed(kind: Kind, value: &str) -> Value {
         Kind::Bool => crate::config::parse_bool(value)
             .map(Value::Bool)
             .unwrap_or_else(|| Value::String(value.into())),
-        Kind::Int => value
+        Kind::Int(_) => value
             .parse::<i64>()
             .map(|n| Value::Number(n.into()))
             .unwrap_or_else(|_| Value::String(value.into())),
-        Kind::Float => value
+        Kind::Float(_) => value
             .parse::<f64>()
             .map(|n| Value::Number(n.into()))
             .unwrap_or_else(|_| Value::String(value.into())),

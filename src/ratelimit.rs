@@ -24,13 +24,27 @@ impl std::fmt::Debug for Gate {
     }
 }
 
+/// The longest spacing the bucket puts between two requests, whatever the rate: a day.
+/// `rate_limit`'s range stays well within it (one request every 1,000 s at least).
+pub const MAX_PERIOD: Duration = Duration::from_secs(86400);
+
+/// The spacing between two requests at `per_second`, within 1 ns to [`MAX_PERIOD`]; `None`
+/// (no bucket) for 0, a negative rate or NaN. Never panics: a rate too small for a
+/// `Duration` gets the longest spacing.
+pub fn period(per_second: f64) -> Option<Duration> {
+    if !(per_second.is_finite() && per_second > 0.0) {
+        return None;
+    }
+    let period = Duration::try_from_secs_f64(1.0 / per_second).unwrap_or(MAX_PERIOD);
+    Some(period.clamp(Duration::from_nanos(1), MAX_PERIOD))
+}
+
 impl Gate {
     /// `connector`'s gate: at most `per_second` requests a second (fractions allowed); 0 or
     /// less: no limit.
     pub fn new(connector: &'static str, per_second: f64) -> Gate {
-        let limiter = (per_second.is_finite() && per_second > 0.0)
-            .then(|| Quota::with_period(Duration::from_secs_f64(1.0 / per_second)))
-            .flatten()
+        let limiter = period(per_second)
+            .and_then(Quota::with_period)
             .map(RateLimiter::direct);
         Gate {
             connector,
@@ -61,7 +75,9 @@ impl Gate {
     /// Holds every request back for `delay` (a 429's `Retry-After`, at most
     /// [`MAX_RETRY_AFTER`]); a longer pause already in force stays.
     pub fn pause(&self, delay: Duration) {
-        let until = Instant::now() + delay.min(MAX_RETRY_AFTER);
+        let now = Instant::now();
+        // Sixty seconds from now is always representable; should it ever not be, no pause.
+        let until = now.checked_add(delay.min(MAX_RETRY_AFTER)).unwrap_or(now);
         let mut paused = self.paused_until.lock().unwrap_or_else(|p| p.into_inner());
         if paused.is_none_or(|p| p < until) {
             *paused = Some(until);
@@ -117,6 +133,57 @@ mod tests {
         let before = Instant::now();
         gate.wait().await;
         assert!(before.elapsed() <= MAX_RETRY_AFTER + Duration::from_secs(1));
+    }
+
+    /// Rates of every magnitude, and every class of `f64` (NaN, infinities, subnormals).
+    fn any_rate() -> impl proptest::strategy::Strategy<Value = f64> {
+        use proptest::prelude::*;
+        prop_oneof![
+            any::<f64>(),
+            (-320i32..320).prop_map(|e| 10f64.powi(e)),
+            0.001f64..10_000.0,
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            failure_persistence: None,
+            ..Default::default()
+        })]
+
+        /// Any rate: a spacing within 1 ns to a day, or no bucket, and a gate built without
+        /// panicking; within `rate_limit`'s range, the spacing is the rate's.
+        #[test]
+        fn any_rate_gives_a_bounded_spacing_without_panicking(rate in any_rate()) {
+            match period(rate) {
+                Some(p) => {
+                    proptest::prop_assert!(rate.is_finite() && rate > 0.0);
+                    proptest::prop_assert!(p >= Duration::from_nanos(1) && p <= MAX_PERIOD);
+                    if (0.001..=10_000.0).contains(&rate) {
+                        let exact = 1.0 / rate;
+                        // To the nanosecond a `Duration` holds.
+                        proptest::prop_assert!((p.as_secs_f64() - exact).abs() <= 1.5e-9);
+                    }
+                }
+                None => proptest::prop_assert!(!(rate.is_finite() && rate > 0.0)),
+            }
+            let gate = Gate::new("test", rate);
+            proptest::prop_assert_eq!(gate.limiter.is_some(), period(rate).is_some());
+        }
+
+        /// Any `Retry-After`, the end of time included: the pause ends within a minute.
+        #[test]
+        fn any_pause_ends_within_a_minute(
+            secs in proptest::prelude::any::<u64>(),
+            nanos in 0u32..1_000_000_000,
+        ) {
+            let gate = Gate::new("test", 0.0);
+            let before = Instant::now();
+            gate.pause(Duration::new(secs, nanos));
+            let until = gate.paused_until.lock().unwrap().expect("paused");
+            proptest::prop_assert!(until >= before);
+            proptest::prop_assert!(until <= Instant::now() + MAX_RETRY_AFTER);
+        }
     }
 
     #[tokio::test]

@@ -12,8 +12,6 @@ use super::types::{IsoDuration, QueueProtocol, Scope, Secret};
 
 /// pycti's default `connector.queue_threshold`, in MB.
 pub const DEFAULT_QUEUE_THRESHOLD: f64 = 500.0;
-/// The longest import period accepted (a year): anything longer is a typo.
-pub const MAX_PERIOD: Duration = Duration::from_secs(365 * 86400);
 
 /// The base connector block of every section (`<section>.connector.*`).
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -148,10 +146,8 @@ impl ConnectorBlock {
                         "only scheduled importers buffer on their push queue",
                     );
                 }
+                // Its range (at least 1) is the key table's, checked as the file loads.
                 let concurrency = self.concurrency.unwrap_or(default_concurrency);
-                if concurrency == 0 {
-                    checks.error("connector.concurrency", "must be at least 1");
-                }
                 Mode::Enrichment {
                     auto: self.auto.unwrap_or(default_auto),
                     auto_update: self.auto_update.unwrap_or(false),
@@ -166,20 +162,9 @@ impl ConnectorBlock {
                         "auto, auto_update and concurrency only apply to enrichment connectors",
                     );
                 }
+                // Their ranges are the key table's, checked as the file loads.
                 let period = self.duration_period.map_or(default_period, |d| d.0);
-                if period.is_zero() {
-                    checks.error("connector.duration_period", "must be longer than zero");
-                } else if period > MAX_PERIOD {
-                    checks.error(
-                        "connector.duration_period",
-                        format!("{} is longer than a year", IsoDuration(period)),
-                    );
-                }
                 let queue_threshold = self.queue_threshold.unwrap_or(DEFAULT_QUEUE_THRESHOLD);
-                // NaN and negative thresholds alike.
-                if queue_threshold.is_nan() || queue_threshold <= 0.0 {
-                    checks.error("connector.queue_threshold", "must be more than 0 (MB)");
-                }
                 Mode::Import {
                     period,
                     queue_threshold,
@@ -236,16 +221,6 @@ impl Checks {
         if !is_http_url(value) {
             let shown = super::UrlSetting::from(value).redacted();
             self.error(key, format!("`{shown}` is not an http(s) URL"));
-        }
-    }
-
-    /// `rate_limit` must be a number of requests a second, 0 for none.
-    pub fn rate_limit(&mut self, value: f64) {
-        if !(value.is_finite() && value >= 0.0) {
-            self.error(
-                "rate_limit",
-                format!("`{value}` is not a number of requests a second (0: no limit)"),
-            );
         }
     }
 

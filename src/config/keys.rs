@@ -1,21 +1,169 @@
-//! The table of every configuration key: YAML path, environment names, kind, default and
-//! meaning. It drives environment overrides, value normalisation, the README table
-//! (`opencti-connectors config-table`) and tests that keep them in step. The connectors'
-//! sections are described by their [`SectionSpec`]s; the registry lists them.
+//! The table of every configuration key: YAML path, environment names, kind (with the
+//! allowed range of a numeric key), default and meaning. It drives environment overrides,
+//! value normalisation, range checks, the README table (`opencti-connectors config-table`)
+//! and tests that keep them in step. The connectors' sections are described by their
+//! [`SectionSpec`]s; the registry lists them.
 
-/// What a key holds; decides how an environment string becomes a YAML value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+use std::time::Duration;
+
+use super::types::IsoDuration;
+
+/// What a key holds; decides how an environment string becomes a YAML value. A numeric key
+/// carries the range it accepts: a value outside it is a start-up error, so no setting can
+/// reach the code that uses it with a value that code cannot take.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Kind {
     Str,
     Secret,
     Bool,
-    Int,
-    Float,
-    Duration,
+    Int(Range<i64>),
+    Float(Range<f64>),
+    Duration(Range<Duration>),
     Tlp,
     Uuid,
     Url,
     Scope,
+}
+
+impl Kind {
+    /// The values a numeric key accepts (`1 to 1000`); `None` for the other kinds.
+    pub fn range(&self) -> Option<String> {
+        match self {
+            Kind::Int(r) => Some(r.describe()),
+            Kind::Float(r) => Some(r.describe()),
+            Kind::Duration(r) => Some(r.describe()),
+            _ => None,
+        }
+    }
+}
+
+/// The values of a numeric key: `min` to `max`, both included, and also 0 when `or_zero`
+/// (a key whose 0 means "off", such as `rate_limit`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Range<T> {
+    pub min: T,
+    pub max: T,
+    pub or_zero: bool,
+}
+
+impl<T: Copy> Range<T> {
+    pub const fn new(min: T, max: T) -> Self {
+        Range {
+            min,
+            max,
+            or_zero: false,
+        }
+    }
+
+    /// The same range, with 0 accepted too.
+    pub const fn or_zero(self) -> Self {
+        Range {
+            min: self.min,
+            max: self.max,
+            or_zero: true,
+        }
+    }
+}
+
+/// A value a [`Range`] can bound.
+pub trait Bound: Copy + PartialOrd {
+    const ZERO: Self;
+    /// As the configuration spells it (`PT1H` for a duration).
+    fn show(self) -> String;
+}
+
+impl Bound for i64 {
+    const ZERO: Self = 0;
+    fn show(self) -> String {
+        self.to_string()
+    }
+}
+
+impl Bound for f64 {
+    const ZERO: Self = 0.0;
+    fn show(self) -> String {
+        self.to_string()
+    }
+}
+
+impl Bound for Duration {
+    const ZERO: Self = Duration::ZERO;
+    fn show(self) -> String {
+        IsoDuration(self).to_string()
+    }
+}
+
+impl<T: Bound> Range<T> {
+    /// Whether `value` is allowed (NaN never is).
+    pub fn contains(&self, value: T) -> bool {
+        (self.or_zero && value == T::ZERO) || (self.min <= value && value <= self.max)
+    }
+
+    /// `1 to 1000`, `0, or 0.001 to 10000`, `PT1S to PT1H`.
+    pub fn describe(&self) -> String {
+        let span = format!("{} to {}", self.min.show(), self.max.show());
+        if self.or_zero {
+            format!("{}, or {span}", T::ZERO.show())
+        } else {
+            span
+        }
+    }
+}
+
+/// 1 KiB, 1 MiB and 1 GiB, for byte ranges.
+pub const KIB: i64 = 1024;
+pub const MIB: i64 = 1024 * KIB;
+pub const GIB: i64 = 1024 * MIB;
+
+/// The ranges shared by several keys. Each says what an operator may want and no more: the
+/// code behind a key stays correct across its whole range.
+pub mod ranges {
+    use super::{GIB, KIB, MIB, Range};
+    use std::time::Duration;
+
+    const fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+    const DAY: u64 = 86400;
+
+    /// A timeout of one upstream request: a second to an hour.
+    pub const REQUEST_TIMEOUT: Range<Duration> = Range::new(secs(1), secs(3600));
+    /// How long an answer is cached: off (PT0S) to a year.
+    pub const CACHE_TTL: Range<Duration> = Range::new(secs(0), secs(365 * DAY));
+    /// Answers cached: none to a million.
+    pub const CACHE_CAPACITY: Range<i64> = Range::new(0, 1_000_000);
+    /// Bytes of answers cached: none to 1 GiB.
+    pub const CACHE_MAX_BYTES: Range<i64> = Range::new(0, GIB);
+    /// Upstream requests a second: 0 (no limit), or one every 1,000 s to 10,000 a second.
+    pub const RATE_LIMIT: Range<f64> = Range::new(0.001, 10_000.0).or_zero();
+    /// Requests in flight per connector (the AMQP prefetch).
+    pub const CONCURRENCY: Range<i64> = Range::new(1, 1000);
+    /// An importer's period: a second to a year.
+    pub const PERIOD: Range<Duration> = Range::new(secs(1), secs(365 * DAY));
+    /// The push queue size, in MB, above which an importer buffers.
+    pub const QUEUE_THRESHOLD: Range<f64> = Range::new(1.0, 1_000_000.0);
+    /// OpenCTI's confidence scale.
+    pub const CONFIDENCE: Range<i64> = Range::new(0, 100);
+    /// A score (`x_opencti_score`).
+    pub const SCORE: Range<i64> = Range::new(0, 100);
+    /// A TCP port.
+    pub const PORT: Range<i64> = Range::new(1, 65535);
+    /// The pings' interval: at least a second, and at most OpenCTI's 5 minutes, after which
+    /// it considers a connector gone (and sends it no auto-enrichment).
+    pub const PING_INTERVAL: Range<Duration> =
+        Range::new(crate::config::MIN_PING_INTERVAL, secs(300));
+    /// The drain on SIGTERM: none to an hour.
+    pub const SHUTDOWN_TIMEOUT: Range<Duration> = Range::new(secs(0), secs(3600));
+    /// How long transient OpenCTI failures are retried: not at all to a day.
+    pub const MAX_RETRY_DURATION: Range<Duration> = Range::new(secs(0), secs(DAY));
+    /// A cap on one upstream answer: 1 KiB to 1 GiB.
+    pub const UPSTREAM_BYTES: Range<i64> = Range::new(KIB, GIB);
+    /// A cap on one GraphQL answer: 1 MiB to 4 GiB.
+    pub const OPENCTI_ANSWER_BYTES: Range<i64> = Range::new(MIB, 4 * GIB);
+    /// The broker's `consumer_timeout`: a minute to 30 days (a broker with none: set the most).
+    pub const CONSUMER_TIMEOUT: Range<Duration> = Range::new(secs(60), secs(30 * DAY));
+    /// How often IVRE's MaxMind files are checked for a replacement: every lookup to a day.
+    pub const FILE_CHECK_INTERVAL: Range<Duration> = Range::new(secs(0), secs(DAY));
 }
 
 /// One key of a connector section, relative to the section (`token`, `max_tlp`).
@@ -46,7 +194,7 @@ impl KeyDef {
         KeyDef {
             key: "cache.ttl",
             env_aliases: &[],
-            kind: Kind::Duration,
+            kind: Kind::Duration(ranges::CACHE_TTL),
             default,
             doc: "How long an upstream answer is reused for the same value (PT0S: no cache).",
         }
@@ -56,7 +204,7 @@ impl KeyDef {
     pub const CACHE_CAPACITY: KeyDef = KeyDef {
         key: "cache.capacity",
         env_aliases: &[],
-        kind: Kind::Int,
+        kind: Kind::Int(ranges::CACHE_CAPACITY),
         default: "10000",
         doc: "Upstream answers kept at most (least recently used go first).",
     };
@@ -65,7 +213,7 @@ impl KeyDef {
     pub const CACHE_MAX_BYTES: KeyDef = KeyDef {
         key: "cache.max_bytes",
         env_aliases: &[],
-        kind: Kind::Int,
+        kind: Kind::Int(ranges::CACHE_MAX_BYTES),
         default: "8388608",
         doc: "Bytes of upstream answers (their JSON text) kept at most, 8 MiB by default: the cache's memory stays bounded whatever the answers' size.",
     };
@@ -74,7 +222,7 @@ impl KeyDef {
     pub const RATE_LIMIT: KeyDef = KeyDef {
         key: "rate_limit",
         env_aliases: &[],
-        kind: Kind::Float,
+        kind: Kind::Float(ranges::RATE_LIMIT),
         default: "0",
         doc: "Upstream requests a second at most, fractions allowed (0: no limit). A 429 with Retry-After pauses all of the connector's requests whatever this is.",
     };
@@ -84,7 +232,7 @@ impl KeyDef {
         KeyDef {
             key: "request_timeout",
             env_aliases: &[],
-            kind: Kind::Duration,
+            kind: Kind::Duration(ranges::REQUEST_TIMEOUT),
             default,
             doc,
         }
@@ -153,7 +301,7 @@ impl SectionSpec {
 }
 
 /// One fully named key.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct KeySpec {
     /// Dotted YAML path, e.g. `ipinfo.connector.id`.
     pub path: String,
@@ -211,14 +359,14 @@ pub fn global_keys() -> Vec<KeySpec> {
         KeySpec::new(
             "opencti.max_answer_bytes",
             &[],
-            Int,
+            Int(ranges::OPENCTI_ANSWER_BYTES),
             "268435456",
             "GraphQL answers larger than this (256 MiB) are refused.",
         ),
         KeySpec::new(
             "opencti.request_timeout",
             &[],
-            Duration,
+            Duration(ranges::REQUEST_TIMEOUT),
             "PT5M",
             "One GraphQL call gives up after this; a timeout, like a refused connection or a 5xx, then asks `about` whether OpenCTI is down.",
         ),
@@ -244,7 +392,13 @@ pub fn global_keys() -> Vec<KeySpec> {
             "",
             "Override the RabbitMQ host returned by OpenCTI at registration.",
         ),
-        KeySpec::new("mq.port", &[], Int, "", "Override the RabbitMQ port."),
+        KeySpec::new(
+            "mq.port",
+            &[],
+            Int(ranges::PORT),
+            "",
+            "Override the RabbitMQ port.",
+        ),
         KeySpec::new(
             "mq.vhost",
             &[],
@@ -270,7 +424,7 @@ pub fn global_keys() -> Vec<KeySpec> {
         KeySpec::new(
             "mq.consumer_timeout",
             &[],
-            Duration,
+            Duration(ranges::CONSUMER_TIMEOUT),
             "PT30M",
             "The broker's `consumer_timeout` (rabbitmq.conf; OpenCTI's compose sets 24 h): a message still unacked after 5/6 of it is given back, before the broker would close the channel.",
         ),
@@ -284,21 +438,21 @@ pub fn global_keys() -> Vec<KeySpec> {
         KeySpec::new(
             "daemon.ping_interval",
             &[],
-            Duration,
+            Duration(ranges::PING_INTERVAL),
             "PT40S",
             "Interval between pings (liveness and state) of each connector.",
         ),
         KeySpec::new(
             "daemon.shutdown_timeout",
             &[],
-            Duration,
+            Duration(ranges::SHUTDOWN_TIMEOUT),
             "PT30S",
             "How long in-flight work may take to finish on SIGTERM before it is requeued.",
         ),
         KeySpec::new(
             "daemon.max_retry_duration",
             &[],
-            Duration,
+            Duration(ranges::MAX_RETRY_DURATION),
             "PT10M",
             "How long transient OpenCTI failures (5xx, timeouts, LOCK_ERROR) inside one message or run are retried before its work fails.",
         ),
@@ -312,7 +466,7 @@ pub fn global_keys() -> Vec<KeySpec> {
         KeySpec::new(
             "daemon.max_upstream_bytes",
             &[],
-            Int,
+            Int(ranges::UPSTREAM_BYTES),
             "33554432",
             "Upstream API answers larger than this (32 MiB) are refused (IPsum has its own cap).",
         ),
@@ -357,7 +511,7 @@ fn section_keys(spec: &SectionSpec) -> Vec<KeySpec> {
         KeySpec::new(
             &p("connector.confidence_level"),
             &[],
-            Int,
+            Int(ranges::CONFIDENCE),
             "",
             "Accepted for compatibility; ignored (confidence comes from the connector user).",
         ),
@@ -399,7 +553,7 @@ fn section_keys(spec: &SectionSpec) -> Vec<KeySpec> {
             KeySpec::new(
                 &p("connector.concurrency"),
                 &[],
-                Int,
+                Int(ranges::CONCURRENCY),
                 &default_concurrency.to_string(),
                 "Requests processed at once (the queue prefetch).",
             ),
@@ -408,14 +562,14 @@ fn section_keys(spec: &SectionSpec) -> Vec<KeySpec> {
             KeySpec::new(
                 &p("connector.duration_period"),
                 &[],
-                Duration,
+                Duration(ranges::PERIOD),
                 &super::IsoDuration(default_period).to_string(),
                 "Interval between runs (ISO-8601); the first run starts at start-up.",
             ),
             KeySpec::new(
                 &p("connector.queue_threshold"),
                 &[],
-                Float,
+                Float(ranges::QUEUE_THRESHOLD),
                 "500",
                 "A run is skipped (buffering) while the connector's push queue holds more than this many MB.",
             ),
@@ -450,8 +604,13 @@ pub fn markdown_table(keys: &[KeySpec]) -> String {
         } else {
             format!("`{}`", k.default)
         };
+        let allowed = k
+            .kind
+            .range()
+            .map(|r| format!(" Allowed: {r}."))
+            .unwrap_or_default();
         out.push_str(&format!(
-            "| `{}` | {} | {} | {} |\n",
+            "| `{}` | {} | {} | {}{allowed} |\n",
             k.path, env, default, k.doc
         ));
     }

@@ -32,7 +32,7 @@ static SPEC: SectionSpec = SectionSpec {
         KeyDef {
             key: "retries",
             env_aliases: &[],
-            kind: Kind::Int,
+            kind: Kind::Int(keys::Range::new(0, 10)),
             default: "2",
             doc: "Retries.",
         },
@@ -178,7 +178,6 @@ fn the_block_resolves_with_the_kind_s_defaults() {
 fn the_block_s_errors_name_their_keys() {
     let block = ConnectorBlock {
         name: Some(" x ".into()),
-        concurrency: Some(0),
         duration_period: Some(IsoDuration(std::time::Duration::from_secs(60))),
         log_level: Some("loud".into()),
         ..Default::default()
@@ -191,7 +190,6 @@ fn the_block_s_errors_name_their_keys() {
     for needle in [
         "demo.connector.id (env DEMO_CONNECTOR_ID): required when demo.enabled is true",
         "demo.connector.name",
-        "demo.connector.concurrency (env DEMO_CONNECTOR_CONCURRENCY): must be at least 1",
         "demo.connector.duration_period: only scheduled importers take a period",
         "demo.connector.log_level",
         "demo.token (env DEMO_TOKEN or DEMO_API_TOKEN): required when demo.enabled is true",
@@ -202,7 +200,6 @@ fn the_block_s_errors_name_their_keys() {
     let block = ConnectorBlock {
         id: Some(ID.parse().unwrap()),
         auto: Some(true),
-        duration_period: Some(IsoDuration(std::time::Duration::ZERO)),
         ..Default::default()
     };
     let mut checks = Checks::new(&IMPORT);
@@ -212,7 +209,52 @@ fn the_block_s_errors_name_their_keys() {
         errors.contains("only apply to enrichment connectors"),
         "{errors}"
     );
-    assert!(errors.contains("must be longer than zero"), "{errors}");
+}
+
+#[test]
+fn numbers_outside_their_range_are_refused_from_the_file_and_the_environment() {
+    for (yaml, pairs, want) in [
+        (
+            None,
+            &[("DEMO_RETRIES", "11")][..],
+            "demo.retries (env DEMO_RETRIES): `11` is out of range; allowed: 0 to 10",
+        ),
+        (
+            Some("demo:\n  retries: -1\n"),
+            &[][..],
+            "demo.retries (env DEMO_RETRIES): `-1` is out of range; allowed: 0 to 10",
+        ),
+        (
+            None,
+            &[("DEMO_RETRIES", "many")][..],
+            "demo.retries (env DEMO_RETRIES): `many` is not an integer; allowed: 0 to 10",
+        ),
+        (
+            Some("demo:\n  connector:\n    concurrency: 0\n"),
+            &[][..],
+            "demo.connector.concurrency (env DEMO_CONNECTOR_CONCURRENCY): `0` is out of range; allowed: 1 to 1000",
+        ),
+    ] {
+        let err = load(yaml, pairs).unwrap_err().to_string();
+        assert!(err.contains(want), "{want}\nmissing from: {err}");
+    }
+    assert_eq!(
+        load(None, &[("DEMO_RETRIES", "10")]).unwrap().demo.retries,
+        10
+    );
+}
+
+#[test]
+fn ranges_say_what_they_allow() {
+    use keys::{Range, ranges};
+    assert_eq!(ranges::RATE_LIMIT.describe(), "0, or 0.001 to 10000");
+    assert_eq!(ranges::REQUEST_TIMEOUT.describe(), "PT1S to PT1H");
+    assert_eq!(Range::new(1, 100).describe(), "1 to 100");
+    assert!(ranges::RATE_LIMIT.contains(0.0) && !ranges::RATE_LIMIT.contains(0.0005));
+    assert!(
+        !ranges::RATE_LIMIT.contains(f64::NAN) && !ranges::QUEUE_THRESHOLD.contains(f64::INFINITY)
+    );
+    assert!(!Range::new(1, 100).or_zero().contains(-1) && Range::new(1, 100).or_zero().contains(0));
 }
 
 #[test]

@@ -55,7 +55,20 @@ impl UrlSetting {
     /// The URL with its userinfo password, query and fragment replaced by `**redacted**`.
     pub fn redacted(&self) -> String {
         const HIDDEN: &str = "**redacted**";
+        // Text that is no URL with a host (`opencti:8080`, `user:pass@proxy`) may still hold
+        // credentials: keep what follows the last `@`, and hide any query or fragment.
+        let by_hand = |text: &str| {
+            let (head, tail) = match text.find(['?', '#']) {
+                Some(i) => (&text[..i], format!("{}{HIDDEN}", &text[i..=i])),
+                None => (text, String::new()),
+            };
+            match head.rsplit_once('@') {
+                Some((_, host)) => format!("{HIDDEN}@{host}{tail}"),
+                None => format!("{head}{tail}"),
+            }
+        };
         match reqwest::Url::parse(&self.0) {
+            Ok(url) if url.cannot_be_a_base() => by_hand(&self.0),
             Ok(mut url) => {
                 if url.password().is_some() {
                     let _ = url.set_password(Some(HIDDEN));
@@ -72,11 +85,7 @@ impl UrlSetting {
                     url.to_string()
                 }
             }
-            // Unparsable: it may still hold `user:pass@`; show only what precedes it.
-            Err(_) => match self.0.rsplit_once('@') {
-                Some((_, host)) => format!("**redacted**@{host}"),
-                None => self.0.clone(),
-            },
+            Err(_) => by_hand(&self.0),
         }
     }
 }
@@ -372,6 +381,14 @@ mod tests {
                 "https://feed.example/x.txt?**redacted**",
             ),
             ("not a url user:hunter2@host", "**redacted**@host"),
+            ("user:hunter2@proxy:3128", "**redacted**@proxy:3128"),
+            ("opencti:8080", "opencti:8080"),
+            (
+                "feed.example/x.txt?key=hunter2",
+                "feed.example/x.txt?**redacted**",
+            ),
+            ("ivre/cgi#X-API-Key=hunter2", "ivre/cgi#**redacted**"),
+            ("mailto:a@b?body=hunter2", "**redacted**@b?**redacted**"),
         ] {
             let u = UrlSetting::from(url);
             assert_eq!(u.to_string(), shown);

@@ -150,3 +150,42 @@ fn unknown_services_and_a_second_copy_are_reported_and_nothing_recognised_is_an_
     let err = migrate(&[official("lastinfosec-feed")]).unwrap_err();
     assert!(err.contains("opencti/connector-ipinfo"), "{err}");
 }
+
+#[test]
+fn riskiq_s_max_tlp_is_written_when_set_and_its_stricter_default_reported_when_not() {
+    let dir = std::env::temp_dir().join(format!("occ-migrate-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |name: &str, max_tlp: &str| {
+        let path = dir.join(name);
+        std::fs::write(
+            &path,
+            format!("services:\n  connector-riskiq-passive-total:\n    image: opencti/connector-riskiq-passive-total:6.8.10\n    environment:\n      - CONNECTOR_ID=5d1f6a0e-8c3b-4f2a-9e7d-2b4c6d8e0f12\n{max_tlp}"),
+        )
+        .unwrap();
+        path
+    };
+    let set = migrate(&[write("set.yml", "      - RISKIQ_MAX_TLP=TLP:RED\n")]).unwrap();
+    let config: serde_yaml::Value = serde_yaml::from_str(&set.yaml).unwrap();
+    assert_eq!(config["riskiq"]["max_tlp"], "TLP:RED");
+    assert!(
+        set.mapped.contains(
+            &"connector-riskiq-passive-total: RISKIQ_MAX_TLP -> riskiq.max_tlp".to_string()
+        ),
+        "{:?}",
+        set.mapped
+    );
+    assert!(
+        !set.unmapped.iter().any(|u| u.contains("max_tlp")),
+        "{:?}",
+        set.unmapped
+    );
+    let unset = migrate(&[write("unset.yml", "")]).unwrap();
+    let config: serde_yaml::Value = serde_yaml::from_str(&unset.yaml).unwrap();
+    assert!(config["riskiq"].get("max_tlp").is_none(), "{}", unset.yaml);
+    assert!(
+        unset.unmapped.contains(&"connector-riskiq-passive-total: RISKIQ_MAX_TLP is not set, so the daemon's default riskiq.max_tlp: TLP:AMBER applies (the official connector then sends every TLP; set TLP:RED for that)".to_string()),
+        "{:?}",
+        unset.unmapped
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -188,19 +188,193 @@ fn the_prometheus_example_scrapes_every_replica_of_the_compose_service() {
     assert!(env.iter().any(|e| e.as_str() == Some(listen.as_str())));
 }
 
+/// Every port a compose file publishes: (service, host address, host port, container port),
+/// from the short syntax (`[[ip:]host:]container`) or the long one.
+fn published(file: &str) -> Vec<(String, String, String, String)> {
+    let compose: serde_yaml::Value = serde_yaml::from_str(&read(file)).unwrap();
+    let mut ports = Vec::new();
+    for (name, service) in compose["services"].as_mapping().unwrap() {
+        let name = name.as_str().unwrap().to_string();
+        for port in service["ports"].as_sequence().into_iter().flatten() {
+            let (ip, host, container) = match port {
+                serde_yaml::Value::String(short) => {
+                    let mut parts: Vec<&str> = short.rsplitn(3, ':').collect();
+                    parts.reverse();
+                    match parts[..] {
+                        [container] => ("", "", container),
+                        [host, container] => ("", host, container),
+                        [ip, host, container] => (ip, host, container),
+                        _ => unreachable!("rsplitn(3) gives 1 to 3 parts"),
+                    }
+                }
+                long => {
+                    let text = |key: &str| match &long[key] {
+                        serde_yaml::Value::Number(n) => n.to_string(),
+                        other => other.as_str().unwrap_or("").to_string(),
+                    };
+                    ports.push((
+                        name.clone(),
+                        text("host_ip"),
+                        text("published"),
+                        text("target"),
+                    ));
+                    continue;
+                }
+            };
+            ports.push((name.clone(), ip.into(), host.into(), container.into()));
+        }
+    }
+    ports
+}
+
 #[test]
-fn the_compose_service_scales() {
+fn the_compose_service_scales_and_publishes_on_loopback_only() {
     let compose: serde_yaml::Value = serde_yaml::from_str(&read("docker-compose.yml")).unwrap();
     let connectors = &compose["services"]["connectors"];
     // A fixed name or host port would stop `docker compose up --scale connectors=N`.
     assert!(connectors.get("container_name").is_none());
-    for port in connectors["ports"].as_sequence().unwrap() {
-        let port = port.as_str().unwrap();
+    let ports = published("docker-compose.yml");
+    assert_eq!(ports.len(), 1, "{ports:?}");
+    for (service, ip, host, container) in ports {
+        assert_eq!(service, "connectors");
+        assert_eq!(container, "9095", "/healthz and /metrics");
         assert!(
-            !port.contains(':'),
-            "{port} binds one host port: one replica only"
+            host.is_empty(),
+            "{service} binds host port {host}: one replica only"
+        );
+        assert_eq!(
+            ip, "127.0.0.1",
+            "{service} publishes {container} beyond the host's loopback"
         );
     }
+}
+
+#[test]
+fn the_stack_publishes_nothing_beyond_loopback() {
+    let ports = published("docker-compose.stack.yml");
+    assert!(!ports.is_empty());
+    for (service, ip, _, container) in ports {
+        assert_eq!(
+            ip, "127.0.0.1",
+            "{service} publishes {container} beyond the host's loopback"
+        );
+    }
+}
+
+#[test]
+fn the_daemon_uses_the_connectors_own_token_never_the_admin_s() {
+    let text = read("docker-compose.yml");
+    let compose: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let env = compose["services"]["connectors"]["environment"]
+        .as_sequence()
+        .unwrap();
+    let token = env
+        .iter()
+        .filter_map(|e| e.as_str()?.strip_prefix("OPENCTI_TOKEN="))
+        .collect::<Vec<_>>();
+    assert_eq!(token, ["${OPENCTI_CONNECTORS_TOKEN:-ChangeMe}"]);
+    assert!(
+        !text.contains("ADMIN"),
+        "docker-compose.yml names an admin variable"
+    );
+    // The variable is documented where the operator sets it.
+    let sample = read(".env.sample");
+    assert!(
+        sample
+            .lines()
+            .any(|l| l.starts_with("OPENCTI_CONNECTORS_TOKEN=")),
+        ".env.sample lacks OPENCTI_CONNECTORS_TOKEN"
+    );
+    assert!(read("README.md").contains("OPENCTI_CONNECTORS_TOKEN"));
+    // Left unset, the placeholder stops the daemon at start-up rather than running tokenless.
+    let env: std::collections::HashMap<String, String> = [
+        ("OPENCTI_URL", "http://opencti:8080"),
+        ("OPENCTI_TOKEN", "ChangeMe"),
+        ("IPINFO_ENABLED", "true"),
+        (
+            "IPINFO_CONNECTOR_ID",
+            "2f0cc9a8-0b1b-4e2a-9f7d-1c2b3d4e5f60",
+        ),
+        ("IPINFO_TOKEN", "t"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let err = opencti_connectors::registry::Config::from_sources(None, &env)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("opencti.token (env OPENCTI_TOKEN)"), "{err}");
+}
+
+#[test]
+fn every_image_the_dockerfile_pulls_is_pinned_by_digest() {
+    let text = read("Dockerfile");
+    let pinned = |reference: &str| {
+        reference
+            .split_once("@sha256:")
+            .is_some_and(|(image, digest)| {
+                image.contains(':')
+                    && digest.len() == 64
+                    && digest
+                        .chars()
+                        .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+            })
+    };
+    let syntax = text.lines().next().unwrap();
+    let frontend = syntax.strip_prefix("# syntax=").expect("a syntax line");
+    assert!(pinned(frontend), "{syntax}");
+    let froms: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("FROM "))
+        .collect();
+    assert!(froms.len() >= 2);
+    for from in froms {
+        let image = from.split_whitespace().next().unwrap();
+        assert!(pinned(image), "FROM {from}: not image:tag@sha256:<digest>");
+    }
+    // And says how to move a pin.
+    assert!(text.contains("docker buildx imagetools inspect"));
+}
+
+#[test]
+fn local_configuration_and_secrets_are_ignored_by_git() {
+    let ignored: HashSet<String> = read(".gitignore")
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| l.trim_start_matches('/').to_string())
+        .collect();
+    // The files the README tells operators to create, and migrate's default outputs.
+    for file in ["config.yml", ".env", "connectors.env"] {
+        assert!(ignored.contains(file), ".gitignore lacks {file}");
+    }
+    for tracked in ["config.yml.sample", ".env.sample"] {
+        assert!(!ignored.contains(tracked), "{tracked} must stay tracked");
+    }
+}
+
+#[test]
+fn the_systemd_steps_install_the_configuration_and_secrets_owner_only() {
+    let readme = read("README.md");
+    let start = readme.find("### systemd").expect("a systemd section");
+    let block = &readme[start..];
+    let block = &block[block.find("```sh").unwrap()..];
+    let block = &block[..block[5..].find("```").unwrap() + 5];
+    for target in [
+        "/etc/opencti-connectors/config.yml",
+        "/etc/opencti-connectors/env",
+    ] {
+        let line = block
+            .lines()
+            .find(|l| l.contains("install ") && l.contains(target))
+            .unwrap_or_else(|| panic!("no install of {target} in\n{block}"));
+        assert!(line.contains(" -m 0600 "), "{line}");
+    }
+    // The service's dynamic user cannot read a root 0600 file: systemd hands it a copy.
+    let unit = read("deploy/opencti-connectors.service");
+    assert!(unit.contains("LoadCredential=config.yml:/etc/opencti-connectors/config.yml"));
+    assert!(unit.contains("--config %d/config.yml"));
+    assert!(unit.contains("EnvironmentFile=-/etc/opencti-connectors/env"));
 }
 
 /// The Kubernetes manifest's documents by kind.

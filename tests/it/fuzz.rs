@@ -1,6 +1,7 @@
 //! Property tests over hostile inputs (proptest): listen messages, every connector's answer
-//! mapping, the IPsum parser and the splitter must never panic, whatever they are given, and
-//! keep their invariants. The suite runs a short smoke of each (`PROPTEST_CASES`, 64 by
+//! mapping, the IPsum parser, the splitter and the configuration (any string for any
+//! setting, and `check-config` with hostile values) must never panic, whatever they are
+//! given, and keep their invariants. The suite runs a short smoke of each (`PROPTEST_CASES`, 64 by
 //! default here); a long run: `PROPTEST_CASES=20000 cargo nextest run -E 'test(/fuzz::/)'`.
 
 use opencti_connectors::connectors::ivre::collect::Collector;
@@ -207,5 +208,241 @@ proptest! {
         ids.dedup();
         prop_assert_eq!(ids.len(), n, "each object once");
         prop_assert!(out.windows(2).all(|w| w[0].nb_deps <= w[1].nb_deps), "ordered by dependencies");
+    }
+}
+
+/// Every connector enabled with what each requires: a hostile value of any key then reaches
+/// the checks and the build of the section that owns it.
+fn every_connector_env() -> std::collections::HashMap<String, String> {
+    [
+        ("OPENCTI_URL", "http://opencti:8080"),
+        ("OPENCTI_TOKEN", "opencti-token"),
+        ("IPINFO_ENABLED", "true"),
+        (
+            "IPINFO_CONNECTOR_ID",
+            "2f0cc9a8-0b1b-4e2a-9f7d-1c2b3d4e5f60",
+        ),
+        ("IPINFO_TOKEN", "ipinfo-token"),
+        ("IPSUM_ENABLED", "true"),
+        ("IPSUM_CONNECTOR_ID", "9b7c2e14-3f5a-4d8b-9c1e-6a2f4b8d0e37"),
+        ("RISKIQ_ENABLED", "true"),
+        (
+            "RISKIQ_CONNECTOR_ID",
+            "5d1f6a0e-8c3b-4f2a-9e7d-2b4c6d8e0f12",
+        ),
+        ("RISKIQ_USERNAME", "analyst@example.com"),
+        ("RISKIQ_API_KEY", "riskiq-key"),
+        ("LASTINFOSEC_ENABLED", "true"),
+        (
+            "LASTINFOSEC_CONNECTOR_ID",
+            "7c4e2a10-3b5d-4e6f-8a9b-0c1d2e3f4a5b",
+        ),
+        ("LASTINFOSEC_API_KEY_CTI", "lis-key"),
+        ("IVRE_ENABLED", "true"),
+        ("IVRE_CONNECTOR_ID", "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d"),
+        ("IVRE_API_BASE_URL", "http://ivre/cgi"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// Values at and past every edge a setting has: numbers of every size and sign, durations
+/// at the end of time and below a nanosecond, non-numbers, control characters.
+const HOSTILE: &[&str] = &[
+    "0",
+    "-0",
+    "-1",
+    "0.5",
+    "1e-20",
+    "1e300",
+    "-1e300",
+    "NaN",
+    "inf",
+    "-inf",
+    "9223372036854775807",
+    "9223372036854775808",
+    "18446744073709551616",
+    "340282366920938463463374607431768211456",
+    "0x10",
+    "P",
+    "PT",
+    "P-1D",
+    "P1.5.5D",
+    "PT0.0000000001S",
+    "PT18446744073709551615S",
+    "18446744073709551615",
+    "P292277024627Y",
+    "P99999999999999999999Y",
+    "P1Y1M1W1DT1H1M1.5S",
+    "ChangeMe",
+    "null",
+    "~",
+    "[{a=/(/}]",
+    "http://u:p@[::1]:99999/",
+    "\u{0}\u{202e}é",
+];
+
+/// A value for a setting: one of [`HOSTILE`], a number or duration of any size, or any text.
+fn setting_value() -> impl Strategy<Value = String> {
+    prop_oneof![
+        prop::sample::select(HOSTILE).prop_map(str::to_string),
+        any::<i64>().prop_map(|n| n.to_string()),
+        any::<f64>().prop_map(|f| f.to_string()),
+        (
+            any::<u64>(),
+            prop::sample::select(&["Y", "M", "W", "D"][..])
+        )
+            .prop_map(|(n, unit)| format!("P{n}{unit}")),
+        (
+            any::<u64>(),
+            any::<u32>(),
+            prop::sample::select(&["H", "M", "S"][..])
+        )
+            .prop_map(|(n, frac, unit)| format!("PT{n}.{frac}{unit}")),
+        any::<String>(),
+    ]
+}
+
+/// Loads `env` and builds every connector, as `check-config` does: `Err` with the message,
+/// or `Ok` with how many connectors were built.
+fn load_and_build(env: &std::collections::HashMap<String, String>) -> Result<usize, String> {
+    use opencti_connectors::registry::{Config, build_all};
+    Config::from_sources(None, env)
+        .and_then(|config| build_all(&config).map(|built| built.len()))
+        .map_err(|e| e.to_string())
+}
+
+/// The top-level section of a key (`ipinfo` of `ipinfo.cache.ttl`).
+fn section(path: &str) -> &str {
+    path.split('.').next().unwrap_or(path)
+}
+
+const SENTINEL: &str = "S3NT1NEL";
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// Any string as any setting, through any of its environment names, one to five at once:
+    /// the configuration loads and builds, or is refused with errors naming the section; it
+    /// never panics.
+    #[test]
+    fn any_value_of_any_setting_loads_or_is_refused_without_a_panic(
+        settings in prop::collection::vec(
+            (any::<prop::sample::Index>(), any::<prop::sample::Index>(), setting_value()),
+            1..6,
+        ),
+    ) {
+        let keys = opencti_connectors::registry::all_keys();
+        let mut env = every_connector_env();
+        let mut sections = Vec::new();
+        for (key, name, value) in &settings {
+            let key = key.get(&keys);
+            env.insert(name.get(&key.env).clone(), value.clone());
+            sections.push(section(&key.path).to_string());
+        }
+        match load_and_build(&env) {
+            Ok(built) => prop_assert!(built <= 5),
+            Err(message) => prop_assert!(
+                sections.iter().any(|s| message.contains(s.as_str())),
+                "{message} names none of {sections:?}"
+            ),
+        }
+    }
+
+    /// A secret-bearing setting (a token, a key, a URL's password, query or fragment) never
+    /// reaches an error message, whatever surrounds it.
+    #[test]
+    fn secrets_never_reach_configuration_errors(
+        key in any::<prop::sample::Index>(),
+        before in "[ -~]{0,12}",
+        after in "[ -~]{0,12}",
+        shape in 0usize..5,
+    ) {
+        use opencti_connectors::config::Kind;
+        let keys: Vec<_> = opencti_connectors::registry::all_keys()
+            .into_iter()
+            .filter(|k| k.kind == Kind::Secret || k.kind == Kind::Url || k.path.contains("url"))
+            .collect();
+        let key = key.get(&keys);
+        let value = match (key.kind, shape) {
+            (Kind::Secret, _) | (_, 0) => format!("{before}{SENTINEL}{after}"),
+            (_, 1) => format!("{before}:{SENTINEL}@{after}"),
+            (_, 2) => format!("{before}?key={SENTINEL}{after}"),
+            (_, 3) => format!("{before}#X-API-Key={SENTINEL}{after}"),
+            _ => format!("http://user:{SENTINEL}@{before}"),
+        };
+        let mut env = every_connector_env();
+        env.insert(key.env[0].clone(), value.clone());
+        if let Err(message) = load_and_build(&env) {
+            // A bare value of a URL key is no secret until it sits in a secret's place.
+            let bare = shape == 0 && key.kind != Kind::Secret;
+            prop_assert!(bare || !message.contains(SENTINEL), "{} = {value:?}: {message}", key.path);
+        }
+    }
+}
+
+#[test]
+fn every_hostile_value_of_every_number_is_loaded_or_refused_naming_its_key() {
+    let mut refused = 0;
+    for key in opencti_connectors::registry::all_keys() {
+        if key.kind.range().is_none() {
+            continue;
+        }
+        for value in HOSTILE {
+            let mut env = every_connector_env();
+            env.insert(key.env[0].clone(), value.to_string());
+            if let Err(message) = load_and_build(&env) {
+                refused += 1;
+                assert!(
+                    message.contains(&format!("{} (env {}", key.path, key.env[0])),
+                    "{} = {value:?}: {message}",
+                    key.path
+                );
+            }
+        }
+    }
+    assert!(refused > 500, "{refused} refusals");
+}
+
+#[test]
+fn check_config_exits_0_or_2_on_hostile_settings_never_101() {
+    let run = |extra: &[(&str, &str)]| {
+        let out = std::process::Command::new(crate::common::daemon::BIN)
+            .arg("check-config")
+            .env_clear()
+            .envs(every_connector_env())
+            .envs(extra.iter().copied())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert_eq!(run(&[]).0, Some(0), "the baseline loads");
+    for (name, value) in [
+        ("IPINFO_RATE_LIMIT", "1e-20"),
+        ("RISKIQ_CACHE_TTL", "P500000000000D"),
+        ("DAEMON_SHUTDOWN_TIMEOUT", "PT18446744073709551615S"),
+        ("IVRE_PAGE_SIZE", "0"),
+        ("IPSUM_CONNECTOR_DURATION_PERIOD", "PT0.0000001S"),
+        ("LASTINFOSEC_CACHE_CAPACITY", "18446744073709551615"),
+    ] {
+        let (code, stderr) = run(&[(name, value)]);
+        assert_eq!(code, Some(2), "{name}={value}: {stderr}");
+        // Out of range, or too long for a `Duration` at all: either way the range is named.
+        let line = stderr
+            .lines()
+            .find(|l| l.contains(&format!("(env {name}): `{value}` is ")))
+            .unwrap_or_else(|| panic!("{name}={value}: {stderr}"));
+        assert!(line.contains("; allowed: "), "{line}");
+    }
+    for (name, value) in [
+        ("LOG_LEVEL", "[{a=/(/}]"),
+        ("IPINFO_CACHE_MAX_BYTES", "\u{202e}"),
+    ] {
+        let (code, stderr) = run(&[(name, value)]);
+        assert_eq!(code, Some(2), "{name}={value}: {stderr}");
     }
 }

@@ -14,7 +14,7 @@ fn ipsum(feed_url: &str, extra: &[(&str, &str)]) -> (ConnectorSettings, Hosted) 
         "ipsum",
         &[
             ("CONNECTOR_IPSUM_API_BASE_URL", feed_url),
-            ("IPSUM_CONNECTOR_DURATION_PERIOD", "PT0.4S"),
+            ("IPSUM_CONNECTOR_DURATION_PERIOD", "PT1S"),
         ],
         extra,
     )
@@ -300,14 +300,14 @@ async fn a_feed_that_expands_past_max_ips_stops_with_a_clear_message() {
 async fn a_feed_larger_than_max_feed_bytes_is_refused() {
     let server = MockServer::start().await;
     Mock::given(path("/big.txt"))
-        .respond_with(ResponseTemplate::new(200).set_body_string("8.8.8.8\n".repeat(100)))
+        .respond_with(ResponseTemplate::new(200).set_body_string("8.8.8.8\n".repeat(200)))
         .mount(&server)
         .await;
     let fake = FakeOpencti::start().await;
     let (settings, hosted) = ipsum(
         &format!("{}/big.txt", server.uri()),
         &[
-            ("IPSUM_MAX_FEED_BYTES", "100"),
+            ("IPSUM_MAX_FEED_BYTES", "1024"),
             ("IPSUM_CONNECTOR_DURATION_PERIOD", "PT1H"),
         ],
     );
@@ -319,7 +319,7 @@ async fn a_feed_larger_than_max_feed_bytes_is_refused() {
     assert_eq!(processed["inError"], true);
     assert_eq!(
         processed["message"],
-        "IPsum feed is larger than 100 bytes (ipsum.max_feed_bytes)"
+        "IPsum feed is larger than 1024 bytes (ipsum.max_feed_bytes)"
     );
     assert_eq!(fake.count("stixBundlePush"), 0);
 }

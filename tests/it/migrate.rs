@@ -191,5 +191,42 @@ fn a_filled_in_stack_migrates_to_a_config_the_daemon_accepts_with_the_same_ids()
     assert_eq!(config["ipsum"]["tlp_level"], "green");
     assert_eq!(config["ipsum"]["default_x_opencti_score"], 70);
     assert_eq!(config["riskiq"]["import_last_seen_time_window"], "P7D");
+    // The official file's explicit TLP is kept, not the daemon's stricter default.
+    assert_eq!(config["riskiq"]["max_tlp"], "TLP:GREEN");
+    assert!(
+        report.contains("connector-riskiq-passive-total: RISKIQ_MAX_TLP -> riskiq.max_tlp"),
+        "{report}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[cfg(unix)]
+#[test]
+fn force_makes_an_existing_env_file_private_before_writing_the_secrets() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = scratch();
+    let compose = dir.join("docker-compose.yml");
+    std::fs::copy(fixture("stack.docker-compose.yml"), &compose).unwrap();
+    std::fs::write(dir.join(".env"), "IPINFO_TOKEN=ipinfo-secret-0002\n").unwrap();
+    // Left readable by everyone, as an editor or `cp` would leave it.
+    let env_path = dir.join("connectors.env");
+    std::fs::write(&env_path, "OLD=1\n").unwrap();
+    std::fs::set_permissions(&env_path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::write(dir.join("config.yml"), "# old\n").unwrap();
+    let out = run(&dir, &["migrate", "docker-compose.yml", "--force"], &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mode = std::fs::metadata(&env_path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    let written = std::fs::read_to_string(&env_path).unwrap();
+    assert!(
+        written.contains("IPINFO_TOKEN=ipinfo-secret-0002") && !written.contains("OLD=1"),
+        "{written}"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -64,7 +64,8 @@ async fn two_enrichments_make_one_quota_call_and_send_the_reference_objects() {
     let server = passive_total("account_quota.json", 1, 2).await;
     let fake = FakeOpencti::start().await;
     add_domain(&fake, DOMAIN_ID, DOMAIN, json!([]));
-    // No max_tlp: even TLP:RED goes (the reference's default); its marking is re-emitted.
+    // max_tlp TLP:RED: even TLP:RED goes (as the reference, which has no default); its
+    // marking is re-emitted.
     let other = "domain-name--00000000-0000-5000-8000-000000000000";
     add_domain(
         &fake,
@@ -72,7 +73,10 @@ async fn two_enrichments_make_one_quota_call_and_send_the_reference_objects() {
         DOMAIN,
         json!([{"definition_type": "TLP", "definition": "TLP:RED"}]),
     );
-    let (settings, hosted) = riskiq(&format!("{}/pt", server.uri()), &[]);
+    let (settings, hosted) = riskiq(
+        &format!("{}/pt", server.uri()),
+        &[("RISKIQ_MAX_TLP", "TLP:RED")],
+    );
     let id = settings.id.to_string();
     let (shutdown, task) = start(&fake, settings, hosted, Duration::from_secs(5)).await;
     fake.publish_listen(
@@ -159,10 +163,8 @@ async fn out_of_scope_tlp_and_credentials_are_reported_as_the_reference_words_th
         json!([{"definition_type": "TLP", "definition": "TLP:RED"}]),
     );
     add_domain(&fake, "hostname--x", "h.example", json!([]));
-    let (settings, hosted) = riskiq(
-        &format!("{}/pt", server.uri()),
-        &[("RISKIQ_MAX_TLP", "TLP:AMBER")],
-    );
+    // No max_tlp: the default, TLP:AMBER, refuses TLP:RED before any call.
+    let (settings, hosted) = riskiq(&format!("{}/pt", server.uri()), &[]);
     let id = settings.id.to_string();
     let (shutdown, task) = start(&fake, settings, hosted, Duration::from_secs(5)).await;
     fake.publish_listen(

@@ -121,7 +121,6 @@ impl ConnectorConfig for IpinfoConfig {
     fn check(&self, checks: &mut Checks) {
         checks.require_secret("token", self.token.as_ref());
         checks.url("api_base_url", &self.api_base_url);
-        checks.rate_limit(self.rate_limit);
     }
 
     fn build(&self, settings: &ConnectorSettings) -> Result<Hosted, String> {

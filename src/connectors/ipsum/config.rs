@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use super::feed::DEFAULT_MAX_FEED_BYTES;
 use super::{DEFAULT_FEED, DEFAULT_MAX_IPS, IpsumConnector};
+use crate::config::keys::{GIB, KIB, Range, ranges};
 use crate::config::{
     Checks, ConnectorBlock, ConnectorKind, ConnectorSettings, IsoDuration, KeyDef, Kind, Secret,
     SectionSpec, TlpLevel, UrlSetting,
@@ -35,9 +36,9 @@ pub static SPEC: SectionSpec = SectionSpec {
         KeyDef {
             key: "default_x_opencti_score",
             env_aliases: &["CONNECTOR_IPSUM_DEFAULT_X_OPENCTI_SCORE"],
-            kind: Kind::Int,
+            kind: Kind::Int(ranges::SCORE),
             default: "60",
-            doc: "Score of every IP when the feed has no counts; the score of count 5 otherwise (0–100).",
+            doc: "Score of every IP when the feed has no counts; the score of count 5 otherwise.",
         },
         KeyDef {
             key: "tlp_level",
@@ -50,14 +51,15 @@ pub static SPEC: SectionSpec = SectionSpec {
         KeyDef {
             key: "max_feed_bytes",
             env_aliases: &[],
-            kind: Kind::Int,
+            // A levels file is a few hundred KiB; the whole blocklist about 3 MiB.
+            kind: Kind::Int(Range::new(KIB, GIB)),
             default: "67108864",
             doc: "A feed larger than this (64 MiB) is refused, before its body when the server says its length.",
         },
         KeyDef {
             key: "max_ips",
             env_aliases: &[],
-            kind: Kind::Int,
+            kind: Kind::Int(Range::new(1, 100_000_000)),
             default: "1000000",
             doc: "Addresses one run imports at most (networks expanded); past it the run stops and its work says why.",
         },
@@ -105,22 +107,8 @@ impl ConnectorConfig for IpsumConfig {
     }
 
     fn check(&self, checks: &mut Checks) {
+        // The numbers' ranges are the key table's, checked as the configuration loads.
         checks.url("api_base_url", &self.api_base_url);
-        if self.max_ips == 0 {
-            checks.error("max_ips", "must be at least 1");
-        }
-        if self.max_feed_bytes == 0 {
-            checks.error("max_feed_bytes", "must be at least 1");
-        }
-        if !(0..=100).contains(&self.default_x_opencti_score) {
-            checks.error(
-                "default_x_opencti_score",
-                format!(
-                    "{} is not a score; expected 0 to 100",
-                    self.default_x_opencti_score
-                ),
-            );
-        }
     }
 
     fn build(&self, settings: &ConnectorSettings) -> Result<Hosted, String> {

@@ -173,17 +173,23 @@ fn invalid_settings_are_rejected_with_the_allowed_values() {
         .unwrap_err()
         .to_string();
     assert!(
-        errors.contains("ipsum.tlp_level (env IPSUM_TLP_LEVEL)") && errors.contains("amber+strict"),
+        errors.contains("ipsum.tlp_level (env IPSUM_TLP_LEVEL or CONNECTOR_IPSUM_TLP_LEVEL)")
+            && errors.contains("amber+strict"),
         "{errors}"
     );
-    let s = IpsumConfig {
-        default_x_opencti_score: 101,
-        ..Default::default()
-    };
-    let mut checks = crate::config::Checks::new(&SPEC);
-    crate::connectors::ConnectorConfig::check(&s, &mut checks);
-    let errors = checks.into_errors().join("\n");
-    assert!(errors.contains("ipsum.default_x_opencti_score"), "{errors}");
+    let mut env = env;
+    env.remove("IPSUM_TLP_LEVEL");
+    env.insert(
+        "CONNECTOR_IPSUM_DEFAULT_X_OPENCTI_SCORE".into(),
+        "101".into(),
+    );
+    let errors = crate::registry::Config::from_sources(None, &env)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        errors.contains("ipsum.default_x_opencti_score (env CONNECTOR_IPSUM_DEFAULT_X_OPENCTI_SCORE): `101` is out of range; allowed: 0 to 100"),
+        "{errors}"
+    );
 }
 
 #[test]

@@ -11,6 +11,7 @@ use super::IvreConnector;
 use super::client::Endpoint;
 use super::maxmind;
 use crate::cache::CacheConfig;
+use crate::config::keys::{Range, ranges};
 use crate::config::{
     Checks, ConnectorBlock, ConnectorKind, ConnectorSettings, IsoDuration, KeyDef, Kind, Secret,
     SectionSpec, TlpSetting, UrlSetting,
@@ -128,28 +129,28 @@ pub static SPEC: SectionSpec = SectionSpec {
         KeyDef {
             key: "page_size",
             env_aliases: &[],
-            kind: Kind::Int,
+            kind: Kind::Int(Range::new(1, 10_000)),
             default: "200",
             doc: "Records per page (`limit:`).",
         },
         KeyDef {
             key: "max_records",
             env_aliases: &[],
-            kind: Kind::Int,
+            kind: Kind::Int(Range::new(0, 1_000_000)),
             default: "10000",
             doc: "Cap per query (0: none); paging stops with a warning when hit.",
         },
         KeyDef {
             key: "maxmind_check_interval",
             env_aliases: &[],
-            kind: Kind::Duration,
+            kind: Kind::Duration(crate::config::keys::ranges::FILE_CHECK_INTERVAL),
             default: "PT1M",
             doc: "With `db_url_data: maxmind://`: how often the files' modification time and size are compared, and replaced files re-opened (PT0S: at every lookup).",
         },
         KeyDef {
             key: "http_timeout",
             env_aliases: &[],
-            kind: Kind::Duration,
+            kind: Kind::Duration(ranges::REQUEST_TIMEOUT),
             default: "PT2M",
             doc: "Timeout of one IVRE request.",
         },
@@ -335,7 +336,6 @@ impl ConnectorConfig for IvreConfig {
     }
 
     fn check(&self, checks: &mut Checks) {
-        checks.rate_limit(self.rate_limit);
         let purposes = self.purposes();
         let unusable = purposes.unusable();
         if unusable.len() == 3 {

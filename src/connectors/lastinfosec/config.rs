@@ -127,7 +127,6 @@ impl ConnectorConfig for LastinfosecConfig {
     fn check(&self, checks: &mut Checks) {
         checks.require_secret("api_key_cti", self.api_key_cti.as_ref());
         checks.url("api_base_url", &self.api_base_url);
-        checks.rate_limit(self.rate_limit);
         for (key, value) in [
             ("proxy_http", &self.proxy_http),
             ("proxy_https", &self.proxy_https),

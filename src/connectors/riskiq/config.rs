@@ -7,11 +7,13 @@ use serde::Deserialize;
 
 use super::RiskiqConnector;
 use crate::cache::CacheConfig;
+use crate::config::keys::Range;
 use crate::config::{
     Checks, ConnectorBlock, ConnectorKind, ConnectorSettings, IsoDuration, KeyDef, Kind, Secret,
     SectionSpec, TlpSetting, UrlSetting,
 };
 use crate::connectors::{ConnectorConfig, Hosted};
+use crate::stix::Tlp;
 
 /// The `riskiq` section's shape.
 pub static SPEC: SectionSpec = SectionSpec {
@@ -41,20 +43,24 @@ pub static SPEC: SectionSpec = SectionSpec {
             doc: "PassiveTotal API key (HTTP Basic password; required).",
         },
         KeyDef::max_tlp(
-            "",
-            "Highest TLP sent to PassiveTotal; unset means no restriction (as the reference).",
+            "TLP:AMBER",
+            "Highest TLP of an observable that may be sent to PassiveTotal (the official connector has no default and sends every TLP; `TLP:RED` lets every standard TLP through).",
         ),
         KeyDef {
             key: "import_last_seen_time_window",
             env_aliases: &[],
-            kind: Kind::Duration,
+            kind: Kind::Duration(Range::new(
+                Duration::from_secs(60),
+                Duration::from_secs(3650 * 86400),
+            )),
             default: "P30D",
             doc: "Only resolutions seen within this window (sent to the API as `start`).",
         },
         KeyDef {
             key: "quota_check_interval",
             env_aliases: &[],
-            kind: Kind::Duration,
+            // PT0S reads the quota before every lookup, as the reference does.
+            kind: Kind::Duration(Range::new(Duration::ZERO, Duration::from_secs(86400))),
             default: "PT10M",
             doc: "Read `/v2/account/quota` at most this often; counted down locally in between.",
         },
@@ -79,7 +85,7 @@ pub struct RiskiqConfig {
     pub rate_limit: f64,
     pub username: Option<Secret>,
     pub api_key: Option<Secret>,
-    pub max_tlp: Option<TlpSetting>,
+    pub max_tlp: TlpSetting,
     pub import_last_seen_time_window: IsoDuration,
     pub quota_check_interval: IsoDuration,
     pub request_timeout: IsoDuration,
@@ -95,7 +101,7 @@ impl Default for RiskiqConfig {
             rate_limit: 0.0,
             username: None,
             api_key: None,
-            max_tlp: None,
+            max_tlp: TlpSetting(Tlp::Amber),
             import_last_seen_time_window: IsoDuration(Duration::from_secs(30 * 86400)),
             quota_check_interval: IsoDuration(Duration::from_secs(600)),
             request_timeout: IsoDuration(Duration::from_secs(30)),
@@ -116,7 +122,6 @@ impl ConnectorConfig for RiskiqConfig {
         checks.require_secret("username", self.username.as_ref());
         checks.require_secret("api_key", self.api_key.as_ref());
         checks.url("api_base_url", &self.api_base_url);
-        checks.rate_limit(self.rate_limit);
     }
 
     fn build(&self, settings: &ConnectorSettings) -> Result<Hosted, String> {

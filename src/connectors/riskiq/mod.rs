@@ -26,13 +26,25 @@ pub use mapping::{AUTHOR, Mapped, author, map_records, parse_time, py_isoformat,
 /// The reference's wording when nothing was found.
 pub const NOTHING_FOUND: &str = "[CONNECTOR] No information found";
 
+/// The API's `start` for resolutions seen within `window` of `now`, in naive UTC (the API's
+/// times). A window reaching before the first representable time asks for everything: no
+/// window panics.
+pub fn window_start(now: chrono::DateTime<chrono::Utc>, window: Duration) -> String {
+    chrono::Duration::from_std(window)
+        .ok()
+        .and_then(|w| now.checked_sub_signed(w))
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC)
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string()
+}
+
 /// The RiskIQ PassiveTotal connector.
 pub struct RiskiqConnector {
     client: RiskiqClient,
     /// Passive-DNS answers by looked-up value.
     cache: AnswerCache<Value>,
     author: Author,
-    max_tlp: Option<Tlp>,
+    max_tlp: Tlp,
     window: Duration,
     /// Lower-cased entity types handled (the reference checks the scope in code).
     scopes: Vec<String>,
@@ -60,7 +72,7 @@ impl RiskiqConnector {
             .with_gate(Gate::new("riskiq", config.rate_limit)),
             cache: AnswerCache::new("riskiq", &config.cache),
             author: author(),
-            max_tlp: config.max_tlp.map(|t| t.0),
+            max_tlp: config.max_tlp.0,
             window: config.import_last_seen_time_window.0,
             scopes: settings
                 .scope
@@ -74,7 +86,7 @@ impl RiskiqConnector {
 #[async_trait]
 impl EnrichmentConnector for RiskiqConnector {
     fn max_tlp(&self) -> Option<Tlp> {
-        self.max_tlp
+        Some(self.max_tlp)
     }
 
     fn tlp_refused_message(&self) -> String {
@@ -98,14 +110,7 @@ impl EnrichmentConnector for RiskiqConnector {
             .cache
             .get_or_fetch(&value, || async {
                 self.client.check_quota().await?;
-                // The API's times are naive UTC; an out-of-range window asks for everything.
-                let now_utc = chrono::Utc::now();
-                let start = chrono::Duration::from_std(self.window)
-                    .ok()
-                    .and_then(|w| now_utc.checked_sub_signed(w))
-                    .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC)
-                    .format("%Y-%m-%d %H:%M:%S")
-                    .to_string();
+                let start = window_start(chrono::Utc::now(), self.window);
                 self.client
                     .get(
                         &["v2", "dns", "passive"],

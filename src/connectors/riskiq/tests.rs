@@ -296,3 +296,53 @@ async fn an_exhausted_reading_is_read_again_before_refusing_once_it_is_old() {
     );
     assert_eq!(server.received_requests().await.unwrap().len(), 2);
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig {
+        failure_persistence: None,
+        ..Default::default()
+    })]
+
+    /// Any window, the end of time included: a `start` no later than now, exactly
+    /// `now - window` when the calendar holds it, never a panic.
+    #[test]
+    fn any_window_gives_a_start_without_panicking(
+        secs in proptest::prelude::any::<u64>(),
+        nanos in 0u32..1_000_000_000,
+    ) {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-10-01T12:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let window = Duration::new(secs, nanos);
+        let start = window_start(now, window);
+        let parsed = chrono::NaiveDateTime::parse_from_str(&start, "%Y-%m-%d %H:%M:%S");
+        // Years beyond 9999 print with a sign or more digits; what matters is no panic
+        // and, where the calendar holds it, the exact start.
+        if let Some(expected) = chrono::Duration::from_std(window)
+            .ok()
+            .and_then(|w| now.checked_sub_signed(w))
+            .filter(|t| chrono::Datelike::year(t) >= 1)
+        {
+            proptest::prop_assert_eq!(start.clone(), expected.format("%Y-%m-%d %H:%M:%S").to_string());
+            proptest::prop_assert!(parsed.is_ok(), "{}", start);
+        }
+    }
+}
+
+#[test]
+fn the_default_window_starts_thirty_days_ago() {
+    let now = chrono::DateTime::parse_from_rfc3339("2026-10-01T12:00:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    assert_eq!(
+        window_start(now, Duration::from_secs(30 * 86400)),
+        "2026-09-01 12:00:00"
+    );
+    assert_eq!(
+        window_start(now, Duration::MAX),
+        chrono::DateTime::<chrono::Utc>::MIN_UTC
+            .format("%Y-%m-%d %H:%M:%S")
+            .to_string(),
+        "past the first representable time: everything"
+    );
+}
