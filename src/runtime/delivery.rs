@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::Platform;
-use super::retry::OPENCTI_BACKOFF;
+use super::retry::{OPENCTI_BACKOFF, deadline};
 use crate::opencti::OpenctiError;
 
 /// Why a message or a run stopped short of success.
@@ -86,7 +86,7 @@ impl<'a> Budget<'a> {
         Budget {
             platform,
             abort,
-            deadline: Instant::now() + platform.max_retry,
+            deadline: deadline(Instant::now(), platform.max_retry),
         }
     }
 
@@ -103,7 +103,7 @@ impl<'a> Budget<'a> {
 
     /// Whether waiting `delay` before another attempt still fits in the budget.
     pub fn allows(&self, delay: Duration) -> bool {
-        Instant::now() + delay < self.deadline
+        deadline(Instant::now(), delay) < self.deadline
     }
 
     /// What an abort means now: the platform is down, or the message is simply interrupted.

@@ -100,6 +100,15 @@ impl Retry {
     }
 }
 
+/// The instant `after` from `from`, saturating at about 30 years ahead (as tokio's own far
+/// future): no duration, however long, can make the runtime's deadlines panic.
+pub fn deadline(from: tokio::time::Instant, after: Duration) -> tokio::time::Instant {
+    const FAR: Duration = Duration::from_secs(86_400 * 365 * 30);
+    from.checked_add(after.min(FAR))
+        .or_else(|| from.checked_add(FAR))
+        .unwrap_or(from)
+}
+
 /// Sleeps for `delay`; false when `cancel` fired first.
 pub async fn sleep(delay: Duration, cancel: &CancellationToken) -> bool {
     tokio::select! {
@@ -111,6 +120,19 @@ pub async fn sleep(delay: Duration, cancel: &CancellationToken) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// Every deadline the runtime computes (a message's budget, its hold limit, whether a
+        /// wait fits) goes through `deadline`: any duration gives an instant, never a panic.
+        #[test]
+        fn any_duration_gives_a_deadline_never_a_panic(secs in proptest::num::u64::ANY, nanos in 0u32..1_000_000_000) {
+            let now = tokio::time::Instant::now();
+            let after = Duration::new(secs, nanos);
+            let at = deadline(now, after);
+            proptest::prop_assert!(at >= now);
+            proptest::prop_assert!(at - now <= after);
+        }
+    }
 
     #[test]
     fn retries_transient_errors_within_the_attempts_honouring_retry_after() {

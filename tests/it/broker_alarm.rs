@@ -137,7 +137,8 @@ async fn a_broker_alarm_during_sends_loses_nothing_and_never_holds_the_shutdown(
     let id = uuid::Uuid::new_v4().to_string();
 
     // 1. Blocked while sending, then unblocked: every send completes, nothing is lost.
-    let (daemon, upstream) = amqp_daemon(&fake, &id, Duration::from_secs(3)).await;
+    // rabbitmqctl takes a second or two a call: the upstream answers long after the alarm.
+    let (daemon, upstream) = amqp_daemon(&fake, &id, Duration::from_secs(8)).await;
     fake.wait_for("registration", |s| s.count("registerConnector") == 1)
         .await;
     for i in 0..WORKS {

@@ -189,7 +189,7 @@ async fn handle_delivery(ctx: Arc<EnrichmentContext>, delivery: Delivery, sessio
     let platform = &ctx.run.platform;
     let metrics = &ctx.run.metrics;
     let _in_flight = metrics.request_started(connector);
-    let held_until = Instant::now() + platform.hold_limit;
+    let held_until = super::retry::deadline(Instant::now(), platform.hold_limit);
     let connector_id = ctx.run.settings.id.to_string();
     let records = Records::new(&session.connection, &connector_id, &delivery.data);
     let verdict = if delivery.redelivered {
