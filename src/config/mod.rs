@@ -177,19 +177,12 @@ pub fn check_shared(
     let hold = hold_limit(mq.consumer_timeout.0);
     // A message's handling and the report of its outcome each have the retry budget; both
     // must fit before the message is given back.
-    if daemon
-        .max_retry_duration
-        .0
-        .saturating_mul(2)
-        .saturating_add(std::time::Duration::from_secs(60))
-        > hold
-    {
-        let most = hold.saturating_sub(std::time::Duration::from_secs(60)) / 2;
+    if daemon.max_retry_duration.0.saturating_mul(2) > hold {
         errors.push(format!(
-            "daemon.max_retry_duration (env DAEMON_MAX_RETRY_DURATION): {} does not fit under mq.consumer_timeout (env MQ_CONSUMER_TIMEOUT) {}: a message is given back after 5/6 of the consumer timeout, and twice the retry budget (the handling, then the report of its outcome) plus a minute must fit in that; expected at most {} s, or a longer consumer timeout",
+            "daemon.max_retry_duration (env DAEMON_MAX_RETRY_DURATION): {} does not fit under mq.consumer_timeout (env MQ_CONSUMER_TIMEOUT) {}: a message is given back after 5/6 of the consumer timeout, and twice the retry budget (the handling, then the report of its outcome) must fit in that; expected at most {} s, or a longer consumer timeout",
             daemon.max_retry_duration,
             mq.consumer_timeout,
-            most.as_secs()
+            (hold / 2).as_secs()
         ));
     }
 

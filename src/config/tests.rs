@@ -281,13 +281,13 @@ fn the_retry_budget_must_fit_twice_under_the_broker_s_consumer_timeout() {
         max_retry_duration: IsoDuration(std::time::Duration::from_secs(60 * minutes)),
         ..DaemonConfig::default()
     };
-    // 30 min of consumer timeout: given back after 25; 2 × 12 + 1 fits, 2 × 13 + 1 does not.
+    // 30 min of consumer timeout: given back after 25; 2 × 12 fits, 2 × 13 does not.
     assert!(check_shared(&opencti, &log, &daemon(12), &mq, false).is_empty());
     let errors = check_shared(&opencti, &log, &daemon(13), &mq, false).join("\n");
     assert!(
         errors.contains("daemon.max_retry_duration (env DAEMON_MAX_RETRY_DURATION)")
             && errors.contains("mq.consumer_timeout (env MQ_CONSUMER_TIMEOUT)")
-            && errors.contains("at most 720 s"),
+            && errors.contains("at most 750 s"),
         "{errors}"
     );
     let day = MqConfig {

@@ -441,8 +441,16 @@ fn numbers_outside_their_range_are_refused_naming_the_key_its_variable_and_the_r
             inside.push(key.default.clone());
         }
         let range = key.kind.range().unwrap();
+        // The retry budget must fit twice under the consumer timeout: the other of the two
+        // takes room for the ends of each.
+        let partner = match key.path.as_str() {
+            "mq.consumer_timeout" => Some(("DAEMON_MAX_RETRY_DURATION", "PT10S")),
+            "daemon.max_retry_duration" => Some(("MQ_CONSUMER_TIMEOUT", "P30D")),
+            _ => None,
+        };
         for value in &inside {
             let mut e = every_connector_env();
+            e.extend(partner);
             e.push((&key.env[0], value));
             let loaded = Config::from_sources(None, &env(&e))
                 .and_then(|c| build_all(&c).map(|built| built.len()));

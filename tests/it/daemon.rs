@@ -58,12 +58,20 @@ async fn daemon_registers_pings_enriches_and_stops_cleanly() {
         fake.calls("workEdit.toProcessed")[0].variables["message"],
         "Sent 9 stix bundle(s) for worker import"
     );
-    let metrics = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    // The request is settled (acked, in flight no more) a moment after its work is closed.
+    let mut metrics = String::new();
+    for _ in 0..40 {
+        metrics = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metrics.contains(r#"opencti_connectors_requests_in_flight{connector="ipinfo"} 0"#) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     assert!(
         metrics.contains(
             r#"opencti_connectors_events_total{connector="ipinfo",event="enrichments_succeeded"} 1"#
