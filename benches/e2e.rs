@@ -42,12 +42,57 @@ use serde_json::json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_opencti-connectors");
 
-/// The fake upstreams: IPinfo with a latency, and IPsum feeds by name.
+/// The fake upstreams: IPinfo with a latency, IPsum feeds by name, and LastInfoSec with one
+/// very large answer.
 #[derive(Clone)]
 struct Upstream {
     latency_ms: Arc<AtomicU64>,
     ipinfo_body: Arc<String>,
     feeds: Arc<std::collections::HashMap<String, String>>,
+    lastinfosec_body: Arc<std::sync::OnceLock<axum::body::Bytes>>,
+}
+
+/// LastInfoSec's answer to every lookup: [`large_lastinfosec_answer`], made once.
+async fn lastinfosec(
+    State(u): State<Upstream>,
+) -> ([(&'static str, &'static str); 1], axum::body::Bytes) {
+    let body = u
+        .lastinfosec_body
+        .get_or_init(large_lastinfosec_answer)
+        .clone();
+    ([("content-type", "application/json")], body)
+}
+
+/// The bytes of the large LastInfoSec answer: just under 31 MB.
+const LARGE_ANSWER_BYTES: usize = 31_000_000;
+
+/// A LastInfoSec answer of about 31 MB made of small objects (as the answers that took the
+/// daemon past 2 GB): indicators, each related to the previous one.
+fn large_lastinfosec_answer() -> axum::body::Bytes {
+    let mut objects = Vec::new();
+    let mut size = 0;
+    let mut previous: Option<String> = None;
+    let mut i = 0usize;
+    while size < LARGE_ANSWER_BYTES - 1_000 {
+        let id = format!("indicator--{}", uuid::Uuid::new_v4());
+        let indicator = json!({"type": "indicator", "spec_version": "2.1", "id": id,
+            "created": "2026-01-01T00:00:00.000Z", "modified": "2026-01-01T00:00:00.000Z",
+            "pattern": format!("[domain-name:value = 'd{i}.example']"), "pattern_type": "stix",
+            "valid_from": "2026-01-01T00:00:00Z"});
+        size += indicator.to_string().len() + 1;
+        objects.push(indicator);
+        if let Some(previous) = previous.replace(id.clone()) {
+            let relationship = json!({"type": "relationship", "spec_version": "2.1",
+                "id": format!("relationship--{}", uuid::Uuid::new_v4()),
+                "created": "2026-01-01T00:00:00.000Z", "modified": "2026-01-01T00:00:00.000Z",
+                "relationship_type": "related-to", "source_ref": id, "target_ref": previous});
+            size += relationship.to_string().len() + 1;
+            objects.push(relationship);
+        }
+        i += 1;
+    }
+    let body = json!({"message": [{"type": "bundle", "id": format!("bundle--{}", uuid::Uuid::new_v4()), "objects": objects}]});
+    axum::body::Bytes::from(body.to_string())
 }
 
 async fn ipinfo(
@@ -86,10 +131,12 @@ async fn start_upstream() -> (String, Upstream) {
         latency_ms: Arc::new(AtomicU64::new(0)),
         ipinfo_body: Arc::new(fixture("ipinfo", "ipv4_asn_privacy_8.8.8.8.json")),
         feeds: Arc::new(feeds()),
+        lastinfosec_body: Arc::default(),
     };
     let app = Router::new()
         .route("/ipinfo/{ip}/json", get(ipinfo))
         .route("/feeds/{name}", get(feed))
+        .route("/lis/v2/stix21/search/", axum::routing::post(lastinfosec))
         .with_state(upstream.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -519,6 +566,95 @@ async fn import_done(fake: &FakeOpencti, connector: &str, timeout: Duration) -> 
     }
 }
 
+/// Eight enrichments whose LastInfoSec answers are about 31 MB each (under the 32 MiB cap),
+/// all published at once, with the default settings: the daemon's peak RSS, and every work
+/// processed with its bundle pushed.
+async fn large_answers_case(fake: &FakeOpencti, upstream_url: &str, upstream: &Upstream) {
+    const WORKS: usize = 8;
+    let answer = upstream
+        .lastinfosec_body
+        .get_or_init(large_lastinfosec_answer);
+    let (answer_bytes, answer_objects) = (
+        answer.len(),
+        answer
+            .windows(6)
+            .filter(|w| w == b"\"type\"")
+            .count()
+            .saturating_sub(1),
+    );
+    fake.state.lock().unwrap().calls.clear();
+    let id = uuid::Uuid::new_v4().to_string();
+    fake.declare_queues(&id).await;
+    let domain = json!({"id": "domain-name--d8f80844-a558-554c-97ba-13937278c048", "type": "domain-name", "spec_version": "2.1", "value": "www.furth.com.ar"});
+    common::add_entity(
+        fake,
+        domain["id"].as_str().unwrap(),
+        "d-1",
+        "Domain-Name",
+        json!([]),
+        Some("www.furth.com.ar"),
+    );
+    for i in 0..WORKS {
+        fake.publish_listen(
+            &id,
+            &common::manual_message(&format!("work_{id}_{i}"), &domain),
+        )
+        .await;
+    }
+    let mut env = base_env(fake);
+    env.extend(kv(&[
+        ("LASTINFOSEC_ENABLED", "true"),
+        ("LASTINFOSEC_CONNECTOR_ID", &id),
+        ("LASTINFOSEC_API_KEY_CTI", "k"),
+        (
+            "LASTINFOSEC_API_BASE_URL",
+            &format!("{upstream_url}/lis/v2"),
+        ),
+    ]));
+    let started = Instant::now();
+    let daemon = Daemon::spawn(&env);
+    processed(fake, &id, WORKS, Duration::from_secs(900)).await;
+    let took = started.elapsed();
+    let peak = daemon.peak_mib();
+    let cpu = daemon.cpu();
+    drop(daemon);
+    let state = fake.state.lock().unwrap();
+    let failed = state
+        .calls
+        .iter()
+        .filter(|c| c.closes_work(&format!("work_{id}_")) && c.variables["inError"] == true)
+        .count();
+    let works_pushed: std::collections::BTreeSet<&str> = state
+        .calls
+        .iter()
+        .filter(|c| c.field == "stixBundlePush")
+        .filter_map(|c| c.variables["work_id"].as_str())
+        .collect();
+    let pushed_bytes: u64 = state
+        .calls
+        .iter()
+        .filter(|c| c.field == "stixBundlePush")
+        .filter_map(|c| c.variables["bundle"].as_u64())
+        .sum();
+    println!("## Eight large answers at once (LastInfoSec, default settings)\n");
+    println!("| measure | value |\n|---|---|");
+    println!(
+        "| one answer | {:.1} MB, {answer_objects} objects |",
+        answer_bytes as f64 / 1e6
+    );
+    println!("| peak RSS | **{peak:.1} MiB** |");
+    println!("| wall time, 8 works (start-up included) | {} |", ms(took));
+    println!("| daemon CPU | {:.1} s |", cpu.as_secs_f64());
+    println!(
+        "| works processed / failed / with a bundle pushed | {WORKS} / {failed} / {} |",
+        works_pushed.len()
+    );
+    println!(
+        "| bundle text pushed | {:.0} MB |\n",
+        pushed_bytes as f64 / 1e6
+    );
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1e3)
 }
@@ -527,8 +663,8 @@ fn ms(d: Duration) -> String {
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "quick");
-    // `memory`, `enrich`, `limit`, `ipsum`: only those sections (all by default).
-    let sections = ["memory", "enrich", "limit", "ipsum"];
+    // `memory`, `enrich`, `limit`, `ipsum`, `large`: only those sections (all by default).
+    let sections = ["memory", "enrich", "limit", "ipsum", "large"];
     let chosen: Vec<&str> = sections
         .into_iter()
         .filter(|s| args.iter().any(|a| a == s))
@@ -693,6 +829,11 @@ async fn main() {
             "The same loop making the daemon's four calls (toReceived, read, push, toProcessed): **{limit4:.0} messages/s**; the daemon's best at 0 ms is {:.0} % of it.\n",
             best_zero / limit4 * 100.0
         );
+    }
+
+    // Eight very large answers at once.
+    if run("large") {
+        large_answers_case(&fake, &upstream_url, &upstream).await;
     }
 
     // IPsum imports.

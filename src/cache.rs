@@ -151,6 +151,7 @@ impl<V: Serialize + DeserializeOwned + Send + Sync + 'static> AnswerCache<V> {
     /// The cached answer for `key`, or `fetch`'s (kept only when it succeeded).
     pub async fn get_or_fetch<E, F, Fut>(&self, key: &str, fetch: F) -> Result<V, E>
     where
+        E: From<crate::memory::MemoryError>,
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<V, E>>,
     {
@@ -163,6 +164,11 @@ impl<V: Serialize + DeserializeOwned + Send + Sync + 'static> AnswerCache<V> {
         loop {
             match cache.get_value_or_guard_async(key).await {
                 Ok(entry) if fresh(entry.expires, Instant::now()) => {
+                    // Read back, the answer is as large as a fetched one: charged the same.
+                    let weight = crate::memory::Weight::Tree.of(entry.json.len() as u64);
+                    if let Err(error) = crate::memory::reserve(weight, weight).await {
+                        return Err(E::from(error));
+                    }
                     if let Ok(answer) = serde_json::from_slice(&entry.json) {
                         crate::metrics::UPSTREAM.cache_lookup(self.connector, true);
                         return Ok(answer);
@@ -199,19 +205,31 @@ mod tests {
 
     use super::*;
 
+    /// A fetch's failure in these tests.
+    #[derive(Debug, PartialEq)]
+    struct Failed(String);
+
+    impl From<crate::memory::MemoryError> for Failed {
+        fn from(error: crate::memory::MemoryError) -> Self {
+            Failed(error.to_string())
+        }
+    }
+
     #[tokio::test]
     async fn a_hit_makes_no_call_and_errors_are_not_kept() {
         let cache =
             AnswerCache::<u32>::new("test", &CacheConfig::keeping_for(Duration::from_secs(60)));
         let calls = AtomicUsize::new(0);
         // The call happens when the future runs, as an HTTP request does.
-        let fetch = |answer: Result<u32, String>| async {
+        let fetch = |answer: Result<u32, Failed>| async {
             calls.fetch_add(1, Ordering::SeqCst);
             answer
         };
         assert_eq!(
-            cache.get_or_fetch("a", || fetch(Err("503".into()))).await,
-            Err("503".into())
+            cache
+                .get_or_fetch("a", || fetch(Err(Failed("503".into()))))
+                .await,
+            Err(Failed("503".into()))
         );
         assert_eq!(cache.get_or_fetch("a", || fetch(Ok(7))).await, Ok(7));
         assert_eq!(
@@ -223,11 +241,11 @@ mod tests {
         let off = AnswerCache::<u32>::new("test", &CacheConfig::default());
         assert_eq!(
             off.get_or_fetch("a", || fetch(Ok(1))).await,
-            Ok::<_, String>(1)
+            Ok::<_, Failed>(1)
         );
         assert_eq!(
             off.get_or_fetch("a", || fetch(Ok(2))).await,
-            Ok::<_, String>(2)
+            Ok::<_, Failed>(2)
         );
     }
 
@@ -243,8 +261,12 @@ mod tests {
         );
         // And through the cache: a "not found" is still a hit within its lifetime.
         let cache = AnswerCache::<u32>::with_not_found("test", &config, |v| *v == 0);
-        let first = cache.get_or_fetch("k", || async { Ok::<_, ()>(0) }).await;
-        let second = cache.get_or_fetch("k", || async { Ok::<_, ()>(5) }).await;
+        let first = cache
+            .get_or_fetch("k", || async { Ok::<_, Failed>(0) })
+            .await;
+        let second = cache
+            .get_or_fetch("k", || async { Ok::<_, Failed>(5) })
+            .await;
         assert_eq!((first, second), (Ok(0), Ok(0)));
     }
 
@@ -258,7 +280,7 @@ mod tests {
                     let _ = cache
                         .get_or_fetch(&format!("k{i}"), || async {
                             calls.fetch_add(1, Ordering::SeqCst);
-                            Ok::<_, ()>("x".repeat(size))
+                            Ok::<_, Failed>("x".repeat(size))
                         })
                         .await;
                 }
@@ -283,10 +305,10 @@ mod tests {
         // And a hit reads the answer back.
         let cache = AnswerCache::<String>::new("test", &config);
         let first = cache
-            .get_or_fetch("a", || async { Ok::<_, ()>("v".into()) })
+            .get_or_fetch("a", || async { Ok::<_, Failed>("v".into()) })
             .await;
         let hit = cache
-            .get_or_fetch("a", || async { Ok::<_, ()>("w".into()) })
+            .get_or_fetch("a", || async { Ok::<_, Failed>("w".into()) })
             .await;
         assert_eq!((first, hit), (Ok("v".into()), Ok("v".into())));
     }
@@ -302,7 +324,7 @@ mod tests {
         let slow = || async {
             calls.fetch_add(1, Ordering::SeqCst);
             tokio::time::sleep(Duration::from_millis(20)).await;
-            Ok::<_, ()>(calls.load(Ordering::SeqCst) as u32)
+            Ok::<_, Failed>(calls.load(Ordering::SeqCst) as u32)
         };
         let (a, b) = tokio::join!(cache.get_or_fetch("k", slow), cache.get_or_fetch("k", slow));
         assert_eq!((a, b, calls.load(Ordering::SeqCst)), (Ok(1), Ok(1), 1));
@@ -353,8 +375,8 @@ mod tests {
             let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
             let (first, second) = runtime.block_on(async {
                 let cache = AnswerCache::<u32>::new("test", &config);
-                let first = cache.get_or_fetch("k", || async { Ok::<_, ()>(1) }).await;
-                let second = cache.get_or_fetch("k", || async { Ok::<_, ()>(2) }).await;
+                let first = cache.get_or_fetch("k", || async { Ok::<_, Failed>(1) }).await;
+                let second = cache.get_or_fetch("k", || async { Ok::<_, Failed>(2) }).await;
                 (first, second)
             });
             proptest::prop_assert_eq!(first, Ok(1));
@@ -395,7 +417,7 @@ mod tests {
             let _ = cache
                 .get_or_fetch(&format!("10.0.{}.{}", rank / 256, rank % 256), || async {
                     calls.fetch_add(1, Ordering::SeqCst);
-                    Ok::<_, String>(1)
+                    Ok::<_, Failed>(1)
                 })
                 .await;
         }

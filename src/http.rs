@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::memory::{self, Weight};
+
 /// An upstream call that did not give JSON.
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
@@ -30,6 +32,9 @@ pub enum UpstreamError {
     /// The request could not be built (a header value that is not one): not transient.
     #[error("the request could not be built: {0}")]
     Request(String),
+    /// The memory budget has no room for the answer now, or never will.
+    #[error(transparent)]
+    Memory(#[from] crate::memory::MemoryError),
 }
 
 /// Upstream answers are read up to this size unless `daemon.max_upstream_bytes` says.
@@ -219,19 +224,42 @@ pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
 
 /// Reads the body, refusing more than `limit` bytes: at once when `Content-Length` says so,
 /// else as soon as the stream passes it. Memory stays bounded whatever the server sends.
+///
+/// The body is charged to the current request's memory budget before it is read: with a
+/// known length, the request reserves `weight` times it at once (what the answer will cost
+/// once parsed and sent); without, it is charged as it arrives (1 MiB at a time), and the
+/// rest of the reservation is made once its length is known.
 pub async fn read_capped(
     mut response: reqwest::Response,
     limit: usize,
+    weight: Weight,
 ) -> Result<Vec<u8>, UpstreamError> {
-    if response.content_length().is_some_and(|n| n > limit as u64) {
-        return Err(UpstreamError::TooLarge { limit });
-    }
-    let mut body = Vec::new();
+    const STEP: usize = 1024 * 1024;
+    let mut body = match response.content_length() {
+        Some(n) if n > limit as u64 => return Err(UpstreamError::TooLarge { limit }),
+        Some(n) => {
+            memory::reserve(weight.of(n), n).await?;
+            // Allocated once: a body grown by doubling would hold up to three times its size.
+            Vec::with_capacity(n as usize)
+        }
+        None => Vec::new(),
+    };
+    let known = response.content_length().is_some();
+    let mut charged = 0;
     while let Some(chunk) = response.chunk().await.map_err(UpstreamError::transport)? {
         if body.len() + chunk.len() > limit {
             return Err(UpstreamError::TooLarge { limit });
         }
+        if !known && body.len() + chunk.len() > charged {
+            // What the buffer may reach by doubling, a step at a time.
+            let next = (body.len() + chunk.len()).next_multiple_of(STEP);
+            memory::charge(((next - charged) * 2) as u64).await?;
+            charged = next;
+        }
         body.extend_from_slice(&chunk);
+    }
+    if !known {
+        memory::reserve(weight.of(body.len() as u64), 0).await?;
     }
     Ok(body)
 }
@@ -240,8 +268,9 @@ pub async fn read_capped(
 pub async fn text_capped(
     response: reqwest::Response,
     limit: usize,
+    weight: Weight,
 ) -> Result<String, UpstreamError> {
-    let bytes = read_capped(response, limit).await?;
+    let bytes = read_capped(response, limit, weight).await?;
     Ok(match String::from_utf8(bytes) {
         Ok(text) => text,
         Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
@@ -259,7 +288,9 @@ pub async fn json_body(
     if !status.is_success() {
         let retry_after = retry_after(response.headers());
         // Only the start matters for the message; a failed read leaves it empty.
-        let body = text_capped(response, 64 * 1024).await.unwrap_or_default();
+        let body = text_capped(response, 64 * 1024, Weight::Raw)
+            .await
+            .unwrap_or_default();
         return Err(UpstreamError::Status {
             status: status.as_u16(),
             reason: reason(status).to_string(),
@@ -267,7 +298,7 @@ pub async fn json_body(
             retry_after,
         });
     }
-    let bytes = read_capped(response, limit).await?;
+    let bytes = read_capped(response, limit, Weight::Tree).await?;
     serde_json::from_slice(&bytes).map_err(|e| UpstreamError::NotJson(e.to_string()))
 }
 
@@ -307,9 +338,13 @@ mod tests {
         let url = chunked_server(vec![vec![b'a'; 600], vec![b'b'; 600]]).await;
         let client = client(Duration::from_secs(5), None, None).unwrap();
         let get = || client.get(&url).send();
-        let body = read_capped(get().await.unwrap(), 2000).await.unwrap();
+        let body = read_capped(get().await.unwrap(), 2000, Weight::Raw)
+            .await
+            .unwrap();
         assert_eq!(body.len(), 1200);
-        let err = read_capped(get().await.unwrap(), 1000).await.unwrap_err();
+        let err = read_capped(get().await.unwrap(), 1000, Weight::Raw)
+            .await
+            .unwrap_err();
         assert!(
             matches!(err, UpstreamError::TooLarge { limit: 1000 }),
             "{err:?}"

@@ -10,6 +10,7 @@
 //!   bundle sending, supervision and the two-stage shutdown.
 //! - [`connectors`]: the connector contract, and one directory per connector.
 //! - [`oneshot`]: `enrich` and `import` without OpenCTI, printing the bundle.
+//! - [`memory`]: the process-wide memory budget every request's large buffers are charged to.
 //! - [`cache`]: the upstream answer cache of the enrichment connectors.
 //! - [`ratelimit`]: the per-connector upstream gate (token bucket, 429 pauses).
 //! - [`health`], [`metrics`]: `/healthz` and `/metrics`.
@@ -21,6 +22,7 @@ pub mod config;
 pub mod connectors;
 pub mod health;
 pub mod http;
+pub mod memory;
 pub mod metrics;
 pub mod migrate;
 pub mod oneshot;

@@ -440,6 +440,12 @@ async fn run(
         import_lock: config.daemon.import_lock,
         availability: runtime::availability::Availability::new(metrics.clone()),
         isolation: Arc::default(),
+        memory: opencti_connectors::memory::MemoryBudget::new(
+            config
+                .daemon
+                .memory_budget
+                .unwrap_or_else(opencti_connectors::memory::default_budget),
+        ),
         metrics,
     });
     runtime::run(

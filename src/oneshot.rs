@@ -147,6 +147,12 @@ pub async fn enrich(
     match enricher.enrich(&request).await? {
         Outcome::Done(message) => Ok(Printed::Nothing(message)),
         Outcome::Bundle { objects, .. } => Ok(Printed::Bundle(as_sent(objects))),
+        Outcome::Prepared { objects, .. } => Ok(Printed::Bundle(as_sent(
+            objects
+                .iter()
+                .map(crate::opencti::prepared::Prepared::to_value)
+                .collect(),
+        ))),
     }
 }
 

@@ -160,6 +160,8 @@ pub mod ranges {
     pub const UPSTREAM_BYTES: Range<i64> = Range::new(KIB, GIB);
     /// A cap on one GraphQL answer: 1 MiB to 4 GiB.
     pub const OPENCTI_ANSWER_BYTES: Range<i64> = Range::new(MIB, 4 * GIB);
+    /// The process's memory budget: 16 MiB to 1 TiB.
+    pub const MEMORY_BUDGET: Range<i64> = Range::new(16 * MIB, 1024 * GIB);
     /// The broker's `consumer_timeout`: a minute to 30 days (a broker with none: set the most).
     pub const CONSUMER_TIMEOUT: Range<Duration> = Range::new(secs(60), secs(30 * DAY));
     /// How often IVRE's MaxMind files are checked for a replacement: every lookup to a day.
@@ -462,6 +464,13 @@ pub fn global_keys() -> Vec<KeySpec> {
             Bool,
             "true",
             "Importers run under a lock on RabbitMQ, so only one replica runs them (see Running replicas); false only for a single replica that cannot declare queues on the broker.",
+        ),
+        KeySpec::new(
+            "daemon.memory_budget",
+            &[],
+            Int(ranges::MEMORY_BUDGET),
+            "",
+            "Bytes the large buffers of all requests together may hold (answers, their parsed form, the bundles being sent); requests wait for room. Default: 75 % of the cgroup memory limit when there is one, else 201326592 (192 MiB).",
         ),
         KeySpec::new(
             "daemon.max_upstream_bytes",

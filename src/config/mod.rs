@@ -149,6 +149,8 @@ pub struct DaemonConfig {
     pub max_retry_duration: IsoDuration,
     /// Whether importers take the import lock on RabbitMQ (one scheduler across replicas).
     pub import_lock: bool,
+    /// The process's memory budget, bytes; derived from the cgroup limit when unset.
+    pub memory_budget: Option<u64>,
 }
 
 impl Default for DaemonConfig {
@@ -160,6 +162,7 @@ impl Default for DaemonConfig {
             max_upstream_bytes: crate::http::DEFAULT_MAX_UPSTREAM_BYTES as u64,
             max_retry_duration: IsoDuration(std::time::Duration::from_secs(600)),
             import_lock: true,
+            memory_budget: None,
         }
     }
 }

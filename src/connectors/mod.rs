@@ -69,7 +69,7 @@ impl ConnectorError {
     ///   `Retry-After`;
     /// - 401 and 403 mean the credentials or settings are wrong;
     /// - anything else (other statuses, an answer that is not JSON or too large, a request
-    ///   that cannot be built) is rejected.
+    ///   that cannot be built, an answer the memory budget cannot hold) is rejected.
     pub fn from_upstream(error: &UpstreamError, message: impl Into<String>) -> Self {
         let message = message.into();
         match error {
@@ -85,6 +85,7 @@ impl ConnectorError {
                 retry_after: *retry_after,
             },
             UpstreamError::Transport(_) => ConnectorError::retryable(message),
+            UpstreamError::Memory(error) => error.clone().into(),
             UpstreamError::Status { .. }
             | UpstreamError::NotJson(_)
             | UpstreamError::TooLarge { .. }
@@ -95,6 +96,14 @@ impl ConnectorError {
     /// Whether another attempt may succeed.
     pub fn is_retryable(&self) -> bool {
         matches!(self, ConnectorError::Retryable { .. })
+    }
+}
+
+/// A charge the memory budget refused: rejected with its own words, which name the setting
+/// (a request that waited in vain is given back by the runtime, which knows it starved).
+impl From<crate::memory::MemoryError> for ConnectorError {
+    fn from(error: crate::memory::MemoryError) -> Self {
+        ConnectorError::Rejected(error.to_string())
     }
 }
 
@@ -144,6 +153,11 @@ pub enum Outcome {
         objects: Vec<Value>,
         message: MessageFn,
     },
+    /// The same, the objects already serialised (large answers: no `Value` per object).
+    Prepared {
+        objects: Vec<crate::opencti::prepared::Prepared>,
+        message: MessageFn,
+    },
     /// Nothing to send; finish the work with this message.
     Done(String),
 }
@@ -152,6 +166,9 @@ impl std::fmt::Debug for Outcome {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Outcome::Bundle { objects, .. } => write!(f, "Bundle({} objects)", objects.len()),
+            Outcome::Prepared { objects, .. } => {
+                write!(f, "Prepared({} objects)", objects.len())
+            }
             Outcome::Done(m) => write!(f, "Done({m:?})"),
         }
     }

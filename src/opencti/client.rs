@@ -236,7 +236,7 @@ impl OpenctiClient {
             }
         })?;
         let status = response.status();
-        let text = crate::http::text_capped(response, self.max_answer)
+        let text = crate::http::text_capped(response, self.max_answer, crate::memory::Weight::Tree)
             .await
             .map_err(|e| match e {
                 UpstreamError::Transport(t) => OpenctiError::Transport(t),

@@ -47,6 +47,8 @@ pub enum GiveBack {
     HeldTooLong,
     /// RabbitMQ did not take a publish in time (a resource alarm blocks publishers).
     Broker(String),
+    /// The memory budget stayed full for the whole retry budget.
+    MemoryBusy,
 }
 
 impl std::fmt::Display for Stop {
@@ -67,6 +69,9 @@ impl std::fmt::Display for GiveBack {
                 f.write_str("held as long as RabbitMQ allows (mq.consumer_timeout)")
             }
             GiveBack::Broker(error) => write!(f, "RabbitMQ did not take the bundle: {error}"),
+            GiveBack::MemoryBusy => {
+                f.write_str("the memory budget (daemon.memory_budget) stayed full")
+            }
         }
     }
 }
@@ -99,6 +104,19 @@ impl<'a> Budget<'a> {
     /// Fires when the message must be given back.
     pub fn abort(&self) -> &'a CancellationToken {
         self.abort
+    }
+
+    /// When the budget ends.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// A ledger of the memory budget for this message or run: its waits for room end with
+    /// this budget.
+    pub fn ledger(&self) -> crate::memory::Ledger {
+        self.platform
+            .memory
+            .ledger(self.deadline, self.abort.clone())
     }
 
     /// Whether waiting `delay` before another attempt still fits in the budget.
@@ -160,6 +178,9 @@ impl<'a> Budget<'a> {
                 tracing::warn!(%error, operation = what, "OpenCTI is down; giving the message back.");
                 return Err(Stop::GiveBack(GiveBack::PlatformDown));
             }
+            if starved() {
+                return Err(Stop::GiveBack(GiveBack::MemoryBusy));
+            }
             if !error.is_transient() {
                 return Err(Stop::Failed(error.to_string()));
             }
@@ -171,6 +192,20 @@ impl<'a> Budget<'a> {
             tracing::warn!(%error, operation = what, "OpenCTI refused the call; retrying.");
             self.sleep(delay).await?;
         }
+    }
+}
+
+/// Whether the current request waited for the memory budget in vain: whatever failed then
+/// failed for want of room, and the message is given back.
+pub fn starved() -> bool {
+    crate::memory::current().is_some_and(|ledger| ledger.starved())
+}
+
+/// The [`Stop`] of a charge the memory budget refused.
+pub fn memory_stop(error: crate::memory::MemoryError) -> Stop {
+    match error {
+        crate::memory::MemoryError::Busy => Stop::GiveBack(GiveBack::MemoryBusy),
+        never => Stop::Failed(never.to_string()),
     }
 }
 

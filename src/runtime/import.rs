@@ -357,8 +357,14 @@ async fn run_once(
     };
     let span = tracing::info_span!("import", connector, work_id = %work_id);
     run.progress.touch();
-    let ran = finish_run(run, importer, sender, shutdown, &budget, work_id)
-        .instrument(span)
+    // What the run reads and sends is charged to the memory budget (the feed for the whole
+    // run, each chunk while it is sent).
+    let ledger = budget.ledger();
+    let ran = crate::memory::LEDGER
+        .scope(
+            ledger,
+            finish_run(run, importer, sender, shutdown, &budget, work_id).instrument(span),
+        )
         .await;
     run.progress.set(None);
     ran
@@ -499,6 +505,10 @@ async fn interrupted(run: &ConnectorRun, shutdown: &Shutdown, work_id: &str, why
         GiveBack::PlatformDown => (PLATFORM_DOWN.to_string(), Ran::Redo(why.clone())),
         GiveBack::Broker(error) => (
             format!("interrupted: {error}; the run is redone later"),
+            Ran::Redo(why.clone()),
+        ),
+        GiveBack::MemoryBusy => (
+            format!("interrupted: {why}; the run is redone later"),
             Ran::Redo(why.clone()),
         ),
         GiveBack::Aborted | GiveBack::HeldTooLong => {

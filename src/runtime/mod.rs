@@ -74,6 +74,9 @@ pub struct Platform {
     /// Messages suspected of crashing the process run alone: they hold this exclusively,
     /// every other message and import run holds it shared.
     pub isolation: Arc<tokio::sync::RwLock<()>>,
+    /// The memory budget every request's large buffers are charged to
+    /// (`daemon.memory_budget`).
+    pub memory: Arc<crate::memory::MemoryBudget>,
 }
 
 /// One registered connector.

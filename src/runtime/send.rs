@@ -8,11 +8,12 @@ use base64::Engine;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
-use super::delivery::{Budget, GiveBack, Stop};
+use super::delivery::{Budget, GiveBack, Stop, memory_stop};
 use super::retry::OPENCTI_BACKOFF;
 
 use crate::amqp::{self, BrokerAddress, PublishError};
 use crate::config::QueueProtocol;
+use crate::memory;
 use crate::opencti::OpenctiClient;
 use crate::opencti::client::QueueConfig;
 use crate::opencti::prepared::{Prepared, PreparedPart, Split, split_prepared};
@@ -171,11 +172,18 @@ impl Sender {
         if parts.is_empty() {
             return Err(Stop::Failed(NOTHING_TO_IMPORT.into()));
         }
+        // The split objects' text, charged to the request's memory budget while it is sent.
+        let text: u64 = parts.iter().map(|p| p.json.len() as u64 + 64).sum();
+        let _parts = memory::transient(text).await.map_err(memory_stop)?;
         let bundle_id = format!("bundle--{}", uuid::Uuid::new_v4());
         match self.protocol {
             QueueProtocol::Api => {
                 // Each chunk once: a retry resumes from the first one not accepted.
                 for chunk in parts.chunks(API_CHUNK_OBJECTS) {
+                    // The request body, escaped (a quarter more at most), charged before it
+                    // is written and released once sent.
+                    let body: u64 = chunk.iter().map(|p| p.json.len() as u64 * 5 / 4 + 1).sum();
+                    let _body = memory::transient(body + 512).await.map_err(memory_stop)?;
                     let objects: Vec<&str> = chunk.iter().map(|p| p.json.as_str()).collect();
                     budget
                         .opencti("stixBundlePush", || {
@@ -215,6 +223,18 @@ impl Sender {
         target: SendTarget<'_>,
         budget: &Budget<'_>,
     ) -> Result<(), Stop> {
+        // One window of messages is built at a time: its bodies (base64 of the bundle text,
+        // in an envelope) are charged for the largest window.
+        let window: u64 = parts
+            .chunks(amqp::CONFIRM_WINDOW)
+            .map(|w| {
+                w.iter()
+                    .map(|p| p.json.len() as u64 * 4 / 3 + 512)
+                    .sum::<u64>()
+            })
+            .max()
+            .unwrap_or(0);
+        let _window = memory::transient(window).await.map_err(memory_stop)?;
         let mut nacks = 0;
         let mut backoff = OPENCTI_BACKOFF;
         loop {
@@ -250,49 +270,64 @@ impl Sender {
         }
     }
 
-    /// One publish of every part, confirmed.
+    /// One publish of every part, confirmed, one window of messages built at a time.
     async fn publish(
         &self,
         bundle_id: &str,
         parts: &[PreparedPart],
         target: SendTarget<'_>,
     ) -> Result<(), PublishError> {
-        let b64 = base64::engine::general_purpose::STANDARD;
-        let bodies = parts.iter().enumerate().map(|(i, part)| {
-            let bundle = split_bundle_text(bundle_id, part);
-            let mut envelope = json!({
-                "bundle_type": "QUEUE_BUNDLE",
-                "applicant_id": target.applicant_id.or(self.applicant_id.as_deref()),
-                "action_sequence": i + 1,
-                "entities_types": [],
-                "content": b64.encode(bundle),
-                "update": false,
-                "draft_id": target.draft_id,
-            });
-            if let Some(work_id) = target.work_id {
-                envelope["work_id"] = json!(work_id);
-            }
-            envelope.to_string().into_bytes()
-        });
-        // Built before any await: the sends are chunked, so this stays bounded.
-        let bodies: Vec<Vec<u8>> = bodies.collect();
         let channel = self.channel().await?;
-        let result = amqp::publish_confirmed(
-            &channel,
-            &self.queues.push_exchange,
-            &self.queues.push_routing,
-            bodies,
-            self.publish_timeout,
-        )
-        .await;
-        if matches!(
-            result,
-            Err(PublishError::Broker(_) | PublishError::TimedOut(_))
-        ) {
-            // A new connection on the next attempt.
-            self.forget(&channel).await;
+        for (w, window) in parts.chunks(amqp::CONFIRM_WINDOW).enumerate() {
+            let first = w * amqp::CONFIRM_WINDOW;
+            let bodies: Vec<Vec<u8>> = window
+                .iter()
+                .enumerate()
+                .map(|(i, part)| self.envelope(bundle_id, first + i + 1, part, target))
+                .collect();
+            let result = amqp::publish_confirmed(
+                &channel,
+                &self.queues.push_exchange,
+                &self.queues.push_routing,
+                bodies,
+                self.publish_timeout,
+            )
+            .await;
+            if matches!(
+                result,
+                Err(PublishError::Broker(_) | PublishError::TimedOut(_))
+            ) {
+                // A new connection on the next attempt.
+                self.forget(&channel).await;
+            }
+            result?;
         }
-        result
+        Ok(())
+    }
+
+    /// One push message: the envelope around part `sequence` of the bundle, base64.
+    fn envelope(
+        &self,
+        bundle_id: &str,
+        sequence: usize,
+        part: &PreparedPart,
+        target: SendTarget<'_>,
+    ) -> Vec<u8> {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let bundle = split_bundle_text(bundle_id, part);
+        let mut envelope = json!({
+            "bundle_type": "QUEUE_BUNDLE",
+            "applicant_id": target.applicant_id.or(self.applicant_id.as_deref()),
+            "action_sequence": sequence,
+            "entities_types": [],
+            "content": b64.encode(bundle),
+            "update": false,
+            "draft_id": target.draft_id,
+        });
+        if let Some(work_id) = target.work_id {
+            envelope["work_id"] = json!(work_id);
+        }
+        envelope.to_string().into_bytes()
     }
 
     /// The confirm channel, connecting first when there is none (bounded: connect and

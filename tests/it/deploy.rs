@@ -158,7 +158,9 @@ async fn the_dashboard_queries_only_metrics_the_daemon_exports() {
                 let response = gate.send(reqwest::Client::new().get(upstream.uri())).await;
                 response
                     .map(|r| u32::from(r.status().as_u16()))
-                    .map_err(|_| ())
+                    .map_err(|e| {
+                        opencti_connectors::connectors::ConnectorError::Rejected(e.to_string())
+                    })
             })
             .await;
         assert_eq!(answer, Ok(429));

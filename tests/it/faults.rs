@@ -296,8 +296,11 @@ async fn a_50k_deep_upstream_reference_chain_does_not_crash_the_daemon() {
         .await;
     fake.publish_listen(&id, &manual_message("work_deep", &domain))
         .await;
-    fake.wait_for("the work", |s| s.count("workEdit.toProcessed") == 1)
-        .await;
+    // 50,000 objects through a debug build: allow for a loaded machine.
+    fake.wait_for_long("the work", Duration::from_secs(60), |s| {
+        s.count("workEdit.toProcessed") == 1
+    })
+    .await;
     assert!(daemon.running(), "the process survived");
     assert_eq!(fake.processed("work_deep")["inError"], false);
     let pushed: usize = fake

@@ -148,7 +148,9 @@ proptest! {
 
     #[test]
     fn lastinfosec_answers_never_panic(body in json_value()) {
-        if let Some((objects, _)) = lastinfosec::upstream_objects(&body) {
+        let found = lastinfosec::Found::parse(&serde_json::to_vec(&body).unwrap()).unwrap();
+        if let Some((objects, _)) = lastinfosec::upstream_objects(found, Some(IP_ID)) {
+            let objects: Vec<serde_json::Value> = objects.iter().map(|o| o.to_value()).collect();
             let with = lastinfosec::with_external_reference(&objects, IP_ID);
             prop_assert_eq!(with.len(), objects.len());
         }

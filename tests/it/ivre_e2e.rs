@@ -124,6 +124,9 @@ fn has(rels: &[Rel], from: &str, rel: &str, to: &str) -> bool {
 async fn enrich(c: &Arc<dyn EnrichmentConnector>, entity: Value) -> (Vec<Value>, String) {
     match c.enrich(&request_for(entity)).await.unwrap() {
         Outcome::Bundle { objects, message } => (objects, message(1)),
+        Outcome::Prepared { objects, message } => {
+            (objects.iter().map(|o| o.to_value()).collect(), message(1))
+        }
         Outcome::Done(m) => (vec![], m),
     }
 }

@@ -22,6 +22,16 @@ fn sco(stix_type: &str, value: &str) -> Value {
 /// The bundle's objects without the times of their making (each run has its own `now`).
 async fn objects(c: &dyn EnrichmentConnector, entity: Value) -> Vec<Value> {
     match c.enrich(&request_for(entity)).await.unwrap() {
+        Outcome::Prepared { objects, .. } => objects
+            .iter()
+            .map(|o| o.to_value())
+            .map(|mut o| {
+                let map = o.as_object_mut().unwrap();
+                map.remove("created");
+                map.remove("modified");
+                o
+            })
+            .collect(),
         Outcome::Bundle { objects, .. } => objects
             .into_iter()
             .map(|mut o| {
@@ -96,7 +106,7 @@ async fn the_work_message_is_the_one_the_web_api_gives() {
     let (_, hosted) = build_connector("ivre", &[("IVRE_DB_URL_DATA", dir.as_str())], ONLY_DATA);
     let local = connector(hosted);
     let message = |outcome: Outcome| match outcome {
-        Outcome::Bundle { message, .. } => message(1),
+        Outcome::Bundle { message, .. } | Outcome::Prepared { message, .. } => message(1),
         Outcome::Done(message) => message,
     };
     for ip in ["203.0.113.50", "1.1.1.1"] {

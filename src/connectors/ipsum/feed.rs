@@ -90,7 +90,7 @@ impl FeedClient {
         };
         let etag = header(reqwest::header::ETAG);
         let last_modified = header(reqwest::header::LAST_MODIFIED);
-        let bytes = http::read_capped(response, self.max_bytes)
+        let bytes = http::read_capped(response, self.max_bytes, crate::memory::Weight::Raw)
             .await
             .map_err(|e| match e {
                 UpstreamError::TooLarge { limit } => ConnectorError::Rejected(format!(

@@ -141,6 +141,12 @@ impl Endpoint {
 #[error("{0}")]
 pub struct IvreError(pub ConnectorError);
 
+impl From<crate::memory::MemoryError> for IvreError {
+    fn from(error: crate::memory::MemoryError) -> Self {
+        IvreError(error.into())
+    }
+}
+
 impl IvreError {
     /// A failure that another attempt would not fix (a malformed answer, a missing URL).
     pub fn rejected(message: impl Into<String>) -> Self {
@@ -229,7 +235,7 @@ impl IvreClient {
         })?;
         let status = response.status();
         let failure = (!status.is_success()).then(|| UpstreamError::status(&response));
-        let body = crate::http::text_capped(response, self.max_answer)
+        let body = crate::http::text_capped(response, self.max_answer, crate::memory::Weight::Tree)
             .await
             .map_err(|error| {
                 let message = format!("reading the answer failed: {error}");
@@ -263,10 +269,11 @@ impl IvreClient {
         let answer = self
             .cache
             .get_or_fetch(&key, || async {
-                Ok(self
-                    .fetch_ipdata(endpoint, ip)
-                    .await?
-                    .unwrap_or(Value::Null))
+                Ok::<_, IvreError>(
+                    self.fetch_ipdata(endpoint, ip)
+                        .await?
+                        .unwrap_or(Value::Null),
+                )
             })
             .await?;
         Ok(Some(answer).filter(|v| !v.is_null()))
@@ -323,7 +330,7 @@ impl IvreClient {
         let records = self
             .cache
             .get_or_fetch(&key, || async {
-                Ok(Value::Array(
+                Ok::<_, IvreError>(Value::Array(
                     self.fetch_list(endpoint, route, filter).await?,
                 ))
             })

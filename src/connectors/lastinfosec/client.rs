@@ -4,16 +4,17 @@
 use serde_json::{Value, json};
 
 use super::config::Endpoint;
-use super::mapping::strongest_hash;
+use super::mapping::{Found, strongest_hash};
 use crate::config::Secret;
 use crate::connectors::{ConnectorError, EnrichmentRequest};
 use crate::http::{self, UpstreamError};
+use crate::memory::Weight;
 
 /// What a lookup gave.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum Answer {
-    /// The API's JSON answer.
-    Found(Value),
+    /// The API's answer: its first bundle's objects, as text.
+    Found(Found),
     /// HTTP 422: LastInfoSec knows nothing of the value.
     NotFound,
 }
@@ -143,13 +144,14 @@ impl LastinfosecClient {
             };
             return Err(ConnectorError::from_upstream(&error, message));
         }
-        let bytes = http::read_capped(response, self.max_answer)
+        // Read and parsed lean: each object stays its JSON text.
+        let bytes = http::read_capped(response, self.max_answer, Weight::Lean)
             .await
             .map_err(|e| ConnectorError::from_upstream(&e, format!("LastInfoSec: {e}")))?;
-        let body: Value = serde_json::from_slice(&bytes).map_err(|_| {
+        let found = Found::parse(&bytes).map_err(|_| {
             ConnectorError::Rejected("LastInfoSec answered with something that is not JSON".into())
         })?;
-        Ok(Answer::Found(body))
+        Ok(Answer::Found(found))
     }
 }
 

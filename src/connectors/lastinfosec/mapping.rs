@@ -1,7 +1,10 @@
 //! LastInfoSec answers → STIX: the upstream bundle's objects (malformed ones dropped) and the
 //! "Last Info Sec" external reference on the enriched observable. Pure: no I/O.
 
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
+
+use crate::opencti::prepared::Prepared;
 
 /// The reference's external reference (its url, not the configured base, keeps its id).
 pub const EXTERNAL_REFERENCE_URL: &str = "https://api.client.lastinfosec.com/v2/stix21/search/";
@@ -34,26 +37,79 @@ fn valid_object(o: &Value) -> Result<(), String> {
     Ok(())
 }
 
-/// The objects of the answer's first bundle, malformed ones dropped. `None`: no bundle.
-pub fn upstream_objects(body: &Value) -> Option<(Vec<Value>, usize)> {
-    let bundle = match body.get("message")? {
-        Value::Array(list) => list.first()?.clone(),
-        Value::Object(o) => Value::Object(o.clone()),
-        _ => return None,
-    };
-    let objects = bundle.get("objects").and_then(Value::as_array)?;
+/// A found answer, kept lean: the JSON text of each object of its first bundle, never a
+/// tree of the whole answer (answers run to tens of megabytes of small objects).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct Found {
+    /// `None`: the answer has no bundle.
+    objects: Option<Vec<Box<RawValue>>>,
+}
+
+/// The parts of the envelope read: `message` is a list of bundles (the first counts) or one.
+#[derive(serde::Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow, default)]
+    message: Option<&'a RawValue>,
+}
+
+#[derive(serde::Deserialize)]
+struct Bundle<'a> {
+    #[serde(borrow, default)]
+    objects: Option<&'a RawValue>,
+}
+
+/// Whether `raw` is a JSON array (else an object, a string, …).
+fn is_array(raw: &RawValue) -> bool {
+    raw.get().trim_start().starts_with('[')
+}
+
+impl Found {
+    /// Parses an answer's body; an error when it is not JSON at all. JSON that is no object
+    /// has no bundle.
+    pub fn parse(bytes: &[u8]) -> Result<Found, serde_json::Error> {
+        let whole: &RawValue = serde_json::from_slice(bytes)?;
+        if !whole.get().trim_start().starts_with('{') {
+            return Ok(Found::default());
+        }
+        let envelope: Envelope = serde_json::from_str(whole.get())?;
+        let bundle = match envelope.message {
+            Some(m) if is_array(m) => serde_json::from_str::<Vec<&RawValue>>(m.get())?
+                .first()
+                .copied(),
+            Some(m) => Some(m),
+            None => None,
+        };
+        let objects = bundle
+            .and_then(|b| serde_json::from_str::<Bundle>(b.get()).ok())
+            .and_then(|b| b.objects)
+            .filter(|o| is_array(o))
+            .map(|o| serde_json::from_str::<Vec<Box<RawValue>>>(o.get()))
+            .transpose()?;
+        Ok(Found { objects })
+    }
+}
+
+/// The objects of the answer's first bundle, each prepared for sending (its text, id and
+/// references) one at a time, so no tree of the answer is ever built; malformed ones and
+/// the one with id `skip` (an upstream copy of the entity, which would replace the
+/// platform's) dropped. `None`: no bundle.
+pub fn upstream_objects(found: Found, skip: Option<&str>) -> Option<(Vec<Prepared>, usize)> {
     let mut dropped = 0;
-    let kept = objects
-        .iter()
-        .filter(|o| match valid_object(o) {
-            Ok(()) => true,
-            Err(why) => {
+    let kept = found
+        .objects?
+        .into_iter()
+        .filter_map(|raw| {
+            let object: Value = serde_json::from_str(raw.get()).ok()?;
+            if let Err(why) = valid_object(&object) {
                 dropped += 1;
                 tracing::warn!(connector = "lastinfosec", reason = %why, "Dropped a malformed object from the LastInfoSec bundle.");
-                false
+                return None;
             }
+            if skip.is_some() && object.get("id").and_then(Value::as_str) == skip {
+                return None;
+            }
+            Some(Prepared::from_value(&object))
         })
-        .cloned()
         .collect();
     Some((kept, dropped))
 }

@@ -7,20 +7,20 @@ pub mod config;
 mod mapping;
 
 use async_trait::async_trait;
-use serde_json::Value;
 
 use crate::config::ConnectorSettings;
 use crate::connectors::{
     ConnectorError, EnrichmentConnector, EnrichmentRequest, Outcome, sent_message,
 };
 use crate::http::{self, Proxies};
+use crate::opencti::prepared::Prepared;
 use crate::stix::Tlp;
 use client::{Answer, LastinfosecClient};
 
 pub use client::status_text;
 pub use config::{Endpoint, LastinfosecConfig, SPEC};
 pub use mapping::{
-    EXTERNAL_REFERENCE_URL, strongest_hash, upstream_objects, with_external_reference,
+    EXTERNAL_REFERENCE_URL, Found, strongest_hash, upstream_objects, with_external_reference,
 };
 
 /// The LastInfoSec connector.
@@ -73,7 +73,7 @@ impl EnrichmentConnector for LastinfosecConnector {
             (value, Answer::Found(body)) => (value, body),
             (value, Answer::NotFound) => return Ok(Outcome::Done(format!("{value} not found..."))),
         };
-        let Some((upstream, dropped)) = upstream_objects(&body) else {
+        let Some((upstream, dropped)) = upstream_objects(body, Some(&request.entity_id)) else {
             return Ok(Outcome::Done(format!(
                 "{value} not found... (LastInfoSec returned no bundle)"
             )));
@@ -88,15 +88,15 @@ impl EnrichmentConnector for LastinfosecConnector {
                 }
             )));
         }
-        let mut objects = with_external_reference(&request.stix_objects, &request.entity_id);
-        // An upstream copy of the entity would replace ours (the splitter keeps the last one):
-        // the entity is the platform's, with the reference.
-        objects.extend(
-            upstream
-                .into_iter()
-                .filter(|o| o.get("id").and_then(Value::as_str) != Some(&request.entity_id)),
-        );
-        Ok(Outcome::Bundle {
+        // The platform's entity with the reference first; an upstream copy of the entity
+        // would replace it (the splitter keeps the last one), so upstream_objects left it out.
+        let mut objects: Vec<Prepared> =
+            with_external_reference(&request.stix_objects, &request.entity_id)
+                .iter()
+                .map(Prepared::from_value)
+                .collect();
+        objects.extend(upstream);
+        Ok(Outcome::Prepared {
             objects,
             message: Box::new(sent_message),
         })

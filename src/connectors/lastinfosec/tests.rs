@@ -4,15 +4,22 @@ use serde_json::json;
 
 use super::*;
 
+/// [`upstream_objects`] of an answer given as a `Value`, read back as `Value`s.
+fn objects_of(body: &serde_json::Value) -> Option<(Vec<serde_json::Value>, usize)> {
+    let found = Found::parse(&serde_json::to_vec(body).unwrap()).unwrap();
+    upstream_objects(found, None)
+        .map(|(objects, dropped)| (objects.iter().map(Prepared::to_value).collect(), dropped))
+}
+
 #[test]
 fn each_found_fixture_yields_its_bundle_objects() {
-    let (objects, dropped) = upstream_objects(&fixture_json(
+    let (objects, dropped) = objects_of(&fixture_json(
         "lastinfosec",
         "stix21_search_hash_found_constructed.json",
     ))
     .unwrap();
     assert_eq!((objects.len(), dropped), (8, 0));
-    let (objects, dropped) = upstream_objects(&fixture_json(
+    let (objects, dropped) = objects_of(&fixture_json(
         "lastinfosec",
         "stix21_search_domain_found_constructed.json",
     ))
@@ -23,10 +30,10 @@ fn each_found_fixture_yields_its_bundle_objects() {
 
 #[test]
 fn envelopes_may_be_empty_or_carry_extra_keys() {
-    assert!(upstream_objects(&json!({"message": []})).is_none());
-    assert!(upstream_objects(&json!({"status": "ok"})).is_none());
+    assert!(objects_of(&json!({"message": []})).is_none());
+    assert!(objects_of(&json!({"status": "ok"})).is_none());
     assert!(
-        upstream_objects(&fixture_json(
+        objects_of(&fixture_json(
             "lastinfosec",
             "error_422_not_found_constructed.json"
         ))
@@ -39,7 +46,7 @@ fn envelopes_may_be_empty_or_carry_extra_keys() {
         .unwrap()
         .push(json!({"type": "bundle", "objects": []}));
     assert_eq!(
-        upstream_objects(&body).unwrap().0.len(),
+        objects_of(&body).unwrap().0.len(),
         5,
         "the first bundle, extra keys ignored"
     );
@@ -55,7 +62,7 @@ fn malformed_objects_are_dropped_not_fatal() {
         {"type": "relationship", "id": "relationship--8e2e2d2b-17d4-4cbf-938f-98ee46b3cd3f", "source_ref": "a--b"},
         "not an object"
     ]}]});
-    let (objects, dropped) = upstream_objects(&body).unwrap();
+    let (objects, dropped) = objects_of(&body).unwrap();
     assert_eq!((objects.len(), dropped), (1, 5));
 }
 
@@ -129,5 +136,38 @@ fn the_reference_joins_the_references_the_platform_exported() {
     assert_eq!(
         out[0]["x_opencti_external_references"][0]["source_name"],
         "Last Info Sec"
+    );
+}
+
+#[test]
+fn the_answer_is_kept_as_text_and_an_upstream_copy_of_the_entity_is_left_out() {
+    let body = fixture_json("lastinfosec", "stix21_search_domain_found_constructed.json");
+    let bytes = serde_json::to_vec(&body).unwrap();
+    let found = Found::parse(&bytes).unwrap();
+    let (all, _) = upstream_objects(found.clone(), None).unwrap();
+    let first = all[0].id.clone();
+    let (kept, dropped) = upstream_objects(found, Some(&first)).unwrap();
+    assert_eq!((kept.len(), dropped), (all.len() - 1, 0));
+    assert!(kept.iter().all(|o| o.id != first));
+    // Each object is the compact text of the upstream's, with its references known.
+    for (prepared, original) in all
+        .iter()
+        .zip(body["message"][0]["objects"].as_array().unwrap())
+    {
+        assert_eq!(prepared.json, original.to_string());
+    }
+    assert!(Found::parse(b"not json").is_err());
+    assert!(
+        upstream_objects(
+            Found::parse(br#"{"message": {"objects": "nope"}}"#).unwrap(),
+            None
+        )
+        .is_none()
+    );
+    let one = Found::parse(br#"{"message": {"type": "bundle", "objects": []}}"#).unwrap();
+    assert_eq!(
+        upstream_objects(one, None).unwrap().0.len(),
+        0,
+        "one bundle, not a list"
     );
 }

@@ -19,12 +19,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use super::delivery::{Budget, GiveBack, Settlement, Stop, settle};
+use super::delivery::{Budget, GiveBack, Settlement, Stop, memory_stop, settle};
 use super::retry::{BROKER_BACKOFF, Backoff};
 use super::send::Sender;
 use super::{ConnectorRun, Shutdown};
 use crate::amqp::{self, OPERATION_TIMEOUT};
 use crate::connectors::EnrichmentConnector;
+use crate::memory::{self, Weight};
 use crate::metrics::Event;
 use crate::opencti::messages::ListenMessage;
 use poison::{Flag, Records, Verdict};
@@ -199,41 +200,13 @@ async fn handle_delivery(ctx: Arc<EnrichmentContext>, delivery: Delivery, sessio
     };
     let abort = session.abort.child_token();
     let budget = Budget::new(platform, &abort);
+    let ledger = budget.ledger();
     // Held until the message is settled, so nothing else starts while a suspect runs.
-    let mut _alone = None;
-    let mut _shared = None;
-    let handling = async {
-        match verdict {
-            Verdict::Convicted => {
-                tracing::error!(
-                    connector,
-                    "This message was being processed alone when a process died, after an earlier crash: failing it without processing it again."
-                );
-                metrics.count(connector, Event::Poison);
-                return report_failure(&ctx, &delivery.data, CONVICTED, &budget).await;
-            }
-            Verdict::Suspect => {
-                _alone = Some(tokio::select! {
-                    guard = platform.isolation.write() => guard,
-                    _ = abort.cancelled() => return Err(budget.given_back()),
-                });
-                if let Err(error) = records.mark(Flag::Alone).await {
-                    tracing::warn!(connector, %error, "Cannot flag the message on RabbitMQ; if it crashes the process, the crash will not be attributed to it.");
-                }
-                tracing::info!(
-                    connector,
-                    "A redelivered message that may have been in flight when a process died: processing it alone."
-                );
-            }
-            Verdict::Fresh | Verdict::Returned => {
-                _shared = Some(tokio::select! {
-                    guard = platform.isolation.read() => guard,
-                    _ = abort.cancelled() => return Err(budget.given_back()),
-                });
-            }
-        }
-        handle_caught(&ctx, &delivery.data, &budget).await
-    };
+    let mut gate = None;
+    let handling = memory::LEDGER.scope(
+        ledger.clone(),
+        handle_gated(&ctx, &delivery.data, verdict, &records, &budget, &mut gate),
+    );
     let result = tokio::time::timeout_at(held_until, handling)
         .await
         .unwrap_or(Err(Stop::GiveBack(GiveBack::HeldTooLong)));
@@ -270,6 +243,70 @@ async fn handle_delivery(ctx: Arc<EnrichmentContext>, delivery: Delivery, sessio
     if done_alone && let Err(error) = records.clear(Flag::Alone).await {
         tracing::warn!(connector, %error, "Cannot clear the message's flag on RabbitMQ; a redelivery of it would be failed as a crash.");
     }
+}
+
+/// The process's isolation gate, as a message holds it.
+enum Gate {
+    /// Alone: nothing else runs in the process.
+    #[allow(dead_code)] // Held for its drop.
+    Alone(tokio::sync::OwnedRwLockWriteGuard<()>),
+    /// With the others.
+    #[allow(dead_code)] // Held for its drop.
+    Shared(tokio::sync::OwnedRwLockReadGuard<()>),
+}
+
+/// Passes the isolation gate as `verdict` says (alone, with the others, or not at all for a
+/// convicted message, which is only reported), leaving the guard in `gate` for the caller to
+/// hold until the message is settled; charges the message's parsed form; handles it.
+async fn handle_gated(
+    ctx: &EnrichmentContext,
+    body: &[u8],
+    verdict: Verdict,
+    records: &Records<'_>,
+    budget: &Budget<'_>,
+    gate: &mut Option<Gate>,
+) -> Result<(), Stop> {
+    let connector = ctx.run.settings.key;
+    let isolation = ctx.run.platform.isolation.clone();
+    let abort = budget.abort();
+    match verdict {
+        Verdict::Convicted => {
+            tracing::error!(
+                connector,
+                "This message was being processed alone when a process died, after an earlier crash: failing it without processing it again."
+            );
+            ctx.run.metrics.count(connector, Event::Poison);
+            return report_failure(ctx, body, CONVICTED, budget).await;
+        }
+        Verdict::Suspect => {
+            *gate = Some(Gate::Alone(tokio::select! {
+                guard = isolation.write_owned() => guard,
+                _ = abort.cancelled() => return Err(budget.given_back()),
+            }));
+            if let Err(error) = records.mark(Flag::Alone).await {
+                tracing::warn!(connector, %error, "Cannot flag the message on RabbitMQ; if it crashes the process, the crash will not be attributed to it.");
+            }
+            tracing::info!(
+                connector,
+                "A redelivered message that may have been in flight when a process died: processing it alone."
+            );
+        }
+        Verdict::Fresh | Verdict::Returned => {
+            *gate = Some(Gate::Shared(tokio::select! {
+                guard = isolation.read_owned() => guard,
+                _ = abort.cancelled() => return Err(budget.given_back()),
+            }));
+        }
+    }
+    // The message's parsed form (a playbook's bundle can be large), charged before it is
+    // parsed; what the request reads and sends is charged on the same ledger.
+    if let Err(error) = memory::charge(Weight::Tree.of(body.len() as u64)).await {
+        return match memory_stop(error) {
+            Stop::Failed(text) => report_failure(ctx, body, &text, budget).await,
+            given_back => Err(given_back),
+        };
+    }
+    handle_caught(ctx, body, budget).await
 }
 
 /// Handles one message body; a panic of the connector is caught and reported like any

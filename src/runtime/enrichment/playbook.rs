@@ -9,6 +9,7 @@ use crate::connectors::{EnrichmentRequest, Outcome};
 use crate::opencti::OpenctiClient;
 use crate::opencti::client::PlaybookStep;
 use crate::opencti::messages::{ListenMessage, PlaybookInfo};
+use crate::opencti::prepared::Prepared;
 use crate::runtime::delivery::{Budget, Stop};
 
 /// The playbook's bundle as the message carries it, and its objects.
@@ -176,6 +177,14 @@ async fn process_playbook(
     match enrich_with_retries(ctx, &request, budget).await? {
         Outcome::Done(_) => Ok(None),
         Outcome::Bundle { mut objects, .. } => {
+            if let Some(organisations) = &shared_with {
+                share_with(&mut objects, organisations);
+            }
+            Ok(Some(objects))
+        }
+        // A playbook answers with the whole bundle as objects: read them back.
+        Outcome::Prepared { objects, .. } => {
+            let mut objects: Vec<Value> = objects.iter().map(Prepared::to_value).collect();
             if let Some(organisations) = &shared_with {
                 share_with(&mut objects, organisations);
             }

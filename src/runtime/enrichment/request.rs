@@ -7,6 +7,7 @@ use super::{EnrichmentContext, UNREADABLE_MESSAGE, gate};
 use crate::connectors::{ConnectorError, EnrichmentRequest, Outcome};
 use crate::opencti::OpenctiClient;
 use crate::opencti::messages::ListenMessage;
+use crate::opencti::prepared::Prepared;
 use crate::runtime::delivery::{Budget, Stop};
 use crate::runtime::send::SendTarget;
 use crate::stix::Tlp;
@@ -83,26 +84,51 @@ pub(super) async fn process_enrichment(
         playbook: false,
     };
     let shared_with = granted_refs(&request.stix_entity);
-    match enrich_with_retries(ctx, &request, budget).await? {
-        Outcome::Done(text) => Ok(text),
+    let target = SendTarget {
+        work_id: message.internal.work_id.as_deref(),
+        draft_id: message.internal.draft_id.as_deref(),
+        cleanup_inconsistent: false,
+        applicant_id: message.internal.applicant_id.as_deref(),
+    };
+    let (sent, records, make_message) = match enrich_with_retries(ctx, &request, budget).await? {
+        Outcome::Done(text) => return Ok(text),
         Outcome::Bundle {
             mut objects,
-            message: make_message,
+            message,
         } => {
             if let Some(organisations) = &shared_with {
                 share_with(&mut objects, organisations);
             }
-            let target = SendTarget {
-                work_id: message.internal.work_id.as_deref(),
-                draft_id: message.internal.draft_id.as_deref(),
-                cleanup_inconsistent: false,
-                applicant_id: message.internal.applicant_id.as_deref(),
-            };
             let records = objects.len();
             let sent = ctx.sender.send(client, objects, target, budget).await?;
-            ctx.run.metrics.sent(ctx.run.settings.key, sent, records);
-            Ok(make_message(sent))
+            (sent, records, message)
         }
+        Outcome::Prepared {
+            mut objects,
+            message,
+        } => {
+            if let Some(organisations) = &shared_with {
+                share_prepared_with(&mut objects, organisations);
+            }
+            let records = objects.len();
+            let sent = ctx
+                .sender
+                .send_prepared(client, objects, target, budget)
+                .await?;
+            (sent, records, message)
+        }
+    };
+    ctx.run.metrics.sent(ctx.run.settings.key, sent, records);
+    Ok(make_message(sent))
+}
+
+/// [`share_with`] for objects already serialised: each is read, shared and written again,
+/// one at a time.
+pub(super) fn share_prepared_with(objects: &mut [Prepared], organisations: &[Value]) {
+    for prepared in objects.iter_mut() {
+        let mut object = prepared.to_value();
+        share_with(std::slice::from_mut(&mut object), organisations);
+        *prepared = Prepared::from_value(&object);
     }
 }
 
@@ -174,6 +200,12 @@ pub(super) async fn enrich_with_retries(
             Ok(outcome) => return Ok(outcome),
             Err(error) => error,
         };
+        if crate::runtime::delivery::starved() {
+            // It failed for want of memory, not for what it asked: give it back.
+            return Err(Stop::GiveBack(
+                crate::runtime::delivery::GiveBack::MemoryBusy,
+            ));
+        }
         match retry.after(&error) {
             Some(delay) if budget.allows(delay) => {
                 tracing::warn!(connector, attempt = retry.attempt - 1, %error, "Upstream failed; retrying.");

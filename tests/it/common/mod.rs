@@ -119,6 +119,9 @@ pub fn platform(fake: &FakeOpencti) -> Arc<Platform> {
         import_lock: true,
         availability: runtime::availability::Availability::new(metrics.clone()),
         isolation: Arc::default(),
+        memory: opencti_connectors::memory::MemoryBudget::new(
+            opencti_connectors::memory::DEFAULT_BUDGET,
+        ),
         metrics,
     })
 }
