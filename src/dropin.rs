@@ -33,6 +33,8 @@ use crate::config::{ConfigError, KeySpec, SectionSpec, parse_bool};
 use crate::migrate::{self, CONNECTOR_PREFIX, Official};
 use crate::registry::{self, Config};
 
+pub mod catalog;
+
 /// The environment variable that selects the drop-in mode, as `--as` does (an image made for
 /// one connector sets it, and so can a Helm chart that passes no arguments).
 pub const AS_ENV: &str = "OPENCTI_CONNECTORS_AS";

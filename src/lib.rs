@@ -12,7 +12,8 @@
 //! - [`oneshot`]: `enrich` and `import` without OpenCTI, printing the bundle.
 //! - [`migrate`]: the official connectors' compose files → `config.yml` + an env file; it
 //!   holds what the daemon knows of the official images.
-//! - [`dropin`]: `run --as <connector>`, the daemon in place of one official image.
+//! - [`dropin`]: `run --as <connector>`, the daemon in place of one official image, and the
+//!   integration manager's catalog of those images.
 //! - [`cache`]: the upstream answer cache of the enrichment connectors.
 //! - [`ratelimit`]: the per-connector upstream gate (token bucket, 429 pauses).
 //! - [`health`], [`metrics`]: `/healthz` and `/metrics`.

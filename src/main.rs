@@ -57,6 +57,16 @@ enum Command {
         #[arg(long)]
         url: Option<String>,
     },
+    /// Print the integration manager's custom catalog: one contract per connector, each
+    /// pointing at that connector's image (`<image>-<connector>:<version>`).
+    Catalog {
+        /// The images' name before `-<connector>`.
+        #[arg(long, default_value = "opencti-connectors")]
+        image: String,
+        /// The images' tag.
+        #[arg(long, default_value = "latest")]
+        version: String,
+    },
     /// Enrich one entity with a connector and print the STIX bundle the daemon would send.
     /// Needs only the connector's upstream settings: no OpenCTI, no RabbitMQ.
     Enrich {
@@ -139,6 +149,13 @@ async fn async_main(args: Args) -> ExitCode {
     }
     if let Command::ConfigTable = command {
         print!("{}", registry::markdown_table());
+        return ExitCode::SUCCESS;
+    }
+    if let Command::Catalog { image, version } = &command {
+        // A map of plain JSON values always serialises.
+        let text = serde_json::to_string_pretty(&dropin::catalog::catalog(image, version))
+            .unwrap_or_default();
+        println!("{text}");
         return ExitCode::SUCCESS;
     }
     if let Command::Healthcheck { url } = &command {

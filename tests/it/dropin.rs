@@ -342,3 +342,163 @@ async fn run_as_ipsum_imports_under_the_official_default_id() {
         "{logs}"
     );
 }
+
+/// `deploy/xtm-composer/opencti-connectors-catalog.json`.
+fn shipped_catalog() -> serde_json::Value {
+    let path = format!(
+        "{}/deploy/xtm-composer/opencti-connectors-catalog.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn the_shipped_catalog_is_what_the_catalog_command_prints() {
+    let out = run(&["catalog"], &[]);
+    assert!(out.status.success());
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        printed,
+        shipped_catalog(),
+        "regenerate it: opencti-connectors catalog > deploy/xtm-composer/opencti-connectors-catalog.json"
+    );
+    let moved = run(
+        &[
+            "catalog",
+            "--image",
+            "registry.example/occ",
+            "--version",
+            "0.1.0",
+        ],
+        &[],
+    );
+    let moved: serde_json::Value = serde_json::from_slice(&moved.stdout).unwrap();
+    assert_eq!(
+        moved["contracts"][0]["container_image"],
+        "registry.example/occ-ipinfo"
+    );
+    assert_eq!(moved["contracts"][0]["container_version"], "0.1.0");
+}
+
+/// A value the integration manager's form would hold for a property: its default (a list
+/// as the comma-separated text the platform passes), or, for a required one, what an
+/// operator enters.
+fn form_value(name: &str, property: &serde_json::Value) -> Option<String> {
+    match &property["default"] {
+        serde_json::Value::Array(items) => Some(
+            items
+                .iter()
+                .map(|i| i.as_str().unwrap())
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Null if property["format"] == "uri" => {
+            Some("http://upstream.example/".into())
+        }
+        serde_json::Value::Null if property["type"] == "string" => {
+            Some(format!("secret-{}", name.to_ascii_lowercase()))
+        }
+        serde_json::Value::Null => None,
+        other => Some(other.to_string()),
+    }
+}
+
+#[test]
+fn each_catalog_contract_starts_as_the_integration_manager_starts_it() {
+    let catalog = shipped_catalog();
+    assert_ne!(catalog["id"], "filigran-catalog-id");
+    let contracts = catalog["contracts"].as_array().unwrap();
+    let specs = opencti_connectors::registry::specs();
+    assert_eq!(contracts.len(), specs.len());
+    for (contract, spec) in contracts.iter().zip(specs) {
+        let section = spec.section;
+        assert_eq!(
+            contract["container_image"],
+            format!("opencti-connectors-{section}")
+        );
+        assert_eq!(contract["container_type"], spec.kind.connector_type());
+        assert_eq!(contract["manager_supported"], true);
+        // The slug must not shadow the official contract's in OpenCTI's lookups.
+        assert_eq!(contract["slug"], format!("opencti-connectors-{section}"));
+        let schema = &contract["config_schema"];
+        let properties = schema["properties"].as_object().unwrap();
+        // The platform sets these itself (and drops them from any contract).
+        for platform in [
+            "OPENCTI_URL",
+            "OPENCTI_TOKEN",
+            "CONNECTOR_ID",
+            "CONNECTOR_NAME",
+            "CONNECTOR_TYPE",
+        ] {
+            assert!(!properties.contains_key(platform), "{section}: {platform}");
+        }
+        let required: Vec<&str> = schema["required"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_str().unwrap())
+            .collect();
+        for name in &required {
+            assert!(
+                properties.contains_key(*name),
+                "{section}: required {name} is offered"
+            );
+        }
+        // What xtm-composer puts in the container: the form's values, the platform's own
+        // variables, and the image's OPENCTI_CONNECTORS_AS.
+        let instance_id = uuid::Uuid::new_v4().to_string();
+        let mut env: Vec<(String, String)> = properties
+            .iter()
+            .filter_map(|(name, property)| {
+                let wanted = required.contains(&name.as_str()) || !property["default"].is_null();
+                wanted
+                    .then(|| form_value(name, property).map(|v| (name.clone(), v)))
+                    .flatten()
+            })
+            .collect();
+        env.extend([
+            ("OPENCTI_URL".to_string(), "http://opencti:8080".to_string()),
+            ("OPENCTI_TOKEN".to_string(), fake_opencti::TOKEN.to_string()),
+            ("CONNECTOR_ID".to_string(), instance_id.clone()),
+            ("CONNECTOR_NAME".to_string(), format!("my-{section}")),
+            (
+                "CONNECTOR_TYPE".to_string(),
+                spec.kind.connector_type().to_string(),
+            ),
+            ("OPENCTI_CONFIG_HASH".to_string(), "c0ffee".to_string()),
+            (
+                opencti_connectors::dropin::AS_ENV.to_string(),
+                section.to_string(),
+            ),
+        ]);
+        let out = run(&["check-config"], &env);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{section}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.starts_with(&format!(
+                "{section}: my-{section} ({}, id {instance_id})",
+                spec.kind.connector_type()
+            )),
+            "{stdout}"
+        );
+        assert!(
+            !stdout.contains("note: not read"),
+            "every variable is read: {stdout}"
+        );
+        // And without a required value, it does not start.
+        for name in &required {
+            let without: Vec<(String, String)> =
+                env.iter().filter(|(k, _)| k != name).cloned().collect();
+            assert_eq!(
+                run(&["check-config"], &without).status.code(),
+                Some(2),
+                "{section}: {name}"
+            );
+        }
+    }
+}
