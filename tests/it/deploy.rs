@@ -2,6 +2,7 @@
 
 use std::collections::HashSet;
 
+mod helm;
 mod image;
 
 fn read(path: &str) -> String {
