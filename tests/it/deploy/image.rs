@@ -360,3 +360,30 @@ fn the_build_context_holds_what_the_manifest_names() {
         assert!(copies.contains(&needed), "COPY {needed}");
     }
 }
+
+#[test]
+fn the_sbom_script_covers_every_platform_the_image_is_built_for() {
+    let script = read("scripts/sbom");
+    let targets: Vec<&str> = script
+        .lines()
+        .find_map(|l| l.strip_prefix("TARGETS=("))
+        .and_then(|l| l.strip_suffix(')'))
+        .expect("TARGETS=(…)")
+        .split_whitespace()
+        .collect();
+    let stages = stages();
+    let run = stage(&stages, "build").args("RUN").join("\n");
+    let built: Vec<&str> = run
+        .split("triple=")
+        .skip(1)
+        .filter_map(|rest| rest.split(';').next())
+        .filter(|t| t.ends_with("-linux-gnu"))
+        .collect();
+    assert_eq!(
+        targets, built,
+        "one SBOM per platform the Dockerfile builds"
+    );
+    assert!(script.contains("--spec-version 1.5") && script.contains("--describe binaries"));
+    assert!(script.contains("cargo install cargo-cyclonedx --locked --version"));
+    assert!(read("deploy/check").contains("scripts/sbom target/sbom"));
+}
