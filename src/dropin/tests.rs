@@ -390,3 +390,52 @@ fn the_healthcheck_finds_the_port_a_drop_in_listens_on() {
         "http://127.0.0.1:9200/healthz"
     );
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Any text for any name a drop-in reads (the official ones and the translations
+    /// included) loads or is refused, never panics, and a refused secret is never shown.
+    #[test]
+    fn any_value_of_any_name_loads_or_is_refused_without_showing_a_secret(
+        section in proptest::sample::select(vec!["ipinfo", "ipsum", "riskiq", "lastinfosec", "ivre"]),
+        pick in proptest::prelude::any::<proptest::sample::Index>(),
+        value in "\\PC{0,24}",
+    ) {
+        let (spec, _) = super::section(section).unwrap();
+        let mut names: Vec<(String, bool)> = table(spec)
+            .into_iter()
+            .flat_map(|k| {
+                let secret = k.kind == crate::config::Kind::Secret;
+                k.env.into_iter().map(move |n| (n, secret))
+            })
+            .collect();
+        for extra in [JSON_LOGGING, EXPOSE_METRICS, METRICS_PORT, CONNECTOR_TYPE] {
+            names.push((extra.to_string(), false));
+        }
+        let (name, secret) = pick.get(&names).clone();
+        let mut pairs = env(&[
+            ("OPENCTI_URL", "http://opencti:8080"),
+            ("OPENCTI_TOKEN", "t"),
+            ("CONNECTOR_ID", ID),
+            ("IPINFO_TOKEN", "k"),
+            ("RISKIQ_USERNAME", "u"),
+            ("RISKIQ_API_KEY", "k"),
+            ("CONFIG_LIS_APIKEY_CTI", "k"),
+            ("IVRE_DB_URL", "https://ivre.example/cgi"),
+        ]);
+        pairs.insert(name.clone(), value.clone());
+        match from_sources(section, None, &pairs) {
+            Ok(d) => {
+                let _ = registry::build_all(&d.config);
+            }
+            Err(e) => {
+                let shown = e.to_string();
+                let hidden = value.trim();
+                if secret && hidden.len() > 3 && !migrate::placeholder(hidden) {
+                    proptest::prop_assert!(!shown.contains(hidden), "{name}: {shown}");
+                }
+            }
+        }
+    }
+}
