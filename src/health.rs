@@ -93,6 +93,20 @@ async fn metrics_text(
     )
 }
 
+/// The `/healthz` a `healthcheck` without `--url` asks, on the loopback: at the port of
+/// `DAEMON_LISTEN`, else of `CONNECTOR_METRICS_PORT` (where a drop-in listens when that is
+/// set), else 9095. It reads the environment only: the image's `HEALTHCHECK` runs in the
+/// daemon's environment, whatever the mode.
+pub fn default_url(env: &std::collections::HashMap<String, String>) -> String {
+    let set = |name: &str| env.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
+    let port = set("DAEMON_LISTEN")
+        .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+        .map(|a| a.port())
+        .or_else(|| set("CONNECTOR_METRICS_PORT").and_then(|p| p.parse::<u16>().ok()))
+        .unwrap_or(crate::dropin::PYCTI_METRICS_PORT);
+    format!("http://127.0.0.1:{port}/healthz")
+}
+
 /// `opencti-connectors healthcheck`: asks a running daemon's `/healthz`.
 pub async fn probe(url: &str) -> Result<(), String> {
     let client = reqwest::Client::builder()

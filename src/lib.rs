@@ -11,6 +11,10 @@
 //! - [`connectors`]: the connector contract, and one directory per connector.
 //! - [`oneshot`]: `enrich` and `import` without OpenCTI, printing the bundle.
 //! - [`memory`]: the process-wide memory budget every request's large buffers are charged to.
+//! - [`migrate`]: the official connectors' compose files → `config.yml` + an env file; it
+//!   holds what the daemon knows of the official images.
+//! - [`dropin`]: `run --as <connector>`, the daemon in place of one official image, and the
+//!   integration manager's catalog of those images.
 //! - [`cache`]: the upstream answer cache of the enrichment connectors.
 //! - [`ratelimit`]: the per-connector upstream gate (token bucket, 429 pauses).
 //! - [`health`], [`metrics`]: `/healthz` and `/metrics`.
@@ -20,6 +24,7 @@ pub mod amqp;
 pub mod cache;
 pub mod config;
 pub mod connectors;
+pub mod dropin;
 pub mod health;
 pub mod http;
 pub mod memory;

@@ -10,7 +10,7 @@ use opencti_connectors::config::LogFormat;
 use opencti_connectors::metrics::Metrics;
 use opencti_connectors::registry::{self, Config};
 use opencti_connectors::runtime::{self, Platform, Shutdown, retry::RetryPolicy};
-use opencti_connectors::{connectors, health, shutdown};
+use opencti_connectors::{connectors, dropin, health, shutdown};
 
 #[derive(Parser)]
 #[command(
@@ -27,6 +27,11 @@ struct Args {
         global = true
     )]
     config: String,
+    /// Host only this connector (ipinfo, ipsum, riskiq, lastinfosec, ivre), configured as its
+    /// official image is: OPENCTI_*, the bare CONNECTOR_* names and the connector's own
+    /// (run and check-config).
+    #[arg(long = "as", value_name = "CONNECTOR", env = dropin::AS_ENV, global = true)]
+    as_connector: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -47,8 +52,20 @@ enum Command {
     ConfigTable,
     /// Ask a running daemon's health endpoint; exit 0 when healthy (for Docker HEALTHCHECK).
     Healthcheck {
-        #[arg(long, default_value = "http://127.0.0.1:9095/healthz")]
-        url: String,
+        /// Default: http://127.0.0.1:<port>/healthz, the port of DAEMON_LISTEN, else of
+        /// CONNECTOR_METRICS_PORT (a drop-in's), else 9095.
+        #[arg(long)]
+        url: Option<String>,
+    },
+    /// Print the integration manager's custom catalog: one contract per connector, each
+    /// pointing at that connector's image (`<image>-<connector>:<version>`).
+    Catalog {
+        /// The images' name before `-<connector>`.
+        #[arg(long, default_value = "opencti-connectors")]
+        image: String,
+        /// The images' tag.
+        #[arg(long, default_value = "latest")]
+        version: String,
     },
     /// Enrich one entity with a connector and print the STIX bundle the daemon would send.
     /// Needs only the connector's upstream settings: no OpenCTI, no RabbitMQ.
@@ -120,12 +137,33 @@ fn main() -> ExitCode {
 
 async fn async_main(args: Args) -> ExitCode {
     let command = args.command.unwrap_or(Command::Run);
+    // OPENCTI_CONNECTORS_AS selects the drop-in for the commands that load a configuration
+    // (an image made for one connector sets it, and still runs its other commands); `--as`
+    // given to another command is a mistake.
+    let as_connector = args.as_connector.filter(|s| !s.trim().is_empty());
+    let dropin_command = matches!(command, Command::Run | Command::CheckConfig { .. });
+    let as_flag = std::env::args().any(|a| a == "--as" || a.starts_with("--as="));
+    if as_flag && !dropin_command {
+        eprintln!("error: --as applies to run and check-config only");
+        return ExitCode::from(2);
+    }
     if let Command::ConfigTable = command {
         print!("{}", registry::markdown_table());
         return ExitCode::SUCCESS;
     }
+    if let Command::Catalog { image, version } = &command {
+        // A map of plain JSON values always serialises.
+        let text = serde_json::to_string_pretty(&dropin::catalog::catalog(image, version))
+            .unwrap_or_default();
+        println!("{text}");
+        return ExitCode::SUCCESS;
+    }
     if let Command::Healthcheck { url } = &command {
-        return match health::probe(url).await {
+        let url = url.clone().unwrap_or_else(|| {
+            let env: std::collections::HashMap<String, String> = std::env::vars().collect();
+            health::default_url(&env)
+        });
+        return match health::probe(&url).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("unhealthy: {e}");
@@ -148,7 +186,12 @@ async fn async_main(args: Args) -> ExitCode {
     if matches!(command, Command::Enrich { .. } | Command::Import { .. }) {
         return one_shot(command, &args.config, explicit).await;
     }
-    let config = match Config::load(&args.config, explicit) {
+    let loaded = match &as_connector {
+        Some(name) => dropin::load(name, &args.config, explicit)
+            .map(|d| (d.config, Some((d.official, d.notes)))),
+        None => Config::load(&args.config, explicit).map(|c| (c, None)),
+    };
+    let (config, dropin) = match loaded {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
@@ -156,6 +199,17 @@ async fn async_main(args: Args) -> ExitCode {
         }
     };
     init_tracing(&config, false);
+    if let Some((official, notes)) = &dropin {
+        let connector = official.section;
+        tracing::info!(
+            connector,
+            image = %format!("opencti/connector-{}", official.image),
+            "Drop-in for the official image: hosting this connector alone."
+        );
+        for note in notes {
+            tracing::warn!(connector, %note, "Drop-in configuration.");
+        }
+    }
     let built = match registry::build_all(&config) {
         Ok(b) => b,
         Err(e) => {
@@ -172,6 +226,15 @@ async fn async_main(args: Args) -> ExitCode {
                 s.connector_type(),
                 s.id
             );
+        }
+        if let Some((official, notes)) = &dropin {
+            println!(
+                "drop-in for opencti/connector-{} (--as {})",
+                official.image, official.section
+            );
+            for note in notes {
+                println!("note: {note}");
+            }
         }
         println!("configuration OK ({} connector(s) enabled)", built.len());
         if !online {

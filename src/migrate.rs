@@ -18,14 +18,64 @@ use serde_yaml::{Mapping, Value};
 use crate::config::{KeySpec, Kind};
 use crate::registry;
 
+/// One official connector image, as the daemon knows it.
+#[derive(Debug, Clone, Copy)]
+pub struct Official {
+    /// The image's name after `opencti/connector-` (`riskiq-passive-total`).
+    pub image: &'static str,
+    /// The daemon section it becomes.
+    pub section: &'static str,
+    /// The connector id the official image registers with when `CONNECTOR_ID` is unset (its
+    /// settings' default). Only a UUID is kept: the daemon's ids are UUIDs.
+    pub default_id: Option<&'static str>,
+    /// Variables the official code reads from another place of its `config.yml` than the one
+    /// rule (`<section>.<key>` ↔ `<SECTION>_<KEY>`) says: `(name by the rule, name read)`.
+    pub file_names: &'static [(&'static str, &'static str)],
+}
+
 /// The official connectors' images and the daemon section each one becomes.
-pub const RECOGNISED: &[(&str, &str)] = &[
-    ("ipinfo", "ipinfo"),
-    ("ipsum", "ipsum"),
-    ("riskiq-passive-total", "riskiq"),
-    ("lastinfosec-enrichment", "lastinfosec"),
-    ("ivre", "ivre"),
+pub const RECOGNISED: &[Official] = &[
+    Official {
+        image: "ipinfo",
+        section: "ipinfo",
+        // Its default, `ipinfo--43cf861c-…`, is no UUID: `CONNECTOR_ID` must be set.
+        default_id: None,
+        file_names: &[],
+    },
+    Official {
+        image: "ipsum",
+        section: "ipsum",
+        default_id: Some("9b7c2e14-3f5a-4d8b-9c1e-6a2f4b8d0e37"),
+        file_names: &[],
+    },
+    Official {
+        image: "riskiq-passive-total",
+        section: "riskiq",
+        default_id: None,
+        file_names: &[],
+    },
+    Official {
+        image: "lastinfosec-enrichment",
+        section: "lastinfosec",
+        default_id: None,
+        // Its proxies are read from the `opencti:` block of its file.
+        file_names: &[
+            ("OPENCTI_PROXY_HTTP", "PROXY_HTTP"),
+            ("OPENCTI_PROXY_HTTPS", "PROXY_HTTPS"),
+        ],
+    },
+    Official {
+        image: "ivre",
+        section: "ivre",
+        default_id: None,
+        file_names: &[],
+    },
 ];
+
+/// The official image that `section` stands in for.
+pub fn official(section: &str) -> Option<&'static Official> {
+    RECOGNISED.iter().find(|o| o.section == section)
+}
 
 /// What a migration made of its compose files.
 #[derive(Debug, Default)]
@@ -109,7 +159,7 @@ pub fn migrate(files: &[PathBuf]) -> Result<Migration, String> {
             "no service of the daemon's connectors ({}) was found",
             RECOGNISED
                 .iter()
-                .map(|(image, _)| format!("opencti/connector-{image}"))
+                .map(|o| format!("opencti/connector-{}", o.image))
                 .collect::<Vec<_>>()
                 .join(", ")
         ));
@@ -158,18 +208,33 @@ fn report_stricter_defaults(
     vars: &[Var],
     unmapped: &mut Vec<String>,
 ) {
+    let set = |spec: &KeySpec| vars.iter().any(|v| spec.env.contains(&v.name));
+    for line in stricter_defaults(keys, section, set) {
+        unmapped.push(format!("{service}: {line}"));
+    }
+}
+
+/// One line for each of [`STRICTER_DEFAULTS`] of `section` whose key `is_set` says is unset:
+/// the daemon's default applies where the official connector had none.
+pub fn stricter_defaults(
+    keys: &[KeySpec],
+    section: &str,
+    is_set: impl Fn(&KeySpec) -> bool,
+) -> Vec<String> {
+    let mut lines = Vec::new();
     for (stricter_section, key, official) in STRICTER_DEFAULTS {
         let path = format!("{section}.{key}");
         let Some(spec) = keys.iter().find(|k| k.path == path) else {
             continue;
         };
-        if section == *stricter_section && !vars.iter().any(|v| spec.env.contains(&v.name)) {
-            unmapped.push(format!(
-                "{service}: {} is not set, so the daemon's default {path}: {} applies ({official})",
+        if section == *stricter_section && !is_set(spec) {
+            lines.push(format!(
+                "{} is not set, so the daemon's default {path}: {} applies ({official})",
                 spec.env[0], spec.default
             ));
         }
     }
+    lines
 }
 
 /// The section a service becomes, by image or else by service name, with its registry order.
@@ -183,8 +248,8 @@ fn recognise(name: &str, service: &Value) -> Option<(usize, &'static str)> {
     let from_name = name.strip_prefix("connector-");
     RECOGNISED
         .iter()
-        .position(|(official, _)| from_image.or(from_name) == Some(*official))
-        .map(|i| (i, RECOGNISED[i].1))
+        .position(|o| from_image.or(from_name) == Some(o.image))
+        .map(|i| (i, RECOGNISED[i].section))
 }
 
 /// The service's variables: `env_file:` first, then `environment:` (which wins), with
@@ -365,7 +430,7 @@ fn env_quote(v: &str) -> String {
 }
 
 /// A value the official files ship as a placeholder.
-fn placeholder(value: &str) -> bool {
+pub fn placeholder(value: &str) -> bool {
     value.trim().eq_ignore_ascii_case("changeme")
 }
 
@@ -381,24 +446,7 @@ fn map_var(
 ) {
     let Var { name, value } = var;
     let value = unquote(value.trim()).to_string();
-    let in_a_section = |k: &KeySpec| {
-        RECOGNISED
-            .iter()
-            .any(|(_, s)| k.path.starts_with(&format!("{s}.")))
-    };
-    let key = keys
-        .iter()
-        .find(|k| !in_a_section(k) && k.env.contains(&name))
-        .or_else(|| {
-            let rest = name.strip_prefix("CONNECTOR_")?;
-            let path = format!("{section}.connector.{}", rest.to_ascii_lowercase());
-            keys.iter().find(|k| k.path == path)
-        })
-        .or_else(|| {
-            keys.iter()
-                .find(|k| k.path.starts_with(&format!("{section}.")) && k.env.contains(&name))
-        });
-    let Some(key) = key else {
+    let Some(key) = official_key(keys, section, &name) else {
         m.unmapped
             .push(format!("{service}: {name} has no equivalent in the daemon"));
         return;
@@ -446,6 +494,43 @@ fn map_var(
     }
     m.mapped.push(format!("{service}: {name} -> {}", key.path));
     target.push((key.path.clone(), typed(key.kind, &value)));
+}
+
+/// The key an official connector's variable `name` sets, for a service of `section`:
+/// `OPENCTI_*` (and the other shared names) the global key of that name, `CONNECTOR_<KEY>`
+/// `<section>.connector.<key>`, and any other name the section key that accepts it
+/// (`IPINFO_TOKEN`, `CONNECTOR_IPSUM_API_KEY`, `CONFIG_LIS_APIKEY_CTI`). `None`: no equivalent.
+pub fn official_key<'a>(keys: &'a [KeySpec], section: &str, name: &str) -> Option<&'a KeySpec> {
+    let in_a_section = |k: &KeySpec| {
+        RECOGNISED
+            .iter()
+            .any(|o| k.path.starts_with(&format!("{}.", o.section)))
+    };
+    keys.iter()
+        .find(|k| !in_a_section(k) && k.env.iter().any(|e| e == name))
+        .or_else(|| {
+            let rest = name.strip_prefix(CONNECTOR_PREFIX)?;
+            let path = format!("{section}.connector.{}", rest.to_ascii_lowercase());
+            keys.iter().find(|k| k.path == path)
+        })
+        .or_else(|| {
+            keys.iter().find(|k| {
+                k.path.starts_with(&format!("{section}.")) && k.env.iter().any(|e| e == name)
+            })
+        })
+}
+
+/// The prefix of pycti's connector settings (`CONNECTOR_ID`, `CONNECTOR_SCOPE`, …).
+pub const CONNECTOR_PREFIX: &str = "CONNECTOR_";
+
+/// The names an official connector of `section` sets `key` by, besides the daemon's own:
+/// `CONNECTOR_<KEY>` for `<section>.connector.<key>` (the inverse of [`official_key`]'s rule).
+pub fn official_names(key: &KeySpec, section: &str) -> Vec<String> {
+    key.path
+        .strip_prefix(&format!("{section}.connector."))
+        .filter(|rest| !rest.contains('.'))
+        .map(|rest| vec![format!("{CONNECTOR_PREFIX}{}", rest.to_ascii_uppercase())])
+        .unwrap_or_default()
 }
 
 /// Whether `value` of `key` belongs in the env file: secrets, and URLs carrying credentials

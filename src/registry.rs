@@ -118,6 +118,18 @@ impl Config {
         Ok(config)
     }
 
+    /// Loads from an environment map alone, read through `table` instead of [`all_keys`]
+    /// (the drop-in's, which names keys by the official images' variables too), then
+    /// validates as [`Config::from_sources`] does.
+    pub fn from_table(
+        env: &HashMap<String, String>,
+        table: &[KeySpec],
+    ) -> Result<Config, ConfigError> {
+        let config: Config = loader::from_sources(None, env, table)?;
+        config.resolve_enabled()?;
+        Ok(config)
+    }
+
     /// Loads `path` if it exists (or was named explicitly) plus the process environment.
     pub fn load(path: &str, explicit: bool) -> Result<Config, ConfigError> {
         let env: HashMap<String, String> = std::env::vars().collect();

@@ -189,3 +189,36 @@ fn riskiq_s_max_tlp_is_written_when_set_and_its_stricter_default_reported_when_n
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn every_official_name_of_a_key_maps_back_to_that_key() {
+    let keys = registry::all_keys();
+    let mut checked = 0;
+    for official in RECOGNISED {
+        let section = official.section;
+        for key in keys
+            .iter()
+            .filter(|k| k.path.starts_with(&format!("{section}.")))
+        {
+            for name in official_names(key, section) {
+                let found = official_key(&keys, section, &name).map(|k| k.path.as_str());
+                assert_eq!(found, Some(key.path.as_str()), "{name}");
+                checked += 1;
+            }
+        }
+    }
+    // id, name, scope, confidence_level, log_level, queue_protocol and the kind's own, for
+    // every connector.
+    assert!(checked >= 5 * 8, "{checked}");
+    let keys_of =
+        |section: &str, name: &str| official_key(&keys, section, name).map(|k| k.path.clone());
+    assert_eq!(
+        keys_of("ipsum", "CONNECTOR_IPSUM_API_KEY").as_deref(),
+        Some("ipsum.api_key")
+    );
+    assert_eq!(
+        keys_of("ipinfo", "OPENCTI_URL").as_deref(),
+        Some("opencti.url")
+    );
+    assert_eq!(keys_of("ipinfo", "CONNECTOR_RUN_AND_TERMINATE"), None);
+}

@@ -10,6 +10,7 @@ mod check_online;
 mod daemon;
 mod delivery;
 mod deploy;
+mod dropin;
 mod faults;
 mod fuzz;
 mod graphql_schema;

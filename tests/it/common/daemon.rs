@@ -49,11 +49,17 @@ fn drain(mut from: impl Read + Send + 'static, into: Arc<Mutex<Vec<u8>>>) -> Joi
 impl Daemon {
     /// Starts the daemon with `env` (its health endpoint on a free port, logs piped).
     pub fn spawn(env: &[(&str, String)]) -> Daemon {
+        Daemon::spawn_with(&[], env)
+    }
+
+    /// Starts the daemon with `args` (`run --as ipinfo`) and `env`, as [`Daemon::spawn`].
+    pub fn spawn_with(args: &[&str], env: &[(&str, String)]) -> Daemon {
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("occ-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
         let mut command = Command::new(BIN);
         command
+            .args(args)
             .current_dir(&dir)
             .env_remove("CONFIG_FILE")
             .env("DAEMON_LISTEN", format!("127.0.0.1:{port}"))
