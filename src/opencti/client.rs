@@ -9,68 +9,19 @@ use serde_json::{Value, json};
 use crate::config::Secret;
 use crate::http::UpstreamError;
 
+pub use super::error::OpenctiError;
+pub use super::escape::push_json_string;
+use super::escape::push_escaped;
+
 pub use super::types::{
     Connection, ConnectorInfo, EntityRead, PlaybookStep, QueueConfig, RegisterInput, Registration,
 };
-
-/// A failed GraphQL call.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum OpenctiError {
-    /// Could not connect to the platform at all (connection refused, DNS): it is down.
-    #[error("OpenCTI is unreachable: {0}")]
-    Unreachable(String),
-    /// The exchange with the platform failed (a timeout, a connection cut mid-answer).
-    #[error("OpenCTI is unreachable: {0}")]
-    Transport(String),
-    /// A non-200 answer (400 for a query the schema rejects, 5xx while the platform starts).
-    #[error("OpenCTI answered HTTP {status}: {body}")]
-    Http { status: u16, body: String },
-    /// `errors` in the answer (pycti raises `name: message`).
-    #[error("OpenCTI error {name}: {message}")]
-    GraphQl { name: String, message: String },
-    /// A 200 answer without the expected data, or one too large to read.
-    #[error("unexpected OpenCTI answer: {0}")]
-    Decode(String),
-    /// The request could not be built (a draft id that is no header value): never transient.
-    #[error("the OpenCTI request could not be built: {0}")]
-    Request(String),
-}
 
 /// GraphQL answers are read up to this size unless `opencti.max_answer_bytes` says.
 pub const DEFAULT_MAX_ANSWER_BYTES: usize = 256 * 1024 * 1024;
 
 /// How long one GraphQL call may take unless `opencti.request_timeout` says.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
-
-impl OpenctiError {
-    /// The platform could not be connected to at all.
-    pub fn is_unreachable(&self) -> bool {
-        matches!(self, OpenctiError::Unreachable(_))
-    }
-
-    /// A failure that may mean the whole platform is unavailable (a refused connection, a
-    /// timeout, a 5xx/429 from it or from the ingress before it), rather than a refusal of
-    /// this one request: the caller asks `about` before deciding which it is.
-    pub fn may_mean_down(&self) -> bool {
-        match self {
-            OpenctiError::Unreachable(_) | OpenctiError::Transport(_) => true,
-            OpenctiError::Http { status, .. } => *status >= 500 || *status == 429 || *status == 408,
-            OpenctiError::GraphQl { .. } | OpenctiError::Decode(_) | OpenctiError::Request(_) => {
-                false
-            }
-        }
-    }
-
-    /// Worth retrying: the platform is down, restarting or overloaded.
-    pub fn is_transient(&self) -> bool {
-        match self {
-            OpenctiError::Unreachable(_) | OpenctiError::Transport(_) => true,
-            OpenctiError::Http { status, .. } => *status >= 500 || *status == 429 || *status == 408,
-            OpenctiError::GraphQl { name, .. } => name == "LOCK_ERROR" || name == "DATABASE_ERROR",
-            OpenctiError::Decode(_) | OpenctiError::Request(_) => false,
-        }
-    }
-}
 
 pub const HEALTH_CHECK: &str = "query healthCheck { about { version } }";
 
@@ -492,105 +443,5 @@ impl OpenctiClient {
             serde_json::to_value(step).map_err(|e| OpenctiError::Decode(e.to_string()))?;
         vars["bundle"] = json!(bundle);
         self.execute(PLAYBOOK_STEP_EXECUTION, vars).await.map(drop)
-    }
-}
-
-/// `s` as a JSON string, escaped as serde_json escapes (`\"`, `\\`, the short forms of
-/// `\b \f \n \r \t`, `\u00XX` for other control characters, everything else as is),
-/// copying the runs between escapes at once.
-pub fn push_json_string(out: &mut Vec<u8>, s: &str) {
-    out.push(b'"');
-    push_escaped(out, s);
-    out.push(b'"');
-}
-
-/// `s` escaped as inside a JSON string, without the quotes.
-fn push_escaped(out: &mut Vec<u8>, s: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    // Whether any of 8 bytes is below 0x20, a quote or a backslash (bytes above 0x7f, which
-    // never need escaping, are masked out by `!word`).
-    let special = |word: u64| {
-        let below_space = word.wrapping_sub(ONES * 0x20);
-        let quote = (word ^ (ONES * u64::from(b'"'))).wrapping_sub(ONES);
-        let backslash = (word ^ (ONES * u64::from(b'\\'))).wrapping_sub(ONES);
-        let quote = quote & !(word ^ (ONES * u64::from(b'"')));
-        let backslash = backslash & !(word ^ (ONES * u64::from(b'\\')));
-        ((below_space & !word) | quote | backslash) & HIGHS != 0
-    };
-    let bytes = s.as_bytes();
-    let mut start = 0;
-    let mut i = 0;
-    while i < bytes.len() {
-        if i + 8 <= bytes.len() {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(&bytes[i..i + 8]);
-            if !special(u64::from_le_bytes(word)) {
-                i += 8;
-                continue;
-            }
-        }
-        let b = bytes[i];
-        let short = match b {
-            b'"' => b'"',
-            b'\\' => b'\\',
-            0x08 => b'b',
-            0x0c => b'f',
-            b'\n' => b'n',
-            b'\r' => b'r',
-            b'\t' => b't',
-            0..=0x1f => b'u',
-            _ => {
-                i += 1;
-                continue;
-            }
-        };
-        out.extend_from_slice(&bytes[start..i]);
-        out.push(b'\\');
-        out.push(short);
-        if short == b'u' {
-            out.extend_from_slice(&[
-                b'0',
-                b'0',
-                HEX[usize::from(b >> 4)],
-                HEX[usize::from(b & 0xf)],
-            ]);
-        }
-        i += 1;
-        start = i;
-    }
-    out.extend_from_slice(&bytes[start..]);
-}
-
-#[cfg(test)]
-mod tests {
-    use proptest::prelude::*;
-
-    proptest! {
-        #[test]
-        fn strings_are_escaped_exactly_as_serde_json_escapes_them(s in any::<String>()) {
-            let mut out = Vec::new();
-            super::push_json_string(&mut out, &s);
-            prop_assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(&s).unwrap());
-        }
-
-        #[test]
-        fn json_like_text_is_escaped_exactly_too(s in "[ -~\"\\\\\n\t\u{1}\u{1f}é]{0,80}") {
-            let mut out = Vec::new();
-            super::push_json_string(&mut out, &s);
-            prop_assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(&s).unwrap());
-        }
-    }
-
-    #[test]
-    fn control_characters_and_quotes() {
-        let s = "a\"b\\c\u{8}\u{c}\n\r\t\u{1}\u{1f}é\u{7f}";
-        let mut out = Vec::new();
-        super::push_json_string(&mut out, s);
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            serde_json::to_string(s).unwrap()
-        );
     }
 }

@@ -2,6 +2,8 @@
 //! the bundle splitter, and the data the operations exchange.
 
 pub mod client;
+pub mod error;
+pub mod escape;
 pub mod messages;
 pub mod prepared;
 pub mod split;
