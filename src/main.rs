@@ -478,7 +478,9 @@ async fn run(
             "timed out".into(),
         ))
     }) {
-        Ok(version) => tracing::info!(version = %version, url = %url, "OpenCTI reachable."),
+        Ok(version) => {
+            tracing::info!(version = %version, dialect = client.dialect().label(), url = %url, "OpenCTI reachable.")
+        }
         Err(error) => {
             tracing::warn!(%error, url = %url, "OpenCTI not reachable yet; connectors will keep retrying.")
         }

@@ -1,5 +1,5 @@
 //! `check-config --online`: one cheap call to each thing the daemon depends on, one line per
-//! check. OpenCTI (its URL and token), each enabled connector's registration (which tells
+//! check. OpenCTI (its URL, token, version and the dialect the daemon speaks to it), each enabled connector's registration (which tells
 //! where RabbitMQ is, as at start-up; registering again is what every start does), RabbitMQ
 //! itself, each importer's lock (free, or held by a running replica), then each enabled
 //! connector's upstream with its configured key (for IVRE's `maxmind://` data, the GeoLite2
@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::amqp::BrokerAddress;
 use crate::config::{ConnectorSettings, Mode};
 use crate::connectors::Hosted;
+use crate::opencti::Dialect;
 use crate::registry::Config;
 use crate::runtime::lock::ImportLock;
 use crate::runtime::register_input;
@@ -44,6 +45,18 @@ async fn bounded<T, E: std::fmt::Display>(
     }
 }
 
+/// The platform version and the dialect the daemon speaks to it (`7.261026.0, spoken as
+/// 7.x`); a version that does not parse says that 6.x is spoken.
+pub fn describe_version(version: &str) -> String {
+    let shown: String = version.chars().take(64).collect();
+    let dialect = Dialect::of(version).label();
+    if crate::opencti::dialect::major(version).is_none() {
+        format!("{shown}: version not understood, spoken as {dialect}")
+    } else {
+        format!("{shown}, spoken as {dialect}")
+    }
+}
+
 /// Runs every check, in order; `report` is called with each as it ends.
 pub async fn check(
     config: &Config,
@@ -61,7 +74,10 @@ pub async fn check(
             let url = config.opencti.url.clone().unwrap_or_default();
             let result = match bounded(client.health_check()).await {
                 Ok(version) => bounded(client.whoami()).await.map(|user| {
-                    format!("{url} answers (OpenCTI {version}); token accepted (user {user})")
+                    format!(
+                        "{url} answers (OpenCTI {}); token accepted (user {user})",
+                        describe_version(&version)
+                    )
                 }),
                 Err(e) => Err(format!("{url}: {e}")),
             };
@@ -84,7 +100,9 @@ pub async fn check(
     let mut locks = Vec::new();
     if let Some(client) = &platform {
         for (settings, _) in built {
-            let result = bounded(client.register_connector(&register_input(settings))).await;
+            let result =
+                bounded(client.register_connector(&register_input(settings, client.dialect())))
+                    .await;
             let result = result.map(|registration| {
                 let broker = BrokerAddress::resolve(&registration.config.connection, &config.mq)
                     .trusting(roots.as_ref());

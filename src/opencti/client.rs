@@ -1,6 +1,9 @@
 //! The one GraphQL client all connectors share. Every operation text is a constant listed
-//! in [`OPERATIONS`], so a test validates each against the platform schema.
+//! in [`OPERATIONS`] (the 7.x variants in [`super::dialect`]), so a test validates each
+//! against the platform schema of each version. The client records the platform version
+//! each `about` answers and speaks the matching [`Dialect`].
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -9,9 +12,10 @@ use serde_json::{Value, json};
 use crate::config::Secret;
 use crate::http::UpstreamError;
 
+use super::dialect::{Dialect, VersionCell, WORK_ADD_MULTIPART, WORK_NOT_ALIVE};
 pub use super::error::OpenctiError;
-pub use super::escape::push_json_string;
 use super::escape::push_escaped;
+pub use super::escape::push_json_string;
 
 pub use super::types::{
     Connection, ConnectorInfo, EntityRead, PlaybookStep, QueueConfig, RegisterInput, Registration,
@@ -92,6 +96,8 @@ pub struct OpenctiClient {
     max_answer: usize,
     /// How long one call may take.
     timeout: Duration,
+    /// The platform version last read from `about` (shared by every clone).
+    version: Arc<VersionCell>,
 }
 
 impl std::fmt::Debug for OpenctiClient {
@@ -136,12 +142,33 @@ impl OpenctiClient {
             draft_id: None,
             max_answer: DEFAULT_MAX_ANSWER_BYTES,
             timeout,
+            version: Arc::default(),
         })
     }
 
     /// How long one call may take.
     pub fn timeout(&self) -> Duration {
         self.timeout
+    }
+
+    /// The platform version last read from `about`, if any.
+    pub fn platform_version(&self) -> Option<String> {
+        self.version.get()
+    }
+
+    /// The dialect spoken now: from the version last read, 6.x until one is.
+    pub fn dialect(&self) -> Dialect {
+        self.version.dialect()
+    }
+
+    /// The dialect, reading `about` first when no version is known yet (a daemon started
+    /// while the platform was down). A failed read leaves 6.x: the caller's own call will
+    /// meet the same failure and retry.
+    pub async fn read_dialect(&self) -> Dialect {
+        if self.platform_version().is_none() {
+            let _ = self.health_check().await;
+        }
+        self.dialect()
     }
 
     /// The same client refusing answers larger than `bytes`.
@@ -233,13 +260,17 @@ impl OpenctiClient {
         serde_json::from_value(value).map_err(|e| OpenctiError::Decode(format!("{field}: {e}")))
     }
 
-    /// `about { version }`: reachability and token check.
+    /// `about { version }`: reachability and token check. The version is recorded: it
+    /// decides the dialect every later call speaks.
     pub async fn health_check(&self) -> Result<String, OpenctiError> {
         let data = self.execute(HEALTH_CHECK, json!({})).await?;
-        data.pointer("/about/version")
+        let version = data
+            .pointer("/about/version")
             .and_then(Value::as_str)
             .map(str::to_string)
-            .ok_or_else(|| OpenctiError::Decode("about.version missing".into()))
+            .ok_or_else(|| OpenctiError::Decode("about.version missing".into()))?;
+        self.version.record(&version);
+        Ok(version)
     }
 
     /// `me { name }`: the user the token belongs to.
@@ -282,18 +313,25 @@ impl OpenctiClient {
             .map(str::to_string))
     }
 
+    /// Creates a work. On 7.x it is created multi-part when `multi_part` (it then completes
+    /// only on its `toProcessed`); 6.x knows no such argument.
     pub async fn work_add(
         &self,
         connector_id: &str,
         friendly_name: &str,
+        multi_part: bool,
     ) -> Result<String, OpenctiError> {
-        let v: Value = self
-            .field(
+        let (query, variables) = match self.dialect() {
+            Dialect::V6 => (
                 WORK_ADD,
                 json!({ "connectorId": connector_id, "friendlyName": friendly_name }),
-                "workAdd",
-            )
-            .await?;
+            ),
+            Dialect::V7 => (
+                WORK_ADD_MULTIPART,
+                json!({ "connectorId": connector_id, "friendlyName": friendly_name, "isMultiPartWork": multi_part }),
+            ),
+        };
+        let v: Value = self.field(query, variables, "workAdd").await?;
         v.get("id")
             .and_then(Value::as_str)
             .map(str::to_string)
@@ -378,17 +416,29 @@ impl OpenctiClient {
         .map(drop)
     }
 
+    /// Adds expected bundles to a work; `Ok(false)` when a 7.x platform answers that the
+    /// work no longer exists (`WORK_NOT_ALIVE`), which pycti 7 takes as "the work is gone"
+    /// and goes on. On 6.x every error is an error, as today.
     pub async fn add_expectations(
         &self,
         work_id: &str,
         expectations: usize,
-    ) -> Result<(), OpenctiError> {
-        self.execute(
-            ADD_EXPECTATIONS,
-            json!({ "id": work_id, "expectations": expectations }),
-        )
-        .await
-        .map(drop)
+    ) -> Result<bool, OpenctiError> {
+        let added = self
+            .execute(
+                ADD_EXPECTATIONS,
+                json!({ "id": work_id, "expectations": expectations }),
+            )
+            .await;
+        match added {
+            Ok(_) => Ok(true),
+            Err(OpenctiError::GraphQl { name, .. })
+                if name == WORK_NOT_ALIVE && self.dialect() == Dialect::V7 =>
+            {
+                Ok(false)
+            }
+            Err(error) => Err(error),
+        }
     }
 
     /// Reads the entity (access check and markings); `None` when the platform returns null.

@@ -2,6 +2,7 @@
 //! the bundle splitter, and the data the operations exchange.
 
 pub mod client;
+pub mod dialect;
 pub mod error;
 pub mod escape;
 pub mod messages;
@@ -10,3 +11,4 @@ pub mod split;
 pub mod types;
 
 pub use client::{OpenctiClient, OpenctiError};
+pub use dialect::Dialect;

@@ -39,7 +39,7 @@ pub struct Registration {
     pub connector_user_id: Option<String>,
 }
 
-/// The input of `registerConnector` (pycti 6.8.10's fields).
+/// The input of `registerConnector`: pycti 6.8.10's fields, plus 7.x's on a 7.x platform.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RegisterInput {
     pub id: String,
@@ -53,6 +53,9 @@ pub struct RegisterInput {
     pub only_contextual: bool,
     pub playbook_compatible: bool,
     pub listen_callback_uri: Option<String>,
+    /// `version` and `slug` in the 7.x dialect; absent (not null) in 6.x, which refuses them.
+    #[serde(flatten)]
+    pub v7: Option<super::dialect::Register7x>,
 }
 
 /// `connectorInfo` of a ping.

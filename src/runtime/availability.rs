@@ -7,6 +7,9 @@
 //! against the message's retry budget. When it does not, the platform is down: every
 //! connector stops consuming, every message in flight is given back, and a single probe
 //! loop asks `about` again with capped backoff until it answers.
+//!
+//! Every `about` that answers re-reads the platform's version (the client records it), so a
+//! platform upgraded from 6.x to 7.x during an outage is spoken to in 7.x once it is back.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -127,7 +130,8 @@ impl Availability {
         }
     }
 
-    /// Probes with capped backoff until the platform answers, then marks it available.
+    /// Probes with capped backoff until the platform answers, then marks it available. The
+    /// probe that answers has re-read the platform's version: the dialect follows it.
     async fn recover(&self, client: OpenctiClient) {
         let mut backoff = PROBE_BACKOFF;
         loop {
@@ -142,8 +146,16 @@ impl Availability {
         self.state.send_replace(None);
         self.metrics.set_platform_unavailable(None);
         let seconds = since.map_or(0, |s| (chrono::Utc::now() - s).num_seconds());
+        let version: String = client
+            .platform_version()
+            .unwrap_or_default()
+            .chars()
+            .take(64)
+            .collect();
         tracing::info!(
             seconds,
+            %version,
+            dialect = client.dialect().label(),
             "OpenCTI answers again; the connectors resume consuming."
         );
     }

@@ -342,7 +342,11 @@ async fn run_once(
     let connector_id = run.settings.id.to_string();
     let budget = Budget::new(&run.platform, &shutdown.abort);
     let work_id = match budget
-        .opencti("workAdd", || client.work_add(&connector_id, &friendly))
+        // A run sends several bundles: on 7.x its work is multi-part, closed by its
+        // `toProcessed` only.
+        .opencti("workAdd", || {
+            client.work_add(&connector_id, &friendly, true)
+        })
         .await
     {
         Ok(id) => id,

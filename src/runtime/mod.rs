@@ -21,6 +21,7 @@ use crate::connectors::Hosted;
 use crate::metrics::{Event, Metrics};
 use crate::opencti::OpenctiClient;
 use crate::opencti::client::{QueueConfig, RegisterInput, Registration, StoredSchedule};
+use crate::opencti::dialect::{Dialect, Register7x};
 use retry::{RESTART_BACKOFF, RetryPolicy};
 use state::StateCell;
 
@@ -92,8 +93,8 @@ pub struct ConnectorRun {
     pub progress: Arc<import::Progress>,
 }
 
-/// The registration input for a connector.
-pub fn register_input(settings: &ConnectorSettings) -> RegisterInput {
+/// The registration input for a connector, in `dialect` (7.x adds `version` and `slug`).
+pub fn register_input(settings: &ConnectorSettings, dialect: Dialect) -> RegisterInput {
     let (auto, auto_update, playbook_compatible) = match settings.mode {
         Mode::Enrichment {
             auto,
@@ -114,6 +115,7 @@ pub fn register_input(settings: &ConnectorSettings) -> RegisterInput {
         only_contextual: false,
         playbook_compatible,
         listen_callback_uri: None,
+        v7: Register7x::for_section(settings.key, dialect),
     }
 }
 
@@ -314,11 +316,14 @@ async fn register(
     shutdown: &Shutdown,
 ) -> Option<Registration> {
     let connector = settings.key;
-    let input = register_input(settings);
     let mut backoff = RESTART_BACKOFF;
     loop {
+        // The dialect as the platform's version says now (read first when still unknown).
         let attempt = tokio::select! {
-            r = platform.client.register_connector(&input) => r,
+            r = async {
+                let input = register_input(settings, platform.client.read_dialect().await);
+                platform.client.register_connector(&input).await
+            } => r,
             _ = shutdown.stop.cancelled() => return None,
         };
         match attempt {

@@ -14,10 +14,10 @@ use super::retry::OPENCTI_BACKOFF;
 use crate::amqp::{self, BrokerAddress, PublishError};
 use crate::config::QueueProtocol;
 use crate::memory;
-use crate::opencti::OpenctiClient;
 use crate::opencti::client::QueueConfig;
 use crate::opencti::prepared::{Prepared, PreparedPart, Split, split_prepared};
 use crate::opencti::split::{SplitObject, split};
+use crate::opencti::{Dialect, OpenctiClient};
 
 /// Objects per `stixBundlePush` call: large bundles go in several calls.
 pub const API_CHUNK_OBJECTS: usize = 2000;
@@ -198,15 +198,24 @@ impl Sender {
                 }
             }
             QueueProtocol::Amqp => {
+                // One dialect for the whole send, as the platform's version says now.
+                let dialect = client.dialect();
                 if let Some(work_id) = target.work_id {
                     // Before publishing, so a fast worker cannot complete the work early.
-                    budget
+                    let alive = budget
                         .opencti("addExpectations", || {
                             client.add_expectations(work_id, parts.len())
                         })
                         .await?;
+                    if !alive {
+                        // pycti 7 logs it and publishes all the same.
+                        tracing::info!(
+                            work_id,
+                            "The work no longer exists in OpenCTI (WORK_NOT_ALIVE); sending the bundle all the same, as pycti 7 does."
+                        );
+                    }
                 }
-                self.publish_retrying(&bundle_id, &parts, target, budget)
+                self.publish_retrying(&bundle_id, &parts, target, dialect, budget)
                     .await?;
             }
         }
@@ -221,6 +230,7 @@ impl Sender {
         bundle_id: &str,
         parts: &[PreparedPart],
         target: SendTarget<'_>,
+        dialect: Dialect,
         budget: &Budget<'_>,
     ) -> Result<(), Stop> {
         // One window of messages is built at a time: its bodies (base64 of the bundle text,
@@ -242,7 +252,7 @@ impl Sender {
                 return Err(budget.given_back());
             }
             let published = tokio::select! {
-                r = self.publish(bundle_id, parts, target) => r,
+                r = self.publish(bundle_id, parts, target, dialect) => r,
                 _ = budget.abort().cancelled() => return Err(budget.given_back()),
             };
             let error = match published {
@@ -276,6 +286,7 @@ impl Sender {
         bundle_id: &str,
         parts: &[PreparedPart],
         target: SendTarget<'_>,
+        dialect: Dialect,
     ) -> Result<(), PublishError> {
         let channel = self.channel().await?;
         for (w, window) in parts.chunks(amqp::CONFIRM_WINDOW).enumerate() {
@@ -283,7 +294,7 @@ impl Sender {
             let bodies: Vec<Vec<u8>> = window
                 .iter()
                 .enumerate()
-                .map(|(i, part)| self.envelope(bundle_id, first + i + 1, part, target))
+                .map(|(i, part)| self.envelope(bundle_id, first + i + 1, part, target, dialect))
                 .collect();
             let result = amqp::publish_confirmed(
                 &channel,
@@ -305,13 +316,15 @@ impl Sender {
         Ok(())
     }
 
-    /// One push message: the envelope around part `sequence` of the bundle, base64.
+    /// One push message: the envelope around part `sequence` of the bundle, base64. On 7.x
+    /// it says `"no_split": false`, as pycti 7 does (6.x's worker never sees the key).
     fn envelope(
         &self,
         bundle_id: &str,
         sequence: usize,
         part: &PreparedPart,
         target: SendTarget<'_>,
+        dialect: Dialect,
     ) -> Vec<u8> {
         let b64 = base64::engine::general_purpose::STANDARD;
         let bundle = split_bundle_text(bundle_id, part);
@@ -326,6 +339,9 @@ impl Sender {
         });
         if let Some(work_id) = target.work_id {
             envelope["work_id"] = json!(work_id);
+        }
+        if dialect == Dialect::V7 {
+            envelope["no_split"] = json!(false);
         }
         envelope.to_string().into_bytes()
     }
