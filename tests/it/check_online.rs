@@ -6,6 +6,7 @@ use std::process::{Command, Output};
 use crate::common::daemon::{BIN, free_port};
 use crate::common::*;
 use opencti_connectors::connectors::Hosted;
+use serde_json::{Value, json};
 use wiremock::matchers::path;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -78,7 +79,7 @@ async fn every_dependency_gets_one_line_and_all_pass() {
     );
     for line in [
         "ok    opencti: ",
-        "token accepted (user connector-user)",
+        "answers (OpenCTI 6.8.10, spoken as 6.x); token accepted (user connector-user)",
         "ok    ipinfo: registration: registered as IPInfo (INTERNAL_ENRICHMENT",
         "ok    ipsum: registration: registered as IPsum (EXTERNAL_IMPORT",
         "ok    rabbitmq: amqp://guest@127.0.0.1:5672/",
@@ -96,6 +97,40 @@ async fn every_dependency_gets_one_line_and_all_pass() {
     );
     assert_eq!(fake.count("registerConnector"), 2);
     assert!(!text.contains(IPINFO_SECRET) && !text.contains(fake_opencti::TOKEN));
+}
+
+#[tokio::test]
+async fn a_7x_platform_is_reported_with_the_dialect_spoken_and_registers_in_it() {
+    let fake = FakeOpencti::start_as(fake_opencti::VERSION_7).await;
+    let upstream = upstreams(200).await;
+    let out = check_online(&env(&fake, &upstream, fake_opencti::TOKEN)).await;
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("answers (OpenCTI 7.261026.0, spoken as 7.x)"),
+        "{text}"
+    );
+    let slugs: Vec<Value> = fake
+        .calls("registerConnector")
+        .iter()
+        .map(|c| c.variables["input"]["slug"].clone())
+        .collect();
+    assert_eq!(slugs, [json!("ipinfo"), json!("ipsum")]);
+    assert!(fake.state.lock().unwrap().invalid.is_empty());
+}
+
+#[tokio::test]
+async fn an_unparseable_version_is_reported_as_spoken_as_6x() {
+    let fake = FakeOpencti::start_as("nightly").await;
+    let upstream = upstreams(200).await;
+    let out = check_online(&env(&fake, &upstream, fake_opencti::TOKEN)).await;
+    let text = stdout(&out);
+    assert!(
+        text.contains("(OpenCTI nightly: version not understood, spoken as 6.x)"),
+        "{text}"
+    );
+    let input = &fake.calls("registerConnector")[0].variables["input"];
+    assert!(input.get("slug").is_none(), "{input}");
 }
 
 #[tokio::test]

@@ -22,6 +22,7 @@ mod ivre_maxmind;
 mod lastinfosec_e2e;
 mod migrate;
 mod oneshot;
+mod opencti7;
 mod opencti_client;
 mod readme;
 mod replicas;

@@ -1,5 +1,6 @@
-//! A fake OpenCTI: answers only operations that validate against the platform schema,
-//! records every call, and (like the platform) declares each connector's queues on the real
+//! A fake OpenCTI: answers as a given platform version (`about`), only operations that
+//! validate against that version's schema (6.8.10's or 7.x's), with a `registerConnector`
+//! input that has no field the schema does not know; records every call, and (like the platform) declares each connector's queues on the real
 //! RabbitMQ at registration.
 
 use std::collections::HashMap;
@@ -25,6 +26,11 @@ pub const BROKER_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 pub const CONNECTOR_EXCHANGE: &str = "amqp.connector.exchange";
 pub const WORKER_EXCHANGE: &str = "amqp.worker.exchange";
 pub const CONNECTOR_USER_ID: &str = "88ec0c6a-13ce-5e39-b486-354fe4a7084f";
+/// The version a fake answers unless told otherwise.
+pub const VERSION_6: &str = "6.8.10";
+/// A 7.x platform's version (calendar numbering).
+#[allow(dead_code)]
+pub const VERSION_7: &str = "7.261026.0";
 
 /// One recorded operation: the root field (`workEdit.toProcessed` for work edits).
 #[derive(Debug, Clone)]
@@ -102,9 +108,14 @@ pub struct FakeState {
     pub refuse: Vec<String>,
     /// `false`: a pushed bundle is recorded as its length only (benchmarks push hundreds of MB).
     pub keep_bundles: bool,
-    /// The root field of each operation text already validated (parsing once per text keeps
-    /// the fake answering in microseconds).
-    validated: HashMap<String, String>,
+    /// The version `about` answers; operations are validated against its schema.
+    pub version: String,
+    /// Every work is gone: `addExpectations` is answered `WORK_NOT_ALIVE`, as a 7.x platform
+    /// answers for a deleted work.
+    pub dead_works: bool,
+    /// The root field of each operation text already validated, by version and text
+    /// (parsing once per text keeps the fake answering in microseconds).
+    validated: HashMap<(String, String), String>,
     works: usize,
 }
 
@@ -129,6 +140,8 @@ impl Default for FakeState {
             outage: None,
             refuse: Vec::new(),
             keep_bundles: true,
+            version: VERSION_6.into(),
+            dead_works: false,
             validated: HashMap::new(),
             works: 0,
         }
@@ -236,6 +249,14 @@ impl FakeOpencti {
             .route("/{replica}/graphql", post(graphql_replica))
             .with_state(fake.clone());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        fake
+    }
+
+    /// Starts a fake answering as OpenCTI `version`.
+    #[allow(dead_code)]
+    pub async fn start_as(version: &str) -> FakeOpencti {
+        let fake = Self::start().await;
+        fake.state.lock().unwrap().version = version.to_string();
         fake
     }
 
@@ -438,17 +459,41 @@ fn error(status: StatusCode, message: &str) -> (StatusCode, Json<Value>) {
     )
 }
 
+/// The fields of `input` (the JSON of input type `type_name`) that `schema` does not define
+/// for that type: a platform refuses the whole operation for any of them.
+fn unknown_input_fields(
+    schema: &apollo_compiler::Schema,
+    type_name: &str,
+    input: &Value,
+) -> Vec<String> {
+    let Some(apollo_compiler::schema::ExtendedType::InputObject(def)) = schema.types.get(type_name)
+    else {
+        return vec![format!("{type_name} (no such input type)")];
+    };
+    input
+        .as_object()
+        .map(|o| {
+            o.keys()
+                .filter(|k| !def.fields.keys().any(|f| f.as_str() == k.as_str()))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The root field of a valid operation (`workEdit.<sub>` for work edits), or the answer.
 #[allow(clippy::type_complexity)]
-fn root_field(query: &str) -> Result<String, (StatusCode, &'static str, Option<String>)> {
-    let doc = ExecutableDocument::parse_and_validate(super::schema(), query, "op.graphql")
-        .map_err(|e| {
-            (
-                StatusCode::BAD_REQUEST,
-                "operation does not validate against the schema",
-                Some(format!("{query}\n{}", e.errors)),
-            )
-        })?;
+fn root_field(
+    schema: &apollo_compiler::validation::Valid<apollo_compiler::Schema>,
+    query: &str,
+) -> Result<String, (StatusCode, &'static str, Option<String>)> {
+    let doc = ExecutableDocument::parse_and_validate(schema, query, "op.graphql").map_err(|e| {
+        (
+            StatusCode::BAD_REQUEST,
+            "operation does not validate against the schema",
+            Some(format!("{query}\n{}", e.errors)),
+        )
+    })?;
     let Ok(op) = doc.operations.get(None) else {
         return Err((StatusCode::BAD_REQUEST, "one operation expected", None));
     };
@@ -503,16 +548,18 @@ async fn answer(
     }
     let query = body["query"].as_str().unwrap_or_default().to_string();
     let mut variables = body.get("variables").cloned().unwrap_or(Value::Null);
-    let cached = fake.state.lock().unwrap().validated.get(&query).cloned();
+    let version = fake.state.lock().unwrap().version.clone();
+    let key = (version.clone(), query.clone());
+    let cached = fake.state.lock().unwrap().validated.get(&key).cloned();
     let field = match cached {
         Some(field) => field,
-        None => match root_field(&query) {
+        None => match root_field(super::schema_for(&version), &query) {
             Ok(field) => {
                 fake.state
                     .lock()
                     .unwrap()
                     .validated
-                    .insert(query.clone(), field.clone());
+                    .insert(key, field.clone());
                 field
             }
             Err((status, message, invalid)) => {
@@ -523,6 +570,36 @@ async fn answer(
             }
         },
     };
+    if field == "registerConnector" {
+        let unknown = unknown_input_fields(
+            super::schema_for(&version),
+            "RegisterConnectorInput",
+            &variables["input"],
+        );
+        if !unknown.is_empty() {
+            let message = format!(
+                "Variable \"$input\" got invalid value; field(s) {unknown:?} not defined by type \"RegisterConnectorInput\" (OpenCTI {version})."
+            );
+            fake.state.lock().unwrap().invalid.push(message.clone());
+            return error(StatusCode::BAD_REQUEST, &message);
+        }
+    }
+    if field == "workEdit.addExpectations" && fake.state.lock().unwrap().dead_works {
+        fake.state.lock().unwrap().calls.push(Call {
+            field: "workEdit.addExpectations(not alive)".into(),
+            variables,
+            draft_id: None,
+            at: std::time::Instant::now(),
+            replica,
+            work_id: None,
+        });
+        return (
+            StatusCode::OK,
+            Json(
+                json!({ "errors": [{ "message": "Work not alive", "name": "WORK_NOT_ALIVE" }], "data": null }),
+            ),
+        );
+    }
     if field == "stixBundlePush" && !fake.state.lock().unwrap().keep_bundles {
         let len = variables["bundle"].as_str().map_or(0, str::len);
         variables["bundle"] = json!(len);
@@ -599,7 +676,7 @@ async fn answer(
         }
     }
     let data = match field.as_str() {
-        "about" => json!({ "about": { "version": "6.8.10" } }),
+        "about" => json!({ "about": { "version": version } }),
         "me" => {
             json!({ "me": { "id": "88ec0c6a-13ce-5e39-b486-354fe4a7084f", "name": "connector-user" } })
         }

@@ -13,15 +13,30 @@ use apollo_compiler::validation::Valid;
 mod fixtures;
 pub use fixtures::{constructed, fixture, fixture_json, shared};
 
-/// The platform's merged GraphQL schema, parsed and validated once.
+/// The platform's merged GraphQL schema (6.8.10), parsed and validated once.
 pub fn schema() -> &'static Valid<Schema> {
     static SCHEMA: OnceLock<Valid<Schema>> = OnceLock::new();
-    SCHEMA.get_or_init(|| {
-        let text =
-            std::fs::read_to_string(shared("spec/opencti-merged.graphql")).expect("merged schema");
-        Schema::parse_and_validate(text, "opencti-merged.graphql")
-            .expect("the merged schema validates")
-    })
+    SCHEMA.get_or_init(|| load_schema("opencti-merged.graphql"))
+}
+
+/// The 6.8.10 merged schema with the 7.x connector definitions in place, parsed once.
+pub fn schema_7x() -> &'static Valid<Schema> {
+    static SCHEMA: OnceLock<Valid<Schema>> = OnceLock::new();
+    SCHEMA.get_or_init(|| load_schema("opencti-merged-7x.graphql"))
+}
+
+/// The schema a platform answering `about.version` = `version` validates against.
+pub fn schema_for(version: &str) -> &'static Valid<Schema> {
+    match opencti_connectors::opencti::Dialect::of(version) {
+        opencti_connectors::opencti::Dialect::V7 => schema_7x(),
+        opencti_connectors::opencti::Dialect::V6 => schema(),
+    }
+}
+
+fn load_schema(name: &str) -> Valid<Schema> {
+    let text = std::fs::read_to_string(shared(&format!("spec/{name}")))
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    Schema::parse_and_validate(text, name).unwrap_or_else(|e| panic!("{name} validates: {e}"))
 }
 
 use std::sync::Arc;
