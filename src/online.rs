@@ -1,9 +1,10 @@
 //! `check-config --online`: one cheap call to each thing the daemon depends on, one line per
-//! check. OpenCTI (its URL, token, version and the dialect the daemon speaks to it), each enabled connector's registration (which tells
-//! where RabbitMQ is, as at start-up; registering again is what every start does), RabbitMQ
-//! itself, each importer's lock (free, or held by a running replica), then each enabled
-//! connector's upstream with its configured key (for IVRE's `maxmind://` data, the GeoLite2
-//! files found and their build dates: `EnrichmentConnector::check_upstream`).
+//! check. OpenCTI (its URL, its token, its version and the dialect the daemon speaks to it),
+//! each enabled connector's registration (which tells where RabbitMQ is, as at start-up;
+//! registering again is what every start does), RabbitMQ itself, each importer's lock (free,
+//! or held by a running replica), then each enabled connector's upstream with its configured
+//! key (for IVRE's `maxmind://` data, the GeoLite2 files found and their build dates:
+//! `EnrichmentConnector::check_upstream`).
 
 use std::time::Duration;
 
