@@ -23,6 +23,7 @@ mod lastinfosec_e2e;
 mod migrate;
 mod oneshot;
 mod opencti_client;
+mod proxy;
 mod readme;
 mod replicas;
 mod riskiq_e2e;
