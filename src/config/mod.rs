@@ -7,6 +7,7 @@
 //! by `_` (`IPINFO_CONNECTOR_ID`); some keys also accept the Python connectors' own names.
 
 pub mod connector;
+pub mod files;
 pub mod keys;
 pub mod loader;
 pub mod types;

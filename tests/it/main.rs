@@ -29,6 +29,7 @@ mod replicas;
 mod riskiq_e2e;
 mod runtime_enrichment;
 mod runtime_import;
+mod secret_files;
 mod secrets;
 mod send;
 mod stix_ids;
