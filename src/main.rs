@@ -458,6 +458,26 @@ async fn one_shot(command: Command, path: &str, explicit: bool) -> ExitCode {
     }
 }
 
+/// The memory budget: `daemon.memory_budget`, else derived from the cgroup limit, else the
+/// fixed default; said once at start-up.
+fn memory_budget(config: &Config) -> Arc<opencti_connectors::memory::MemoryBudget> {
+    use opencti_connectors::memory;
+    let (bytes, from) = match (config.daemon.memory_budget, memory::cgroup_limit()) {
+        (Some(bytes), _) => (bytes, "daemon.memory_budget".to_string()),
+        (None, Some(limit)) => (
+            memory::default_budget(),
+            format!(
+                "{} % of the cgroup memory limit ({} MiB)",
+                memory::CGROUP_SHARE_PERCENT,
+                limit / (1024 * 1024)
+            ),
+        ),
+        (None, None) => (memory::DEFAULT_BUDGET, "the default".to_string()),
+    };
+    tracing::info!(mib = bytes / (1024 * 1024), from = %from, "Memory budget set.");
+    memory::MemoryBudget::new(bytes)
+}
+
 async fn run(
     config: Config,
     built: Vec<(
@@ -509,12 +529,7 @@ async fn run(
         import_lock: config.daemon.import_lock,
         availability: runtime::availability::Availability::new(metrics.clone()),
         isolation: Arc::default(),
-        memory: opencti_connectors::memory::MemoryBudget::new(
-            config
-                .daemon
-                .memory_budget
-                .unwrap_or_else(opencti_connectors::memory::default_budget),
-        ),
+        memory: memory_budget(&config).shown_in(&metrics),
         metrics,
     });
     runtime::run(

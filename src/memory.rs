@@ -66,6 +66,8 @@ impl Weight {
 pub struct MemoryBudget {
     permits: Arc<Semaphore>,
     total: u64,
+    /// What requests hold, in bytes (`opencti_connectors_memory_held_bytes`).
+    held: prometheus_client::metrics::gauge::Gauge,
 }
 
 impl MemoryBudget {
@@ -75,7 +77,20 @@ impl MemoryBudget {
         Arc::new(MemoryBudget {
             permits: Arc::new(Semaphore::new(units as usize)),
             total: units * UNIT,
+            held: Default::default(),
         })
+    }
+
+    /// The same budget, shown by `metrics` (its size, and what requests hold of it).
+    pub fn shown_in(self: Arc<Self>, metrics: &crate::metrics::Metrics) -> Arc<Self> {
+        let (total, held) = metrics.memory_gauges();
+        total.set(i64::try_from(self.total).unwrap_or(i64::MAX));
+        let budget = MemoryBudget {
+            permits: self.permits.clone(),
+            total: self.total,
+            held,
+        };
+        Arc::new(budget)
     }
 
     /// The whole budget, in bytes.
@@ -179,11 +194,14 @@ impl Ledger {
                 },
                 _ = inner.abort.cancelled() => return Err(self.starve()),
             };
+            let bytes = u64::from(units).saturating_mul(UNIT);
             let mut held = self.lock();
-            held.reserved = held
-                .reserved
-                .saturating_add(u64::from(units).saturating_mul(UNIT));
+            held.reserved = held.reserved.saturating_add(bytes);
             held.permits.push(permit);
+            inner
+                .budget
+                .held
+                .inc_by(i64::try_from(bytes).unwrap_or(i64::MAX));
         }
         let mut held = self.lock();
         held.used = held.used.saturating_add(bytes);
@@ -234,6 +252,15 @@ impl Drop for Transient {
             let mut held = ledger.lock();
             held.used = held.used.saturating_sub(self.bytes);
         }
+    }
+}
+
+impl Drop for LedgerInner {
+    fn drop(&mut self) {
+        let held = self.held.get_mut().unwrap_or_else(|p| p.into_inner());
+        self.budget
+            .held
+            .dec_by(i64::try_from(held.reserved).unwrap_or(i64::MAX));
     }
 }
 

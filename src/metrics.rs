@@ -317,6 +317,9 @@ pub struct Metrics {
     /// 1 while OpenCTI answers; with why it does not, when it does not.
     platform_available: Gauge,
     platform_outage: Mutex<Option<String>>,
+    /// The memory budget, and what requests hold of it.
+    memory_budget: Gauge,
+    memory_held: Gauge,
     pycti: Arc<Pycti>,
 }
 
@@ -375,6 +378,17 @@ impl Default for Metrics {
             "1 while OpenCTI answers; 0 while it is down and every connector has paused",
             platform_available.clone(),
         );
+        let (memory_budget, memory_held) = (Gauge::default(), Gauge::default());
+        registry.register(
+            "memory_budget_bytes",
+            "The memory budget of every request's large buffers (daemon.memory_budget)",
+            memory_budget.clone(),
+        );
+        registry.register(
+            "memory_held_bytes",
+            "What the requests in progress hold of the memory budget",
+            memory_held.clone(),
+        );
         let pycti = Arc::new(Pycti::default());
         pycti.register(&mut registry);
         UPSTREAM.register(&mut registry);
@@ -387,6 +401,8 @@ impl Default for Metrics {
             import_lock,
             platform_available,
             platform_outage: Mutex::new(None),
+            memory_budget,
+            memory_held,
             pycti,
         }
     }
@@ -469,6 +485,11 @@ impl Metrics {
         self.import_lock
             .get(&connector_label(connector))
             .map(|g| g.get() == 1)
+    }
+
+    /// The gauges of the memory budget: its size, and what requests hold of it.
+    pub fn memory_gauges(&self) -> (Gauge, Gauge) {
+        (self.memory_budget.clone(), self.memory_held.clone())
     }
 
     /// Records whether OpenCTI is available: `None` when it is, else what `/healthz` says.

@@ -194,3 +194,29 @@ async fn a_transient_charge_is_reused_once_released() {
     );
     assert_eq!(budget.available(), 80 * MIB);
 }
+
+#[tokio::test]
+async fn the_metrics_show_the_budget_and_what_requests_hold() {
+    let metrics = crate::metrics::Metrics::default();
+    let budget = budget_mib(100).shown_in(&metrics);
+    let ledger = budget.ledger(
+        Instant::now() + Duration::from_secs(5),
+        CancellationToken::new(),
+    );
+    ledger.charge(3 * MIB).await.unwrap();
+    let text = metrics.render();
+    assert!(
+        text.contains("opencti_connectors_memory_budget_bytes 104857600"),
+        "{text}"
+    );
+    assert!(
+        text.contains("opencti_connectors_memory_held_bytes 3145728"),
+        "{text}"
+    );
+    drop(ledger);
+    assert!(
+        metrics
+            .render()
+            .contains("opencti_connectors_memory_held_bytes 0")
+    );
+}

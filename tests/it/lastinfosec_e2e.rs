@@ -1,5 +1,6 @@
 //! LastInfoSec through the runtime, the API faked by wiremock.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::common::*;
@@ -359,4 +360,115 @@ async fn the_reference_reaches_an_observable_that_already_has_one_and_no_upstrea
         .map(|r| r["source_name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["VirusTotal", "Last Info Sec"]);
+}
+
+/// A LastInfoSec answering `n` small indicators for every lookup.
+async fn answering_indicators(n: usize) -> MockServer {
+    let objects: Vec<Value> = (0..n)
+        .map(|i| json!({"type": "indicator", "spec_version": "2.1", "id": format!("indicator--{}", uuid::Uuid::new_v4()),
+                        "pattern": format!("[domain-name:value = 'd{i}.example']"), "pattern_type": "stix"}))
+        .collect();
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v2/stix21/search/"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"message": [{"type": "bundle", "objects": objects}]})),
+        )
+        .mount(&server)
+        .await;
+    server
+}
+
+/// An answer whose reservation (its size, read, parsed lean and sent) is more than the whole
+/// memory budget fails its work, naming the setting, and the message is acked.
+#[tokio::test]
+async fn an_answer_larger_than_the_memory_budget_allows_fails_its_work_naming_the_setting() {
+    // About 10 MB: three times that is past a 16 MiB budget.
+    let server = answering_indicators(80_000).await;
+    let fake = FakeOpencti::start().await;
+    let mut platform = platform(&fake);
+    Arc::get_mut(&mut platform).unwrap().memory =
+        opencti_connectors::memory::MemoryBudget::new(16 * 1024 * 1024);
+    let (settings, hosted) = lastinfosec(&format!("{}/v2", server.uri()), &[]);
+    let id = settings.id.to_string();
+    let (shutdown, task) =
+        start_on(platform, &fake, settings, hosted, Duration::from_secs(5)).await;
+    let message = observable(
+        &fake,
+        "work_big",
+        domain("big.example"),
+        "big.example",
+        None,
+    );
+    fake.publish_listen(&id, &message).await;
+    fake.wait_for("the failed work", |s| s.count("workEdit.toProcessed") == 1)
+        .await;
+    let done = fake.processed("work_big");
+    assert_eq!(done["inError"], true);
+    let text = done["message"].as_str().unwrap();
+    assert!(
+        text.contains("daemon.memory_budget") && text.contains("16 MiB"),
+        "{text}"
+    );
+    assert_eq!(fake.count("stixBundlePush"), 0);
+    stop(shutdown, task).await;
+    assert_eq!(fake.queue_len(&FakeOpencti::listen_queue(&id)).await, 0);
+}
+
+/// While the memory budget is full, a request waits for room until its retry budget ends,
+/// then is given back; once there is room, it is processed.
+#[tokio::test]
+async fn a_request_waits_for_the_memory_budget_then_is_given_back_and_done_later() {
+    let server = answering_indicators(2_000).await;
+    let fake = FakeOpencti::start().await;
+    let mut platform = platform(&fake);
+    let budget = opencti_connectors::memory::MemoryBudget::new(16 * 1024 * 1024);
+    {
+        let platform = Arc::get_mut(&mut platform).unwrap();
+        platform.memory = budget.clone();
+        platform.max_retry = Duration::from_millis(500);
+    }
+    let metrics = platform.metrics.clone();
+    // Another request holds all of it.
+    let hog = budget.ledger(
+        tokio::time::Instant::now() + Duration::from_secs(600),
+        tokio_util::sync::CancellationToken::new(),
+    );
+    hog.charge(16 * 1024 * 1024).await.unwrap();
+    let (settings, hosted) = lastinfosec(&format!("{}/v2", server.uri()), &[]);
+    let id = settings.id.to_string();
+    let (shutdown, task) =
+        start_on(platform, &fake, settings, hosted, Duration::from_secs(5)).await;
+    let message = observable(
+        &fake,
+        "work_wait",
+        domain("wait.example"),
+        "wait.example",
+        None,
+    );
+    fake.publish_listen(&id, &message).await;
+    let given_back = r#"event="messages_given_back"}"#;
+    for _ in 0..100 {
+        if metrics.render().contains(given_back) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        metrics.render().contains(given_back),
+        "given back while the budget is full"
+    );
+    assert_eq!(
+        fake.count("workEdit.toProcessed"),
+        0,
+        "nothing failed for it"
+    );
+    drop(hog);
+    fake.wait_for("the work, once there is room", |s| {
+        s.count("workEdit.toProcessed") == 1
+    })
+    .await;
+    assert_eq!(fake.processed("work_wait")["inError"], false);
+    stop(shutdown, task).await;
 }
