@@ -107,9 +107,10 @@ impl BrokerAddress {
         }
     }
 
-    /// The same address, trusting `roots` too when it uses TLS.
-    pub fn trusting(mut self, roots: Option<&crate::http::Roots>) -> Self {
-        self.ca_pem = roots.map(|r| r.pem().into());
+    /// The same address, trusting `egress`'s roots too when it uses TLS (the web PKI,
+    /// `tls.ca_certificates`, `tls.ca_file`; the system store is always trusted).
+    pub fn trusting(mut self, egress: Option<&crate::http::Egress>) -> Self {
+        self.ca_pem = egress.and_then(|e| e.trust.amqp_pem());
         self
     }
 

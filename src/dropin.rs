@@ -141,6 +141,9 @@ pub fn from_sources(
         None => Vec::new(),
     };
     let table = table(spec);
+    // `OPENCTI_TOKEN_FILE`, `IPINFO_TOKEN_FILE`, …: read here, so that every name below is
+    // the official one with its value.
+    let env = &crate::config::files::expand_env(env, &table).map_err(ConfigError::Many)?;
     let layers = Layers { env, file: &file };
     let mut errors = Vec::new();
     let mut chosen: HashMap<String, String> = HashMap::new();

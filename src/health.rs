@@ -109,8 +109,10 @@ pub fn default_url(env: &std::collections::HashMap<String, String>) -> String {
 
 /// `opencti-connectors healthcheck`: asks a running daemon's `/healthz`.
 pub async fn probe(url: &str) -> Result<(), String> {
+    // A local port: never through a proxy the environment names.
     let client = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(5))
+        .no_proxy()
         .build()
         .map_err(|e| e.to_string())?;
     let response = client

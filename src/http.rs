@@ -40,72 +40,24 @@ pub enum UpstreamError {
 /// Upstream answers are read up to this size unless `daemon.max_upstream_bytes` says.
 pub const DEFAULT_MAX_UPSTREAM_BYTES: usize = 32 * 1024 * 1024;
 
-/// The largest `tls.ca_file` read: 16 MiB (the system bundle of every public CA is about
-/// 200 KiB).
-pub const MAX_CA_FILE_BYTES: u64 = 16 * 1024 * 1024;
+pub mod proxy;
+pub mod trust;
 
-/// Proxy settings for an upstream client.
-#[derive(Debug, Clone, Default)]
-pub struct Proxies {
-    pub http: Option<String>,
-    pub https: Option<String>,
-}
+pub use proxy::{Proxies, ProxyUrl, Route};
+pub use trust::{MAX_CA_FILE_BYTES, Trust, TrustError};
 
 /// The User-Agent of every upstream call.
 pub const USER_AGENT: &str = concat!("opencti-connectors/", env!("CARGO_PKG_VERSION"));
 
-/// Extra trust anchors (`tls.ca_file`, PEM): trusted beside the system's roots by every HTTP
-/// client and by amqps, so a private CA does not force turning verification off.
-#[derive(Clone)]
-pub struct Roots {
-    pem: std::sync::Arc<str>,
-    certs: Vec<reqwest::Certificate>,
+/// How the daemon reaches the network: what it trusts ([`Trust`]) and which proxies it goes
+/// through ([`Proxies`]). Built once from the configuration; every HTTP client and amqps
+/// take it.
+#[derive(Debug, Clone, Default)]
+pub struct Egress {
+    pub trust: Trust,
+    pub proxies: Proxies,
 }
 
-impl std::fmt::Debug for Roots {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Roots({} certificate(s))", self.certs.len())
-    }
-}
-
-impl Roots {
-    /// Reads a PEM bundle of one or more certificates, at most [`MAX_CA_FILE_BYTES`] of it
-    /// (`tls.ca_file: /dev/zero` must not fill the memory).
-    pub fn load(path: &str) -> Result<Roots, String> {
-        use std::io::Read;
-        let mut pem = String::new();
-        std::fs::File::open(path)
-            .and_then(|file| file.take(MAX_CA_FILE_BYTES + 1).read_to_string(&mut pem))
-            .map_err(|e| format!("cannot read the CA file {path}: {e}"))?;
-        if pem.len() as u64 > MAX_CA_FILE_BYTES {
-            return Err(format!(
-                "the CA file {path} is larger than {} MiB",
-                MAX_CA_FILE_BYTES >> 20
-            ));
-        }
-        Roots::from_pem(&pem).map_err(|e| format!("{path}: {e}"))
-    }
-
-    pub fn from_pem(pem: &str) -> Result<Roots, String> {
-        let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
-            .map_err(|e| format!("not a PEM certificate bundle: {e}"))?;
-        if certs.is_empty() {
-            return Err("no certificate in the PEM bundle".into());
-        }
-        Ok(Roots {
-            pem: pem.into(),
-            certs,
-        })
-    }
-
-    /// The bundle as PEM text (for amqps).
-    pub fn pem(&self) -> &str {
-        &self.pem
-    }
-}
-
-/// A rustls client builder with a timeout (connecting takes at most 10 s of it), the
-/// daemon's User-Agent and the extra trust anchors.
 /// Sends one upstream request of `connector`, counted in the upstream metrics (calls by
 /// status class, latency, in flight).
 pub async fn send_counted(
@@ -118,34 +70,23 @@ pub async fn send_counted(
     response
 }
 
-pub fn builder(timeout: Duration, roots: Option<&Roots>) -> reqwest::ClientBuilder {
-    let mut builder = reqwest::Client::builder()
+/// A rustls client builder with a timeout (connecting takes at most 10 s of it), the
+/// daemon's User-Agent, and `egress`'s trust and proxies (`None`: the web PKI, direct).
+pub fn builder(timeout: Duration, egress: Option<&Egress>) -> reqwest::ClientBuilder {
+    let builder = reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(10)))
         .user_agent(USER_AGENT);
-    for cert in roots.map(|r| r.certs.as_slice()).unwrap_or_default() {
-        builder = builder.add_root_certificate(cert.clone());
+    match egress {
+        Some(egress) => egress.proxies.apply(egress.trust.apply(builder)),
+        None => builder.no_proxy(),
     }
-    builder
 }
 
-/// A rustls client with a timeout, a recognisable User-Agent, the extra trust anchors and
-/// optional proxies.
-pub fn client(
-    timeout: Duration,
-    proxies: Option<&Proxies>,
-    roots: Option<&Roots>,
-) -> reqwest::Result<reqwest::Client> {
-    let mut builder = builder(timeout, roots);
-    if let Some(p) = proxies {
-        if let Some(http) = &p.http {
-            builder = builder.proxy(reqwest::Proxy::http(http)?);
-        }
-        if let Some(https) = &p.https {
-            builder = builder.proxy(reqwest::Proxy::https(https)?);
-        }
-    }
-    builder.build()
+/// A rustls client with a timeout, a recognisable User-Agent, and `egress`'s trust and
+/// proxies.
+pub fn client(timeout: Duration, egress: Option<&Egress>) -> reqwest::Result<reqwest::Client> {
+    builder(timeout, egress).build()
 }
 
 /// `base` with `segments` appended as path segments (each percent-encoded as needed).
@@ -336,7 +277,7 @@ mod tests {
     #[tokio::test]
     async fn bodies_are_read_up_to_the_limit_only() {
         let url = chunked_server(vec![vec![b'a'; 600], vec![b'b'; 600]]).await;
-        let client = client(Duration::from_secs(5), None, None).unwrap();
+        let client = client(Duration::from_secs(5), None).unwrap();
         let get = || client.get(&url).send();
         let body = read_capped(get().await.unwrap(), 2000, Weight::Raw)
             .await
@@ -366,14 +307,6 @@ mod tests {
         let response = client.get(&big).send().await.unwrap();
         let err = json_body(Ok(response), 1 << 20).await.unwrap_err();
         assert!(matches!(err, UpstreamError::TooLarge { .. }), "{err:?}");
-    }
-
-    #[test]
-    fn a_ca_file_is_read_up_to_its_cap() {
-        let err = Roots::load("/dev/zero").unwrap_err();
-        assert!(err.contains("larger than 16 MiB"), "{err}");
-        let err = Roots::load("/nonexistent/ca.pem").unwrap_err();
-        assert!(err.contains("cannot read the CA file"), "{err}");
     }
 
     #[test]

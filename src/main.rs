@@ -240,6 +240,12 @@ async fn async_main(args: Args) -> ExitCode {
         if !online {
             return ExitCode::SUCCESS;
         }
+        // Checked by build_all above.
+        if let Ok(egress) = config.egress() {
+            for line in config.routes(&egress) {
+                println!("{line}");
+            }
+        }
         let checks = opencti_connectors::online::check(&config, &built, |c| println!("{c}")).await;
         let failed = checks.iter().filter(|c| c.result.is_err()).count();
         return if failed == 0 {
@@ -482,9 +488,9 @@ async fn run(
     // Validation guarantees url and token when a connector is enabled.
     let url = config.opencti.url.clone().unwrap_or_default();
     // Read (and so checked) by build_all before this runs.
-    let roots = config.roots()?;
+    let egress = config.egress()?;
     let client = config
-        .opencti_client(roots.as_ref())
+        .opencti_client(Some(&egress))
         .map_err(anyhow::Error::msg)?;
     let metrics = Arc::new(Metrics::default());
     let shutdown_tokens = Shutdown::default();
@@ -515,7 +521,7 @@ async fn run(
     let platform = Arc::new(Platform {
         client,
         mq: config.mq.clone(),
-        roots,
+        egress: Some(egress),
         ping_interval: config.daemon.ping_interval.0,
         retry: RetryPolicy::default(),
         max_retry: config.daemon.max_retry_duration.0,

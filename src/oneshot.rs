@@ -232,7 +232,7 @@ pub async fn import_ipsum(config: &Config, feed: Feed) -> Result<Printed, OneSho
         .name
         .clone()
         .unwrap_or_else(|| "IPsum".to_string());
-    let mut importer = IpsumConnector::new(&section, name, config.roots()?.as_ref())
+    let mut importer = IpsumConnector::new(&section, name, Some(&config.egress()?))
         .map_err(OneShotError::Usage)?;
     if let Feed::File(path) = feed {
         importer = importer.with_feed_file(path);

@@ -69,8 +69,8 @@ pub async fn check(
         report(&check);
         checks.push(check);
     };
-    let roots = config.roots().ok().flatten();
-    let platform = match config.opencti_client(roots.as_ref()) {
+    let egress = config.egress().ok();
+    let platform = match config.opencti_client(egress.as_ref()) {
         Ok(client) => {
             let url = config.opencti.url.clone().unwrap_or_default();
             let result = match bounded(client.health_check()).await {
@@ -106,7 +106,7 @@ pub async fn check(
                     .await;
             let result = result.map(|registration| {
                 let broker = BrokerAddress::resolve(&registration.config.connection, &config.mq)
-                    .trusting(roots.as_ref());
+                    .trusting(egress.as_ref());
                 if matches!(settings.mode, Mode::Import { .. }) && config.daemon.import_lock {
                     let id = settings.id.to_string();
                     let ping = config.daemon.ping_interval.0;

@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use crate::config::{
     self, Checks, ConfigError, ConnectorBlock, ConnectorSettings, DaemonConfig, KeySpec, LogConfig,
-    MqConfig, OpenctiConfig, SectionSpec, TlsConfig, keys, loader,
+    MqConfig, OpenctiConfig, ProxyConfig, SectionSpec, TlsConfig, keys, loader,
 };
 use crate::connectors::ipinfo::IpinfoConfig;
 use crate::connectors::ipsum::IpsumConfig;
@@ -26,6 +26,8 @@ trait Section {
     fn base(&self) -> (bool, &ConnectorBlock);
     fn check(&self, checks: &mut Checks);
     fn build(&self, settings: &ConnectorSettings) -> Result<Hosted, String>;
+    fn upstream_urls(&self) -> Vec<String>;
+    fn proxies(&self, global: &crate::http::Egress) -> Result<crate::http::Proxies, String>;
 }
 
 impl<T: ConnectorConfig> Section for T {
@@ -41,6 +43,12 @@ impl<T: ConnectorConfig> Section for T {
     fn build(&self, settings: &ConnectorSettings) -> Result<Hosted, String> {
         ConnectorConfig::build(self, settings)
     }
+    fn upstream_urls(&self) -> Vec<String> {
+        ConnectorConfig::upstream_urls(self)
+    }
+    fn proxies(&self, global: &crate::http::Egress) -> Result<crate::http::Proxies, String> {
+        ConnectorConfig::proxies(self, global)
+    }
 }
 
 /// Declares [`Config`] with one field per connector section and the list of sections, from
@@ -53,6 +61,7 @@ macro_rules! registry {
         pub struct Config {
             pub opencti: OpenctiConfig,
             pub tls: TlsConfig,
+            pub proxy: ProxyConfig,
             pub log: LogConfig,
             pub mq: MqConfig,
             pub daemon: DaemonConfig,
@@ -213,7 +222,7 @@ impl Config {
     /// token when a connector is enabled; without them this says which is missing).
     pub fn opencti_client(
         &self,
-        roots: Option<&crate::http::Roots>,
+        egress: Option<&crate::http::Egress>,
     ) -> Result<crate::opencti::OpenctiClient, String> {
         let url = self
             .opencti
@@ -229,7 +238,7 @@ impl Config {
             &url,
             token,
             self.opencti.ssl_verify,
-            roots,
+            egress,
             self.opencti.request_timeout.0,
         )
         .map_err(|e| e.to_string())?
@@ -237,17 +246,74 @@ impl Config {
         Ok(client)
     }
 
-    /// The extra trust anchors of `tls.ca_file`, read and parsed.
-    pub fn roots(&self) -> Result<Option<crate::http::Roots>, ConfigError> {
-        match &self.tls.ca_file {
-            Some(path) if !path.trim().is_empty() => crate::http::Roots::load(path.trim())
-                .map(Some)
-                .map_err(|message| ConfigError::Invalid {
-                    key: "tls.ca_file (env TLS_CA_FILE)".into(),
-                    message,
-                }),
-            _ => Ok(None),
+    /// What the daemon trusts and which proxies it goes through: `tls.*` (and the system
+    /// store) read and parsed, `proxy.*` checked. Each error names its setting.
+    pub fn egress(&self) -> Result<crate::http::Egress, ConfigError> {
+        use crate::http::trust::{Sources, Trust};
+        fn set(v: &Option<String>) -> Option<&str> {
+            v.as_deref().map(str::trim).filter(|v| !v.is_empty())
         }
+        let sources = Sources {
+            ca_certificates: set(&self.tls.ca_certificates)
+                .map(|pem| ("tls.ca_certificates (env HTTPS_CA_CERTIFICATES)", pem)),
+            ca_file: set(&self.tls.ca_file).map(|path| ("tls.ca_file (env TLS_CA_FILE)", path)),
+            system: true,
+        };
+        let mut errors = Vec::new();
+        let trust = Trust::load(&sources)
+            .map_err(|e| errors.push(e.to_string()))
+            .unwrap_or_default();
+        let proxies = crate::http::Proxies::from_settings(
+            self.proxy.http_proxy.as_ref(),
+            self.proxy.https_proxy.as_ref(),
+            self.proxy.all_proxy.as_ref(),
+            self.proxy.no_proxy.as_deref(),
+        )
+        .map_err(|e| {
+            let env = |key: &str| keys::env_hint(&all_keys(), key);
+            errors.extend(
+                e.into_iter()
+                    .map(|(key, m)| format!("{key}{}: {m}", env(key))),
+            );
+        })
+        .unwrap_or_default();
+        if errors.is_empty() {
+            Ok(crate::http::Egress { trust, proxies })
+        } else {
+            Err(ConfigError::Many(errors))
+        }
+    }
+}
+
+impl Config {
+    /// One line per target (OpenCTI, each enabled connector's upstreams): whether it goes
+    /// direct or through which proxy, URLs and proxies without their credentials.
+    pub fn routes(&self, egress: &crate::http::Egress) -> Vec<String> {
+        use crate::config::UrlSetting;
+        let line = |name: &str, url: &str, proxies: &crate::http::Proxies| {
+            let shown = UrlSetting::from(url).redacted();
+            match reqwest::Url::parse(url) {
+                Ok(parsed) => format!("route {name}: {shown} {}", proxies.route(&parsed)),
+                Err(_) => format!("route {name}: {shown} is not a URL"),
+            }
+        };
+        let mut lines = Vec::new();
+        if let Some(url) = &self.opencti.url {
+            lines.push(line("opencti", url, &egress.proxies));
+        }
+        for section in self.enabled() {
+            let name = section.spec().section;
+            match section.proxies(egress) {
+                Ok(proxies) => lines.extend(
+                    section
+                        .upstream_urls()
+                        .iter()
+                        .map(|url| line(name, url, &proxies)),
+                ),
+                Err(e) => lines.push(format!("route {name}: {e}")),
+            }
+        }
+        lines
     }
 }
 
@@ -286,7 +352,7 @@ pub fn build_one(config: &Config, name: &str) -> Result<(ConnectorSettings, Host
     }
     settings.max_answer_bytes =
         usize::try_from(config.daemon.max_upstream_bytes).unwrap_or(usize::MAX);
-    settings.roots = config.roots()?;
+    settings.egress = Some(config.egress()?);
     let hosted = section
         .build(&settings)
         .map_err(|e| ConfigError::Many(vec![format!("{name}: {e}")]))?;
@@ -295,11 +361,11 @@ pub fn build_one(config: &Config, name: &str) -> Result<(ConnectorSettings, Host
 
 /// Builds every enabled connector; fails at start-up on anything wrong.
 pub fn build_all(config: &Config) -> Result<Vec<(ConnectorSettings, Hosted)>, ConfigError> {
-    let roots = config.roots()?;
+    let egress = config.egress()?;
     let mut built = Vec::new();
     let mut errors = Vec::new();
     for (mut settings, section) in config.resolve_enabled()? {
-        settings.roots = roots.clone();
+        settings.egress = Some(egress.clone());
         match section.build(&settings) {
             Ok(hosted) => built.push((settings, hosted)),
             Err(e) => errors.push(format!("{}: {e}", settings.key)),

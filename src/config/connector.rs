@@ -76,8 +76,9 @@ pub struct ConnectorSettings {
     pub mode: Mode,
     /// Upstream answers larger than this are refused (`daemon.max_upstream_bytes`).
     pub max_answer_bytes: usize,
-    /// Extra trust anchors (`tls.ca_file`).
-    pub roots: Option<crate::http::Roots>,
+    /// What the connector's clients trust and which proxies they use (`tls.*`, `proxy.*`);
+    /// `None`: the web PKI, direct.
+    pub egress: Option<crate::http::Egress>,
 }
 
 impl ConnectorSettings {
@@ -179,7 +180,7 @@ impl ConnectorBlock {
             queue_protocol: self.queue_protocol.unwrap_or_default(),
             mode,
             max_answer_bytes: crate::http::DEFAULT_MAX_UPSTREAM_BYTES,
-            roots: None,
+            egress: None,
         }
     }
 }

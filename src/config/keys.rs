@@ -328,6 +328,15 @@ impl KeySpec {
     }
 }
 
+/// ` (env A or B)` for the key at `path` of `table`, as errors name it; empty when unknown.
+pub fn env_hint(table: &[KeySpec], path: &str) -> String {
+    table
+        .iter()
+        .find(|k| k.path == path)
+        .map(|k| format!(" (env {})", k.env.join(" or ")))
+        .unwrap_or_default()
+}
+
 /// The one rule: `<SECTION>_<KEY>` upper-cased, nested keys joined by `_`.
 pub fn env_name(path: &str) -> String {
     path.replace('.', "_").to_ascii_uppercase()
@@ -378,6 +387,41 @@ pub fn global_keys() -> Vec<KeySpec> {
             Str,
             "",
             "PEM file of extra CA certificates trusted by every HTTP client (OpenCTI, upstreams) and by amqps.",
+        ),
+        KeySpec::new(
+            "tls.ca_certificates",
+            &["HTTPS_CA_CERTIFICATES"],
+            Str,
+            "",
+            "PEM text of extra CA certificates (one or more), trusted as `tls.ca_file` is; `HTTPS_CA_CERTIFICATES` is what the integration manager passes to every connector.",
+        ),
+        KeySpec::new(
+            "proxy.http_proxy",
+            &["http_proxy", "HTTP_PROXY"],
+            Secret,
+            "",
+            "Proxy of `http://` targets (OpenCTI and every upstream), `http://[user:password@]host:port`; the lowercase variable wins, as in curl.",
+        ),
+        KeySpec::new(
+            "proxy.https_proxy",
+            &["https_proxy", "HTTPS_PROXY"],
+            Secret,
+            "",
+            "Proxy of `https://` targets (through a CONNECT tunnel).",
+        ),
+        KeySpec::new(
+            "proxy.all_proxy",
+            &["all_proxy", "ALL_PROXY"],
+            Secret,
+            "",
+            "Proxy of either scheme when its own is unset.",
+        ),
+        KeySpec::new(
+            "proxy.no_proxy",
+            &["no_proxy", "NO_PROXY"],
+            Str,
+            "",
+            "Comma-separated hosts that go direct: a domain and its subdomains, an IP address, a CIDR block, or `*` for all.",
         ),
         KeySpec::new(
             "log.level",

@@ -23,8 +23,9 @@ pub fn read_file(path: &str, explicit: bool) -> Result<Option<String>, ConfigErr
     }
 }
 
-/// Parses `yaml`, applies every key of `table` found in `env` (the first non-blank of its
-/// names wins over the file), checks each numeric value against its key's range, and
+/// Parses `yaml`, reads the secret files its `<key>_file`s and `env`'s `<NAME>_FILE`s name
+/// ([`super::files`]), applies every key of `table` found in `env` (the first non-blank of
+/// its names wins over the file), checks each numeric value against its key's range, and
 /// deserialises the result into `T`. A key left empty in the file (`key:`) takes its
 /// default, as an empty variable does. Errors name the key, its environment variable and,
 /// for a number, the range allowed.
@@ -35,6 +36,11 @@ pub fn from_sources<T: DeserializeOwned>(
 ) -> Result<T, ConfigError> {
     let mut root = parse_root(yaml)?;
     let mut errors = Vec::new();
+    super::files::expand_yaml(&mut root, table, &mut errors);
+    let env = &super::files::expand_env(env, table).unwrap_or_else(|e| {
+        errors.extend(e);
+        env.clone()
+    });
     for key in table {
         let from_env = key.env.iter().find_map(|name| {
             env.get(name)

@@ -7,6 +7,7 @@
 //! by `_` (`IPINFO_CONNECTOR_ID`); some keys also accept the Python connectors' own names.
 
 pub mod connector;
+pub mod files;
 pub mod keys;
 pub mod loader;
 pub mod types;
@@ -73,6 +74,24 @@ impl Default for OpenctiConfig {
 pub struct TlsConfig {
     /// A PEM bundle of extra CA certificates to trust (a private CA).
     pub ca_file: Option<String>,
+    /// PEM text of extra CA certificates (`HTTPS_CA_CERTIFICATES`, as the integration
+    /// manager passes it).
+    pub ca_certificates: Option<String>,
+}
+
+/// The proxies of every HTTP client (see [`crate::http::proxy`]); URLs may carry
+/// credentials, so they are held as secrets.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxyConfig {
+    /// The proxy of `http://` targets.
+    pub http_proxy: Option<Secret>,
+    /// The proxy of `https://` targets (a CONNECT tunnel).
+    pub https_proxy: Option<Secret>,
+    /// The proxy of either, when its own is unset.
+    pub all_proxy: Option<Secret>,
+    /// Hosts, domains, IP addresses and CIDR blocks that go direct (`*`: all).
+    pub no_proxy: Option<String>,
 }
 
 /// Logging.

@@ -34,6 +34,12 @@ pub trait ConnectorConfig:
     fn check(&self, checks: &mut Checks);
     /// Builds the connector; fallible setup (clients, URLs) happens here, at start-up.
     fn build(&self, settings: &ConnectorSettings) -> Result<Hosted, String>;
+    /// The base URLs the connector calls (what `check-config --online` routes).
+    fn upstream_urls(&self) -> Vec<String>;
+    /// The proxies of the connector's calls: the daemon's unless the section has its own.
+    fn proxies(&self, global: &crate::http::Egress) -> Result<crate::http::Proxies, String> {
+        Ok(global.proxies.clone())
+    }
 }
 
 /// What the runtime should do with a failure.

@@ -72,6 +72,7 @@ fn secrets_go_to_the_env_file_by_the_daemon_s_names() {
                 "lis key with blanks".into()
             ),
             ("OPENCTI_TOKEN".into(), "admin-token-from-dotenv".into()),
+            ("PROXY_HTTP_PROXY".into(), "http://proxy:3128".into()),
         ])
     );
     assert!(
@@ -94,11 +95,14 @@ fn secrets_go_to_the_env_file_by_the_daemon_s_names() {
         "7c5a1d2e-0b3f-4e6a-8d9c-1f2e3a4b5c6d"
     );
     assert_eq!(config["ivre"]["max_tlp"], "TLP:GREEN");
+    // The proxy variables are carried over (a proxy URL may hold credentials: env file).
     assert!(
-        m.unmapped.iter().any(|u| u.contains("HTTP_PROXY")),
+        m.mapped.iter().any(|u| u
+            == "connector-lastinfosec-enrichment: HTTP_PROXY -> PROXY_HTTP_PROXY (env file: a secret)"),
         "{:?}",
-        m.unmapped
+        m.mapped
     );
+
     // What came out loads, with the secrets from the env file.
     let env: HashMap<String, String> = m.secrets.clone().into_iter().collect();
     let loaded = registry::Config::from_sources(Some(&m.yaml), &env).unwrap();

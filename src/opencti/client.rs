@@ -111,28 +111,28 @@ impl std::fmt::Debug for OpenctiClient {
 impl OpenctiClient {
     /// A client for `<url>/graphql`.
     pub fn new(url: &str, token: Secret, ssl_verify: bool) -> reqwest::Result<Self> {
-        Self::with_roots(url, token, ssl_verify, None)
+        Self::with_egress(url, token, ssl_verify, None)
     }
 
-    /// A client for `<url>/graphql` that also trusts `roots`.
-    pub fn with_roots(
+    /// A client for `<url>/graphql` with `egress`'s trust and proxies.
+    pub fn with_egress(
         url: &str,
         token: Secret,
         ssl_verify: bool,
-        roots: Option<&crate::http::Roots>,
+        egress: Option<&crate::http::Egress>,
     ) -> reqwest::Result<Self> {
-        Self::with_timeout(url, token, ssl_verify, roots, DEFAULT_REQUEST_TIMEOUT)
+        Self::with_timeout(url, token, ssl_verify, egress, DEFAULT_REQUEST_TIMEOUT)
     }
 
-    /// [`OpenctiClient::with_roots`] whose calls each give up after `timeout`.
+    /// [`OpenctiClient::with_egress`] whose calls each give up after `timeout`.
     pub fn with_timeout(
         url: &str,
         token: Secret,
         ssl_verify: bool,
-        roots: Option<&crate::http::Roots>,
+        egress: Option<&crate::http::Egress>,
         timeout: Duration,
     ) -> reqwest::Result<Self> {
-        let http = crate::http::builder(timeout, roots)
+        let http = crate::http::builder(timeout, egress)
             .danger_accept_invalid_certs(!ssl_verify)
             .build()?;
         Ok(OpenctiClient {

@@ -53,8 +53,8 @@ impl Shutdown {
 pub struct Platform {
     pub client: OpenctiClient,
     pub mq: MqConfig,
-    /// Extra trust anchors for amqps (`tls.ca_file`).
-    pub roots: Option<crate::http::Roots>,
+    /// What amqps trusts (`tls.*` and the system store).
+    pub egress: Option<crate::http::Egress>,
     pub ping_interval: Duration,
     pub retry: RetryPolicy,
     /// The retry budget of one message or run (`daemon.max_retry_duration`).
@@ -247,7 +247,7 @@ async fn run_connector(
     tracing::info!(connector, id = %registration.id, name = %settings.name, kind = settings.connector_type(), "Connector registered.");
     let state = StateCell::new(state::parse_state(registration.connector_state.as_deref()));
     let broker = BrokerAddress::resolve(&registration.config.connection, &platform.mq)
-        .trusting(platform.roots.as_ref());
+        .trusting(platform.egress.as_ref());
     let run = Arc::new(ConnectorRun {
         queues: registration.config.clone(),
         broker,

@@ -25,6 +25,7 @@ const SECRETS: &[&str] = &[
     "ipsum-secret-key",
     "mq-secret-pass",
     "proxy-secret-pass",
+    "env-proxy-secret",
 ];
 
 /// Everything written by the subscriber.
@@ -103,8 +104,25 @@ fn config(base: &str) -> Config {
         ("IPSUM_API_KEY", "ipsum-secret-key".into()),
         ("IPSUM_API_BASE_URL", format!("{base}/ipsum/levels.txt")),
     ];
-    let env = pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
-    Config::from_sources(None, &env).expect("the test config")
+    let mut env: std::collections::HashMap<String, String> =
+        pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    // A proxy with credentials for every client (bypassed for the local fakes), and a key
+    // read from a file.
+    env.insert(
+        "HTTP_PROXY".into(),
+        "http://env-proxy-user:env-proxy-secret@127.0.0.1:9".into(),
+    );
+    env.insert("NO_PROXY".into(), "127.0.0.1".into());
+    let key_file = std::env::temp_dir().join(format!("ipsum-key-{}", uuid::Uuid::new_v4()));
+    std::fs::write(&key_file, "ipsum-secret-key\n").unwrap();
+    env.remove("IPSUM_API_KEY");
+    env.insert(
+        "IPSUM_API_KEY_FILE".into(),
+        key_file.to_str().unwrap().into(),
+    );
+    let config = Config::from_sources(None, &env).expect("the test config");
+    let _ = std::fs::remove_file(key_file);
+    config
 }
 
 /// An upstream that answers every connector with `status` (a redirect goes to `target`).

@@ -114,6 +114,10 @@ impl ConnectorConfig for IpinfoConfig {
         &SPEC
     }
 
+    fn upstream_urls(&self) -> Vec<String> {
+        vec![self.base_url().to_string()]
+    }
+
     fn base(&self) -> (bool, &ConnectorBlock) {
         (self.enabled, &self.connector)
     }

@@ -42,7 +42,7 @@ pub struct IpinfoConnector {
 impl IpinfoConnector {
     pub fn new(config: &IpinfoConfig, settings: &ConnectorSettings) -> Result<Self, String> {
         let token = config.token.clone().ok_or("ipinfo.token is required")?;
-        let http = http::client(config.request_timeout.0, None, settings.roots.as_ref())
+        let http = http::client(config.request_timeout.0, settings.egress.as_ref())
             .map_err(|e| e.to_string())?;
         let base_url = reqwest::Url::parse(config.base_url()).map_err(|e| e.to_string())?;
         Ok(IpinfoConnector {

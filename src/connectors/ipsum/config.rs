@@ -102,6 +102,10 @@ impl ConnectorConfig for IpsumConfig {
         &SPEC
     }
 
+    fn upstream_urls(&self) -> Vec<String> {
+        vec![self.api_base_url.as_str().to_string()]
+    }
+
     fn base(&self) -> (bool, &ConnectorBlock) {
         (self.enabled, &self.connector)
     }
@@ -112,7 +116,7 @@ impl ConnectorConfig for IpsumConfig {
     }
 
     fn build(&self, settings: &ConnectorSettings) -> Result<Hosted, String> {
-        let connector = IpsumConnector::new(self, settings.name.clone(), settings.roots.as_ref())?;
+        let connector = IpsumConnector::new(self, settings.name.clone(), settings.egress.as_ref())?;
         Ok(Hosted::Import(Arc::new(connector)))
     }
 }

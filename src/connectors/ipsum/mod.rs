@@ -47,14 +47,13 @@ impl IpsumConnector {
     pub fn new(
         config: &IpsumConfig,
         name: String,
-        roots: Option<&http::Roots>,
+        egress: Option<&http::Egress>,
     ) -> Result<Self, String> {
         let author = Author::organization(AUTHOR, Some(AUTHOR_DESCRIPTION));
         let tlp: Tlp = config.tlp_level.0;
         Ok(IpsumConnector {
             feed: FeedClient {
-                http: http::client(config.request_timeout.0, None, roots)
-                    .map_err(|e| e.to_string())?,
+                http: http::client(config.request_timeout.0, egress).map_err(|e| e.to_string())?,
                 url: reqwest::Url::parse(&config.api_base_url).map_err(|e| e.to_string())?,
                 api_key: config.api_key.clone().filter(|k| !k.is_blank()),
                 max_bytes: usize::try_from(config.max_feed_bytes).unwrap_or(usize::MAX),

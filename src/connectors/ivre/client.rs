@@ -187,12 +187,12 @@ impl IvreClient {
         page_size: u64,
         max_records: u64,
         max_answer: usize,
-        roots: Option<&crate::http::Roots>,
+        egress: Option<&crate::http::Egress>,
         cache: &crate::cache::CacheConfig,
     ) -> reqwest::Result<Self> {
         // No redirects: the endpoint's headers (X-API-Key, the fragment's) must never reach
         // another host; a 3xx is reported like any other unexpected answer.
-        let http = crate::http::builder(timeout, roots)
+        let http = crate::http::builder(timeout, egress)
             .danger_accept_invalid_certs(!verify_tls)
             .redirect(reqwest::redirect::Policy::none())
             .build()?;

@@ -331,6 +331,25 @@ impl ConnectorConfig for IvreConfig {
         &SPEC
     }
 
+    fn upstream_urls(&self) -> Vec<String> {
+        let mut urls: Vec<String> = Vec::new();
+        for url in [
+            &self.api_base_url,
+            &self.db_url_data,
+            &self.db_url_passive,
+            &self.db_url_scans,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let url = url.as_str().to_string();
+            if url.starts_with("http") && !urls.contains(&url) {
+                urls.push(url);
+            }
+        }
+        urls
+    }
+
     fn base(&self) -> (bool, &ConnectorBlock) {
         (self.enabled, &self.connector)
     }

@@ -98,7 +98,7 @@ impl IvreConnector {
                 config.page_size,
                 config.max_records,
                 settings.max_answer_bytes,
-                settings.roots.as_ref(),
+                settings.egress.as_ref(),
                 &config.cache,
             )
             .map_err(|e| e.to_string())?

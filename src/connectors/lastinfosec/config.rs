@@ -39,14 +39,14 @@ pub static SPEC: SectionSpec = SectionSpec {
             env_aliases: &["PROXY_HTTP"],
             kind: Kind::Url,
             default: "",
-            doc: "Proxy for http:// upstream calls.",
+            doc: "Proxy of LastInfoSec's http:// calls, instead of `proxy.http_proxy` (`proxy.no_proxy` still applies).",
         },
         KeyDef {
             key: "proxy_https",
             env_aliases: &["PROXY_HTTPS"],
             kind: Kind::Url,
             default: "",
-            doc: "Proxy for https:// upstream calls.",
+            doc: "Proxy of LastInfoSec's https:// calls, instead of `proxy.https_proxy` (`proxy.no_proxy` still applies).",
         },
         KeyDef {
             key: "endpoint",
@@ -115,9 +115,46 @@ impl Default for LastinfosecConfig {
     }
 }
 
+impl LastinfosecConfig {
+    /// The daemon's trust and proxies, with `proxy_http`/`proxy_https` replacing the
+    /// proxy of their scheme for LastInfoSec's calls; `no_proxy` still applies.
+    pub fn egress(
+        &self,
+        global: Option<&crate::http::Egress>,
+    ) -> Result<crate::http::Egress, String> {
+        let parse = |value: &Option<UrlSetting>, key: &'static str| {
+            value
+                .as_deref()
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| {
+                    crate::http::ProxyUrl::parse(v, key).map_err(|e| {
+                        format!(
+                            "{key}{}: {e}",
+                            SPEC.env_hint(key.strip_prefix("lastinfosec.").unwrap_or(key))
+                        )
+                    })
+                })
+                .transpose()
+        };
+        let http = parse(&self.proxy_http, "lastinfosec.proxy_http")?;
+        let https = parse(&self.proxy_https, "lastinfosec.proxy_https")?;
+        let mut egress = global.cloned().unwrap_or_default();
+        egress.proxies = egress.proxies.overridden(http, https);
+        Ok(egress)
+    }
+}
+
 impl ConnectorConfig for LastinfosecConfig {
     fn spec() -> &'static SectionSpec {
         &SPEC
+    }
+
+    fn upstream_urls(&self) -> Vec<String> {
+        vec![self.api_base_url.as_str().to_string()]
+    }
+
+    fn proxies(&self, global: &crate::http::Egress) -> Result<crate::http::Proxies, String> {
+        Ok(self.egress(Some(global))?.proxies)
     }
 
     fn base(&self) -> (bool, &ConnectorBlock) {

@@ -12,7 +12,7 @@ use crate::config::ConnectorSettings;
 use crate::connectors::{
     ConnectorError, EnrichmentConnector, EnrichmentRequest, Outcome, sent_message,
 };
-use crate::http::{self, Proxies};
+use crate::http;
 use crate::opencti::prepared::Prepared;
 use crate::stix::Tlp;
 use client::{Answer, LastinfosecClient};
@@ -31,18 +31,11 @@ pub struct LastinfosecConnector {
 
 impl LastinfosecConnector {
     pub fn new(config: &LastinfosecConfig, settings: &ConnectorSettings) -> Result<Self, String> {
-        let proxies = Proxies {
-            http: config.proxy_http.as_deref().map(str::to_string),
-            https: config.proxy_https.as_deref().map(str::to_string),
-        };
+        let egress = config.egress(settings.egress.as_ref())?;
         Ok(LastinfosecConnector {
             client: LastinfosecClient {
-                http: http::client(
-                    config.request_timeout.0,
-                    Some(&proxies),
-                    settings.roots.as_ref(),
-                )
-                .map_err(|e| e.to_string())?,
+                http: http::client(config.request_timeout.0, Some(&egress))
+                    .map_err(|e| e.to_string())?,
                 base: reqwest::Url::parse(&config.api_base_url).map_err(|e| e.to_string())?,
                 api_key: config
                     .api_key_cti

@@ -114,6 +114,10 @@ impl ConnectorConfig for RiskiqConfig {
         &SPEC
     }
 
+    fn upstream_urls(&self) -> Vec<String> {
+        vec![self.api_base_url.as_str().to_string()]
+    }
+
     fn base(&self) -> (bool, &ConnectorBlock) {
         (self.enabled, &self.connector)
     }

@@ -52,7 +52,7 @@ pub struct RiskiqConnector {
 
 impl RiskiqConnector {
     pub fn new(config: &RiskiqConfig, settings: &ConnectorSettings) -> Result<Self, String> {
-        let http = http::client(config.request_timeout.0, None, settings.roots.as_ref())
+        let http = http::client(config.request_timeout.0, settings.egress.as_ref())
             .map_err(|e| e.to_string())?;
         let base = reqwest::Url::parse(&config.api_base_url).map_err(|e| e.to_string())?;
         let username = config

@@ -2,6 +2,8 @@
 
 pub mod daemon;
 pub mod fake_opencti;
+pub mod forward_proxy;
+pub mod pki;
 pub mod proxy;
 
 use std::sync::OnceLock;
@@ -73,7 +75,7 @@ pub fn settings(key: &'static str, mode: Mode, protocol: QueueProtocol) -> Conne
         queue_protocol: protocol,
         mode,
         max_answer_bytes: opencti_connectors::http::DEFAULT_MAX_UPSTREAM_BYTES,
-        roots: None,
+        egress: None,
     }
 }
 
@@ -118,7 +120,7 @@ pub fn platform(fake: &FakeOpencti) -> Arc<Platform> {
         )
         .unwrap(),
         mq: MqConfig::default(),
-        roots: None,
+        egress: None,
         ping_interval: Duration::from_millis(200),
         retry: RetryPolicy {
             attempts: 3,
