@@ -123,12 +123,11 @@ fn shape(c: &Value) -> HashMap<String, String> {
             "{name}: serviceMonitor.{key}"
         );
     }
-    for (secret, from) in c["envFromSecrets"].as_mapping().unwrap() {
-        assert!(
-            from["name"].is_string() && from["key"].is_string(),
-            "{name}: envFromSecrets.{secret:?} needs name and key"
-        );
-    }
+    // The secrets are files from the Secret, not variables.
+    assert!(
+        c.get("envFromSecrets").is_none(),
+        "{name}: envFromSecrets passes secrets as variables"
+    );
     let env: HashMap<String, String> = c["env"]
         .as_mapping()
         .unwrap()
@@ -143,11 +142,32 @@ fn shape(c: &Value) -> HashMap<String, String> {
             (k.as_str().unwrap().to_string(), value)
         })
         .collect();
-    // Unset, the chart passes the admin's token: the connectors get their own user's.
-    assert!(
-        c["envFromSecrets"]["OPENCTI_TOKEN"].is_mapping() && !env.contains_key("OPENCTI_TOKEN"),
-        "{name}: OPENCTI_TOKEN from a secret"
+    // Unset, the chart passes the admin's token: set, empty, it passes nothing, and the
+    // connectors' own user's comes from the file.
+    assert_eq!(
+        env.get("OPENCTI_TOKEN").map(String::as_str),
+        Some(""),
+        "{name}: OPENCTI_TOKEN set empty"
     );
+    assert!(env.contains_key("OPENCTI_TOKEN_FILE"), "{name}");
+    let secret_vars = super::secret_env();
+    let (mount, items) = secret_mount(name, c);
+    let mut read = std::collections::BTreeSet::new();
+    for (var, value) in &env {
+        assert!(
+            !secret_vars.contains(var) || value.is_empty(),
+            "{name}: sets the secret {var}"
+        );
+        if let Some(plain) = var.strip_suffix("_FILE") {
+            assert!(secret_vars.contains(plain), "{name}: {plain} is no secret");
+            let key = value
+                .strip_prefix(&format!("{mount}/"))
+                .unwrap_or_else(|| panic!("{name}: {var}={value} not in {mount}"));
+            assert!(items.contains(key), "{name}: the volume lacks {key}");
+            read.insert(key.to_string());
+        }
+    }
+    assert_eq!(read, items, "{name}: every key projected is read");
     // The chart's metrics Service follows CONNECTOR_EXPOSE_METRICS (any string is true to
     // it), and its templates read `serviceMonitor.interval` then.
     if let Some(expose) = env.get("CONNECTOR_EXPOSE_METRICS") {
@@ -178,10 +198,44 @@ fn shape(c: &Value) -> HashMap<String, String> {
     env
 }
 
-/// The environment the pod gets: the plain values, the secrets (made up here), and the
-/// chart's OPENCTI_URL; each `ChangeMe` id a UUID of its own.
-fn pod_env(c: &Value, plain: HashMap<String, String>) -> HashMap<String, String> {
-    let mut env: HashMap<String, String> = plain
+/// The Secret volume an entry mounts: its mount path (under /run/secrets/, read-only) and
+/// the keys it projects (each at a path of its own name).
+fn secret_mount(name: &str, c: &Value) -> (String, std::collections::BTreeSet<String>) {
+    let volume = c["volumes"]
+        .as_sequence()
+        .unwrap_or_else(|| panic!("{name}: volumes"))
+        .iter()
+        .find(|v| v["secret"].is_mapping())
+        .unwrap_or_else(|| panic!("{name}: a Secret volume"));
+    let items = volume["secret"]["items"]
+        .as_sequence()
+        .unwrap_or_else(|| panic!("{name}: the keys projected"))
+        .iter()
+        .map(|i| {
+            assert_eq!(i["key"], i["path"], "{name}");
+            i["path"].as_str().unwrap().to_string()
+        })
+        .collect();
+    let mount = c["volumeMounts"]
+        .as_sequence()
+        .unwrap_or_else(|| panic!("{name}: volumeMounts"))
+        .iter()
+        .find(|m| m["name"] == volume["name"])
+        .unwrap_or_else(|| panic!("{name}: the Secret volume is mounted"));
+    assert_eq!(mount["readOnly"], true, "{name}");
+    let path = mount["mountPath"].as_str().unwrap().to_string();
+    assert!(path.starts_with("/run/secrets/"), "{name}: {path}");
+    (path, items)
+}
+
+/// The environment the pod gets: the plain values, the Secret's files (made up here, under
+/// `mounted`), and the chart's OPENCTI_URL; each `ChangeMe` id a UUID of its own.
+fn pod_env(
+    c: &Value,
+    plain: HashMap<String, String>,
+    mounted: &super::Mounted,
+) -> HashMap<String, String> {
+    let env: HashMap<String, String> = plain
         .into_iter()
         .map(|(k, v)| {
             let v = if v == "ChangeMe" {
@@ -192,12 +246,10 @@ fn pod_env(c: &Value, plain: HashMap<String, String>) -> HashMap<String, String>
             (k, v)
         })
         .collect();
-    for (secret, _) in c["envFromSecrets"].as_mapping().unwrap() {
-        env.insert(
-            secret.as_str().unwrap().to_string(),
-            "from-the-secret".into(),
-        );
-    }
+    let (mount, _) = secret_mount(c["name"].as_str().unwrap(), c);
+    let mut pairs: Vec<(String, String)> = env.into_iter().collect();
+    mounted.remap(&mut pairs, &mount, "from-the-secret\n");
+    let mut env: HashMap<String, String> = pairs.into_iter().collect();
     env.insert("OPENCTI_URL".into(), "http://opencti-server:80".into());
     env
 }
@@ -236,7 +288,8 @@ fn the_full_daemon_is_one_connector_of_the_chart() {
         !plain.contains_key(opencti_connectors::dropin::AS_ENV),
         "full mode: every enabled connector"
     );
-    let env = pod_env(c, plain.clone());
+    let mounted = super::Mounted::new();
+    let env = pod_env(c, plain.clone(), &mounted);
     // Every variable is the daemon's, but the two the chart reads for its metrics Service.
     let known: std::collections::HashSet<String> = super::known_env();
     for name in env.keys() {
@@ -270,7 +323,8 @@ fn each_official_connector_runs_as_a_drop_in_of_the_chart() {
             .get(opencti_connectors::dropin::AS_ENV)
             .unwrap_or_else(|| panic!("{name}: which connector"))
             .clone();
-        let env = pod_env(c, plain.clone());
+        let mounted = super::Mounted::new();
+        let env = pod_env(c, plain.clone(), &mounted);
         let dropin = opencti_connectors::dropin::from_sources(&section, None, &env)
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(
