@@ -139,6 +139,7 @@ pub fn migrate(files: &[PathBuf]) -> Result<Migration, String> {
             }
             let vars = environment(service, dir, &dotenv, &name, &mut m.unmapped);
             report_stricter_defaults(&keys, section, &name, &vars, &mut m.unmapped);
+            let sets_id = vars.iter().any(|v| v.name == "CONNECTOR_ID");
             let mut section_keys = Vec::new();
             for var in vars {
                 map_var(
@@ -150,6 +151,9 @@ pub fn migrate(files: &[PathBuf]) -> Result<Migration, String> {
                     &mut section_keys,
                     &mut m,
                 );
+            }
+            if !sets_id {
+                keep_default_id(section, &name, &mut section_keys, &mut m);
             }
             sections.insert(order, (section, section_keys));
         }
@@ -189,6 +193,27 @@ pub fn migrate(files: &[PathBuf]) -> Result<Migration, String> {
         .map(|(k, v)| format!("{k}={}\n", env_quote(v)))
         .collect();
     Ok(m)
+}
+
+/// A service that does not set `CONNECTOR_ID` registers with its image's default id: it is
+/// written out, so OpenCTI keeps seeing the same connector (its state and works).
+fn keep_default_id(
+    section: &'static str,
+    service: &str,
+    section_keys: &mut Pairs,
+    m: &mut Migration,
+) {
+    let path = format!("{section}.connector.id");
+    let Some(id) = official(section).and_then(|o| o.default_id) else {
+        return;
+    };
+    if section_keys.iter().any(|(p, _)| *p == path) {
+        return;
+    }
+    m.mapped.push(format!(
+        "{service}: CONNECTOR_ID not set -> {path}: {id} (the official image's default)"
+    ));
+    section_keys.push((path, Value::String(id.to_string())));
 }
 
 /// Keys whose default here is stricter than the official connector's, and what the

@@ -226,3 +226,31 @@ fn every_official_name_of_a_key_maps_back_to_that_key() {
     );
     assert_eq!(keys_of("ipinfo", "CONNECTOR_RUN_AND_TERMINATE"), None);
 }
+
+#[test]
+fn a_service_that_sets_no_connector_id_keeps_its_images_default_id() {
+    // The official IPsum file leaves CONNECTOR_ID commented out: that image registers with
+    // its default id, so the migrated configuration must too (the same connector, its state).
+    let m = migrate(&[official("ipsum")]).unwrap();
+    let config: serde_yaml::Value = serde_yaml::from_str(&m.yaml).unwrap();
+    assert_eq!(
+        config["ipsum"]["connector"]["id"],
+        "9b7c2e14-3f5a-4d8b-9c1e-6a2f4b8d0e37"
+    );
+    assert!(
+        m.mapped
+            .iter()
+            .any(|l| l.contains("CONNECTOR_ID not set") && l.contains("default")),
+        "{:?}",
+        m.mapped
+    );
+    // An image without a UUID default (IPinfo's is `ipinfo--…`) gets none: the placeholder
+    // is reported instead.
+    let m = migrate(&[official("ipinfo")]).unwrap();
+    let config: serde_yaml::Value = serde_yaml::from_str(&m.yaml).unwrap();
+    assert!(
+        config["ipinfo"]["connector"].get("id").is_none(),
+        "{}",
+        m.yaml
+    );
+}
