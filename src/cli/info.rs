@@ -1,0 +1,39 @@
+//! The commands that print what the binary knows, with no configuration: `config-table`,
+//! `catalog`, and `healthcheck` (a probe of a running daemon).
+
+use std::io;
+use std::process::ExitCode;
+
+use opencti_connectors::{dropin, health, registry};
+
+use super::out;
+
+/// `config-table`: the Markdown table of every configuration key.
+pub fn config_table() -> io::Result<ExitCode> {
+    out::text(registry::markdown_table())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `catalog`: the integration manager's custom catalog.
+pub fn catalog(image: &str, version: &str) -> io::Result<ExitCode> {
+    // A map of plain JSON values always serialises.
+    let text =
+        serde_json::to_string_pretty(&dropin::catalog::catalog(image, version)).unwrap_or_default();
+    out::line(text)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `healthcheck`: exit 0 when the daemon's health endpoint says healthy.
+pub async fn healthcheck(url: Option<String>) -> ExitCode {
+    let url = url.unwrap_or_else(|| {
+        let env: std::collections::HashMap<String, String> = std::env::vars().collect();
+        health::default_url(&env)
+    });
+    match health::probe(&url).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("unhealthy: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
