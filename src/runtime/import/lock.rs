@@ -19,7 +19,7 @@ use lapin::types::FieldTable;
 use lapin::{Channel, Connection, ErrorKind};
 use tokio_util::sync::CancellationToken;
 
-use super::retry::{self, BROKER_BACKOFF};
+use crate::runtime::retry::{self, BROKER_BACKOFF};
 // The lock connection carries no message: the smallest frames keep its buffers small.
 use crate::amqp::{BrokerAddress, FRAME_MIN, close_bounded};
 
