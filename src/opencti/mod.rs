@@ -6,6 +6,7 @@ pub mod dialect;
 pub mod error;
 pub mod escape;
 pub mod messages;
+pub mod ops;
 pub mod prepared;
 pub mod split;
 pub mod types;

@@ -16,8 +16,7 @@ pub const BROKER_BACKOFF: Backoff =
 /// Retrying an OpenCTI call that failed transiently.
 pub const OPENCTI_BACKOFF: Backoff =
     Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
-/// The longest `Retry-After` honoured before the next attempt; a longer one is cut to this.
-pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+pub use crate::ratelimit::MAX_RETRY_AFTER;
 
 /// Delays `base`, `2·base`, ... up to `max`.
 #[derive(Debug, Clone)]
