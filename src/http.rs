@@ -37,8 +37,7 @@ pub enum UpstreamError {
     Memory(#[from] crate::memory::MemoryError),
 }
 
-/// Upstream answers are read up to this size unless `daemon.max_upstream_bytes` says.
-pub const DEFAULT_MAX_UPSTREAM_BYTES: usize = 32 * 1024 * 1024;
+pub use crate::config::limits::DEFAULT_MAX_UPSTREAM_BYTES;
 
 pub mod proxy;
 pub mod trust;

@@ -9,7 +9,9 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::time::Instant;
 
 use crate::metrics::UPSTREAM;
-use crate::runtime::retry::MAX_RETRY_AFTER;
+
+/// The longest `Retry-After` honoured before the next attempt; a longer one is cut to this.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 /// A connector's upstream gate. Shared by its clients (cheap to hold in an `Arc`).
 pub struct Gate {

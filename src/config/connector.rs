@@ -179,7 +179,7 @@ impl ConnectorBlock {
             scope,
             queue_protocol: self.queue_protocol.unwrap_or_default(),
             mode,
-            max_answer_bytes: crate::http::DEFAULT_MAX_UPSTREAM_BYTES,
+            max_answer_bytes: super::limits::DEFAULT_MAX_UPSTREAM_BYTES,
             egress: None,
         }
     }

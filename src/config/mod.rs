@@ -9,6 +9,7 @@
 pub mod connector;
 pub mod files;
 pub mod keys;
+pub mod limits;
 pub mod loader;
 pub mod types;
 
@@ -62,8 +63,8 @@ impl Default for OpenctiConfig {
             url: None,
             token: None,
             ssl_verify: true,
-            max_answer_bytes: crate::opencti::client::DEFAULT_MAX_ANSWER_BYTES as u64,
-            request_timeout: IsoDuration(crate::opencti::client::DEFAULT_REQUEST_TIMEOUT),
+            max_answer_bytes: limits::DEFAULT_MAX_ANSWER_BYTES as u64,
+            request_timeout: IsoDuration(limits::DEFAULT_REQUEST_TIMEOUT),
         }
     }
 }
@@ -178,7 +179,7 @@ impl Default for DaemonConfig {
             ping_interval: IsoDuration(std::time::Duration::from_secs(40)),
             shutdown_timeout: IsoDuration(std::time::Duration::from_secs(30)),
             listen: "0.0.0.0:9095".into(),
-            max_upstream_bytes: crate::http::DEFAULT_MAX_UPSTREAM_BYTES as u64,
+            max_upstream_bytes: limits::DEFAULT_MAX_UPSTREAM_BYTES as u64,
             max_retry_duration: IsoDuration(std::time::Duration::from_secs(600)),
             import_lock: true,
             memory_budget: None,
