@@ -109,7 +109,7 @@ impl BrokerAddress {
 
     /// The same address, trusting `egress`'s roots too when it uses TLS (the web PKI,
     /// `tls.ca_certificates`, `tls.ca_file`; the system store is always trusted).
-    pub fn trusting(mut self, egress: Option<&crate::http::Egress>) -> Self {
+    pub fn trusting(mut self, egress: Option<&crate::upstream::http::Egress>) -> Self {
         self.ca_pem = egress.and_then(|e| e.trust.amqp_pem());
         self
     }

@@ -119,7 +119,7 @@ pub async fn probe(url: &str) -> Result<(), String> {
         .get(url)
         .send()
         .await
-        .map_err(|e| format!("{url}: {}", crate::http::describe(&e)))?;
+        .map_err(|e| format!("{url}: {}", crate::upstream::http::describe(&e)))?;
     if response.status().is_success() {
         Ok(())
     } else {

@@ -15,29 +15,31 @@
 //!   holds what the daemon knows of the official images.
 //! - [`dropin`]: `run --as <connector>`, the daemon in place of one official image, and the
 //!   integration manager's catalog of those images.
-//! - [`cache`]: the upstream answer cache of the enrichment connectors.
-//! - [`ratelimit`]: the per-connector upstream gate (token bucket, 429 pauses).
+//! - [`upstream`]: the connectors' upstream plumbing: the HTTP client and egress
+//!   ([`upstream::http`]), the answer cache ([`upstream::cache`]), the per-connector gate
+//!   ([`upstream::ratelimit`]: token bucket, 429 pauses); also at their old paths.
 //! - [`health`], [`metrics`]: `/healthz` and `/metrics`.
 //! - [`shutdown`]: signals → cancellation.
 
 pub mod amqp;
-pub mod cache;
 pub mod config;
 pub mod connectors;
 pub mod dropin;
 pub mod health;
-pub mod http;
 pub mod memory;
 pub mod metrics;
 pub mod migrate;
 pub mod oneshot;
 pub mod online;
 pub mod opencti;
-pub mod ratelimit;
 pub mod registry;
 pub mod runtime;
 pub mod shutdown;
 pub mod stix;
+pub mod upstream;
+
+// The tests and benches name them here.
+pub use upstream::{cache, http, ratelimit};
 
 #[cfg(test)]
 mod fixtures;

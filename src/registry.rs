@@ -27,7 +27,10 @@ trait Section {
     fn check(&self, checks: &mut Checks);
     fn build(&self, settings: &ConnectorSettings) -> Result<Hosted, String>;
     fn upstream_urls(&self) -> Vec<String>;
-    fn proxies(&self, global: &crate::http::Egress) -> Result<crate::http::Proxies, String>;
+    fn proxies(
+        &self,
+        global: &crate::upstream::http::Egress,
+    ) -> Result<crate::upstream::http::Proxies, String>;
 }
 
 impl<T: ConnectorConfig> Section for T {
@@ -46,7 +49,10 @@ impl<T: ConnectorConfig> Section for T {
     fn upstream_urls(&self) -> Vec<String> {
         ConnectorConfig::upstream_urls(self)
     }
-    fn proxies(&self, global: &crate::http::Egress) -> Result<crate::http::Proxies, String> {
+    fn proxies(
+        &self,
+        global: &crate::upstream::http::Egress,
+    ) -> Result<crate::upstream::http::Proxies, String> {
         ConnectorConfig::proxies(self, global)
     }
 }
@@ -222,7 +228,7 @@ impl Config {
     /// token when a connector is enabled; without them this says which is missing).
     pub fn opencti_client(
         &self,
-        egress: Option<&crate::http::Egress>,
+        egress: Option<&crate::upstream::http::Egress>,
     ) -> Result<crate::opencti::OpenctiClient, String> {
         let url = self
             .opencti
@@ -248,8 +254,8 @@ impl Config {
 
     /// What the daemon trusts and which proxies it goes through: `tls.*` (and the system
     /// store) read and parsed, `proxy.*` checked. Each error names its setting.
-    pub fn egress(&self) -> Result<crate::http::Egress, ConfigError> {
-        use crate::http::trust::{Sources, Trust};
+    pub fn egress(&self) -> Result<crate::upstream::http::Egress, ConfigError> {
+        use crate::upstream::http::trust::{Sources, Trust};
         fn set(v: &Option<String>) -> Option<&str> {
             v.as_deref().map(str::trim).filter(|v| !v.is_empty())
         }
@@ -263,7 +269,7 @@ impl Config {
         let trust = Trust::load(&sources)
             .map_err(|e| errors.push(e.to_string()))
             .unwrap_or_default();
-        let proxies = crate::http::Proxies::from_settings(
+        let proxies = crate::upstream::http::Proxies::from_settings(
             self.proxy.http_proxy.as_ref(),
             self.proxy.https_proxy.as_ref(),
             self.proxy.all_proxy.as_ref(),
@@ -278,7 +284,7 @@ impl Config {
         })
         .unwrap_or_default();
         if errors.is_empty() {
-            Ok(crate::http::Egress { trust, proxies })
+            Ok(crate::upstream::http::Egress { trust, proxies })
         } else {
             Err(ConfigError::Many(errors))
         }
@@ -288,9 +294,9 @@ impl Config {
 impl Config {
     /// One line per target (OpenCTI, each enabled connector's upstreams): whether it goes
     /// direct or through which proxy, URLs and proxies without their credentials.
-    pub fn routes(&self, egress: &crate::http::Egress) -> Vec<String> {
+    pub fn routes(&self, egress: &crate::upstream::http::Egress) -> Vec<String> {
         use crate::config::UrlSetting;
-        let line = |name: &str, url: &str, proxies: &crate::http::Proxies| {
+        let line = |name: &str, url: &str, proxies: &crate::upstream::http::Proxies| {
             let shown = UrlSetting::from(url).redacted();
             match reqwest::Url::parse(url) {
                 Ok(parsed) => format!("route {name}: {shown} {}", proxies.route(&parsed)),

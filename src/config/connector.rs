@@ -78,7 +78,7 @@ pub struct ConnectorSettings {
     pub max_answer_bytes: usize,
     /// What the connector's clients trust and which proxies they use (`tls.*`, `proxy.*`);
     /// `None`: the web PKI, direct.
-    pub egress: Option<crate::http::Egress>,
+    pub egress: Option<crate::upstream::http::Egress>,
 }
 
 impl ConnectorSettings {

@@ -80,7 +80,7 @@ pub struct TlsConfig {
     pub ca_certificates: Option<String>,
 }
 
-/// The proxies of every HTTP client (see [`crate::http::proxy`]); URLs may carry
+/// The proxies of every HTTP client (see [`crate::upstream::http::proxy`]); URLs may carry
 /// credentials, so they are held as secrets.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -19,8 +19,8 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::config::{Checks, ConnectorBlock, ConnectorSettings, SectionSpec};
-use crate::http::UpstreamError;
 use crate::stix::{ObjectMarking, Tlp};
+use crate::upstream::http::UpstreamError;
 
 /// A connector's section of the configuration (`ipinfo:` in the YAML file).
 pub trait ConnectorConfig:
@@ -37,7 +37,10 @@ pub trait ConnectorConfig:
     /// The base URLs the connector calls (what `check-config --online` routes).
     fn upstream_urls(&self) -> Vec<String>;
     /// The proxies of the connector's calls: the daemon's unless the section has its own.
-    fn proxies(&self, global: &crate::http::Egress) -> Result<crate::http::Proxies, String> {
+    fn proxies(
+        &self,
+        global: &crate::upstream::http::Egress,
+    ) -> Result<crate::upstream::http::Proxies, String> {
         Ok(global.proxies.clone())
     }
 }

@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::config::Secret;
-use crate::http::UpstreamError;
+use crate::upstream::http::UpstreamError;
 
 use super::dialect::{Dialect, VersionCell};
 pub use super::error::OpenctiError;
@@ -77,7 +77,7 @@ impl OpenctiClient {
         url: &str,
         token: Secret,
         ssl_verify: bool,
-        egress: Option<&crate::http::Egress>,
+        egress: Option<&crate::upstream::http::Egress>,
     ) -> reqwest::Result<Self> {
         Self::with_timeout(url, token, ssl_verify, egress, DEFAULT_REQUEST_TIMEOUT)
     }
@@ -87,10 +87,10 @@ impl OpenctiClient {
         url: &str,
         token: Secret,
         ssl_verify: bool,
-        egress: Option<&crate::http::Egress>,
+        egress: Option<&crate::upstream::http::Egress>,
         timeout: Duration,
     ) -> reqwest::Result<Self> {
-        let http = crate::http::builder(timeout, egress)
+        let http = crate::upstream::http::builder(timeout, egress)
             .danger_accept_invalid_certs(!ssl_verify)
             .build()?;
         Ok(OpenctiClient {
@@ -162,7 +162,7 @@ impl OpenctiClient {
         }
         let response = request.send().await.map_err(|e| {
             let (builder, connect) = (e.is_builder(), e.is_connect());
-            let text = crate::http::describe(&e.without_url());
+            let text = crate::upstream::http::describe(&e.without_url());
             if builder {
                 OpenctiError::Request(text)
             } else if connect {
@@ -172,12 +172,16 @@ impl OpenctiClient {
             }
         })?;
         let status = response.status();
-        let text = crate::http::text_capped(response, self.max_answer, crate::memory::Weight::Tree)
-            .await
-            .map_err(|e| match e {
-                UpstreamError::Transport(t) => OpenctiError::Transport(t),
-                other => OpenctiError::Decode(other.to_string()),
-            })?;
+        let text = crate::upstream::http::text_capped(
+            response,
+            self.max_answer,
+            crate::memory::Weight::Tree,
+        )
+        .await
+        .map_err(|e| match e {
+            UpstreamError::Transport(t) => OpenctiError::Transport(t),
+            other => OpenctiError::Decode(other.to_string()),
+        })?;
         if !status.is_success() {
             return Err(OpenctiError::Http {
                 status: status.as_u16(),

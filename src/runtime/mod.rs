@@ -59,7 +59,7 @@ pub struct Platform {
     pub client: OpenctiClient,
     pub mq: MqConfig,
     /// What amqps trusts (`tls.*` and the system store).
-    pub egress: Option<crate::http::Egress>,
+    pub egress: Option<crate::upstream::http::Egress>,
     pub ping_interval: Duration,
     pub retry: RetryPolicy,
     /// The retry budget of one message or run (`daemon.max_retry_duration`).

@@ -16,7 +16,7 @@ pub const BROKER_BACKOFF: Backoff =
 /// Retrying an OpenCTI call that failed transiently.
 pub const OPENCTI_BACKOFF: Backoff =
     Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
-pub use crate::ratelimit::MAX_RETRY_AFTER;
+pub use crate::upstream::ratelimit::MAX_RETRY_AFTER;
 
 /// Delays `base`, `2·base`, ... up to `max`.
 #[derive(Debug, Clone)]

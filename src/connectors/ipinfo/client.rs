@@ -6,8 +6,8 @@ use serde_json::Value;
 use super::plans::{self, Api};
 use crate::config::Secret;
 use crate::connectors::ConnectorError;
-use crate::http::{self, UpstreamError};
-use crate::ratelimit::Gate;
+use crate::upstream::http::{self, UpstreamError};
+use crate::upstream::ratelimit::Gate;
 
 /// The IPinfo HTTP client.
 pub struct IpinfoClient {

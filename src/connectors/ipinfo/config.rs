@@ -7,13 +7,13 @@ use serde::Deserialize;
 
 use super::IpinfoConnector;
 use super::plans::{self, Api};
-use crate::cache::CacheConfig;
 use crate::config::{
     Checks, ConnectorBlock, ConnectorKind, ConnectorSettings, IsoDuration, KeyDef, Kind, Secret,
     SectionSpec, TlpSetting, UrlSetting,
 };
 use crate::connectors::{ConnectorConfig, Hosted};
 use crate::stix::Tlp;
+use crate::upstream::cache::CacheConfig;
 
 /// The `ipinfo` section's shape.
 pub static SPEC: SectionSpec = SectionSpec {

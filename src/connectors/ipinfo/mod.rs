@@ -17,14 +17,14 @@ use std::net::IpAddr;
 use async_trait::async_trait;
 use serde_json::Value;
 
-use crate::cache::AnswerCache;
 use crate::config::ConnectorSettings;
 use crate::connectors::{
     ConnectorError, EnrichmentConnector, EnrichmentRequest, Outcome, sent_message,
 };
-use crate::http;
-use crate::ratelimit::Gate;
 use crate::stix::Tlp;
+use crate::upstream::cache::AnswerCache;
+use crate::upstream::http;
+use crate::upstream::ratelimit::Gate;
 use client::IpinfoClient;
 
 pub use client::status_error;

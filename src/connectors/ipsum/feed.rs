@@ -6,7 +6,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::Secret;
 use crate::connectors::ConnectorError;
-use crate::http::{self, UpstreamError};
+use crate::upstream::http::{self, UpstreamError};
 
 /// The feed download is refused above this size unless `ipsum.max_feed_bytes` says.
 pub const DEFAULT_MAX_FEED_BYTES: usize = 64 * 1024 * 1024;

@@ -10,9 +10,9 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 
 use crate::connectors::{ConnectorError, ImportConnector, ImportContext};
-use crate::http;
 use crate::opencti::prepared::Prepared;
 use crate::stix::{Author, Tlp};
+use crate::upstream::http;
 use feed::FeedClient;
 
 pub use config::{IpsumConfig, SPEC};

@@ -7,133 +7,10 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDateTime, Timelike};
 use serde_json::Value;
 
-use crate::config::Secret;
 use crate::connectors::ConnectorError;
-use crate::http::UpstreamError;
+use crate::upstream::http::UpstreamError;
 
-/// One purpose's endpoint.
-#[derive(Clone)]
-pub struct Endpoint {
-    base: String,
-    headers: Vec<(String, String)>,
-    basic: Option<(String, Secret)>,
-}
-
-impl std::fmt::Debug for Endpoint {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.base)
-    }
-}
-
-/// Percent-decodes a fragment component.
-fn pct_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            // On bytes: a multi-byte character after `%` must not split a char boundary.
-            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-            if let Some(b) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Percent-encodes a query value (everything but RFC 3986 unreserved characters).
-pub fn pct_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-impl Endpoint {
-    /// Parses a purpose URL. `Err` says why the purpose is unusable (e.g. `mongodb://`).
-    pub fn parse(
-        url: &str,
-        referer: Option<&str>,
-        api_key: Option<&Secret>,
-    ) -> Result<Endpoint, String> {
-        let mut parsed = reqwest::Url::parse(url.trim()).map_err(|e| {
-            let shown = crate::config::UrlSetting::from(url).redacted();
-            format!("`{shown}` is not a URL: {e}")
-        })?;
-        if parsed.scheme() == "maxmind" {
-            return Err(
-                "`maxmind://` serves the data purpose only (ivre.db_url_data); this purpose needs IVRE's web API (http/https)"
-                    .into(),
-            );
-        }
-        if parsed.scheme() != "http" && parsed.scheme() != "https" {
-            return Err(format!(
-                "`{}://` URLs need IVRE's Python library; this connector talks to IVRE's web API (http/https)",
-                parsed.scheme()
-            ));
-        }
-        let mut headers: Vec<(String, String)> = Vec::new();
-        if let Some(fragment) = parsed.fragment() {
-            for pair in fragment.split('&').filter(|p| !p.is_empty()) {
-                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-                headers.push((pct_decode(k), pct_decode(v)));
-            }
-        }
-        parsed.set_fragment(None);
-        let basic = if !parsed.username().is_empty() {
-            let user = pct_decode(parsed.username());
-            let pass = Secret::new(pct_decode(parsed.password().unwrap_or("")));
-            let _ = parsed.set_username("");
-            let _ = parsed.set_password(None);
-            Some((user, pass))
-        } else {
-            None
-        };
-        fn set(headers: &mut Vec<(String, String)>, name: &str, value: String) {
-            headers.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
-            headers.push((name.to_string(), value));
-        }
-        if let Some(r) = referer {
-            set(&mut headers, "Referer", r.to_string());
-        } else if !headers
-            .iter()
-            .any(|(k, _)| k.eq_ignore_ascii_case("referer"))
-        {
-            let port = parsed.port().map(|p| format!(":{p}")).unwrap_or_default();
-            let default = format!(
-                "{}://{}{port}/",
-                parsed.scheme(),
-                parsed.host_str().unwrap_or("")
-            );
-            set(&mut headers, "Referer", default);
-        }
-        if let Some(key) = api_key {
-            set(&mut headers, "X-API-Key", key.expose().to_string());
-        }
-        Ok(Endpoint {
-            base: parsed.as_str().trim_end_matches('/').to_string(),
-            headers,
-            basic,
-        })
-    }
-
-    /// The Referer this endpoint sends (for tests and logs).
-    pub fn referer(&self) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("referer"))
-            .map(|(_, v)| v.as_str())
-    }
-}
+pub use super::endpoint::{Endpoint, pct_encode};
 
 /// A failed IVRE request: the message (with a hint for the operator) and, through the one
 /// classifier, what the runtime should do with it.
@@ -175,9 +52,9 @@ pub struct IvreClient {
     pub max_records: u64,
     max_answer: usize,
     /// `/ipdata` answers and record lists by query (`ivre.cache`).
-    cache: crate::cache::AnswerCache<Value>,
+    cache: crate::upstream::cache::AnswerCache<Value>,
     /// `ivre.rate_limit`, and the pause a 429 puts on every request (shared by clones).
-    gate: std::sync::Arc<crate::ratelimit::Gate>,
+    gate: std::sync::Arc<crate::upstream::ratelimit::Gate>,
 }
 
 impl IvreClient {
@@ -187,12 +64,12 @@ impl IvreClient {
         page_size: u64,
         max_records: u64,
         max_answer: usize,
-        egress: Option<&crate::http::Egress>,
-        cache: &crate::cache::CacheConfig,
+        egress: Option<&crate::upstream::http::Egress>,
+        cache: &crate::upstream::cache::CacheConfig,
     ) -> reqwest::Result<Self> {
         // No redirects: the endpoint's headers (X-API-Key, the fragment's) must never reach
         // another host; a 3xx is reported like any other unexpected answer.
-        let http = crate::http::builder(timeout, egress)
+        let http = crate::upstream::http::builder(timeout, egress)
             .danger_accept_invalid_certs(!verify_tls)
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
@@ -202,15 +79,15 @@ impl IvreClient {
             max_records,
             max_answer,
             // Nothing known (no ipdata, no record) is a "not found": kept briefly.
-            cache: crate::cache::AnswerCache::with_not_found("ivre", cache, |v| {
+            cache: crate::upstream::cache::AnswerCache::with_not_found("ivre", cache, |v| {
                 v.is_null() || v.as_array().is_some_and(Vec::is_empty)
             }),
-            gate: std::sync::Arc::new(crate::ratelimit::Gate::new("ivre", 0.0)),
+            gate: std::sync::Arc::new(crate::upstream::ratelimit::Gate::new("ivre", 0.0)),
         })
     }
 
     /// The same client sending through `gate` (`ivre.rate_limit`).
-    pub fn with_gate(mut self, gate: crate::ratelimit::Gate) -> Self {
+    pub fn with_gate(mut self, gate: crate::upstream::ratelimit::Gate) -> Self {
         self.gate = std::sync::Arc::new(gate);
         self
     }
@@ -235,12 +112,16 @@ impl IvreClient {
         })?;
         let status = response.status();
         let failure = (!status.is_success()).then(|| UpstreamError::status(&response));
-        let body = crate::http::text_capped(response, self.max_answer, crate::memory::Weight::Tree)
-            .await
-            .map_err(|error| {
-                let message = format!("reading the answer failed: {error}");
-                IvreError(ConnectorError::from_upstream(&error, message))
-            })?;
+        let body = crate::upstream::http::text_capped(
+            response,
+            self.max_answer,
+            crate::memory::Weight::Tree,
+        )
+        .await
+        .map_err(|error| {
+            let message = format!("reading the answer failed: {error}");
+            IvreError(ConnectorError::from_upstream(&error, message))
+        })?;
         if let Some(error) = failure {
             let snippet: String = body
                 .chars()

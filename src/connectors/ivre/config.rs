@@ -10,13 +10,13 @@ use serde::Deserialize;
 use super::IvreConnector;
 use super::client::Endpoint;
 use super::maxmind;
-use crate::cache::CacheConfig;
 use crate::config::keys::{Range, ranges};
 use crate::config::{
     Checks, ConnectorBlock, ConnectorKind, ConnectorSettings, IsoDuration, KeyDef, Kind, Secret,
     SectionSpec, TlpSetting, UrlSetting,
 };
 use crate::connectors::{ConnectorConfig, Hosted};
+use crate::upstream::cache::CacheConfig;
 
 /// The `ivre` section's shape.
 pub static SPEC: SectionSpec = SectionSpec {

@@ -6,6 +6,7 @@
 pub mod client;
 pub mod collect;
 pub mod config;
+pub mod endpoint;
 pub mod mapping;
 pub mod maxmind;
 pub mod query;
@@ -17,8 +18,8 @@ use serde_json::Value;
 
 use crate::config::ConnectorSettings;
 use crate::connectors::{ConnectorError, EnrichmentConnector, EnrichmentRequest, Outcome};
-use crate::ratelimit::Gate;
 use crate::stix::{Author, Tlp};
+use crate::upstream::ratelimit::Gate;
 use client::{Endpoint, IvreClient, IvreError};
 use collect::{Collector, norm_domain};
 use mapping::EntityKind;

@@ -7,8 +7,8 @@ use super::config::Endpoint;
 use super::mapping::{Found, strongest_hash};
 use crate::config::Secret;
 use crate::connectors::{ConnectorError, EnrichmentRequest};
-use crate::http::{self, UpstreamError};
 use crate::memory::Weight;
+use crate::upstream::http::{self, UpstreamError};
 
 /// What a lookup gave.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -27,9 +27,9 @@ pub struct LastinfosecClient {
     pub(super) endpoint: Endpoint,
     pub(super) max_answer: usize,
     /// Answers by looked-up value (off unless `lastinfosec.cache.ttl` is set).
-    pub(super) cache: crate::cache::AnswerCache<Answer>,
+    pub(super) cache: crate::upstream::cache::AnswerCache<Answer>,
     /// `lastinfosec.rate_limit`, and the pause a 429 puts on every lookup.
-    pub(super) gate: crate::ratelimit::Gate,
+    pub(super) gate: crate::upstream::ratelimit::Gate,
 }
 
 impl LastinfosecClient {

@@ -6,13 +6,13 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::LastinfosecConnector;
-use crate::cache::CacheConfig;
 use crate::config::{
     Checks, ConnectorBlock, ConnectorKind, ConnectorSettings, IsoDuration, KeyDef, Kind, Secret,
     SectionSpec, TlpSetting, UrlSetting,
 };
 use crate::connectors::{ConnectorConfig, Hosted};
 use crate::stix::Tlp;
+use crate::upstream::cache::CacheConfig;
 
 /// The `lastinfosec` section's shape.
 pub static SPEC: SectionSpec = SectionSpec {
@@ -120,14 +120,14 @@ impl LastinfosecConfig {
     /// proxy of their scheme for LastInfoSec's calls; `no_proxy` still applies.
     pub fn egress(
         &self,
-        global: Option<&crate::http::Egress>,
-    ) -> Result<crate::http::Egress, String> {
+        global: Option<&crate::upstream::http::Egress>,
+    ) -> Result<crate::upstream::http::Egress, String> {
         let parse = |value: &Option<UrlSetting>, key: &'static str| {
             value
                 .as_deref()
                 .filter(|v| !v.trim().is_empty())
                 .map(|v| {
-                    crate::http::ProxyUrl::parse(v, key).map_err(|e| {
+                    crate::upstream::http::ProxyUrl::parse(v, key).map_err(|e| {
                         format!(
                             "{key}{}: {e}",
                             SPEC.env_hint(key.strip_prefix("lastinfosec.").unwrap_or(key))
@@ -153,7 +153,10 @@ impl ConnectorConfig for LastinfosecConfig {
         vec![self.api_base_url.as_str().to_string()]
     }
 
-    fn proxies(&self, global: &crate::http::Egress) -> Result<crate::http::Proxies, String> {
+    fn proxies(
+        &self,
+        global: &crate::upstream::http::Egress,
+    ) -> Result<crate::upstream::http::Proxies, String> {
         Ok(self.egress(Some(global))?.proxies)
     }
 

@@ -12,9 +12,9 @@ use crate::config::ConnectorSettings;
 use crate::connectors::{
     ConnectorError, EnrichmentConnector, EnrichmentRequest, Outcome, sent_message,
 };
-use crate::http;
 use crate::opencti::prepared::Prepared;
 use crate::stix::Tlp;
+use crate::upstream::http;
 use client::{Answer, LastinfosecClient};
 
 pub use client::status_text;
@@ -43,12 +43,12 @@ impl LastinfosecConnector {
                     .ok_or("lastinfosec.api_key_cti is required")?,
                 endpoint: config.endpoint,
                 max_answer: settings.max_answer_bytes,
-                cache: crate::cache::AnswerCache::with_not_found(
+                cache: crate::upstream::cache::AnswerCache::with_not_found(
                     "lastinfosec",
                     &config.cache,
                     |answer| matches!(answer, Answer::NotFound),
                 ),
-                gate: crate::ratelimit::Gate::new("lastinfosec", config.rate_limit),
+                gate: crate::upstream::ratelimit::Gate::new("lastinfosec", config.rate_limit),
             },
             max_tlp: config.max_tlp.0,
         })

@@ -8,8 +8,8 @@ use tokio::sync::Mutex;
 
 use crate::config::Secret;
 use crate::connectors::ConnectorError;
-use crate::http::{self, UpstreamError};
-use crate::ratelimit::Gate;
+use crate::upstream::http::{self, UpstreamError};
+use crate::upstream::ratelimit::Gate;
 
 /// A quota reading refused on is re-read first when it is older than this.
 const QUOTA_RECHECK: Duration = Duration::from_secs(60);

@@ -6,7 +6,6 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::RiskiqConnector;
-use crate::cache::CacheConfig;
 use crate::config::keys::Range;
 use crate::config::{
     Checks, ConnectorBlock, ConnectorKind, ConnectorSettings, IsoDuration, KeyDef, Kind, Secret,
@@ -14,6 +13,7 @@ use crate::config::{
 };
 use crate::connectors::{ConnectorConfig, Hosted};
 use crate::stix::Tlp;
+use crate::upstream::cache::CacheConfig;
 
 /// The `riskiq` section's shape.
 pub static SPEC: SectionSpec = SectionSpec {

@@ -11,12 +11,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::Value;
 
-use crate::cache::AnswerCache;
 use crate::config::ConnectorSettings;
 use crate::connectors::{ConnectorError, EnrichmentConnector, EnrichmentRequest, Outcome};
-use crate::http;
-use crate::ratelimit::Gate;
 use crate::stix::{Author, Tlp};
+use crate::upstream::cache::AnswerCache;
+use crate::upstream::http;
+use crate::upstream::ratelimit::Gate;
 use client::RiskiqClient;
 
 pub use client::status_error;

@@ -89,7 +89,7 @@ impl Gate {
     /// After an answer: a 429 with `Retry-After` pauses the connector.
     pub fn observe(&self, response: &reqwest::Response) {
         if response.status() == reqwest::StatusCode::TOO_MANY_REQUESTS
-            && let Some(delay) = crate::http::retry_after(response.headers())
+            && let Some(delay) = crate::upstream::http::retry_after(response.headers())
         {
             tracing::warn!(
                 seconds = delay.as_secs_f64(),
@@ -105,7 +105,7 @@ impl Gate {
         request: reqwest::RequestBuilder,
     ) -> reqwest::Result<reqwest::Response> {
         self.wait().await;
-        let response = crate::http::send_counted(self.connector, request).await?;
+        let response = crate::upstream::http::send_counted(self.connector, request).await?;
         self.observe(&response);
         Ok(response)
     }

@@ -1,0 +1,188 @@
+//! The global keys: `opencti`, `mq`, `daemon`, `log`, `proxy` and `tls` (everything outside the
+//! connector sections).
+
+use super::{KeySpec, Kind, ranges};
+
+/// Global keys (outside connector sections).
+pub fn global_keys() -> Vec<KeySpec> {
+    use Kind::*;
+    vec![
+        KeySpec::new(
+            "opencti.url",
+            &[],
+            Url,
+            "",
+            "OpenCTI base URL (GraphQL at `<url>/graphql`). Required when a connector is enabled.",
+        ),
+        KeySpec::new(
+            "opencti.token",
+            &[],
+            Secret,
+            "",
+            "API token of the OpenCTI connector user. Required when a connector is enabled.",
+        ),
+        KeySpec::new(
+            "opencti.ssl_verify",
+            &[],
+            Bool,
+            "true",
+            "Verify OpenCTI's TLS certificate (pycti's default is false).",
+        ),
+        KeySpec::new(
+            "opencti.max_answer_bytes",
+            &[],
+            Int(ranges::OPENCTI_ANSWER_BYTES),
+            "268435456",
+            "GraphQL answers larger than this (256 MiB) are refused.",
+        ),
+        KeySpec::new(
+            "opencti.request_timeout",
+            &[],
+            Duration(ranges::REQUEST_TIMEOUT),
+            "PT5M",
+            "One GraphQL call gives up after this; a timeout, like a refused connection or a 5xx, then asks `about` whether OpenCTI is down.",
+        ),
+        KeySpec::new(
+            "tls.ca_file",
+            &[],
+            Str,
+            "",
+            "PEM file of extra CA certificates trusted by every HTTP client (OpenCTI, upstreams) and by amqps.",
+        ),
+        KeySpec::new(
+            "tls.ca_certificates",
+            &["HTTPS_CA_CERTIFICATES"],
+            Str,
+            "",
+            "PEM text of extra CA certificates (one or more), trusted as `tls.ca_file` is; `HTTPS_CA_CERTIFICATES` is what the integration manager passes to every connector.",
+        ),
+        KeySpec::new(
+            "proxy.http_proxy",
+            &["http_proxy", "HTTP_PROXY"],
+            Secret,
+            "",
+            "Proxy of `http://` targets (OpenCTI and every upstream), `http://[user:password@]host:port`; the lowercase variable wins, as in curl.",
+        ),
+        KeySpec::new(
+            "proxy.https_proxy",
+            &["https_proxy", "HTTPS_PROXY"],
+            Secret,
+            "",
+            "Proxy of `https://` targets (through a CONNECT tunnel).",
+        ),
+        KeySpec::new(
+            "proxy.all_proxy",
+            &["all_proxy", "ALL_PROXY"],
+            Secret,
+            "",
+            "Proxy of either scheme when its own is unset.",
+        ),
+        KeySpec::new(
+            "proxy.no_proxy",
+            &["no_proxy", "NO_PROXY"],
+            Str,
+            "",
+            "Comma-separated hosts that go direct: a domain and its subdomains, an IP address, a CIDR block, or `*` for all.",
+        ),
+        KeySpec::new(
+            "log.level",
+            &[],
+            Str,
+            "info",
+            "Log level or tracing filter (`debug`, `info,opencti_connectors=debug`).",
+        ),
+        KeySpec::new("log.format", &[], Str, "text", "`text` or `json`."),
+        KeySpec::new(
+            "mq.host",
+            &[],
+            Str,
+            "",
+            "Override the RabbitMQ host returned by OpenCTI at registration.",
+        ),
+        KeySpec::new(
+            "mq.port",
+            &[],
+            Int(ranges::PORT),
+            "",
+            "Override the RabbitMQ port.",
+        ),
+        KeySpec::new(
+            "mq.vhost",
+            &[],
+            Str,
+            "",
+            "Override the RabbitMQ virtual host.",
+        ),
+        KeySpec::new(
+            "mq.use_ssl",
+            &[],
+            Bool,
+            "",
+            "Override whether RabbitMQ uses TLS.",
+        ),
+        KeySpec::new("mq.user", &[], Str, "", "Override the RabbitMQ user."),
+        KeySpec::new(
+            "mq.pass",
+            &[],
+            Secret,
+            "",
+            "Override the RabbitMQ password.",
+        ),
+        KeySpec::new(
+            "mq.consumer_timeout",
+            &[],
+            Duration(ranges::CONSUMER_TIMEOUT),
+            "PT30M",
+            "The broker's `consumer_timeout` (rabbitmq.conf; OpenCTI's compose sets 24 h): a message still unacked after 5/6 of it is given back, before the broker would close the channel.",
+        ),
+        KeySpec::new(
+            "daemon.listen",
+            &[],
+            Str,
+            "0.0.0.0:9095",
+            "Address of `/healthz` and `/metrics`; empty disables them.",
+        ),
+        KeySpec::new(
+            "daemon.ping_interval",
+            &[],
+            Duration(ranges::PING_INTERVAL),
+            "PT40S",
+            "Interval between pings (liveness and state) of each connector.",
+        ),
+        KeySpec::new(
+            "daemon.shutdown_timeout",
+            &[],
+            Duration(ranges::SHUTDOWN_TIMEOUT),
+            "PT30S",
+            "How long in-flight work may take to finish on SIGTERM before it is requeued.",
+        ),
+        KeySpec::new(
+            "daemon.max_retry_duration",
+            &[],
+            Duration(ranges::MAX_RETRY_DURATION),
+            "PT10M",
+            "How long transient OpenCTI failures (5xx, timeouts, LOCK_ERROR) inside one message or run are retried before its work fails.",
+        ),
+        KeySpec::new(
+            "daemon.import_lock",
+            &[],
+            Bool,
+            "true",
+            "Importers run under a lock on RabbitMQ, so only one replica runs them (see Running replicas); false only for a single replica that cannot declare queues on the broker.",
+        ),
+        KeySpec::new(
+            "daemon.memory_budget",
+            &[],
+            Int(ranges::MEMORY_BUDGET),
+            "",
+            "Bytes the large buffers of all requests together may hold (answers, their parsed form, the bundles being sent); requests wait for room. Default: 75 % of the cgroup memory limit when there is one, else 201326592 (192 MiB).",
+        ),
+        KeySpec::new(
+            "daemon.max_upstream_bytes",
+            &[],
+            Int(ranges::UPSTREAM_BYTES),
+            "33554432",
+            "Upstream API answers larger than this (32 MiB) are refused (IPsum has its own cap).",
+        ),
+    ]
+}

@@ -1,0 +1,100 @@
+//! What the daemon knows of the official connector images: which it recognises, the section
+//! each becomes, and which of the daemon's keys an official variable sets.
+
+use super::*;
+
+/// One official connector image, as the daemon knows it.
+#[derive(Debug, Clone, Copy)]
+pub struct Official {
+    /// The image's name after `opencti/connector-` (`riskiq-passive-total`).
+    pub image: &'static str,
+    /// The daemon section it becomes.
+    pub section: &'static str,
+    /// The connector id the official image registers with when `CONNECTOR_ID` is unset (its
+    /// settings' default). Only a UUID is kept: the daemon's ids are UUIDs.
+    pub default_id: Option<&'static str>,
+    /// Variables the official code reads from another place of its `config.yml` than the one
+    /// rule (`<section>.<key>` ↔ `<SECTION>_<KEY>`) says: `(name by the rule, name read)`.
+    pub file_names: &'static [(&'static str, &'static str)],
+}
+
+/// The official connectors' images and the daemon section each one becomes.
+pub const RECOGNISED: &[Official] = &[
+    Official {
+        image: "ipinfo",
+        section: "ipinfo",
+        // Its default, `ipinfo--43cf861c-…`, is no UUID: `CONNECTOR_ID` must be set.
+        default_id: None,
+        file_names: &[],
+    },
+    Official {
+        image: "ipsum",
+        section: "ipsum",
+        default_id: Some("9b7c2e14-3f5a-4d8b-9c1e-6a2f4b8d0e37"),
+        file_names: &[],
+    },
+    Official {
+        image: "riskiq-passive-total",
+        section: "riskiq",
+        default_id: None,
+        file_names: &[],
+    },
+    Official {
+        image: "lastinfosec-enrichment",
+        section: "lastinfosec",
+        default_id: None,
+        // Its proxies are read from the `opencti:` block of its file.
+        file_names: &[
+            ("OPENCTI_PROXY_HTTP", "PROXY_HTTP"),
+            ("OPENCTI_PROXY_HTTPS", "PROXY_HTTPS"),
+        ],
+    },
+    Official {
+        image: "ivre",
+        section: "ivre",
+        default_id: None,
+        file_names: &[],
+    },
+];
+
+/// The official image that `section` stands in for.
+pub fn official(section: &str) -> Option<&'static Official> {
+    RECOGNISED.iter().find(|o| o.section == section)
+}
+
+/// The key an official connector's variable `name` sets, for a service of `section`:
+/// `OPENCTI_*` (and the other shared names) the global key of that name, `CONNECTOR_<KEY>`
+/// `<section>.connector.<key>`, and any other name the section key that accepts it
+/// (`IPINFO_TOKEN`, `CONNECTOR_IPSUM_API_KEY`, `CONFIG_LIS_APIKEY_CTI`). `None`: no equivalent.
+pub fn official_key<'a>(keys: &'a [KeySpec], section: &str, name: &str) -> Option<&'a KeySpec> {
+    let in_a_section = |k: &KeySpec| {
+        RECOGNISED
+            .iter()
+            .any(|o| k.path.starts_with(&format!("{}.", o.section)))
+    };
+    keys.iter()
+        .find(|k| !in_a_section(k) && k.env.iter().any(|e| e == name))
+        .or_else(|| {
+            let rest = name.strip_prefix(CONNECTOR_PREFIX)?;
+            let path = format!("{section}.connector.{}", rest.to_ascii_lowercase());
+            keys.iter().find(|k| k.path == path)
+        })
+        .or_else(|| {
+            keys.iter().find(|k| {
+                k.path.starts_with(&format!("{section}.")) && k.env.iter().any(|e| e == name)
+            })
+        })
+}
+
+/// The prefix of pycti's connector settings (`CONNECTOR_ID`, `CONNECTOR_SCOPE`, …).
+pub const CONNECTOR_PREFIX: &str = "CONNECTOR_";
+
+/// The names an official connector of `section` sets `key` by, besides the daemon's own:
+/// `CONNECTOR_<KEY>` for `<section>.connector.<key>` (the inverse of [`official_key`]'s rule).
+pub fn official_names(key: &KeySpec, section: &str) -> Vec<String> {
+    key.path
+        .strip_prefix(&format!("{section}.connector."))
+        .filter(|rest| !rest.contains('.'))
+        .map(|rest| vec![format!("{CONNECTOR_PREFIX}{}", rest.to_ascii_uppercase())])
+        .unwrap_or_default()
+}
