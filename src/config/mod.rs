@@ -11,6 +11,7 @@ pub mod files;
 pub mod keys;
 pub mod limits;
 pub mod loader;
+pub mod tlp;
 pub mod types;
 
 use serde::Deserialize;

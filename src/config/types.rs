@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-use crate::stix::Tlp;
-use crate::stix::tlp::TLP_CHOICES;
+use super::tlp::{TLP_CHOICES, Tlp};
 
 /// A secret (token, API key). Debug and Display never show it.
 #[derive(Clone, PartialEq, Eq, Deserialize)]

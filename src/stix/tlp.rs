@@ -5,57 +5,10 @@ use serde_json::{Value, json};
 /// `created` of the stix2 library's predefined TLP objects.
 pub const TLP_CREATED: &str = "2017-01-20T00:00:00.000Z";
 
-/// A Traffic Light Protocol level. `Clear` also stands for the legacy `TLP:WHITE`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Tlp {
-    Clear,
-    Green,
-    Amber,
-    AmberStrict,
-    Red,
-}
+pub use crate::config::tlp::{TLP_CHOICES, Tlp};
 
-/// The values a `max_tlp` / `tlp_level` setting accepts, for error messages.
-pub const TLP_CHOICES: &str =
-    "TLP:CLEAR, TLP:WHITE, TLP:GREEN, TLP:AMBER, TLP:AMBER+STRICT, TLP:RED";
-
+/// The STIX side of a TLP level: its marking definition.
 impl Tlp {
-    /// Parses an OpenCTI TLP definition (`TLP:GREEN`), case-insensitively. `TLP:WHITE` is
-    /// `Clear`. Anything else (including custom `TLP:EX:...`) is `None`.
-    pub fn parse(s: &str) -> Option<Tlp> {
-        Some(match s.trim().to_ascii_uppercase().as_str() {
-            "TLP:CLEAR" | "TLP:WHITE" => Tlp::Clear,
-            "TLP:GREEN" => Tlp::Green,
-            "TLP:AMBER" => Tlp::Amber,
-            "TLP:AMBER+STRICT" => Tlp::AmberStrict,
-            "TLP:RED" => Tlp::Red,
-            _ => return None,
-        })
-    }
-
-    /// Parses the short level names of importer settings (`white`, `clear`, `green`,
-    /// `amber`, `amber+strict`, `red`), with or without the `TLP:` prefix.
-    pub fn parse_level(s: &str) -> Option<Tlp> {
-        let upper = s.trim().to_ascii_uppercase();
-        let full = if upper.starts_with("TLP:") {
-            upper
-        } else {
-            format!("TLP:{upper}")
-        };
-        Tlp::parse(&full)
-    }
-
-    /// The OpenCTI definition, e.g. `TLP:AMBER+STRICT`.
-    pub fn definition(self) -> &'static str {
-        match self {
-            Tlp::Clear => "TLP:CLEAR",
-            Tlp::Green => "TLP:GREEN",
-            Tlp::Amber => "TLP:AMBER",
-            Tlp::AmberStrict => "TLP:AMBER+STRICT",
-            Tlp::Red => "TLP:RED",
-        }
-    }
-
     /// The static marking-definition id shared by stix2, pycti and the platform.
     pub fn marking_id(self) -> &'static str {
         match self {
