@@ -56,18 +56,21 @@ async fn imports_then_skips_an_unchanged_feed_by_etag() {
         .mount(&server)
         .await;
     let fake = FakeOpencti::start().await;
-    let (settings, hosted) = ipsum(
-        &format!("{}/levels/8.txt", server.uri()),
-        &[
-            ("CONNECTOR_IPSUM_API_KEY", "gh-token"),
-            ("CONNECTOR_IPSUM_TLP_LEVEL", "green"),
-        ],
-    );
-    let id = settings.id.to_string();
-    let (shutdown, task) = start(&fake, settings, hosted, Duration::from_secs(5)).await;
-    fake.wait_for("two runs", |s| s.count("workEdit.toProcessed") >= 2)
-        .await;
-    stop(shutdown, task).await;
+    let running = Scenario::new(
+        &fake,
+        ipsum(
+            &format!("{}/levels/8.txt", server.uri()),
+            &[
+                ("CONNECTOR_IPSUM_API_KEY", "gh-token"),
+                ("CONNECTOR_IPSUM_TLP_LEVEL", "green"),
+            ],
+        ),
+    )
+    .start()
+    .await;
+    let id = running.id().to_string();
+    running.works(2).await;
+    running.stop().await;
 
     assert_eq!(
         fake.calls("registerConnector")[0].variables["input"]["type"],
@@ -223,18 +226,21 @@ async fn amqp_mode_publishes_every_object_on_the_push_queue() {
         .mount(&server)
         .await;
     let fake = FakeOpencti::start().await;
-    let (settings, hosted) = ipsum(
-        &format!("{}/levels/5.txt", server.uri()),
-        &[
-            ("IPSUM_CONNECTOR_QUEUE_PROTOCOL", "amqp"),
-            ("IPSUM_CONNECTOR_DURATION_PERIOD", "PT1H"),
-        ],
-    );
-    let id = settings.id.to_string();
-    let (shutdown, task) = start(&fake, settings, hosted, Duration::from_secs(5)).await;
-    fake.wait_for("a run", |s| s.count("workEdit.toProcessed") >= 1)
-        .await;
-    stop(shutdown, task).await;
+    let running = Scenario::new(
+        &fake,
+        ipsum(
+            &format!("{}/levels/5.txt", server.uri()),
+            &[
+                ("IPSUM_CONNECTOR_QUEUE_PROTOCOL", "amqp"),
+                ("IPSUM_CONNECTOR_DURATION_PERIOD", "PT1H"),
+            ],
+        ),
+    )
+    .start()
+    .await;
+    let id = running.id().to_string();
+    running.works(1).await;
+    running.stop().await;
     // 1,413 IPs in chunks of 2,000 IPs: one chunk of 3 objects an IP plus author and marking.
     let expected = 1_413 * 3 + 2;
     let expectations: u64 = fake
@@ -261,18 +267,21 @@ async fn a_feed_that_expands_past_max_ips_stops_with_a_clear_message() {
         .mount(&server)
         .await;
     let fake = FakeOpencti::start().await;
-    let (settings, hosted) = ipsum(
-        &format!("{}/huge.txt", server.uri()),
-        &[
-            ("IPSUM_MAX_IPS", "5000"),
-            ("IPSUM_CONNECTOR_DURATION_PERIOD", "PT1H"),
-        ],
-    );
-    let id = settings.id.to_string();
-    let (shutdown, task) = start(&fake, settings, hosted, Duration::from_secs(5)).await;
-    fake.wait_for("the run", |s| s.count("workEdit.toProcessed") >= 1)
-        .await;
-    stop(shutdown, task).await;
+    let running = Scenario::new(
+        &fake,
+        ipsum(
+            &format!("{}/huge.txt", server.uri()),
+            &[
+                ("IPSUM_MAX_IPS", "5000"),
+                ("IPSUM_CONNECTOR_DURATION_PERIOD", "PT1H"),
+            ],
+        ),
+    )
+    .start()
+    .await;
+    let id = running.id().to_string();
+    running.works(1).await;
+    running.stop().await;
     let processed = &fake.calls("workEdit.toProcessed")[0].variables;
     assert_eq!(processed["inError"], true);
     assert_eq!(
@@ -333,19 +342,20 @@ async fn a_stored_etag_that_is_no_header_value_is_not_sent() {
         .mount(&server)
         .await;
     let fake = FakeOpencti::start().await;
-    let (settings, hosted) = ipsum(
-        &format!("{}/levels/8.txt", server.uri()),
-        &[("IPSUM_CONNECTOR_DURATION_PERIOD", "PT1H")],
+    let scenario = Scenario::new(
+        &fake,
+        ipsum(
+            &format!("{}/levels/8.txt", server.uri()),
+            &[("IPSUM_CONNECTOR_DURATION_PERIOD", "PT1H")],
+        ),
     );
-    let id = settings.id.to_string();
     fake.state.lock().unwrap().states.insert(
-        id.clone(),
+        scenario.id(),
         Some(r#"{"etag": "bad\nvalue", "last_run": "2026-01-01 00:00:00"}"#.into()),
     );
-    let (shutdown, task) = start(&fake, settings, hosted, Duration::from_secs(5)).await;
-    fake.wait_for("the run", |s| s.count("workEdit.toProcessed") >= 1)
-        .await;
-    stop(shutdown, task).await;
+    let running = scenario.start().await;
+    running.works(1).await;
+    running.stop().await;
     let processed = &fake.calls("workEdit.toProcessed")[0].variables;
     assert_eq!(processed["inError"], false, "{processed}");
     assert!(fake.count("stixBundlePush") >= 1);
@@ -362,18 +372,21 @@ async fn an_unroutable_amqp_publish_fails_the_run_and_keeps_the_state() {
         .await;
     let fake = FakeOpencti::start().await;
     fake.state.lock().unwrap().unbound_push = true;
-    let (settings, hosted) = ipsum(
-        &format!("{}/levels/8.txt", server.uri()),
-        &[
-            ("IPSUM_CONNECTOR_QUEUE_PROTOCOL", "amqp"),
-            ("IPSUM_CONNECTOR_DURATION_PERIOD", "PT1H"),
-        ],
-    );
-    let id = settings.id.to_string();
-    let (shutdown, task) = start(&fake, settings, hosted, Duration::from_secs(5)).await;
-    fake.wait_for("the run", |s| s.count("workEdit.toProcessed") >= 1)
-        .await;
-    stop(shutdown, task).await;
+    let running = Scenario::new(
+        &fake,
+        ipsum(
+            &format!("{}/levels/8.txt", server.uri()),
+            &[
+                ("IPSUM_CONNECTOR_QUEUE_PROTOCOL", "amqp"),
+                ("IPSUM_CONNECTOR_DURATION_PERIOD", "PT1H"),
+            ],
+        ),
+    )
+    .start()
+    .await;
+    let id = running.id().to_string();
+    running.works(1).await;
+    running.stop().await;
     let processed = &fake.calls("workEdit.toProcessed")[0].variables;
     assert_eq!(processed["inError"], true, "{processed}");
     assert!(

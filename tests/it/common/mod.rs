@@ -5,6 +5,7 @@ pub mod fake_opencti;
 pub mod forward_proxy;
 pub mod pki;
 pub mod proxy;
+pub mod scenario;
 
 use std::sync::OnceLock;
 
@@ -59,6 +60,7 @@ use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
 pub use fake_opencti::FakeOpencti;
+pub use scenario::{Scenario, work};
 
 pub const IP: &str = "8.8.8.8";
 pub const IP_ID: &str = "ipv4-addr--2f689bf9-0ff2-545f-aa61-e495eb8cecc7";
