@@ -1,7 +1,5 @@
 //! IPsum through the runtime: scheduled runs against the fake OpenCTI and a wiremock feed.
 
-use std::time::Duration;
-
 use crate::common::*;
 use opencti_connectors::config::ConnectorSettings;
 use opencti_connectors::connectors::Hosted;
@@ -153,11 +151,9 @@ async fn counts_drive_scores_and_an_unchanged_body_is_not_resent() {
         .mount(&server)
         .await;
     let fake = FakeOpencti::start().await;
-    let (settings, hosted) = ipsum(&format!("{}/ipsum.txt", server.uri()), &[]);
-    let (shutdown, task) = start(&fake, settings, hosted, Duration::from_secs(5)).await;
-    fake.wait_for("two runs", |s| s.count("workEdit.toProcessed") >= 2)
+    let processed = Scenario::new(&fake, ipsum(&format!("{}/ipsum.txt", server.uri()), &[]))
+        .works(2)
         .await;
-    stop(shutdown, task).await;
     let pushes = fake.calls("stixBundlePush");
     assert_eq!(pushes.len(), 1);
     let objects = pushed_objects(&pushes[0]);
@@ -174,17 +170,14 @@ async fn counts_drive_scores_and_an_unchanged_body_is_not_resent() {
         ),
         (100, 20, 60)
     );
-    let processed = fake.calls("workEdit.toProcessed");
     assert!(
-        processed[0].variables["message"]
-            .as_str()
-            .unwrap()
-            .ends_with(
-                ": 3 IPs imported (11 bundles sent), 2 lines skipped (1 private, 1 not IPs)"
-            )
+        processed[0].message.as_str().unwrap().ends_with(
+            ": 3 IPs imported (11 bundles sent), 2 lines skipped (1 private, 1 not IPs)"
+        )
     );
     assert!(
-        processed[1].variables["message"]
+        processed[1]
+            .message
             .as_str()
             .unwrap()
             .ends_with("the feed is unchanged since the last run, nothing sent")
@@ -199,15 +192,13 @@ async fn a_failed_download_fails_the_work() {
         .mount(&server)
         .await;
     let fake = FakeOpencti::start().await;
-    let (settings, hosted) = ipsum(&format!("{}/levels/5.txt", server.uri()), &[]);
-    let (shutdown, task) = start(&fake, settings, hosted, Duration::from_secs(5)).await;
-    fake.wait_for("a run", |s| s.count("workEdit.toProcessed") >= 1)
-        .await;
-    stop(shutdown, task).await;
-    let processed = &fake.calls("workEdit.toProcessed")[0].variables;
-    assert_eq!(processed["inError"], true);
+    let processed = Scenario::new(&fake, ipsum(&format!("{}/levels/5.txt", server.uri()), &[]))
+        .works(1)
+        .await
+        .remove(0);
+    assert!(processed.in_error);
     assert_eq!(
-        processed["message"],
+        processed.message,
         "IPsum feed download failed: HTTP 502 Bad Gateway"
     );
     assert_eq!(fake.count("stixBundlePush"), 0);
@@ -313,21 +304,17 @@ async fn a_feed_larger_than_max_feed_bytes_is_refused() {
         .mount(&server)
         .await;
     let fake = FakeOpencti::start().await;
-    let (settings, hosted) = ipsum(
+    let connector = ipsum(
         &format!("{}/big.txt", server.uri()),
         &[
             ("IPSUM_MAX_FEED_BYTES", "1024"),
             ("IPSUM_CONNECTOR_DURATION_PERIOD", "PT1H"),
         ],
     );
-    let (shutdown, task) = start(&fake, settings, hosted, Duration::from_secs(5)).await;
-    fake.wait_for("the run", |s| s.count("workEdit.toProcessed") >= 1)
-        .await;
-    stop(shutdown, task).await;
-    let processed = &fake.calls("workEdit.toProcessed")[0].variables;
-    assert_eq!(processed["inError"], true);
+    let processed = Scenario::new(&fake, connector).works(1).await.remove(0);
+    assert!(processed.in_error);
     assert_eq!(
-        processed["message"],
+        processed.message,
         "IPsum feed is larger than 1024 bytes (ipsum.max_feed_bytes)"
     );
     assert_eq!(fake.count("stixBundlePush"), 0);

@@ -390,10 +390,9 @@ async fn an_answer_larger_than_the_memory_budget_allows_fails_its_work_naming_th
     let mut platform = platform(&fake);
     Arc::get_mut(&mut platform).unwrap().memory =
         opencti_connectors::memory::MemoryBudget::new(16 * 1024 * 1024);
-    let (settings, hosted) = lastinfosec(&format!("{}/v2", server.uri()), &[]);
-    let id = settings.id.to_string();
-    let (shutdown, task) =
-        start_on(platform, &fake, settings, hosted, Duration::from_secs(5)).await;
+    let scenario =
+        Scenario::new(&fake, lastinfosec(&format!("{}/v2", server.uri()), &[])).on(platform);
+    let id = scenario.id();
     let message = observable(
         &fake,
         "work_big",
@@ -401,18 +400,14 @@ async fn an_answer_larger_than_the_memory_budget_allows_fails_its_work_naming_th
         "big.example",
         None,
     );
-    fake.publish_listen(&id, &message).await;
-    fake.wait_for("the failed work", |s| s.count("workEdit.toProcessed") == 1)
-        .await;
-    let done = fake.processed("work_big");
-    assert_eq!(done["inError"], true);
-    let text = done["message"].as_str().unwrap();
+    let done = scenario.run_once(&message).await;
+    assert!(done.in_error);
+    let text = done.message.as_str().unwrap();
     assert!(
         text.contains("daemon.memory_budget") && text.contains("16 MiB"),
         "{text}"
     );
     assert_eq!(fake.count("stixBundlePush"), 0);
-    stop(shutdown, task).await;
     assert_eq!(fake.queue_len(&FakeOpencti::listen_queue(&id)).await, 0);
 }
 
@@ -436,10 +431,10 @@ async fn a_request_waits_for_the_memory_budget_then_is_given_back_and_done_later
         tokio_util::sync::CancellationToken::new(),
     );
     hog.charge(16 * 1024 * 1024).await.unwrap();
-    let (settings, hosted) = lastinfosec(&format!("{}/v2", server.uri()), &[]);
-    let id = settings.id.to_string();
-    let (shutdown, task) =
-        start_on(platform, &fake, settings, hosted, Duration::from_secs(5)).await;
+    let running = Scenario::new(&fake, lastinfosec(&format!("{}/v2", server.uri()), &[]))
+        .on(platform)
+        .start()
+        .await;
     let message = observable(
         &fake,
         "work_wait",
@@ -447,7 +442,7 @@ async fn a_request_waits_for_the_memory_budget_then_is_given_back_and_done_later
         "wait.example",
         None,
     );
-    fake.publish_listen(&id, &message).await;
+    running.publish(&message).await;
     let given_back = r#"event="messages_given_back"}"#;
     for _ in 0..100 {
         if metrics.render().contains(given_back) {
@@ -465,10 +460,7 @@ async fn a_request_waits_for_the_memory_budget_then_is_given_back_and_done_later
         "nothing failed for it"
     );
     drop(hog);
-    fake.wait_for("the work, once there is room", |s| {
-        s.count("workEdit.toProcessed") == 1
-    })
-    .await;
-    assert_eq!(fake.processed("work_wait")["inError"], false);
-    stop(shutdown, task).await;
+    let outcomes = running.works(1).await;
+    assert!(!work(&outcomes, "work_wait").in_error);
+    running.stop().await;
 }

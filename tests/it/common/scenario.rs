@@ -96,6 +96,15 @@ impl Scenario {
         self.run(&[body]).await.remove(0)
     }
 
+    /// Starts the connector (an importer: it runs on its own), waits for `n` works, stops:
+    /// their outcomes.
+    pub async fn works(self, n: usize) -> Vec<Outcome> {
+        let running = self.start().await;
+        let outcomes = running.works(n).await;
+        running.stop().await;
+        outcomes
+    }
+
     /// [`Scenario::run_once`] for several messages: their outcomes in the order the works
     /// closed.
     pub async fn run(self, bodies: &[&[u8]]) -> Vec<Outcome> {
