@@ -299,23 +299,16 @@ async fn killed_daemon_mid_message_gets_the_message_redelivered() {
     assert_eq!(fake.count("workEdit.toProcessed"), 0);
 
     let healthy = Arc::new(TestConnector::default());
-    let (shutdown, task) = start(
-        &fake,
-        s,
-        Hosted::Enrichment(healthy.clone()),
-        Duration::from_secs(5),
-    )
-    .await;
-    fake.wait_for("the redelivered message processed", |s| {
-        s.count("workEdit.toProcessed") == 1
-    })
-    .await;
+    let running = Scenario::new(&fake, (s, Hosted::Enrichment(healthy.clone())))
+        .start()
+        .await;
+    running.works(1).await;
     assert_eq!(healthy.calls(), 1);
     assert_eq!(
         fake.calls("workEdit.toProcessed")[0].variables["id"],
         "work_k"
     );
-    stop(shutdown, task).await;
+    running.stop().await;
     assert_eq!(fake.queue_len(&FakeOpencti::listen_queue(&id)).await, 0);
 }
 
@@ -624,13 +617,12 @@ async fn an_unreachable_platform_pauses_the_consumer_until_it_answers() {
             .unwrap()
     });
     let metrics = platform.metrics.clone();
-    let (shutdown, task) = start_on(
-        platform,
+    let running = Scenario::new(
         &fake,
-        s,
-        Hosted::Enrichment(Arc::new(TestConnector::default())),
-        Duration::from_secs(5),
+        (s, Hosted::Enrichment(Arc::new(TestConnector::default()))),
     )
+    .on(platform)
+    .start()
     .await;
     let up = || metrics.all_up(&["test"]);
     for _ in 0..100 {
@@ -642,7 +634,8 @@ async fn an_unreachable_platform_pauses_the_consumer_until_it_answers() {
     assert!(up(), "consuming");
 
     proxy.down();
-    fake.publish_listen(&id, &manual_message("work_down", &ip_stix(GREEN)))
+    running
+        .publish(&manual_message("work_down", &ip_stix(GREEN)))
         .await;
     for _ in 0..100 {
         if !up() {
@@ -659,13 +652,10 @@ async fn an_unreachable_platform_pauses_the_consumer_until_it_answers() {
     );
 
     proxy.up().await;
-    fake.wait_for("the work, once OpenCTI is back", |s| {
-        s.count("workEdit.toProcessed") == 1
-    })
-    .await;
+    running.works(1).await;
     assert_eq!(fake.processed("work_down")["inError"], false);
     assert!(up(), "consuming again");
-    stop(shutdown, task).await;
+    running.stop().await;
 }
 
 #[tokio::test]
@@ -675,13 +665,12 @@ async fn a_connector_that_cannot_reach_its_broker_is_not_up() {
     // Registered, but the broker it is told to use answers nothing.
     let platform = platform_with_broker_port(&fake, crate::common::daemon::free_port());
     let metrics = platform.metrics.clone();
-    let (shutdown, task) = start_on(
-        platform,
+    let running = Scenario::new(
         &fake,
-        s,
-        Hosted::Enrichment(Arc::new(TestConnector::default())),
-        Duration::from_secs(5),
+        (s, Hosted::Enrichment(Arc::new(TestConnector::default()))),
     )
+    .on(platform)
+    .start()
     .await;
     fake.wait_for("a ping", |s| s.count("pingConnector") >= 1)
         .await;
@@ -690,7 +679,7 @@ async fn a_connector_that_cannot_reach_its_broker_is_not_up() {
         !metrics.all_up(&["test"]),
         "registered and pinging, but not consuming: /healthz must say so"
     );
-    stop(shutdown, task).await;
+    running.stop().await;
 }
 
 #[tokio::test]
@@ -704,14 +693,11 @@ async fn a_lost_consumer_gives_its_message_back_before_the_next_consumer_takes_i
         gate: Some(gate.clone()),
         ..Default::default()
     });
-    let (shutdown, task) = start(
-        &fake,
-        s,
-        Hosted::Enrichment(connector.clone()),
-        Duration::from_secs(5),
-    )
-    .await;
-    fake.publish_listen(&id, &manual_message("work_lost", &ip_stix(GREEN)))
+    let running = Scenario::new(&fake, (s, Hosted::Enrichment(connector.clone())))
+        .start()
+        .await;
+    running
+        .publish(&manual_message("work_lost", &ip_stix(GREEN)))
         .await;
     for _ in 0..100 {
         if connector.calls() == 1 {
@@ -752,9 +738,8 @@ async fn a_lost_consumer_gives_its_message_back_before_the_next_consumer_takes_i
     }
     assert_eq!(connector.calls(), 2, "redelivered to the next consumer");
     gate.add_permits(1);
-    fake.wait_for("the work", |s| s.count("workEdit.toProcessed") >= 1)
-        .await;
-    stop(shutdown, task).await;
+    running.works(1).await;
+    running.stop().await;
     assert_eq!(
         connector
             .max_in_flight
@@ -810,19 +795,13 @@ async fn a_playbook_answer_is_shared_too_and_an_unreadable_entity_is_refused() {
     let fake = FakeOpencti::start().await;
     add_ip_entity(&fake, "TLP:GREEN", GREEN);
     let s = enrichment(QueueProtocol::Api);
-    let id = s.id.to_string();
     let connector = Arc::new(TestConnector::default());
-    let (shutdown, task) = start(
-        &fake,
-        s,
-        Hosted::Enrichment(connector.clone()),
-        Duration::from_secs(5),
-    )
-    .await;
+    let running = Scenario::new(&fake, (s, Hosted::Enrichment(connector.clone())))
+        .start()
+        .await;
     let mut shared = ip_stix(GREEN);
     shared["x_opencti_granted_refs"] = serde_json::json!([ORG]);
-    fake.publish_listen(&id, &playbook_message(vec![shared]))
-        .await;
+    running.publish(&playbook_message(vec![shared])).await;
     fake.wait_for("the step", |s| s.count("playbookStepExecution") == 1)
         .await;
     let step = &fake.calls("playbookStepExecution")[0].variables;
@@ -835,11 +814,12 @@ async fn a_playbook_answer_is_shared_too_and_an_unreadable_entity_is_refused() {
     // An entity the connector user cannot read: refused without an upstream call, and the
     // playbook still gets its bundle back unchanged.
     fake.state.lock().unwrap().entities.clear();
-    fake.publish_listen(&id, &playbook_message(vec![ip_stix(GREEN)]))
+    running
+        .publish(&playbook_message(vec![ip_stix(GREEN)]))
         .await;
     fake.wait_for("the second step", |s| s.count("playbookStepExecution") == 2)
         .await;
-    stop(shutdown, task).await;
+    running.stop().await;
     assert_eq!(connector.calls(), 1, "no upstream call");
     let step = &fake.calls("playbookStepExecution")[1].variables;
     let bundle: Value = serde_json::from_str(step["bundle"].as_str().unwrap()).unwrap();
@@ -888,25 +868,19 @@ async fn the_envelope_names_the_applicant_and_a_long_work_is_pinged() {
         gate: Some(gate.clone()),
         ..Default::default()
     });
-    let (shutdown, task) = start(
-        &fake,
-        s,
-        Hosted::Enrichment(connector),
-        Duration::from_secs(5),
-    )
-    .await;
+    let running = Scenario::new(&fake, (s, Hosted::Enrichment(connector)))
+        .start()
+        .await;
     let mut message: Value =
         serde_json::from_slice(&manual_message("work_long", &ip_stix(GREEN))).unwrap();
     message["internal"]["applicant_id"] = "applicant-user-1".into();
-    fake.publish_listen(&id, message.to_string().as_bytes())
-        .await;
+    running.publish(message.to_string().as_bytes()).await;
     // The test platform pings works every 200 ms: hold the message past two pings.
     fake.wait_for("two work pings", |s| s.count("workEdit.ping") >= 2)
         .await;
     gate.add_permits(1);
-    fake.wait_for("the work", |s| s.count("workEdit.toProcessed") == 1)
-        .await;
-    stop(shutdown, task).await;
+    running.works(1).await;
+    running.stop().await;
     assert_eq!(fake.calls("workEdit.ping")[0].variables["id"], "work_long");
     let envelopes = fake.drain_queue(&FakeOpencti::push_queue(&id)).await;
     assert!(!envelopes.is_empty());
@@ -932,15 +906,12 @@ async fn a_message_held_as_long_as_the_broker_allows_is_given_back_then_done() {
     let mut platform = crate::common::platform(&fake);
     Arc::get_mut(&mut platform).unwrap().hold_limit = Duration::from_millis(800);
     let metrics = platform.metrics.clone();
-    let (shutdown, task) = start_on(
-        platform,
-        &fake,
-        s,
-        Hosted::Enrichment(connector.clone()),
-        Duration::from_secs(5),
-    )
-    .await;
-    fake.publish_listen(&id, &manual_message("work_h", &ip_stix(GREEN)))
+    let running = Scenario::new(&fake, (s, Hosted::Enrichment(connector.clone())))
+        .on(platform)
+        .start()
+        .await;
+    running
+        .publish(&manual_message("work_h", &ip_stix(GREEN)))
         .await;
     let given_back = r#"event="messages_given_back"} 1"#;
     for _ in 0..100 {
@@ -952,10 +923,9 @@ async fn a_message_held_as_long_as_the_broker_allows_is_given_back_then_done() {
     assert!(metrics.render().contains(given_back), "given back once");
     assert_eq!(fake.count("workEdit.toProcessed"), 0);
     gate.add_permits(1);
-    fake.wait_for("the work", |s| s.count("workEdit.toProcessed") == 1)
-        .await;
+    running.works(1).await;
     assert_eq!(fake.processed("work_h")["inError"], false);
     assert_eq!(connector.calls(), 2, "processed again after the give-back");
-    stop(shutdown, task).await;
+    running.stop().await;
     assert_eq!(fake.queue_len(&FakeOpencti::listen_queue(&id)).await, 0);
 }
