@@ -60,6 +60,11 @@ const CHART_METRICS_PORT: u16 = 9095;
 /// (38.9 MiB) and 20,000 enrichments with every connector enabled (23.7 MiB).
 const IPSUM_PEAK_MIB: u64 = 39;
 const ENRICHMENT_PEAK_MIB: u64 = 24;
+/// The smallest limit under which the memory budget's default (75 % of the limit) keeps the
+/// peak under the limit when answers fill it: the peak is about the budget plus 50 MiB
+/// (README: Benchmarks, "Eight large answers at once"), and any upstream answer may be as
+/// large as 32 MiB.
+const BUDGET_FLOOR_MIB: u64 = 220;
 
 fn connectors(file: &str) -> Vec<Value> {
     let values: Value = serde_yaml::from_str(&read(file)).unwrap();
@@ -272,6 +277,10 @@ fn assert_resources(name: &str, c: &Value, peak_mib: u64) {
     let request = mib(&resources["requests"]["memory"]);
     let limit = mib(&resources["limits"]["memory"]);
     assert!(request >= 16, "{name}: {request} MiB below the idle RSS");
+    assert!(
+        limit >= BUDGET_FLOOR_MIB,
+        "{name}: a {limit} MiB limit makes a budget that large answers would push past it"
+    );
     assert!(
         limit >= 2 * peak_mib,
         "{name}: a {limit} MiB limit leaves no room over the measured {peak_mib} MiB"
