@@ -129,15 +129,14 @@ async fn tlp_above_max_sends_nothing_to_ipinfo() {
     )
     .start()
     .await;
-    running
+    let processed = running
         .send(&manual_message("work_red", &ip_stix(RED)))
         .await;
-    let processed = &fake.calls("workEdit.toProcessed")[0].variables;
     assert_eq!(
-        processed["message"],
+        processed.message,
         "Do not send any data, TLP of the observable is greater than MAX TLP"
     );
-    assert_eq!(processed["inError"], true);
+    assert!(processed.in_error);
     running.stop().await;
 }
 

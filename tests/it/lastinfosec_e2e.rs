@@ -208,7 +208,7 @@ async fn the_proxy_setting_reaches_the_http_client() {
     )
     .start()
     .await;
-    running
+    let outcome = running
         .send(&observable(
             &fake,
             "work_p",
@@ -217,10 +217,7 @@ async fn the_proxy_setting_reaches_the_http_client() {
             None,
         ))
         .await;
-    assert_eq!(
-        fake.calls("workEdit.toProcessed")[0].variables["message"],
-        "example.net not found..."
-    );
+    assert_eq!(outcome.message, "example.net not found...");
     let seen = proxy.received_requests().await.unwrap();
     assert_eq!(
         seen[0].url.host_str(),

@@ -221,12 +221,11 @@ async fn an_empty_result_is_the_only_no_information_found() {
     let running = Scenario::new(&fake, riskiq(&format!("{}/pt", server.uri()), &[]))
         .start()
         .await;
-    running
+    let done = running
         .send(&domain_message("work_e", DOMAIN_ID, "domain-name", DOMAIN))
         .await;
-    let done = &fake.calls("workEdit.toProcessed")[0].variables;
-    assert_eq!(done["message"], "[CONNECTOR] No information found");
-    assert_eq!(done["inError"], false);
+    assert_eq!(done.message, "[CONNECTOR] No information found");
+    assert!(!done.in_error);
     assert_eq!(fake.count("stixBundlePush"), 0);
     running.stop().await;
 }
