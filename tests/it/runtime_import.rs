@@ -87,11 +87,9 @@ async fn runs_at_start_then_on_schedule_keeping_state_in_opencti() {
         .states
         .insert(id.clone(), Some(r#"{"runs": 41}"#.into()));
     let importer = Arc::new(TestImporter::default());
-    let running = Scenario::new(&fake, (s, Hosted::Import(importer.clone())))
-        .start()
+    Scenario::new(&fake, (s, Hosted::Import(importer.clone())))
+        .works(2)
         .await;
-    running.works(2).await;
-    running.stop().await;
 
     let reg = &fake.calls("registerConnector")[0].variables["input"];
     assert_eq!(reg["type"], "EXTERNAL_IMPORT");
@@ -160,14 +158,11 @@ async fn a_failed_run_fails_the_work_and_keeps_the_state() {
         )),
         ..Default::default()
     });
-    let running = Scenario::new(&fake, (s, Hosted::Import(importer.clone())))
-        .start()
+    let outcomes = Scenario::new(&fake, (s, Hosted::Import(importer.clone())))
+        .works(1)
         .await;
-    running.works(1).await;
-    running.stop().await;
-    let processed = &fake.calls("workEdit.toProcessed")[0].variables;
-    assert_eq!(processed["inError"], true);
-    assert_eq!(processed["message"], "feed download failed: HTTP 404");
+    assert!(outcomes[0].in_error);
+    assert_eq!(outcomes[0].message, "feed download failed: HTTP 404");
     assert_eq!(fake.count("stixBundlePush"), 0);
     assert_eq!(
         fake.calls("pingConnector").pop().unwrap().variables["state"],
@@ -205,14 +200,12 @@ async fn amqp_importer_adds_expectations_per_chunk_and_publishes() {
     let fake = FakeOpencti::start().await;
     let s = importer_settings(Duration::from_secs(3600), QueueProtocol::Amqp);
     let id = s.id.to_string();
-    let running = Scenario::new(
+    Scenario::new(
         &fake,
         (s, Hosted::Import(Arc::new(TestImporter::default()))),
     )
-    .start()
+    .works(1)
     .await;
-    running.works(1).await;
-    running.stop().await;
     let expectations: Vec<u64> = fake
         .calls("workEdit.addExpectations")
         .iter()
@@ -234,11 +227,9 @@ async fn a_transient_failure_runs_again_within_the_same_work() {
         fail_times: Some(2),
         ..Default::default()
     });
-    let running = Scenario::new(&fake, (s, Hosted::Import(importer.clone())))
-        .start()
+    Scenario::new(&fake, (s, Hosted::Import(importer.clone())))
+        .works(1)
         .await;
-    running.works(1).await;
-    running.stop().await;
     assert_eq!(importer.seen_states.lock().unwrap().len(), 3, "two retries");
     assert_eq!(
         fake.count("workAdd"),
@@ -259,19 +250,16 @@ async fn a_transient_failure_that_persists_fails_the_run_after_the_attempts() {
         fail: Some(ConnectorError::retryable("feed download failed: HTTP 503")),
         ..Default::default()
     });
-    let running = Scenario::new(&fake, (s, Hosted::Import(importer.clone())))
-        .start()
+    let outcomes = Scenario::new(&fake, (s, Hosted::Import(importer.clone())))
+        .works(1)
         .await;
-    running.works(1).await;
-    running.stop().await;
     assert_eq!(
         importer.seen_states.lock().unwrap().len(),
         3,
         "the test policy's three attempts"
     );
-    let processed = &fake.calls("workEdit.toProcessed")[0].variables;
-    assert_eq!(processed["inError"], true);
-    assert_eq!(processed["message"], "feed download failed: HTTP 503");
+    assert!(outcomes[0].in_error);
+    assert_eq!(outcomes[0].message, "feed download failed: HTTP 503");
     assert_eq!(fake.count("stixBundlePush"), 0);
     assert_eq!(
         fake.state.lock().unwrap().states[&id].as_deref(),
