@@ -52,8 +52,10 @@ ENV CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER=x86_64-linux-gnu-gcc \
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
-# The manifest names the benches: cargo reads them to load it, never builds them here.
+# The manifest names the benches and the test support crate (a dev-dependency and workspace
+# member): cargo reads them to load it, never builds them here.
 COPY benches ./benches
+COPY tests/support ./tests/support
 # jemalloc fixes its page size when it is built, and cannot probe it when cross-compiled.
 # arm64 kernels run with 4, 16 or 64 KiB pages (RHEL's use 64 KiB): built for 64 KiB
 # (lg 16) it runs on all three, where 4 KiB would crash on the larger ones.

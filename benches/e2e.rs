@@ -19,10 +19,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[allow(dead_code, unused_imports)]
-#[path = "../tests/it/common/mod.rs"]
-mod common;
-
 use std::net::Ipv4Addr;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -32,13 +28,12 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::routing::get;
-use common::daemon::free_port;
-use common::fake_opencti::{self, FakeOpencti};
-use common::{fixture, shared};
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use serde_json::json;
+use testkit::fake_opencti::{self, FakeOpencti};
+use testkit::{fixture, free_port, shared};
 
 const BIN: &str = env!("CARGO_BIN_EXE_opencti-connectors");
 
@@ -320,16 +315,16 @@ async fn publish(fake: &FakeOpencti, connector: &str, first: usize, n: usize) {
     for i in first..first + n {
         let ip = address(i);
         let id = opencti_connectors::stix::ids::value_observable_id("ipv4-addr", &ip);
-        common::add_entity(
+        testkit::add_entity(
             fake,
             &id,
             &format!("internal-{i}"),
             "IPv4-Addr",
-            json!([{"id": "m-1", "standard_id": common::GREEN, "definition_type": "TLP", "definition": "TLP:GREEN", "x_opencti_order": 2}]),
+            json!([{"id": "m-1", "standard_id": testkit::GREEN, "definition_type": "TLP", "definition": "TLP:GREEN", "x_opencti_order": 2}]),
             Some(&ip),
         );
         let entity = json!({"id": id, "type": "ipv4-addr", "spec_version": "2.1", "value": ip});
-        let body = common::manual_message(&format!("work_{connector}_{i}"), &entity);
+        let body = testkit::manual_message(&format!("work_{connector}_{i}"), &entity);
         confirms.push(
             channel
                 .basic_publish(
@@ -586,7 +581,7 @@ async fn large_answers_case(fake: &FakeOpencti, upstream_url: &str, upstream: &U
     let id = uuid::Uuid::new_v4().to_string();
     fake.declare_queues(&id).await;
     let domain = json!({"id": "domain-name--d8f80844-a558-554c-97ba-13937278c048", "type": "domain-name", "spec_version": "2.1", "value": "www.furth.com.ar"});
-    common::add_entity(
+    testkit::add_entity(
         fake,
         domain["id"].as_str().unwrap(),
         "d-1",
@@ -597,7 +592,7 @@ async fn large_answers_case(fake: &FakeOpencti, upstream_url: &str, upstream: &U
     for i in 0..WORKS {
         fake.publish_listen(
             &id,
-            &common::manual_message(&format!("work_{id}_{i}"), &domain),
+            &testkit::manual_message(&format!("work_{id}_{i}"), &domain),
         )
         .await;
     }

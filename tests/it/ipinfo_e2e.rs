@@ -44,18 +44,17 @@ async fn manual_and_auto_enrichments_push_the_reference_objects() {
     let upstream = ipinfo_mock(2).await;
     let fake = FakeOpencti::start().await;
     add_ip_entity(&fake, "TLP:GREEN", GREEN);
-    let (settings, hosted) = ipinfo_connector(&upstream.uri(), &[]);
-    let id = settings.id.to_string();
-    let (shutdown, task) = start(&fake, settings, hosted, Duration::from_secs(5)).await;
+    let running = Scenario::new(&fake, ipinfo_connector(&upstream.uri(), &[]))
+        .start()
+        .await;
 
-    fake.publish_listen(&id, &manual_message("work_manual", &ip_stix(GREEN)))
+    running
+        .publish(&manual_message("work_manual", &ip_stix(GREEN)))
         .await;
-    fake.publish_listen(&id, &listen_message("work_auto", &ip_stix(GREEN), "auto"))
+    running
+        .publish(&listen_message("work_auto", &ip_stix(GREEN), "auto"))
         .await;
-    fake.wait_for("two processed works", |s| {
-        s.count("workEdit.toProcessed") == 2
-    })
-    .await;
+    running.works(2).await;
     for call in fake.calls("workEdit.toProcessed") {
         assert_eq!(
             call.variables["message"],
@@ -85,7 +84,7 @@ async fn manual_and_auto_enrichments_push_the_reference_objects() {
     assert_eq!(ids, want);
     let entity = objects.iter().find(|o| o["id"] == IP_ID).unwrap();
     assert_eq!(entity["labels"], json!(["hosting"]));
-    stop(shutdown, task).await;
+    running.stop().await;
     // wiremock verifies `.expect(2)` (with the Bearer header) on drop.
 }
 
@@ -94,10 +93,11 @@ async fn playbook_step_returns_the_enriched_bundle() {
     let upstream = ipinfo_mock(1).await;
     let fake = FakeOpencti::start().await;
     add_ip_entity(&fake, "TLP:GREEN", GREEN);
-    let (settings, hosted) = ipinfo_connector(&upstream.uri(), &[]);
-    let id = settings.id.to_string();
-    let (shutdown, task) = start(&fake, settings, hosted, Duration::from_secs(5)).await;
-    fake.publish_listen(&id, &playbook_message(vec![ip_stix(GREEN)]))
+    let running = Scenario::new(&fake, ipinfo_connector(&upstream.uri(), &[]))
+        .start()
+        .await;
+    running
+        .publish(&playbook_message(vec![ip_stix(GREEN)]))
         .await;
     fake.wait_for("the playbook answer", |s| {
         s.count("playbookStepExecution") == 1
@@ -115,7 +115,7 @@ async fn playbook_step_returns_the_enriched_bundle() {
             + fake.count("stixBundlePush"),
         0
     );
-    stop(shutdown, task).await;
+    running.stop().await;
 }
 
 #[tokio::test]
@@ -123,20 +123,21 @@ async fn tlp_above_max_sends_nothing_to_ipinfo() {
     let upstream = ipinfo_mock(0).await;
     let fake = FakeOpencti::start().await;
     add_ip_entity(&fake, "TLP:RED", RED);
-    let (settings, hosted) = ipinfo_connector(&upstream.uri(), &[("IPINFO_MAX_TLP", "TLP:AMBER")]);
-    let id = settings.id.to_string();
-    let (shutdown, task) = start(&fake, settings, hosted, Duration::from_secs(5)).await;
-    fake.publish_listen(&id, &manual_message("work_red", &ip_stix(RED)))
+    let running = Scenario::new(
+        &fake,
+        ipinfo_connector(&upstream.uri(), &[("IPINFO_MAX_TLP", "TLP:AMBER")]),
+    )
+    .start()
+    .await;
+    let processed = running
+        .send(&manual_message("work_red", &ip_stix(RED)))
         .await;
-    fake.wait_for("toProcessed", |s| s.count("workEdit.toProcessed") == 1)
-        .await;
-    let processed = &fake.calls("workEdit.toProcessed")[0].variables;
     assert_eq!(
-        processed["message"],
+        processed.message,
         "Do not send any data, TLP of the observable is greater than MAX TLP"
     );
-    assert_eq!(processed["inError"], true);
-    stop(shutdown, task).await;
+    assert!(processed.in_error);
+    running.stop().await;
 }
 
 #[tokio::test]
@@ -167,9 +168,9 @@ async fn upstream_errors_end_in_clear_work_messages_without_the_token() {
         .mount(&upstream)
         .await;
     let fake = FakeOpencti::start().await;
-    let (settings, hosted) = ipinfo_connector(&upstream.uri(), &[]);
-    let id = settings.id.to_string();
-    let (shutdown, task) = start(&fake, settings, hosted, Duration::from_secs(5)).await;
+    let running = Scenario::new(&fake, ipinfo_connector(&upstream.uri(), &[]))
+        .start()
+        .await;
     for (n, ip) in ["8.8.8.8", "1.1.1.1", "9.9.9.9", "10.1.2.3"]
         .iter()
         .enumerate()
@@ -184,13 +185,11 @@ async fn upstream_errors_end_in_clear_work_messages_without_the_token() {
             None,
         );
         let entity = json!({"id": ip_id, "type": "ipv4-addr", "spec_version": "2.1", "value": ip});
-        fake.publish_listen(&id, &manual_message(&format!("work_{ip}"), &entity))
+        running
+            .publish(&manual_message(&format!("work_{ip}"), &entity))
             .await;
     }
-    fake.wait_for("four processed works", |s| {
-        s.count("workEdit.toProcessed") == 4
-    })
-    .await;
+    running.works(4).await;
     assert_eq!(
         fake.processed("work_8.8.8.8")["message"],
         "Invalid API Token, Error 403. Reason: Forbidden"
@@ -218,7 +217,7 @@ async fn upstream_errors_end_in_clear_work_messages_without_the_token() {
             call.field
         );
     }
-    stop(shutdown, task).await;
+    running.stop().await;
 }
 
 #[tokio::test]
@@ -331,14 +330,13 @@ async fn every_call_names_the_daemon_in_its_user_agent() {
     let server = ipinfo_mock(1).await;
     let fake = FakeOpencti::start().await;
     add_ip_entity(&fake, "TLP:GREEN", GREEN);
-    let (settings, hosted) = ipinfo_connector(&server.uri(), &[]);
-    let id = settings.id.to_string();
-    let (shutdown, task) = start(&fake, settings, hosted, Duration::from_secs(5)).await;
-    fake.publish_listen(&id, &manual_message("work_ua", &ip_stix(GREEN)))
+    let running = Scenario::new(&fake, ipinfo_connector(&server.uri(), &[]))
+        .start()
         .await;
-    fake.wait_for("the work", |s| s.count("workEdit.toProcessed") == 1)
+    running
+        .send(&manual_message("work_ua", &ip_stix(GREEN)))
         .await;
-    stop(shutdown, task).await;
+    running.stop().await;
     let expected = format!("opencti-connectors/{}", env!("CARGO_PKG_VERSION"));
     let upstream: Vec<String> = server
         .received_requests()
@@ -370,23 +368,25 @@ async fn a_cached_answer_makes_no_second_call_and_the_same_bundle() {
     let fake = FakeOpencti::start().await;
     add_ip_entity(&fake, "TLP:GREEN", GREEN);
     // The default cache (P1D).
-    let (settings, hosted) = ipinfo_connector(&server.uri(), &[("IPINFO_CACHE_TTL", "P1D")]);
-    let id = settings.id.to_string();
-    let (shutdown, task) = start(&fake, settings, hosted, Duration::from_secs(5)).await;
-    fake.publish_listen(&id, &manual_message("work_c1", &ip_stix(GREEN)))
+    let running = Scenario::new(
+        &fake,
+        ipinfo_connector(&server.uri(), &[("IPINFO_CACHE_TTL", "P1D")]),
+    )
+    .start()
+    .await;
+    running
+        .send(&manual_message("work_c1", &ip_stix(GREEN)))
         .await;
-    fake.wait_for("the first", |s| s.count("workEdit.toProcessed") == 1)
-        .await;
-    fake.publish_listen(&id, &listen_message("work_c2", &ip_stix(GREEN), "auto"))
-        .await;
-    fake.wait_for("the second", |s| s.count("workEdit.toProcessed") == 2)
+    running
+        .send(&listen_message("work_c2", &ip_stix(GREEN), "auto"))
         .await;
     // A playbook step for the same IP: from the cache too.
-    fake.publish_listen(&id, &playbook_message(vec![ip_stix(GREEN)]))
+    running
+        .publish(&playbook_message(vec![ip_stix(GREEN)]))
         .await;
     fake.wait_for("the step", |s| s.count("playbookStepExecution") == 1)
         .await;
-    stop(shutdown, task).await;
+    running.stop().await;
     let pushes = fake.calls("stixBundlePush");
     let ids = |call: &crate::common::fake_opencti::Call| {
         let mut ids: Vec<String> = pushed_objects(call)
@@ -437,10 +437,11 @@ async fn a_429_with_retry_after_pauses_every_request_of_the_connector() {
         .await;
     let fake = FakeOpencti::start().await;
     add_ip_entity(&fake, "TLP:GREEN", GREEN);
-    let (settings, hosted) = ipinfo_connector(&server.uri(), &[]);
-    let id = settings.id.to_string();
-    let (shutdown, task) = start(&fake, settings, hosted, Duration::from_secs(5)).await;
-    fake.publish_listen(&id, &manual_message("work_r1", &ip_stix(GREEN)))
+    let running = Scenario::new(&fake, ipinfo_connector(&server.uri(), &[]))
+        .start()
+        .await;
+    running
+        .publish(&manual_message("work_r1", &ip_stix(GREEN)))
         .await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while calls.lock().unwrap().is_empty() {
@@ -451,11 +452,11 @@ async fn a_429_with_retry_after_pauses_every_request_of_the_connector() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     // Another request while the pause is on: it waits too, although it was never refused.
-    fake.publish_listen(&id, &manual_message("work_r2", &ip_stix(GREEN)))
+    running
+        .publish(&manual_message("work_r2", &ip_stix(GREEN)))
         .await;
-    fake.wait_for("both", |s| s.count("workEdit.toProcessed") == 2)
-        .await;
-    stop(shutdown, task).await;
+    running.works(2).await;
+    running.stop().await;
     let calls = calls.lock().unwrap().clone();
     assert_eq!(
         calls.len(),
@@ -479,10 +480,14 @@ async fn a_playbook_copy_cannot_lower_the_platform_s_tlp() {
     let upstream = ipinfo_mock(0).await;
     let fake = FakeOpencti::start().await;
     add_ip_entity(&fake, "TLP:RED", RED);
-    let (settings, hosted) = ipinfo_connector(&upstream.uri(), &[("IPINFO_MAX_TLP", "TLP:AMBER")]);
-    let id = settings.id.to_string();
-    let (shutdown, task) = start(&fake, settings, hosted, Duration::from_secs(5)).await;
-    fake.publish_listen(&id, &playbook_message(vec![ip_stix(GREEN)]))
+    let running = Scenario::new(
+        &fake,
+        ipinfo_connector(&upstream.uri(), &[("IPINFO_MAX_TLP", "TLP:AMBER")]),
+    )
+    .start()
+    .await;
+    running
+        .publish(&playbook_message(vec![ip_stix(GREEN)]))
         .await;
     fake.wait_for("the playbook answer", |s| {
         s.count("playbookStepExecution") == 1
@@ -491,7 +496,7 @@ async fn a_playbook_copy_cannot_lower_the_platform_s_tlp() {
     let call = &fake.calls("playbookStepExecution")[0].variables;
     let bundle: Value = serde_json::from_str(call["bundle"].as_str().unwrap()).unwrap();
     assert_eq!(bundle["objects"], json!([ip_stix(GREEN)]), "unchanged");
-    stop(shutdown, task).await;
+    running.stop().await;
     // `ipinfo_mock(0)`: wiremock fails the test on drop if IPinfo was called.
 }
 
@@ -502,17 +507,14 @@ async fn a_request_carrying_another_entity_is_refused() {
     let upstream = ipinfo_mock(0).await;
     let fake = FakeOpencti::start().await;
     add_ip_entity(&fake, "TLP:GREEN", GREEN);
-    let (settings, hosted) = ipinfo_connector(&upstream.uri(), &[]);
-    let id = settings.id.to_string();
-    let (shutdown, task) = start(&fake, settings, hosted, Duration::from_secs(5)).await;
+    let running = Scenario::new(&fake, ipinfo_connector(&upstream.uri(), &[]))
+        .start()
+        .await;
     let other = json!({"id": "ipv4-addr--00000000-0000-5000-8000-000000000001", "spec_version": "2.1",
                        "type": "ipv4-addr", "value": "1.2.3.4", "object_marking_refs": [GREEN]});
     let mut message: Value = serde_json::from_slice(&manual_message("work_other", &other)).unwrap();
     message["event"]["entity_id"] = json!(IP_ID);
-    fake.publish_listen(&id, message.to_string().as_bytes())
-        .await;
-    fake.wait_for("toProcessed", |s| s.count("workEdit.toProcessed") == 1)
-        .await;
+    running.send(message.to_string().as_bytes()).await;
     let processed = fake.processed("work_other");
     assert_eq!(processed["inError"], true);
     assert_eq!(
@@ -522,5 +524,5 @@ async fn a_request_carrying_another_entity_is_refused() {
             other["id"].as_str().unwrap()
         )
     );
-    stop(shutdown, task).await;
+    running.stop().await;
 }

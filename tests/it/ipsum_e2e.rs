@@ -1,7 +1,5 @@
 //! IPsum through the runtime: scheduled runs against the fake OpenCTI and a wiremock feed.
 
-use std::time::Duration;
-
 use crate::common::*;
 use opencti_connectors::config::ConnectorSettings;
 use opencti_connectors::connectors::Hosted;
@@ -56,18 +54,21 @@ async fn imports_then_skips_an_unchanged_feed_by_etag() {
         .mount(&server)
         .await;
     let fake = FakeOpencti::start().await;
-    let (settings, hosted) = ipsum(
-        &format!("{}/levels/8.txt", server.uri()),
-        &[
-            ("CONNECTOR_IPSUM_API_KEY", "gh-token"),
-            ("CONNECTOR_IPSUM_TLP_LEVEL", "green"),
-        ],
-    );
-    let id = settings.id.to_string();
-    let (shutdown, task) = start(&fake, settings, hosted, Duration::from_secs(5)).await;
-    fake.wait_for("two runs", |s| s.count("workEdit.toProcessed") >= 2)
-        .await;
-    stop(shutdown, task).await;
+    let running = Scenario::new(
+        &fake,
+        ipsum(
+            &format!("{}/levels/8.txt", server.uri()),
+            &[
+                ("CONNECTOR_IPSUM_API_KEY", "gh-token"),
+                ("CONNECTOR_IPSUM_TLP_LEVEL", "green"),
+            ],
+        ),
+    )
+    .start()
+    .await;
+    let id = running.id().to_string();
+    running.works(2).await;
+    running.stop().await;
 
     assert_eq!(
         fake.calls("registerConnector")[0].variables["input"]["type"],
@@ -150,11 +151,9 @@ async fn counts_drive_scores_and_an_unchanged_body_is_not_resent() {
         .mount(&server)
         .await;
     let fake = FakeOpencti::start().await;
-    let (settings, hosted) = ipsum(&format!("{}/ipsum.txt", server.uri()), &[]);
-    let (shutdown, task) = start(&fake, settings, hosted, Duration::from_secs(5)).await;
-    fake.wait_for("two runs", |s| s.count("workEdit.toProcessed") >= 2)
+    let processed = Scenario::new(&fake, ipsum(&format!("{}/ipsum.txt", server.uri()), &[]))
+        .works(2)
         .await;
-    stop(shutdown, task).await;
     let pushes = fake.calls("stixBundlePush");
     assert_eq!(pushes.len(), 1);
     let objects = pushed_objects(&pushes[0]);
@@ -171,17 +170,14 @@ async fn counts_drive_scores_and_an_unchanged_body_is_not_resent() {
         ),
         (100, 20, 60)
     );
-    let processed = fake.calls("workEdit.toProcessed");
     assert!(
-        processed[0].variables["message"]
-            .as_str()
-            .unwrap()
-            .ends_with(
-                ": 3 IPs imported (11 bundles sent), 2 lines skipped (1 private, 1 not IPs)"
-            )
+        processed[0].message.as_str().unwrap().ends_with(
+            ": 3 IPs imported (11 bundles sent), 2 lines skipped (1 private, 1 not IPs)"
+        )
     );
     assert!(
-        processed[1].variables["message"]
+        processed[1]
+            .message
             .as_str()
             .unwrap()
             .ends_with("the feed is unchanged since the last run, nothing sent")
@@ -196,15 +192,13 @@ async fn a_failed_download_fails_the_work() {
         .mount(&server)
         .await;
     let fake = FakeOpencti::start().await;
-    let (settings, hosted) = ipsum(&format!("{}/levels/5.txt", server.uri()), &[]);
-    let (shutdown, task) = start(&fake, settings, hosted, Duration::from_secs(5)).await;
-    fake.wait_for("a run", |s| s.count("workEdit.toProcessed") >= 1)
-        .await;
-    stop(shutdown, task).await;
-    let processed = &fake.calls("workEdit.toProcessed")[0].variables;
-    assert_eq!(processed["inError"], true);
+    let processed = Scenario::new(&fake, ipsum(&format!("{}/levels/5.txt", server.uri()), &[]))
+        .works(1)
+        .await
+        .remove(0);
+    assert!(processed.in_error);
     assert_eq!(
-        processed["message"],
+        processed.message,
         "IPsum feed download failed: HTTP 502 Bad Gateway"
     );
     assert_eq!(fake.count("stixBundlePush"), 0);
@@ -223,18 +217,21 @@ async fn amqp_mode_publishes_every_object_on_the_push_queue() {
         .mount(&server)
         .await;
     let fake = FakeOpencti::start().await;
-    let (settings, hosted) = ipsum(
-        &format!("{}/levels/5.txt", server.uri()),
-        &[
-            ("IPSUM_CONNECTOR_QUEUE_PROTOCOL", "amqp"),
-            ("IPSUM_CONNECTOR_DURATION_PERIOD", "PT1H"),
-        ],
-    );
-    let id = settings.id.to_string();
-    let (shutdown, task) = start(&fake, settings, hosted, Duration::from_secs(5)).await;
-    fake.wait_for("a run", |s| s.count("workEdit.toProcessed") >= 1)
-        .await;
-    stop(shutdown, task).await;
+    let running = Scenario::new(
+        &fake,
+        ipsum(
+            &format!("{}/levels/5.txt", server.uri()),
+            &[
+                ("IPSUM_CONNECTOR_QUEUE_PROTOCOL", "amqp"),
+                ("IPSUM_CONNECTOR_DURATION_PERIOD", "PT1H"),
+            ],
+        ),
+    )
+    .start()
+    .await;
+    let id = running.id().to_string();
+    running.works(1).await;
+    running.stop().await;
     // 1,413 IPs in chunks of 2,000 IPs: one chunk of 3 objects an IP plus author and marking.
     let expected = 1_413 * 3 + 2;
     let expectations: u64 = fake
@@ -261,18 +258,21 @@ async fn a_feed_that_expands_past_max_ips_stops_with_a_clear_message() {
         .mount(&server)
         .await;
     let fake = FakeOpencti::start().await;
-    let (settings, hosted) = ipsum(
-        &format!("{}/huge.txt", server.uri()),
-        &[
-            ("IPSUM_MAX_IPS", "5000"),
-            ("IPSUM_CONNECTOR_DURATION_PERIOD", "PT1H"),
-        ],
-    );
-    let id = settings.id.to_string();
-    let (shutdown, task) = start(&fake, settings, hosted, Duration::from_secs(5)).await;
-    fake.wait_for("the run", |s| s.count("workEdit.toProcessed") >= 1)
-        .await;
-    stop(shutdown, task).await;
+    let running = Scenario::new(
+        &fake,
+        ipsum(
+            &format!("{}/huge.txt", server.uri()),
+            &[
+                ("IPSUM_MAX_IPS", "5000"),
+                ("IPSUM_CONNECTOR_DURATION_PERIOD", "PT1H"),
+            ],
+        ),
+    )
+    .start()
+    .await;
+    let id = running.id().to_string();
+    running.works(1).await;
+    running.stop().await;
     let processed = &fake.calls("workEdit.toProcessed")[0].variables;
     assert_eq!(processed["inError"], true);
     assert_eq!(
@@ -304,21 +304,17 @@ async fn a_feed_larger_than_max_feed_bytes_is_refused() {
         .mount(&server)
         .await;
     let fake = FakeOpencti::start().await;
-    let (settings, hosted) = ipsum(
+    let connector = ipsum(
         &format!("{}/big.txt", server.uri()),
         &[
             ("IPSUM_MAX_FEED_BYTES", "1024"),
             ("IPSUM_CONNECTOR_DURATION_PERIOD", "PT1H"),
         ],
     );
-    let (shutdown, task) = start(&fake, settings, hosted, Duration::from_secs(5)).await;
-    fake.wait_for("the run", |s| s.count("workEdit.toProcessed") >= 1)
-        .await;
-    stop(shutdown, task).await;
-    let processed = &fake.calls("workEdit.toProcessed")[0].variables;
-    assert_eq!(processed["inError"], true);
+    let processed = Scenario::new(&fake, connector).works(1).await.remove(0);
+    assert!(processed.in_error);
     assert_eq!(
-        processed["message"],
+        processed.message,
         "IPsum feed is larger than 1024 bytes (ipsum.max_feed_bytes)"
     );
     assert_eq!(fake.count("stixBundlePush"), 0);
@@ -333,19 +329,20 @@ async fn a_stored_etag_that_is_no_header_value_is_not_sent() {
         .mount(&server)
         .await;
     let fake = FakeOpencti::start().await;
-    let (settings, hosted) = ipsum(
-        &format!("{}/levels/8.txt", server.uri()),
-        &[("IPSUM_CONNECTOR_DURATION_PERIOD", "PT1H")],
+    let scenario = Scenario::new(
+        &fake,
+        ipsum(
+            &format!("{}/levels/8.txt", server.uri()),
+            &[("IPSUM_CONNECTOR_DURATION_PERIOD", "PT1H")],
+        ),
     );
-    let id = settings.id.to_string();
     fake.state.lock().unwrap().states.insert(
-        id.clone(),
+        scenario.id(),
         Some(r#"{"etag": "bad\nvalue", "last_run": "2026-01-01 00:00:00"}"#.into()),
     );
-    let (shutdown, task) = start(&fake, settings, hosted, Duration::from_secs(5)).await;
-    fake.wait_for("the run", |s| s.count("workEdit.toProcessed") >= 1)
-        .await;
-    stop(shutdown, task).await;
+    let running = scenario.start().await;
+    running.works(1).await;
+    running.stop().await;
     let processed = &fake.calls("workEdit.toProcessed")[0].variables;
     assert_eq!(processed["inError"], false, "{processed}");
     assert!(fake.count("stixBundlePush") >= 1);
@@ -362,18 +359,21 @@ async fn an_unroutable_amqp_publish_fails_the_run_and_keeps_the_state() {
         .await;
     let fake = FakeOpencti::start().await;
     fake.state.lock().unwrap().unbound_push = true;
-    let (settings, hosted) = ipsum(
-        &format!("{}/levels/8.txt", server.uri()),
-        &[
-            ("IPSUM_CONNECTOR_QUEUE_PROTOCOL", "amqp"),
-            ("IPSUM_CONNECTOR_DURATION_PERIOD", "PT1H"),
-        ],
-    );
-    let id = settings.id.to_string();
-    let (shutdown, task) = start(&fake, settings, hosted, Duration::from_secs(5)).await;
-    fake.wait_for("the run", |s| s.count("workEdit.toProcessed") >= 1)
-        .await;
-    stop(shutdown, task).await;
+    let running = Scenario::new(
+        &fake,
+        ipsum(
+            &format!("{}/levels/8.txt", server.uri()),
+            &[
+                ("IPSUM_CONNECTOR_QUEUE_PROTOCOL", "amqp"),
+                ("IPSUM_CONNECTOR_DURATION_PERIOD", "PT1H"),
+            ],
+        ),
+    )
+    .start()
+    .await;
+    let id = running.id().to_string();
+    running.works(1).await;
+    running.stop().await;
     let processed = &fake.calls("workEdit.toProcessed")[0].variables;
     assert_eq!(processed["inError"], true, "{processed}");
     assert!(

@@ -547,17 +547,19 @@ async fn a_5xx_from_ivre_is_retried_by_the_runtime_until_it_answers() {
         .await;
     let fake = FakeOpencti::start().await;
     add_ip_entity(&fake, "TLP:GREEN", GREEN);
-    let (settings, hosted) = ivre(
-        &server,
-        &[("IVRE_USE_DATA", "false"), ("IVRE_USE_SCANS", "false")],
-    );
-    let id = settings.id.to_string();
-    let (shutdown, task) = start(&fake, settings, hosted, Duration::from_secs(5)).await;
-    fake.publish_listen(&id, &manual_message("work_retry", &ip_stix(GREEN)))
+    let running = Scenario::new(
+        &fake,
+        ivre(
+            &server,
+            &[("IVRE_USE_DATA", "false"), ("IVRE_USE_SCANS", "false")],
+        ),
+    )
+    .start()
+    .await;
+    running
+        .send(&manual_message("work_retry", &ip_stix(GREEN)))
         .await;
-    fake.wait_for("done", |s| s.count("workEdit.toProcessed") == 1)
-        .await;
-    stop(shutdown, task).await;
+    running.stop().await;
     let done = fake.processed("work_retry");
     assert_eq!(done["inError"], false, "{done}");
     assert!(
@@ -583,12 +585,11 @@ async fn through_the_runtime_with_the_tlp_gate() {
     .await;
     let fake = FakeOpencti::start().await;
     add_ip_entity(&fake, "TLP:GREEN", GREEN);
-    let (settings, hosted) = ivre(&server, &[("IVRE_MAX_TLP", "TLP:AMBER")]);
-    let id = settings.id.to_string();
-    let (shutdown, task) = start(&fake, settings, hosted, Duration::from_secs(5)).await;
-    fake.publish_listen(&id, &manual_message("work_ivre", &ip_stix(GREEN)))
+    let running = Scenario::new(&fake, ivre(&server, &[("IVRE_MAX_TLP", "TLP:AMBER")]))
+        .start()
         .await;
-    fake.wait_for("done", |s| s.count("workEdit.toProcessed") == 1)
+    running
+        .send(&manual_message("work_ivre", &ip_stix(GREEN)))
         .await;
     let done = &fake.calls("workEdit.toProcessed")[0].variables;
     assert_eq!(done["inError"], false, "{done}");
@@ -607,15 +608,14 @@ async fn through_the_runtime_with_the_tlp_gate() {
     );
 
     add_ip_entity(&fake, "TLP:RED", RED);
-    fake.publish_listen(&id, &manual_message("work_red", &ip_stix(RED)))
-        .await;
-    fake.wait_for("refused", |s| s.count("workEdit.toProcessed") == 2)
+    running
+        .send(&manual_message("work_red", &ip_stix(RED)))
         .await;
     assert_eq!(
         fake.calls("workEdit.toProcessed")[1].variables["message"],
         "Do not send any data, TLP of the observable is greater than MAX TLP"
     );
-    stop(shutdown, task).await;
+    running.stop().await;
 }
 
 #[tokio::test]

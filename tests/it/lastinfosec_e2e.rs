@@ -71,33 +71,28 @@ async fn search_mode_imports_the_bundle_with_the_external_reference() {
         .mount(&server)
         .await;
     let fake = FakeOpencti::start().await;
-    let (settings, hosted) = lastinfosec(&format!("{}/v2", server.uri()), &[]);
-    let id = settings.id.to_string();
-    let (shutdown, task) = start(&fake, settings, hosted, Duration::from_secs(5)).await;
-    fake.publish_listen(
-        &id,
-        &observable(
+    let running = Scenario::new(&fake, lastinfosec(&format!("{}/v2", server.uri()), &[]))
+        .start()
+        .await;
+    running
+        .publish(&observable(
             &fake,
             "work_found",
             domain("example.net"),
             "example.net",
             None,
-        ),
-    )
-    .await;
-    fake.publish_listen(
-        &id,
-        &observable(
+        ))
+        .await;
+    running
+        .publish(&observable(
             &fake,
             "work_nf",
             domain("unknown.example"),
             "unknown.example",
             None,
-        ),
-    )
-    .await;
-    fake.wait_for("two", |s| s.count("workEdit.toProcessed") == 2)
+        ))
         .await;
+    running.works(2).await;
     assert_eq!(
         fake.processed("work_found")["message"],
         "Sent 6 stix bundle(s) for worker import"
@@ -125,7 +120,7 @@ async fn search_mode_imports_the_bundle_with_the_external_reference() {
             .expect("upstream object sent");
         assert_eq!(sent, o, "objects are kept as the API gives them");
     }
-    stop(shutdown, task).await;
+    running.stop().await;
 }
 
 #[tokio::test]
@@ -149,30 +144,35 @@ async fn hash_host_mode_hits_the_right_endpoints() {
         .mount(&server)
         .await;
     let fake = FakeOpencti::start().await;
-    let (settings, hosted) = lastinfosec(
-        &format!("{}/v2", server.uri()),
-        &[("LASTINFOSEC_ENDPOINT", "hash_host")],
-    );
-    let id = settings.id.to_string();
-    let (shutdown, task) = start(&fake, settings, hosted, Duration::from_secs(5)).await;
+    let running = Scenario::new(
+        &fake,
+        lastinfosec(
+            &format!("{}/v2", server.uri()),
+            &[("LASTINFOSEC_ENDPOINT", "hash_host")],
+        ),
+    )
+    .start()
+    .await;
     let file = json!({"id": "file--5b2b6e8e-9e3c-5e5c-9d1d-7a3c8e9f0a1b", "type": "file", "spec_version": "2.1",
                       "hashes": {"MD5": "d41d8cd98f00b204e9800998ecf8427e", "SHA-256": sha256}});
-    fake.publish_listen(&id, &observable(&fake, "work_file", file, sha256, None))
+    running
+        .publish(&observable(&fake, "work_file", file, sha256, None))
         .await;
     let url = json!({"id": "url--5b2b6e8e-9e3c-5e5c-9d1d-7a3c8e9f0a1c", "type": "url", "spec_version": "2.1", "value": "https://example.net/path?q=1"});
-    fake.publish_listen(
-        &id,
-        &observable(&fake, "work_url", url, "https://example.net/path?q=1", None),
-    )
-    .await;
-    let host = json!({"id": "hostname--5b2b6e8e-9e3c-5e5c-9d1d-7a3c8e9f0a1d", "type": "hostname", "spec_version": "2.1", "value": "example.net"});
-    fake.publish_listen(
-        &id,
-        &observable(&fake, "work_host", host, "example.net", None),
-    )
-    .await;
-    fake.wait_for("three", |s| s.count("workEdit.toProcessed") == 3)
+    running
+        .publish(&observable(
+            &fake,
+            "work_url",
+            url,
+            "https://example.net/path?q=1",
+            None,
+        ))
         .await;
+    let host = json!({"id": "hostname--5b2b6e8e-9e3c-5e5c-9d1d-7a3c8e9f0a1d", "type": "hostname", "spec_version": "2.1", "value": "example.net"});
+    running
+        .publish(&observable(&fake, "work_host", host, "example.net", None))
+        .await;
+    running.works(3).await;
     assert_eq!(
         fake.processed("work_file")["message"],
         "Sent 9 stix bundle(s) for worker import"
@@ -185,7 +185,7 @@ async fn hash_host_mode_hits_the_right_endpoints() {
         fake.processed("work_host")["message"],
         "example.net not found..."
     );
-    stop(shutdown, task).await;
+    running.stop().await;
 }
 
 #[tokio::test]
@@ -199,30 +199,32 @@ async fn the_proxy_setting_reaches_the_http_client() {
         .await;
     let fake = FakeOpencti::start().await;
     // The API host does not exist: only the proxy can answer.
-    let (settings, hosted) = lastinfosec(
-        "http://lastinfosec.invalid/v2",
-        &[("PROXY_HTTP", &proxy.uri())],
-    );
-    let id = settings.id.to_string();
-    let (shutdown, task) = start(&fake, settings, hosted, Duration::from_secs(5)).await;
-    fake.publish_listen(
-        &id,
-        &observable(&fake, "work_p", domain("example.net"), "example.net", None),
+    let running = Scenario::new(
+        &fake,
+        lastinfosec(
+            "http://lastinfosec.invalid/v2",
+            &[("PROXY_HTTP", &proxy.uri())],
+        ),
     )
+    .start()
     .await;
-    fake.wait_for("done", |s| s.count("workEdit.toProcessed") == 1)
+    let outcome = running
+        .send(&observable(
+            &fake,
+            "work_p",
+            domain("example.net"),
+            "example.net",
+            None,
+        ))
         .await;
-    assert_eq!(
-        fake.calls("workEdit.toProcessed")[0].variables["message"],
-        "example.net not found..."
-    );
+    assert_eq!(outcome.message, "example.net not found...");
     let seen = proxy.received_requests().await.unwrap();
     assert_eq!(
         seen[0].url.host_str(),
         Some("lastinfosec.invalid"),
         "the proxy got the absolute URL"
     );
-    stop(shutdown, task).await;
+    running.stop().await;
 }
 
 #[tokio::test]
@@ -250,32 +252,29 @@ async fn tlp_gate_playbook_and_credentials() {
         .await;
     let fake = FakeOpencti::start().await;
     add_ip_entity(&fake, "TLP:GREEN", GREEN);
-    let (settings, hosted) = lastinfosec(&format!("{}/v2", server.uri()), &[]);
-    let id = settings.id.to_string();
-    let (shutdown, task) = start(&fake, settings, hosted, Duration::from_secs(5)).await;
-    fake.publish_listen(
-        &id,
-        &observable(
+    let running = Scenario::new(&fake, lastinfosec(&format!("{}/v2", server.uri()), &[]))
+        .start()
+        .await;
+    running
+        .publish(&observable(
             &fake,
             "work_red",
             domain("secret.example"),
             "secret.example",
             Some("TLP:RED"),
-        ),
-    )
-    .await;
-    fake.publish_listen(
-        &id,
-        &observable(
+        ))
+        .await;
+    running
+        .publish(&observable(
             &fake,
             "work_401",
             domain("example.net"),
             "example.net",
             None,
-        ),
-    )
-    .await;
-    fake.publish_listen(&id, &playbook_message(vec![ip_stix(GREEN)]))
+        ))
+        .await;
+    running
+        .publish(&playbook_message(vec![ip_stix(GREEN)]))
         .await;
     fake.wait_for("all three", |s| {
         s.count("workEdit.toProcessed") == 2 && s.count("playbookStepExecution") == 1
@@ -308,7 +307,7 @@ async fn tlp_gate_playbook_and_credentials() {
             call.field
         );
     }
-    stop(shutdown, task).await;
+    running.stop().await;
 }
 
 #[tokio::test]
@@ -331,9 +330,9 @@ async fn the_reference_reaches_an_observable_that_already_has_one_and_no_upstrea
         .mount(&server)
         .await;
     let fake = FakeOpencti::start().await;
-    let (settings, hosted) = lastinfosec(&format!("{}/v2", server.uri()), &[]);
-    let id = settings.id.to_string();
-    let (shutdown, task) = start(&fake, settings, hosted, Duration::from_secs(5)).await;
+    let running = Scenario::new(&fake, lastinfosec(&format!("{}/v2", server.uri()), &[]))
+        .start()
+        .await;
     let message = observable(&fake, "work_ref", entity.clone(), "example.net", None);
     // The platform's export is the observable with its reference.
     fake.state
@@ -341,10 +340,8 @@ async fn the_reference_reaches_an_observable_that_already_has_one_and_no_upstrea
         .unwrap()
         .stix
         .insert(entity["id"].as_str().unwrap().into(), entity.clone());
-    fake.publish_listen(&id, &message).await;
-    fake.wait_for("the work", |s| s.count("workEdit.toProcessed") == 1)
-        .await;
-    stop(shutdown, task).await;
+    running.send(&message).await;
+    running.stop().await;
     let objects = pushed_objects(&fake.calls("stixBundlePush")[0]);
     let pushed: Vec<&Value> = objects.iter().filter(|o| o["id"] == entity["id"]).collect();
     assert_eq!(pushed.len(), 1);
@@ -390,10 +387,9 @@ async fn an_answer_larger_than_the_memory_budget_allows_fails_its_work_naming_th
     let mut platform = platform(&fake);
     Arc::get_mut(&mut platform).unwrap().memory =
         opencti_connectors::memory::MemoryBudget::new(16 * 1024 * 1024);
-    let (settings, hosted) = lastinfosec(&format!("{}/v2", server.uri()), &[]);
-    let id = settings.id.to_string();
-    let (shutdown, task) =
-        start_on(platform, &fake, settings, hosted, Duration::from_secs(5)).await;
+    let scenario =
+        Scenario::new(&fake, lastinfosec(&format!("{}/v2", server.uri()), &[])).on(platform);
+    let id = scenario.id();
     let message = observable(
         &fake,
         "work_big",
@@ -401,18 +397,14 @@ async fn an_answer_larger_than_the_memory_budget_allows_fails_its_work_naming_th
         "big.example",
         None,
     );
-    fake.publish_listen(&id, &message).await;
-    fake.wait_for("the failed work", |s| s.count("workEdit.toProcessed") == 1)
-        .await;
-    let done = fake.processed("work_big");
-    assert_eq!(done["inError"], true);
-    let text = done["message"].as_str().unwrap();
+    let done = scenario.run_once(&message).await;
+    assert!(done.in_error);
+    let text = done.message.as_str().unwrap();
     assert!(
         text.contains("daemon.memory_budget") && text.contains("16 MiB"),
         "{text}"
     );
     assert_eq!(fake.count("stixBundlePush"), 0);
-    stop(shutdown, task).await;
     assert_eq!(fake.queue_len(&FakeOpencti::listen_queue(&id)).await, 0);
 }
 
@@ -436,10 +428,10 @@ async fn a_request_waits_for_the_memory_budget_then_is_given_back_and_done_later
         tokio_util::sync::CancellationToken::new(),
     );
     hog.charge(16 * 1024 * 1024).await.unwrap();
-    let (settings, hosted) = lastinfosec(&format!("{}/v2", server.uri()), &[]);
-    let id = settings.id.to_string();
-    let (shutdown, task) =
-        start_on(platform, &fake, settings, hosted, Duration::from_secs(5)).await;
+    let running = Scenario::new(&fake, lastinfosec(&format!("{}/v2", server.uri()), &[]))
+        .on(platform)
+        .start()
+        .await;
     let message = observable(
         &fake,
         "work_wait",
@@ -447,7 +439,7 @@ async fn a_request_waits_for_the_memory_budget_then_is_given_back_and_done_later
         "wait.example",
         None,
     );
-    fake.publish_listen(&id, &message).await;
+    running.publish(&message).await;
     let given_back = r#"event="messages_given_back"}"#;
     for _ in 0..100 {
         if metrics.render().contains(given_back) {
@@ -465,10 +457,7 @@ async fn a_request_waits_for_the_memory_budget_then_is_given_back_and_done_later
         "nothing failed for it"
     );
     drop(hog);
-    fake.wait_for("the work, once there is room", |s| {
-        s.count("workEdit.toProcessed") == 1
-    })
-    .await;
-    assert_eq!(fake.processed("work_wait")["inError"], false);
-    stop(shutdown, task).await;
+    let outcomes = running.works(1).await;
+    assert!(!work(&outcomes, "work_wait").in_error);
+    running.stop().await;
 }

@@ -48,16 +48,9 @@ async fn one_run(fake: &FakeOpencti) -> (Value, Value, Vec<Value>, Value) {
         QueueProtocol::Amqp,
     );
     let id = s.id.to_string();
-    let (shutdown, task) = start(
-        fake,
-        s,
-        Hosted::Import(Arc::new(TwoObservables)),
-        Duration::from_secs(5),
-    )
-    .await;
-    fake.wait_for("the run closed", |s| s.count("workEdit.toProcessed") >= 1)
+    Scenario::new(fake, (s, Hosted::Import(Arc::new(TwoObservables))))
+        .works(1)
         .await;
-    stop(shutdown, task).await;
     let b64 = base64::engine::general_purpose::STANDARD;
     let messages = fake
         .drain_queue(&FakeOpencti::push_queue(&id))

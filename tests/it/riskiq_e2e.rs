@@ -1,7 +1,5 @@
 //! RiskIQ PassiveTotal through the runtime, PassiveTotal faked by wiremock.
 
-use std::time::Duration;
-
 use crate::common::*;
 use opencti_connectors::config::ConnectorSettings;
 use opencti_connectors::connectors::Hosted;
@@ -73,22 +71,20 @@ async fn two_enrichments_make_one_quota_call_and_send_the_reference_objects() {
         DOMAIN,
         json!([{"definition_type": "TLP", "definition": "TLP:RED"}]),
     );
-    let (settings, hosted) = riskiq(
-        &format!("{}/pt", server.uri()),
-        &[("RISKIQ_MAX_TLP", "TLP:RED")],
-    );
-    let id = settings.id.to_string();
-    let (shutdown, task) = start(&fake, settings, hosted, Duration::from_secs(5)).await;
-    fake.publish_listen(
-        &id,
-        &domain_message("work_1", DOMAIN_ID, "domain-name", DOMAIN),
+    let running = Scenario::new(
+        &fake,
+        riskiq(
+            &format!("{}/pt", server.uri()),
+            &[("RISKIQ_MAX_TLP", "TLP:RED")],
+        ),
     )
+    .start()
     .await;
-    fake.wait_for("first", |s| s.count("workEdit.toProcessed") == 1)
+    running
+        .send(&domain_message("work_1", DOMAIN_ID, "domain-name", DOMAIN))
         .await;
-    fake.publish_listen(&id, &domain_message("work_2", other, "domain-name", DOMAIN))
-        .await;
-    fake.wait_for("second", |s| s.count("workEdit.toProcessed") == 2)
+    running
+        .send(&domain_message("work_2", other, "domain-name", DOMAIN))
         .await;
     let processed = fake.calls("workEdit.toProcessed");
     assert_eq!(
@@ -109,7 +105,7 @@ async fn two_enrichments_make_one_quota_call_and_send_the_reference_objects() {
     ] {
         assert!(ids.contains(&want), "{want} missing");
     }
-    stop(shutdown, task).await;
+    running.stop().await;
 }
 
 #[tokio::test]
@@ -117,21 +113,16 @@ async fn an_exhausted_quota_fails_the_work_without_a_lookup() {
     let server = passive_total("account_quota_exhausted_constructed.json", 1, 0).await;
     let fake = FakeOpencti::start().await;
     add_domain(&fake, DOMAIN_ID, DOMAIN, json!([]));
-    let (settings, hosted) = riskiq(&format!("{}/pt", server.uri()), &[]);
-    let id = settings.id.to_string();
-    let (shutdown, task) = start(&fake, settings, hosted, Duration::from_secs(5)).await;
-    fake.publish_listen(
-        &id,
-        &domain_message("work_q", DOMAIN_ID, "domain-name", DOMAIN),
-    )
-    .await;
-    fake.publish_listen(
-        &id,
-        &domain_message("work_q2", DOMAIN_ID, "domain-name", DOMAIN),
-    )
-    .await;
-    fake.wait_for("both", |s| s.count("workEdit.toProcessed") == 2)
+    let running = Scenario::new(&fake, riskiq(&format!("{}/pt", server.uri()), &[]))
+        .start()
         .await;
+    running
+        .publish(&domain_message("work_q", DOMAIN_ID, "domain-name", DOMAIN))
+        .await;
+    running
+        .publish(&domain_message("work_q2", DOMAIN_ID, "domain-name", DOMAIN))
+        .await;
+    running.works(2).await;
     for call in fake.calls("workEdit.toProcessed") {
         assert_eq!(
             call.variables["message"],
@@ -139,7 +130,7 @@ async fn an_exhausted_quota_fails_the_work_without_a_lookup() {
         );
         assert_eq!(call.variables["inError"], true);
     }
-    stop(shutdown, task).await;
+    running.stop().await;
 }
 
 #[tokio::test]
@@ -164,26 +155,34 @@ async fn out_of_scope_tlp_and_credentials_are_reported_as_the_reference_words_th
     );
     add_domain(&fake, "hostname--x", "h.example", json!([]));
     // No max_tlp: the default, TLP:AMBER, refuses TLP:RED before any call.
-    let (settings, hosted) = riskiq(&format!("{}/pt", server.uri()), &[]);
-    let id = settings.id.to_string();
-    let (shutdown, task) = start(&fake, settings, hosted, Duration::from_secs(5)).await;
-    fake.publish_listen(
-        &id,
-        &domain_message("work_scope", "hostname--x", "hostname", "h.example"),
-    )
-    .await;
-    fake.publish_listen(
-        &id,
-        &domain_message("work_red", red, "domain-name", "red.example"),
-    )
-    .await;
-    fake.publish_listen(
-        &id,
-        &domain_message("work_creds", DOMAIN_ID, "domain-name", DOMAIN),
-    )
-    .await;
-    fake.wait_for("three", |s| s.count("workEdit.toProcessed") == 3)
+    let running = Scenario::new(&fake, riskiq(&format!("{}/pt", server.uri()), &[]))
+        .start()
         .await;
+    running
+        .publish(&domain_message(
+            "work_scope",
+            "hostname--x",
+            "hostname",
+            "h.example",
+        ))
+        .await;
+    running
+        .publish(&domain_message(
+            "work_red",
+            red,
+            "domain-name",
+            "red.example",
+        ))
+        .await;
+    running
+        .publish(&domain_message(
+            "work_creds",
+            DOMAIN_ID,
+            "domain-name",
+            DOMAIN,
+        ))
+        .await;
+    running.works(3).await;
     assert_eq!(
         fake.processed("work_scope")["message"],
         "[CONNECTOR] Skip the following entity as it does not concern the initial scope found in the connector config: {'entity_id': 'hostname--x'}"
@@ -198,7 +197,7 @@ async fn out_of_scope_tlp_and_credentials_are_reported_as_the_reference_words_th
     for call in fake.all_calls() {
         assert!(!call.variables.to_string().contains("riskiq-secret-key"));
     }
-    stop(shutdown, task).await;
+    running.stop().await;
 }
 
 #[tokio::test]
@@ -219,21 +218,16 @@ async fn an_empty_result_is_the_only_no_information_found() {
         .await;
     let fake = FakeOpencti::start().await;
     add_domain(&fake, DOMAIN_ID, DOMAIN, json!([]));
-    let (settings, hosted) = riskiq(&format!("{}/pt", server.uri()), &[]);
-    let id = settings.id.to_string();
-    let (shutdown, task) = start(&fake, settings, hosted, Duration::from_secs(5)).await;
-    fake.publish_listen(
-        &id,
-        &domain_message("work_e", DOMAIN_ID, "domain-name", DOMAIN),
-    )
-    .await;
-    fake.wait_for("done", |s| s.count("workEdit.toProcessed") == 1)
+    let running = Scenario::new(&fake, riskiq(&format!("{}/pt", server.uri()), &[]))
+        .start()
         .await;
-    let done = &fake.calls("workEdit.toProcessed")[0].variables;
-    assert_eq!(done["message"], "[CONNECTOR] No information found");
-    assert_eq!(done["inError"], false);
+    let done = running
+        .send(&domain_message("work_e", DOMAIN_ID, "domain-name", DOMAIN))
+        .await;
+    assert_eq!(done.message, "[CONNECTOR] No information found");
+    assert!(!done.in_error);
     assert_eq!(fake.count("stixBundlePush"), 0);
-    stop(shutdown, task).await;
+    running.stop().await;
 }
 
 #[tokio::test]
@@ -262,16 +256,16 @@ async fn a_local_countdown_past_next_reset_does_not_refuse() {
         .await;
     let fake = FakeOpencti::start().await;
     add_domain(&fake, DOMAIN_ID, DOMAIN, json!([]));
-    let (settings, hosted) = riskiq(&format!("{}/pt", server.uri()), &[]);
-    let id = settings.id.to_string();
-    let (shutdown, task) = start(&fake, settings, hosted, Duration::from_secs(5)).await;
+    let running = Scenario::new(&fake, riskiq(&format!("{}/pt", server.uri()), &[]))
+        .start()
+        .await;
     for work in ["work_r1", "work_r2", "work_r3"] {
-        fake.publish_listen(&id, &domain_message(work, DOMAIN_ID, "domain-name", DOMAIN))
+        running
+            .publish(&domain_message(work, DOMAIN_ID, "domain-name", DOMAIN))
             .await;
     }
-    fake.wait_for("three", |s| s.count("workEdit.toProcessed") == 3)
-        .await;
-    stop(shutdown, task).await;
+    running.works(3).await;
+    running.stop().await;
     for call in fake.calls("workEdit.toProcessed") {
         assert_eq!(call.variables["inError"], false, "{}", call.variables);
     }

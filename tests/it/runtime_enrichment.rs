@@ -18,19 +18,14 @@ fn enrichment(protocol: QueueProtocol) -> opencti_connectors::config::ConnectorS
 async fn enrichment_pushes_the_bundle_reports_the_work_then_acks() {
     let fake = FakeOpencti::start().await;
     add_ip_entity(&fake, "TLP:GREEN", GREEN);
-    let s = enrichment(QueueProtocol::Api);
-    let id = s.id.to_string();
     let connector = Arc::new(TestConnector {
         max_tlp: Some(Tlp::Amber),
         ..Default::default()
     });
-    let (shutdown, task) = start(
-        &fake,
-        s,
-        Hosted::Enrichment(connector.clone()),
-        Duration::from_secs(5),
-    )
-    .await;
+    let running = Scenario::test_connector(&fake, connector.clone())
+        .start()
+        .await;
+    let id = running.id().to_string();
 
     fake.wait_for("registration and a ping", |s| {
         s.count("registerConnector") == 1 && s.count("pingConnector") >= 1
@@ -41,9 +36,8 @@ async fn enrichment_pushes_the_bundle_reports_the_work_then_acks() {
     assert_eq!(reg["playbook_compatible"], true);
     assert_eq!(fake.calls("pingConnector")[0].variables["state"], "null");
 
-    fake.publish_listen(&id, &manual_message("work_1", &ip_stix(GREEN)))
-        .await;
-    fake.wait_for("toProcessed", |s| s.count("workEdit.toProcessed") == 1)
+    let outcome = running
+        .send(&manual_message("work_1", &ip_stix(GREEN)))
         .await;
 
     let received = &fake.calls("workEdit.toReceived")[0].variables;
@@ -60,15 +54,11 @@ async fn enrichment_pushes_the_bundle_reports_the_work_then_acks() {
     let ids: Vec<&str> = objects.iter().map(|o| o["id"].as_str().unwrap()).collect();
     // Marking first (fewest dependencies), then the entity, then the addition.
     assert_eq!(ids, vec![GREEN, added_id().as_str(), IP_ID]);
-    let processed = &fake.calls("workEdit.toProcessed")[0].variables;
-    assert_eq!(
-        processed["message"],
-        "Sent 3 stix bundle(s) for worker import"
-    );
-    assert_eq!(processed["inError"], false);
+    assert_eq!(outcome.message, "Sent 3 stix bundle(s) for worker import");
+    assert!(!outcome.in_error);
     assert_eq!(connector.calls(), 1);
 
-    stop(shutdown, task).await;
+    running.stop().await;
     assert_eq!(
         fake.queue_len(&FakeOpencti::listen_queue(&id)).await,
         0,
@@ -89,45 +79,27 @@ async fn pre_6_8_9_message_reads_the_entity_through_graphql() {
         .unwrap()
         .stix
         .insert(IP_ID.into(), ip_stix(GREEN));
-    let s = enrichment(QueueProtocol::Api);
-    let id = s.id.to_string();
-    let (shutdown, task) = start(
-        &fake,
-        s,
-        Hosted::Enrichment(Arc::new(TestConnector::default())),
-        Duration::from_secs(5),
-    )
-    .await;
     let body = format!(
         r#"{{"internal":{{"work_id":"work_old","applicant_id":null}},"event":{{"entity_id":"{IP_ID}"}}}}"#
     );
-    fake.publish_listen(&id, body.as_bytes()).await;
-    fake.wait_for("toProcessed", |s| s.count("workEdit.toProcessed") == 1)
+    let outcome = Scenario::test_connector(&fake, Arc::default())
+        .run_once(body.as_bytes())
         .await;
     // The access check and the STIX export come in one request (`toStix`).
     assert_eq!(fake.count("stixCoreObject"), 1);
     assert_eq!(fake.count("stix"), 0);
-    assert_eq!(
-        fake.calls("workEdit.toProcessed")[0].variables["inError"],
-        false
-    );
-    stop(shutdown, task).await;
+    assert!(!outcome.in_error);
 }
 
 #[tokio::test]
 async fn playbook_step_gets_the_original_objects_plus_additions_and_no_work_calls() {
     let fake = FakeOpencti::start().await;
     add_ip_entity(&fake, "TLP:GREEN", GREEN);
-    let s = enrichment(QueueProtocol::Api);
-    let id = s.id.to_string();
-    let (shutdown, task) = start(
-        &fake,
-        s,
-        Hosted::Enrichment(Arc::new(TestConnector::default())),
-        Duration::from_secs(5),
-    )
-    .await;
-    fake.publish_listen(&id, &playbook_message(vec![ip_stix(GREEN)]))
+    let running = Scenario::test_connector(&fake, Arc::default())
+        .start()
+        .await;
+    running
+        .publish(&playbook_message(vec![ip_stix(GREEN)]))
         .await;
     fake.wait_for("playbookStepExecution", |s| {
         s.count("playbookStepExecution") == 1
@@ -153,27 +125,20 @@ async fn playbook_step_gets_the_original_objects_plus_additions_and_no_work_call
             .all(|c| !c.field.starts_with("workEdit") && c.field != "stixBundlePush"),
         "no work calls, no push"
     );
-    stop(shutdown, task).await;
+    running.stop().await;
 }
 
 #[tokio::test]
 async fn failing_playbook_enrichment_still_answers_with_the_original_bundle() {
     let fake = FakeOpencti::start().await;
     add_ip_entity(&fake, "TLP:GREEN", GREEN);
-    let s = enrichment(QueueProtocol::Api);
-    let id = s.id.to_string();
     let connector = Arc::new(TestConnector {
         fail: Some(ConnectorError::Rejected("upstream said no".into())),
         ..Default::default()
     });
-    let (shutdown, task) = start(
-        &fake,
-        s,
-        Hosted::Enrichment(connector),
-        Duration::from_secs(5),
-    )
-    .await;
-    fake.publish_listen(&id, &playbook_message(vec![ip_stix(GREEN)]))
+    let running = Scenario::test_connector(&fake, connector).start().await;
+    running
+        .publish(&playbook_message(vec![ip_stix(GREEN)]))
         .await;
     fake.wait_for("playbookStepExecution", |s| {
         s.count("playbookStepExecution") == 1
@@ -182,83 +147,63 @@ async fn failing_playbook_enrichment_still_answers_with_the_original_bundle() {
     let call = &fake.calls("playbookStepExecution")[0].variables;
     let bundle: Value = serde_json::from_str(call["bundle"].as_str().unwrap()).unwrap();
     assert_eq!(bundle["objects"], serde_json::json!([ip_stix(GREEN)]));
-    stop(shutdown, task).await;
+    running.stop().await;
 }
 
 #[tokio::test]
 async fn tlp_above_max_calls_nothing_upstream_and_the_work_says_why() {
     let fake = FakeOpencti::start().await;
     add_ip_entity(&fake, "TLP:RED", RED);
-    let s = enrichment(QueueProtocol::Api);
-    let id = s.id.to_string();
     let connector = Arc::new(TestConnector {
         max_tlp: Some(Tlp::Amber),
         ..Default::default()
     });
-    let (shutdown, task) = start(
-        &fake,
-        s,
-        Hosted::Enrichment(connector.clone()),
-        Duration::from_secs(5),
-    )
-    .await;
-    fake.publish_listen(&id, &manual_message("work_red", &ip_stix(RED)))
+    let outcome = Scenario::test_connector(&fake, connector.clone())
+        .run_once(&manual_message("work_red", &ip_stix(RED)))
         .await;
-    fake.wait_for("toProcessed", |s| s.count("workEdit.toProcessed") == 1)
-        .await;
-    let processed = &fake.calls("workEdit.toProcessed")[0].variables;
-    assert_eq!(processed["inError"], true);
+    assert!(outcome.in_error);
     assert_eq!(
-        processed["message"],
+        outcome.message,
         "Do not send any data, TLP of the observable is greater than MAX TLP"
     );
     assert_eq!(connector.calls(), 0, "the connector was never called");
     assert_eq!(fake.count("stixBundlePush"), 0);
-    stop(shutdown, task).await;
 }
 
 #[tokio::test]
 async fn malformed_messages_are_reported_acked_and_the_loop_goes_on() {
     let fake = FakeOpencti::start().await;
     add_ip_entity(&fake, "TLP:GREEN", GREEN);
-    let s = enrichment(QueueProtocol::Api);
-    let id = s.id.to_string();
-    let (shutdown, task) = start(
-        &fake,
-        s,
-        Hosted::Enrichment(Arc::new(TestConnector::default())),
-        Duration::from_secs(5),
-    )
-    .await;
-    fake.publish_listen(&id, b"this is not json").await;
-    fake.publish_listen(
-        &id,
-        br#"{"internal":{"work_id":"work_bad"},"event":"not an object"}"#,
-    )
-    .await;
-    fake.publish_listen(&id, br#"{"internal":{"work_id":"work_noid"},"event":{}}"#)
+    let running = Scenario::test_connector(&fake, Arc::default())
+        .start()
         .await;
-    fake.publish_listen(&id, &manual_message("work_good", &ip_stix(GREEN)))
+    let id = running.id().to_string();
+    running.publish(b"this is not json").await;
+    running
+        .publish(br#"{"internal":{"work_id":"work_bad"},"event":"not an object"}"#)
         .await;
-    fake.wait_for("three toProcessed", |s| {
-        s.count("workEdit.toProcessed") == 3
-    })
-    .await;
-    let bad = fake.processed("work_bad");
-    assert_eq!(bad["inError"], true);
+    running
+        .publish(br#"{"internal":{"work_id":"work_noid"},"event":{}}"#)
+        .await;
+    running
+        .publish(&manual_message("work_good", &ip_stix(GREEN)))
+        .await;
+    let outcomes = running.works(3).await;
+    let bad = work(&outcomes, "work_bad");
+    assert!(bad.in_error);
     assert!(
-        bad["message"]
+        bad.message
             .as_str()
             .unwrap()
             .starts_with("malformed listen message")
     );
-    let noid = fake.processed("work_noid");
+    let noid = work(&outcomes, "work_noid");
     assert_eq!(
-        noid["message"],
+        noid.message,
         "Internal enrichment must be based on a specific id"
     );
-    assert_eq!(fake.processed("work_good")["inError"], false);
-    stop(shutdown, task).await;
+    assert!(!work(&outcomes, "work_good").in_error);
+    running.stop().await;
     assert_eq!(
         fake.queue_len(&FakeOpencti::listen_queue(&id)).await,
         0,
@@ -269,54 +214,30 @@ async fn malformed_messages_are_reported_acked_and_the_loop_goes_on() {
 #[tokio::test]
 async fn unreadable_entity_fails_the_work_with_pyctis_message() {
     let fake = FakeOpencti::start().await;
-    let s = enrichment(QueueProtocol::Api);
-    let id = s.id.to_string();
-    let (shutdown, task) = start(
-        &fake,
-        s,
-        Hosted::Enrichment(Arc::new(TestConnector::default())),
-        Duration::from_secs(5),
-    )
-    .await;
-    fake.publish_listen(&id, &manual_message("work_x", &ip_stix(GREEN)))
+    let outcome = Scenario::test_connector(&fake, Arc::default())
+        .run_once(&manual_message("work_x", &ip_stix(GREEN)))
         .await;
-    fake.wait_for("toProcessed", |s| s.count("workEdit.toProcessed") == 1)
-        .await;
-    let processed = &fake.calls("workEdit.toProcessed")[0].variables;
     assert_eq!(
-        processed["message"],
+        outcome.message,
         "Unable to read/access the entity, please check the connector permissions"
     );
-    assert_eq!(processed["inError"], true);
-    stop(shutdown, task).await;
+    assert!(outcome.in_error);
 }
 
 #[tokio::test]
 async fn transient_upstream_errors_are_retried_then_fail_the_work() {
     let fake = FakeOpencti::start().await;
     add_ip_entity(&fake, "TLP:GREEN", GREEN);
-    let s = enrichment(QueueProtocol::Api);
-    let id = s.id.to_string();
     let connector = Arc::new(TestConnector {
         fail: Some(ConnectorError::retryable("HTTP 503 upstream")),
         ..Default::default()
     });
-    let (shutdown, task) = start(
-        &fake,
-        s,
-        Hosted::Enrichment(connector.clone()),
-        Duration::from_secs(5),
-    )
-    .await;
-    fake.publish_listen(&id, &manual_message("work_r", &ip_stix(GREEN)))
-        .await;
-    fake.wait_for("toProcessed", |s| s.count("workEdit.toProcessed") == 1)
+    let outcome = Scenario::test_connector(&fake, connector.clone())
+        .run_once(&manual_message("work_r", &ip_stix(GREEN)))
         .await;
     assert_eq!(connector.calls(), 3, "the policy allows 3 attempts");
-    let processed = &fake.calls("workEdit.toProcessed")[0].variables;
-    assert_eq!(processed["message"], "HTTP 503 upstream");
-    assert_eq!(processed["inError"], true);
-    stop(shutdown, task).await;
+    assert_eq!(outcome.message, "HTTP 503 upstream");
+    assert!(outcome.in_error);
 }
 
 #[tokio::test]
@@ -324,26 +245,12 @@ async fn platform_outage_during_push_is_retried_before_the_ack() {
     let fake = FakeOpencti::start().await;
     add_ip_entity(&fake, "TLP:GREEN", GREEN);
     fake.state.lock().unwrap().fail_pushes = 2;
-    let s = enrichment(QueueProtocol::Api);
-    let id = s.id.to_string();
-    let (shutdown, task) = start(
-        &fake,
-        s,
-        Hosted::Enrichment(Arc::new(TestConnector::default())),
-        Duration::from_secs(5),
-    )
-    .await;
-    fake.publish_listen(&id, &manual_message("work_p", &ip_stix(GREEN)))
-        .await;
-    fake.wait_for("toProcessed", |s| s.count("workEdit.toProcessed") == 1)
+    let outcome = Scenario::test_connector(&fake, Arc::default())
+        .run_once(&manual_message("work_p", &ip_stix(GREEN)))
         .await;
     assert_eq!(fake.count("stixBundlePush(failed)"), 2);
     assert_eq!(fake.count("stixBundlePush"), 1);
-    assert_eq!(
-        fake.calls("workEdit.toProcessed")[0].variables["inError"],
-        false
-    );
-    stop(shutdown, task).await;
+    assert!(!outcome.in_error);
 }
 
 #[tokio::test]
@@ -392,23 +299,16 @@ async fn killed_daemon_mid_message_gets_the_message_redelivered() {
     assert_eq!(fake.count("workEdit.toProcessed"), 0);
 
     let healthy = Arc::new(TestConnector::default());
-    let (shutdown, task) = start(
-        &fake,
-        s,
-        Hosted::Enrichment(healthy.clone()),
-        Duration::from_secs(5),
-    )
-    .await;
-    fake.wait_for("the redelivered message processed", |s| {
-        s.count("workEdit.toProcessed") == 1
-    })
-    .await;
+    let running = Scenario::new(&fake, (s, Hosted::Enrichment(healthy.clone())))
+        .start()
+        .await;
+    running.works(1).await;
     assert_eq!(healthy.calls(), 1);
     assert_eq!(
         fake.calls("workEdit.toProcessed")[0].variables["id"],
         "work_k"
     );
-    stop(shutdown, task).await;
+    running.stop().await;
     assert_eq!(fake.queue_len(&FakeOpencti::listen_queue(&id)).await, 0);
 }
 
@@ -492,18 +392,16 @@ async fn shutdown_deadline_requeues_what_did_not_finish() {
 async fn amqp_protocol_publishes_one_object_per_message_after_expectations() {
     let fake = FakeOpencti::start().await;
     add_ip_entity(&fake, "TLP:GREEN", GREEN);
-    let s = enrichment(QueueProtocol::Amqp);
-    let id = s.id.to_string();
-    let (shutdown, task) = start(
+    let scenario = Scenario::new(
         &fake,
-        s,
-        Hosted::Enrichment(Arc::new(TestConnector::default())),
-        Duration::from_secs(5),
-    )
-    .await;
-    fake.publish_listen(&id, &manual_message("work_a", &ip_stix(GREEN)))
-        .await;
-    fake.wait_for("toProcessed", |s| s.count("workEdit.toProcessed") == 1)
+        (
+            enrichment(QueueProtocol::Amqp),
+            Hosted::Enrichment(Arc::new(TestConnector::default())),
+        ),
+    );
+    let id = scenario.id();
+    let outcome = scenario
+        .run_once(&manual_message("work_a", &ip_stix(GREEN)))
         .await;
     let expectations = &fake.calls("workEdit.addExpectations")[0].variables;
     assert_eq!(expectations["id"], "work_a");
@@ -534,11 +432,7 @@ async fn amqp_protocol_publishes_one_object_per_message_after_expectations() {
         seqs.windows(2).all(|w| w[0] <= w[1]),
         "dependencies first: {seqs:?}"
     );
-    assert_eq!(
-        fake.calls("workEdit.toProcessed")[0].variables["message"],
-        "Sent 3 stix bundle(s) for worker import"
-    );
-    stop(shutdown, task).await;
+    assert_eq!(outcome.message, "Sent 3 stix bundle(s) for worker import");
 }
 
 fn fake_opencti_user() -> &'static str {
@@ -612,28 +506,17 @@ impl opencti_connectors::connectors::EnrichmentConnector for PanickingConnector 
 async fn a_request_in_a_draft_works_in_that_draft_only() {
     let fake = FakeOpencti::start().await;
     add_ip_entity(&fake, "TLP:GREEN", GREEN);
-    let s = enrichment(QueueProtocol::Api);
-    let id = s.id.to_string();
-    let connector = Arc::new(TestConnector::default());
-    let (shutdown, task) = start(
-        &fake,
-        s,
-        Hosted::Enrichment(connector),
-        Duration::from_secs(5),
-    )
-    .await;
+    let running = Scenario::test_connector(&fake, Arc::default())
+        .start()
+        .await;
     let mut in_draft: Value =
         serde_json::from_slice(&manual_message("work_d", &ip_stix(GREEN))).unwrap();
     in_draft["internal"]["draft_id"] = "draft-1".into();
-    fake.publish_listen(&id, in_draft.to_string().as_bytes())
+    running.send(in_draft.to_string().as_bytes()).await;
+    running
+        .send(&manual_message("work_live", &ip_stix(GREEN)))
         .await;
-    fake.wait_for("the draft work", |s| s.count("workEdit.toProcessed") == 1)
-        .await;
-    fake.publish_listen(&id, &manual_message("work_live", &ip_stix(GREEN)))
-        .await;
-    fake.wait_for("the live work", |s| s.count("workEdit.toProcessed") == 2)
-        .await;
-    stop(shutdown, task).await;
+    running.stop().await;
 
     let drafts = |field: &str| -> Vec<Option<String>> {
         fake.calls(field).into_iter().map(|c| c.draft_id).collect()
@@ -691,31 +574,20 @@ async fn a_platform_failing_every_push_fails_the_work_after_the_retry_budget() {
     let fake = FakeOpencti::start().await;
     add_ip_entity(&fake, "TLP:GREEN", GREEN);
     fake.state.lock().unwrap().fail_pushes = usize::MAX;
-    let s = enrichment(QueueProtocol::Api);
-    let id = s.id.to_string();
     let mut platform = platform(&fake);
     Arc::get_mut(&mut platform).unwrap().max_retry = Duration::from_secs(1);
-    let (shutdown, task) = start_on(
-        platform,
-        &fake,
-        s,
-        Hosted::Enrichment(Arc::new(TestConnector::default())),
-        Duration::from_secs(5),
-    )
-    .await;
-    fake.publish_listen(&id, &manual_message("work_5xx", &ip_stix(GREEN)))
+    let scenario = Scenario::test_connector(&fake, Arc::default()).on(platform);
+    let id = scenario.id();
+    let done = scenario
+        .run_once(&manual_message("work_5xx", &ip_stix(GREEN)))
         .await;
-    fake.wait_for("the failed work", |s| s.count("workEdit.toProcessed") == 1)
-        .await;
-    stop(shutdown, task).await;
-    let done = fake.processed("work_5xx");
-    assert_eq!(done["inError"], true);
+    assert!(done.in_error);
     assert!(
-        done["message"]
+        done.message
             .as_str()
             .unwrap()
             .starts_with("OpenCTI answered HTTP 503"),
-        "{done}"
+        "{done:?}"
     );
     assert!(fake.count("stixBundlePush(failed)") >= 2, "retried first");
     assert_eq!(
@@ -745,13 +617,12 @@ async fn an_unreachable_platform_pauses_the_consumer_until_it_answers() {
             .unwrap()
     });
     let metrics = platform.metrics.clone();
-    let (shutdown, task) = start_on(
-        platform,
+    let running = Scenario::new(
         &fake,
-        s,
-        Hosted::Enrichment(Arc::new(TestConnector::default())),
-        Duration::from_secs(5),
+        (s, Hosted::Enrichment(Arc::new(TestConnector::default()))),
     )
+    .on(platform)
+    .start()
     .await;
     let up = || metrics.all_up(&["test"]);
     for _ in 0..100 {
@@ -763,7 +634,8 @@ async fn an_unreachable_platform_pauses_the_consumer_until_it_answers() {
     assert!(up(), "consuming");
 
     proxy.down();
-    fake.publish_listen(&id, &manual_message("work_down", &ip_stix(GREEN)))
+    running
+        .publish(&manual_message("work_down", &ip_stix(GREEN)))
         .await;
     for _ in 0..100 {
         if !up() {
@@ -780,13 +652,10 @@ async fn an_unreachable_platform_pauses_the_consumer_until_it_answers() {
     );
 
     proxy.up().await;
-    fake.wait_for("the work, once OpenCTI is back", |s| {
-        s.count("workEdit.toProcessed") == 1
-    })
-    .await;
+    running.works(1).await;
     assert_eq!(fake.processed("work_down")["inError"], false);
     assert!(up(), "consuming again");
-    stop(shutdown, task).await;
+    running.stop().await;
 }
 
 #[tokio::test]
@@ -796,13 +665,12 @@ async fn a_connector_that_cannot_reach_its_broker_is_not_up() {
     // Registered, but the broker it is told to use answers nothing.
     let platform = platform_with_broker_port(&fake, crate::common::daemon::free_port());
     let metrics = platform.metrics.clone();
-    let (shutdown, task) = start_on(
-        platform,
+    let running = Scenario::new(
         &fake,
-        s,
-        Hosted::Enrichment(Arc::new(TestConnector::default())),
-        Duration::from_secs(5),
+        (s, Hosted::Enrichment(Arc::new(TestConnector::default()))),
     )
+    .on(platform)
+    .start()
     .await;
     fake.wait_for("a ping", |s| s.count("pingConnector") >= 1)
         .await;
@@ -811,7 +679,7 @@ async fn a_connector_that_cannot_reach_its_broker_is_not_up() {
         !metrics.all_up(&["test"]),
         "registered and pinging, but not consuming: /healthz must say so"
     );
-    stop(shutdown, task).await;
+    running.stop().await;
 }
 
 #[tokio::test]
@@ -825,14 +693,11 @@ async fn a_lost_consumer_gives_its_message_back_before_the_next_consumer_takes_i
         gate: Some(gate.clone()),
         ..Default::default()
     });
-    let (shutdown, task) = start(
-        &fake,
-        s,
-        Hosted::Enrichment(connector.clone()),
-        Duration::from_secs(5),
-    )
-    .await;
-    fake.publish_listen(&id, &manual_message("work_lost", &ip_stix(GREEN)))
+    let running = Scenario::new(&fake, (s, Hosted::Enrichment(connector.clone())))
+        .start()
+        .await;
+    running
+        .publish(&manual_message("work_lost", &ip_stix(GREEN)))
         .await;
     for _ in 0..100 {
         if connector.calls() == 1 {
@@ -873,9 +738,8 @@ async fn a_lost_consumer_gives_its_message_back_before_the_next_consumer_takes_i
     }
     assert_eq!(connector.calls(), 2, "redelivered to the next consumer");
     gate.add_permits(1);
-    fake.wait_for("the work", |s| s.count("workEdit.toProcessed") >= 1)
-        .await;
-    stop(shutdown, task).await;
+    running.works(1).await;
+    running.stop().await;
     assert_eq!(
         connector
             .max_in_flight
@@ -911,21 +775,10 @@ async fn every_object_sent_is_shared_with_the_entity_s_organisations_and_the_ent
     fake.state.lock().unwrap().stix.insert(IP_ID.into(), now);
     let mut stale = ip_stix(GREEN);
     stale["x_opencti_score"] = 10.into();
-    let s = enrichment(QueueProtocol::Api);
-    let id = s.id.to_string();
-    let (shutdown, task) = start(
-        &fake,
-        s,
-        Hosted::Enrichment(Arc::new(TestConnector::default())),
-        Duration::from_secs(5),
-    )
-    .await;
-    fake.publish_listen(&id, &manual_message("work_org", &stale))
-        .await;
-    fake.wait_for("the work", |s| s.count("workEdit.toProcessed") == 1)
-        .await;
-    stop(shutdown, task).await;
-    let objects = pushed_objects(&fake.calls("stixBundlePush")[0]);
+    let objects = Scenario::test_connector(&fake, Arc::default())
+        .run_once(&manual_message("work_org", &stale))
+        .await
+        .objects;
     assert_eq!(objects.len(), 3);
     for object in &objects {
         assert_eq!(granted(object), [ORG], "{object}");
@@ -942,19 +795,13 @@ async fn a_playbook_answer_is_shared_too_and_an_unreadable_entity_is_refused() {
     let fake = FakeOpencti::start().await;
     add_ip_entity(&fake, "TLP:GREEN", GREEN);
     let s = enrichment(QueueProtocol::Api);
-    let id = s.id.to_string();
     let connector = Arc::new(TestConnector::default());
-    let (shutdown, task) = start(
-        &fake,
-        s,
-        Hosted::Enrichment(connector.clone()),
-        Duration::from_secs(5),
-    )
-    .await;
+    let running = Scenario::new(&fake, (s, Hosted::Enrichment(connector.clone())))
+        .start()
+        .await;
     let mut shared = ip_stix(GREEN);
     shared["x_opencti_granted_refs"] = serde_json::json!([ORG]);
-    fake.publish_listen(&id, &playbook_message(vec![shared]))
-        .await;
+    running.publish(&playbook_message(vec![shared])).await;
     fake.wait_for("the step", |s| s.count("playbookStepExecution") == 1)
         .await;
     let step = &fake.calls("playbookStepExecution")[0].variables;
@@ -967,11 +814,12 @@ async fn a_playbook_answer_is_shared_too_and_an_unreadable_entity_is_refused() {
     // An entity the connector user cannot read: refused without an upstream call, and the
     // playbook still gets its bundle back unchanged.
     fake.state.lock().unwrap().entities.clear();
-    fake.publish_listen(&id, &playbook_message(vec![ip_stix(GREEN)]))
+    running
+        .publish(&playbook_message(vec![ip_stix(GREEN)]))
         .await;
     fake.wait_for("the second step", |s| s.count("playbookStepExecution") == 2)
         .await;
-    stop(shutdown, task).await;
+    running.stop().await;
     assert_eq!(connector.calls(), 1, "no upstream call");
     let step = &fake.calls("playbookStepExecution")[1].variables;
     let bundle: Value = serde_json::from_str(step["bundle"].as_str().unwrap()).unwrap();
@@ -987,27 +835,20 @@ async fn a_playbook_marking_that_is_no_static_tlp_is_resolved_before_the_tlp_gat
         custom.into(),
         serde_json::json!({"id": "m-red", "standard_id": custom, "definition_type": "TLP", "definition": "TLP:RED", "x_opencti_order": 4}),
     );
-    let s = enrichment(QueueProtocol::Api);
-    let id = s.id.to_string();
     let connector = Arc::new(TestConnector {
         max_tlp: Some(Tlp::Amber),
         ..Default::default()
     });
-    let (shutdown, task) = start(
-        &fake,
-        s,
-        Hosted::Enrichment(connector.clone()),
-        Duration::from_secs(5),
-    )
-    .await;
+    let running = Scenario::test_connector(&fake, connector.clone())
+        .start()
+        .await;
     // A previous step marked the bundle's copy with a custom RED marking.
     let mut marked = ip_stix(GREEN);
     marked["object_marking_refs"] = serde_json::json!([GREEN, custom]);
-    fake.publish_listen(&id, &playbook_message(vec![marked]))
-        .await;
+    running.publish(&playbook_message(vec![marked])).await;
     fake.wait_for("the step", |s| s.count("playbookStepExecution") == 1)
         .await;
-    stop(shutdown, task).await;
+    running.stop().await;
     assert_eq!(fake.count("markingDefinition"), 1);
     assert_eq!(
         connector.calls(),
@@ -1027,25 +868,19 @@ async fn the_envelope_names_the_applicant_and_a_long_work_is_pinged() {
         gate: Some(gate.clone()),
         ..Default::default()
     });
-    let (shutdown, task) = start(
-        &fake,
-        s,
-        Hosted::Enrichment(connector),
-        Duration::from_secs(5),
-    )
-    .await;
+    let running = Scenario::new(&fake, (s, Hosted::Enrichment(connector)))
+        .start()
+        .await;
     let mut message: Value =
         serde_json::from_slice(&manual_message("work_long", &ip_stix(GREEN))).unwrap();
     message["internal"]["applicant_id"] = "applicant-user-1".into();
-    fake.publish_listen(&id, message.to_string().as_bytes())
-        .await;
+    running.publish(message.to_string().as_bytes()).await;
     // The test platform pings works every 200 ms: hold the message past two pings.
     fake.wait_for("two work pings", |s| s.count("workEdit.ping") >= 2)
         .await;
     gate.add_permits(1);
-    fake.wait_for("the work", |s| s.count("workEdit.toProcessed") == 1)
-        .await;
-    stop(shutdown, task).await;
+    running.works(1).await;
+    running.stop().await;
     assert_eq!(fake.calls("workEdit.ping")[0].variables["id"], "work_long");
     let envelopes = fake.drain_queue(&FakeOpencti::push_queue(&id)).await;
     assert!(!envelopes.is_empty());
@@ -1071,15 +906,12 @@ async fn a_message_held_as_long_as_the_broker_allows_is_given_back_then_done() {
     let mut platform = crate::common::platform(&fake);
     Arc::get_mut(&mut platform).unwrap().hold_limit = Duration::from_millis(800);
     let metrics = platform.metrics.clone();
-    let (shutdown, task) = start_on(
-        platform,
-        &fake,
-        s,
-        Hosted::Enrichment(connector.clone()),
-        Duration::from_secs(5),
-    )
-    .await;
-    fake.publish_listen(&id, &manual_message("work_h", &ip_stix(GREEN)))
+    let running = Scenario::new(&fake, (s, Hosted::Enrichment(connector.clone())))
+        .on(platform)
+        .start()
+        .await;
+    running
+        .publish(&manual_message("work_h", &ip_stix(GREEN)))
         .await;
     let given_back = r#"event="messages_given_back"} 1"#;
     for _ in 0..100 {
@@ -1091,10 +923,9 @@ async fn a_message_held_as_long_as_the_broker_allows_is_given_back_then_done() {
     assert!(metrics.render().contains(given_back), "given back once");
     assert_eq!(fake.count("workEdit.toProcessed"), 0);
     gate.add_permits(1);
-    fake.wait_for("the work", |s| s.count("workEdit.toProcessed") == 1)
-        .await;
+    running.works(1).await;
     assert_eq!(fake.processed("work_h")["inError"], false);
     assert_eq!(connector.calls(), 2, "processed again after the give-back");
-    stop(shutdown, task).await;
+    running.stop().await;
     assert_eq!(fake.queue_len(&FakeOpencti::listen_queue(&id)).await, 0);
 }

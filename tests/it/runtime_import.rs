@@ -64,16 +64,8 @@ fn importer_settings(period: Duration, protocol: QueueProtocol) -> ConnectorSett
     settings("importer", import_mode(period), protocol)
 }
 
-/// Starts `importer` with `s` (a 5 s drain).
-async fn start_importer(
-    fake: &FakeOpencti,
-    s: ConnectorSettings,
-    importer: Arc<dyn ImportConnector>,
-) -> (Shutdown, tokio::task::JoinHandle<()>) {
-    start_importer_on(crate::common::platform(fake), fake, s, importer).await
-}
-
-/// [`start_importer`] on a platform of its own: a replica of its own, in this process.
+/// Starts `importer` with `s` (a 5 s drain) on a platform of its own: a replica of its own,
+/// in this process.
 async fn start_importer_on(
     platform: Arc<opencti_connectors::runtime::Platform>,
     fake: &FakeOpencti,
@@ -95,10 +87,9 @@ async fn runs_at_start_then_on_schedule_keeping_state_in_opencti() {
         .states
         .insert(id.clone(), Some(r#"{"runs": 41}"#.into()));
     let importer = Arc::new(TestImporter::default());
-    let (shutdown, task) = start_importer(&fake, s, importer.clone()).await;
-    fake.wait_for("two runs", |s| s.count("workEdit.toProcessed") >= 2)
+    Scenario::new(&fake, (s, Hosted::Import(importer.clone())))
+        .works(2)
         .await;
-    stop(shutdown, task).await;
 
     let reg = &fake.calls("registerConnector")[0].variables["input"];
     assert_eq!(reg["type"], "EXTERNAL_IMPORT");
@@ -167,13 +158,11 @@ async fn a_failed_run_fails_the_work_and_keeps_the_state() {
         )),
         ..Default::default()
     });
-    let (shutdown, task) = start_importer(&fake, s, importer.clone()).await;
-    fake.wait_for("a failed run", |s| s.count("workEdit.toProcessed") >= 1)
+    let outcomes = Scenario::new(&fake, (s, Hosted::Import(importer.clone())))
+        .works(1)
         .await;
-    stop(shutdown, task).await;
-    let processed = &fake.calls("workEdit.toProcessed")[0].variables;
-    assert_eq!(processed["inError"], true);
-    assert_eq!(processed["message"], "feed download failed: HTTP 404");
+    assert!(outcomes[0].in_error);
+    assert_eq!(outcomes[0].message, "feed download failed: HTTP 404");
     assert_eq!(fake.count("stixBundlePush"), 0);
     assert_eq!(
         fake.calls("pingConnector").pop().unwrap().variables["state"],
@@ -187,13 +176,13 @@ async fn a_state_reset_from_the_platform_is_adopted() {
     let s = importer_settings(Duration::from_millis(700), QueueProtocol::Api);
     let id = s.id.to_string();
     let importer = Arc::new(TestImporter::default());
-    let (shutdown, task) = start_importer(&fake, s, importer.clone()).await;
-    fake.wait_for("first run", |s| s.count("workEdit.toProcessed") >= 1)
+    let running = Scenario::new(&fake, (s, Hosted::Import(importer.clone())))
+        .start()
         .await;
+    running.works(1).await;
     fake.state.lock().unwrap().reset.push(id.clone());
-    fake.wait_for("second run", |s| s.count("workEdit.toProcessed") >= 2)
-        .await;
-    stop(shutdown, task).await;
+    running.works(1).await;
+    running.stop().await;
     let seen = importer.seen_states.lock().unwrap().clone();
     assert_eq!(seen[0], None);
     assert_eq!(
@@ -211,10 +200,12 @@ async fn amqp_importer_adds_expectations_per_chunk_and_publishes() {
     let fake = FakeOpencti::start().await;
     let s = importer_settings(Duration::from_secs(3600), QueueProtocol::Amqp);
     let id = s.id.to_string();
-    let (shutdown, task) = start_importer(&fake, s, Arc::new(TestImporter::default())).await;
-    fake.wait_for("one run", |s| s.count("workEdit.toProcessed") >= 1)
-        .await;
-    stop(shutdown, task).await;
+    Scenario::new(
+        &fake,
+        (s, Hosted::Import(Arc::new(TestImporter::default()))),
+    )
+    .works(1)
+    .await;
     let expectations: Vec<u64> = fake
         .calls("workEdit.addExpectations")
         .iter()
@@ -236,10 +227,9 @@ async fn a_transient_failure_runs_again_within_the_same_work() {
         fail_times: Some(2),
         ..Default::default()
     });
-    let (shutdown, task) = start_importer(&fake, s, importer.clone()).await;
-    fake.wait_for("the run", |s| s.count("workEdit.toProcessed") >= 1)
+    Scenario::new(&fake, (s, Hosted::Import(importer.clone())))
+        .works(1)
         .await;
-    stop(shutdown, task).await;
     assert_eq!(importer.seen_states.lock().unwrap().len(), 3, "two retries");
     assert_eq!(
         fake.count("workAdd"),
@@ -260,18 +250,16 @@ async fn a_transient_failure_that_persists_fails_the_run_after_the_attempts() {
         fail: Some(ConnectorError::retryable("feed download failed: HTTP 503")),
         ..Default::default()
     });
-    let (shutdown, task) = start_importer(&fake, s, importer.clone()).await;
-    fake.wait_for("the run", |s| s.count("workEdit.toProcessed") >= 1)
+    let outcomes = Scenario::new(&fake, (s, Hosted::Import(importer.clone())))
+        .works(1)
         .await;
-    stop(shutdown, task).await;
     assert_eq!(
         importer.seen_states.lock().unwrap().len(),
         3,
         "the test policy's three attempts"
     );
-    let processed = &fake.calls("workEdit.toProcessed")[0].variables;
-    assert_eq!(processed["inError"], true);
-    assert_eq!(processed["message"], "feed download failed: HTTP 503");
+    assert!(outcomes[0].in_error);
+    assert_eq!(outcomes[0].message, "feed download failed: HTTP 503");
     assert_eq!(fake.count("stixBundlePush"), 0);
     assert_eq!(
         fake.state.lock().unwrap().states[&id].as_deref(),
@@ -345,7 +333,9 @@ async fn a_panicking_connector_is_restarted_without_leaking_its_pinger() {
     let fake = FakeOpencti::start().await;
     let s = importer_settings(Duration::from_secs(3600), QueueProtocol::Api);
     let id = s.id.to_string();
-    let (shutdown, task) = start_importer(&fake, s, Arc::new(PanickingImporter)).await;
+    let running = Scenario::new(&fake, (s, Hosted::Import(Arc::new(PanickingImporter))))
+        .start()
+        .await;
     fake.wait_for("a restart after the panic", |s| {
         s.calls
             .iter()
@@ -354,7 +344,7 @@ async fn a_panicking_connector_is_restarted_without_leaking_its_pinger() {
             >= 2
     })
     .await;
-    stop(shutdown, task).await;
+    running.stop().await;
     let pings = fake.count("pingConnector");
     // The test platform pings every 200 ms: a leaked pinger would keep going.
     tokio::time::sleep(Duration::from_millis(700)).await;
@@ -371,18 +361,18 @@ async fn a_ping_answer_that_lags_behind_is_not_adopted() {
     let s = importer_settings(Duration::from_millis(700), QueueProtocol::Api);
     let id = s.id.to_string();
     let importer = Arc::new(TestImporter::default());
-    let (shutdown, task) = start_importer(&fake, s, importer.clone()).await;
-    fake.wait_for("first run", |s| s.count("workEdit.toProcessed") >= 1)
+    let running = Scenario::new(&fake, (s, Hosted::Import(importer.clone())))
+        .start()
         .await;
+    running.works(1).await;
     // The platform answers the next ping with the state of before the first run.
     fake.state
         .lock()
         .unwrap()
         .lagging
         .insert(id.clone(), r#"{"runs": 0}"#.into());
-    fake.wait_for("second run", |s| s.count("workEdit.toProcessed") >= 2)
-        .await;
-    stop(shutdown, task).await;
+    running.works(1).await;
+    running.stop().await;
     let seen = importer.seen_states.lock().unwrap().clone();
     assert_eq!(
         seen[1],
@@ -397,7 +387,9 @@ async fn runs_wait_while_the_push_queue_is_over_its_threshold() {
     let s = importer_settings(Duration::from_millis(400), QueueProtocol::Api);
     let id = s.id.to_string();
     let importer = Arc::new(TestImporter::default());
-    let (shutdown, task) = start_importer(&fake, s, importer.clone()).await;
+    let running = Scenario::new(&fake, (s, Hosted::Import(importer.clone())))
+        .start()
+        .await;
     fake.wait_for("first run", |s| s.count("workAdd") >= 1)
         .await;
     // The workers fall behind: 600 MB waiting in the push queue (threshold 500 MB).
@@ -433,7 +425,7 @@ async fn runs_wait_while_the_push_queue_is_over_its_threshold() {
         .insert(id.clone(), 0.0);
     fake.wait_for("runs again", |s| s.count("workAdd") > works)
         .await;
-    stop(shutdown, task).await;
+    running.stop().await;
 }
 
 /// Two schedulers of one importer (two replicas in one process, each with its own client):
@@ -567,13 +559,15 @@ async fn a_run_stops_when_its_replica_loses_the_import_lock() {
     let port: u16 = broker.url.rsplit(':').next().unwrap().parse().unwrap();
     let platform = platform_with_broker_port(&fake, port);
     let metrics = platform.metrics.clone();
-    let (shutdown, task) = start_importer_on(platform, &fake, s, importer.clone()).await;
+    let running = Scenario::new(&fake, (s, Hosted::Import(importer.clone())))
+        .on(platform)
+        .start()
+        .await;
     fake.wait_for("the first chunk", |s| s.count("stixBundlePush") == 1)
         .await;
     assert_eq!(metrics.import_lock("importer"), Some(true));
     broker.freeze();
-    fake.wait_for("the run closed", |s| s.count("workEdit.toProcessed") == 1)
-        .await;
+    running.works(1).await;
     let processed = fake.calls("workEdit.toProcessed");
     assert_eq!(
         processed[0].variables["message"],
@@ -589,7 +583,7 @@ async fn a_run_stops_when_its_replica_loses_the_import_lock() {
         "no ping without the lock"
     );
     assert_state_kept(&fake, &id);
-    stop(shutdown, task).await;
+    running.stop().await;
 }
 
 /// A platform that refuses the schedule read: a replica taking the lock registers again for
@@ -635,11 +629,11 @@ async fn a_run_that_makes_no_progress_gives_the_import_lock_up() {
     let (s, id, importer) = stalled_run(&fake);
     let mut platform = crate::common::platform(&fake);
     Arc::get_mut(&mut platform).unwrap().max_retry = Duration::from_millis(500);
-    let (shutdown, task) = start_importer_on(platform, &fake, s, importer.clone()).await;
-    fake.wait_for("the stalled run closed", |s| {
-        s.count("workEdit.toProcessed") == 1
-    })
-    .await;
+    let running = Scenario::new(&fake, (s, Hosted::Import(importer.clone())))
+        .on(platform)
+        .start()
+        .await;
+    running.works(1).await;
     let processed = fake.calls("workEdit.toProcessed");
     assert_eq!(
         processed[0].variables["message"],
@@ -651,7 +645,7 @@ async fn a_run_that_makes_no_progress_gives_the_import_lock_up() {
         s.count("workAdd") >= 2
     })
     .await;
-    stop(shutdown, task).await;
+    running.stop().await;
 }
 
 /// OpenCTI goes down in the middle of a run: the run stops without failing for it, its work
@@ -661,7 +655,9 @@ async fn a_run_cut_short_by_an_opencti_outage_says_so_and_is_redone_when_it_answ
     let fake = FakeOpencti::start().await;
     let (s, id, importer) = stalled_run(&fake);
     let gate = importer.gate.clone().unwrap();
-    let (shutdown, task) = start_importer(&fake, s, importer.clone()).await;
+    let running = Scenario::new(&fake, (s, Hosted::Import(importer.clone())))
+        .start()
+        .await;
     fake.wait_for("the first chunk", |s| s.count("stixBundlePush") == 1)
         .await;
     fake.state.lock().unwrap().outage = Some(crate::common::fake_opencti::Outage::Unavailable);
@@ -679,10 +675,7 @@ async fn a_run_cut_short_by_an_opencti_outage_says_so_and_is_redone_when_it_answ
     assert_state_kept(&fake, &id);
     fake.state.lock().unwrap().outage = None;
     gate.add_permits(10);
-    fake.wait_for("the interrupted work closed and the run redone", |s| {
-        s.count("workEdit.toProcessed") >= 2
-    })
-    .await;
+    running.works(2).await;
     let processed = fake.calls("workEdit.toProcessed");
     assert_eq!(
         processed[0].variables["message"],
@@ -695,5 +688,5 @@ async fn a_run_cut_short_by_an_opencti_outage_says_so_and_is_redone_when_it_answ
         "imported 4 objects (run 4)"
     );
     assert_ne!(processed[0].variables["id"], processed[1].variables["id"]);
-    stop(shutdown, task).await;
+    running.stop().await;
 }

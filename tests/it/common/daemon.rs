@@ -5,21 +5,14 @@
 
 use std::io::Read;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_opencti-connectors");
 
-/// A free TCP port on the loopback.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use testkit::free_port;
 
 /// A running daemon.
 pub struct Daemon {
@@ -85,31 +78,14 @@ impl Daemon {
     }
 
     /// Its process id.
-    #[allow(dead_code)]
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()
     }
 
     /// What it logged so far (stdout, then stderr).
-    #[allow(dead_code)]
     pub fn logs(&self) -> String {
         String::from_utf8_lossy(&self.stdout.lock().unwrap()).into_owned()
             + &String::from_utf8_lossy(&self.stderr.lock().unwrap())
-    }
-
-    /// Waits until the process exits on its own (a crash); its exit status.
-    #[allow(dead_code)]
-    pub async fn exited(&mut self) -> ExitStatus {
-        loop {
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                return status;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
     }
 
     /// Whether the process is still running.

@@ -1,48 +1,15 @@
-//! Shared test support: fixture paths, the platform schema, a fake OpenCTI, broker helpers.
+//! Shared test support: the runtime with a test connector against the fake OpenCTI
+//! ([`Scenario`]), the daemon as a child process, proxies and certificates; the fake itself,
+//! the fixtures and the listen messages come from the `testkit` crate (`tests/support`).
 
 pub mod daemon;
-pub mod fake_opencti;
 pub mod forward_proxy;
 pub mod pki;
 pub mod proxy;
+pub mod scenario;
 
-use std::sync::OnceLock;
-
-use apollo_compiler::Schema;
-use apollo_compiler::validation::Valid;
-
-#[path = "../../../src/fixtures.rs"]
-mod fixtures;
-pub use fixtures::{constructed, fixture, fixture_json, shared};
-
-/// The platform's merged GraphQL schema (6.8.10), parsed and validated once.
-pub fn schema() -> &'static Valid<Schema> {
-    static SCHEMA: OnceLock<Valid<Schema>> = OnceLock::new();
-    SCHEMA.get_or_init(|| load_schema("opencti-merged.graphql"))
-}
-
-/// The 6.8.10 merged schema with the 7.x connector definitions in place, parsed once.
-pub fn schema_7x() -> &'static Valid<Schema> {
-    static SCHEMA: OnceLock<Valid<Schema>> = OnceLock::new();
-    SCHEMA.get_or_init(|| load_schema("opencti-merged-7x.graphql"))
-}
-
-/// The schema a platform answering `about.version` = `version` validates against.
-pub fn schema_for(version: &str) -> &'static Valid<Schema> {
-    match opencti_connectors::opencti::Dialect::of(version) {
-        opencti_connectors::opencti::Dialect::V7 => schema_7x(),
-        opencti_connectors::opencti::Dialect::V6 => schema(),
-    }
-}
-
-fn load_schema(name: &str) -> Valid<Schema> {
-    let text = std::fs::read_to_string(shared(&format!("spec/{name}")))
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
-    Schema::parse_and_validate(text, name).unwrap_or_else(|e| panic!("{name} validates: {e}"))
-}
-
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -55,15 +22,11 @@ use opencti_connectors::opencti::OpenctiClient;
 use opencti_connectors::runtime::retry::RetryPolicy;
 use opencti_connectors::runtime::{self, Platform, Shutdown};
 use opencti_connectors::stix::{Identity, Tlp, to_object};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::task::JoinHandle;
 
-pub use fake_opencti::FakeOpencti;
-
-pub const IP: &str = "8.8.8.8";
-pub const IP_ID: &str = "ipv4-addr--2f689bf9-0ff2-545f-aa61-e495eb8cecc7";
-pub const GREEN: &str = "marking-definition--34098fce-860f-48ae-8e50-ebd3cc5e41da";
-pub const RED: &str = "marking-definition--5e57c739-391a-4eb3-b6be-7d15ca92d5ed";
+pub use scenario::{Scenario, work};
+pub use testkit::*;
 
 /// Settings of a test connector with a fresh id (so fresh queues).
 pub fn settings(key: &'static str, mode: Mode, protocol: QueueProtocol) -> ConnectorSettings {
@@ -98,7 +61,6 @@ pub fn import_mode(period: Duration) -> Mode {
 }
 
 /// [`platform`], told to reach RabbitMQ on `port` of the loopback (`mq.port`).
-#[allow(dead_code)]
 pub fn platform_with_broker_port(fake: &FakeOpencti, port: u16) -> Arc<Platform> {
     Arc::new(Platform {
         mq: MqConfig {
@@ -211,77 +173,6 @@ pub async fn stop(shutdown: Shutdown, task: JoinHandle<()>) {
         .await
         .expect("runtime stops in time")
         .unwrap();
-}
-
-/// Registers an entity in the fake as `stixCoreObject` answers it: its standard id, internal
-/// id, OpenCTI type, markings (`objectMarking`) and display value.
-pub fn add_entity(
-    fake: &FakeOpencti,
-    standard_id: &str,
-    internal_id: &str,
-    entity_type: &str,
-    markings: Value,
-    observable_value: Option<&str>,
-) {
-    fake.state.lock().unwrap().entities.insert(
-        standard_id.into(),
-        json!({
-            "id": internal_id,
-            "standard_id": standard_id,
-            "entity_type": entity_type,
-            "parent_types": ["Basic-Object", "Stix-Object", "Stix-Core-Object", "Stix-Cyber-Observable"],
-            "objectMarking": markings,
-            "observable_value": observable_value,
-        }),
-    );
-}
-
-/// Registers the entity `8.8.8.8` (TLP marking `marking`) in the fake.
-pub fn add_ip_entity(fake: &FakeOpencti, tlp: &str, marking_id: &str) {
-    add_entity(
-        fake,
-        IP_ID,
-        "2a6b1c5e-0000-4000-8000-000000000001",
-        "IPv4-Addr",
-        json!([{"id": "m-1", "standard_id": marking_id, "definition_type": "TLP", "definition": tlp, "x_opencti_order": 2}]),
-        Some(IP),
-    );
-}
-
-/// The platform's STIX for the entity.
-pub fn ip_stix(marking_id: &str) -> Value {
-    json!({"id": IP_ID, "spec_version": "2.1", "type": "ipv4-addr", "value": IP, "object_marking_refs": [marking_id],
-           "extensions": {"extension-definition--ea279b3e-5c71-4632-ac08-831c66a786ba": {"id": "2a6b1c5e-0000-4000-8000-000000000001", "type": "IPv4-Addr"}}})
-}
-
-/// An enrichment request for `entity` as OpenCTI 6.8.10 queues it: `manual` from the UI,
-/// `auto` when triggered by a creation. The entity travels as `stix_entity`.
-pub fn listen_message(work_id: &str, entity: &Value, mode: &str) -> Vec<u8> {
-    let trigger = if mode == "auto" { "create" } else { "update" };
-    json!({
-        "internal": {"work_id": work_id, "applicant_id": null, "draft_id": null, "mode": mode, "trigger": trigger},
-        "event": {"event_type": "INTERNAL_ENRICHMENT", "entity_id": entity["id"],
-                  "stix_entity": entity.to_string(), "stix_objects": null}
-    })
-    .to_string()
-    .into_bytes()
-}
-
-/// A manual enrichment request for `entity`.
-pub fn manual_message(work_id: &str, entity: &Value) -> Vec<u8> {
-    listen_message(work_id, entity, "manual")
-}
-
-/// A playbook step message carrying `objects`.
-pub fn playbook_message(objects: Vec<Value>) -> Vec<u8> {
-    json!({
-        "internal": {"work_id": null, "applicant_id": "c49fe040-2dad-412d-af07-ce639204ad55", "trigger": "create", "mode": "auto",
-            "playbook": {"event_id": "1700000000000-0", "execution_id": "4c1b2e0e-1111-4111-8111-111111111111", "playbook_id": "pb-1",
-                         "data_instance_id": IP_ID, "step_id": "step-2", "previous_step_id": "step-1"}},
-        "event": {"entity_id": IP_ID, "bundle": {"type": "bundle", "id": "bundle--00000000-0000-4000-8000-000000000000", "spec_version": "2.1", "objects": objects}}
-    })
-    .to_string()
-    .into_bytes()
 }
 
 /// The bundle objects of a recorded `stixBundlePush`.

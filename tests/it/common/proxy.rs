@@ -61,7 +61,6 @@ impl Proxy {
     }
 
     /// Stops forwarding, keeping every connection open (nothing is closed or refused).
-    #[allow(dead_code)]
     pub fn freeze(&self) {
         self.frozen.send_replace(true);
     }

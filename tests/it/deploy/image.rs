@@ -140,6 +140,8 @@ mod toml_like {
     pub struct Manifest {
         package: Vec<(String, String)>,
         pub benches: Vec<String>,
+        /// Every workspace member but the root (`[workspace] members`).
+        pub members: Vec<String>,
     }
 
     impl Manifest {
@@ -156,6 +158,7 @@ mod toml_like {
         let mut section = String::new();
         let mut package = Vec::new();
         let mut benches = Vec::new();
+        let mut members = Vec::new();
         for line in text.lines().map(str::trim) {
             if line.starts_with('[') {
                 section = line.to_string();
@@ -168,10 +171,20 @@ mod toml_like {
             match section.as_str() {
                 "[package]" => package.push((k.to_string(), v)),
                 "[[bench]]" if k == "name" => benches.push(v),
+                "[workspace]" if k == "members" => members.extend(
+                    v.trim_matches(['[', ']'])
+                        .split(',')
+                        .map(|m| m.trim().trim_matches('"').to_string())
+                        .filter(|m| !m.is_empty() && m != "."),
+                ),
                 _ => {}
             }
         }
-        Manifest { package, benches }
+        Manifest {
+            package,
+            benches,
+            members,
+        }
     }
 }
 
@@ -358,6 +371,20 @@ fn the_build_context_holds_what_the_manifest_names() {
     }
     for needed in ["Cargo.toml Cargo.lock ./", "src ./src"] {
         assert!(copies.contains(&needed), "COPY {needed}");
+    }
+    // A workspace member (the test support crate, a path dev-dependency) is loaded with the
+    // manifest too: copied, and kept in the context by an exception to `.dockerignore`.
+    assert!(!manifest.members.is_empty());
+    for member in &manifest.members {
+        let copy = format!("{member} ./{member}");
+        assert!(copies.contains(&copy.as_str()), "COPY {copy}");
+        let dropped = ignored
+            .iter()
+            .any(|i| *member == *i || member.starts_with(&format!("{i}/")));
+        assert!(
+            !dropped || ignored.contains(&format!("!{member}")),
+            ".dockerignore drops {member}"
+        );
     }
 }
 
