@@ -1,5 +1,5 @@
-//! Test fixtures under `../shared/`: one reader for the unit tests (`crate::fixtures`) and the
-//! integration tests (`tests/it/common` includes this file by path).
+//! Test fixtures under `../shared/`: the reader of the unit tests (`crate::fixtures`); the
+//! integration tests and the benches have their own in `tests/support` (testkit).
 
 #![allow(dead_code)] // Each test binary uses its own subset.
 
