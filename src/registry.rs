@@ -18,14 +18,14 @@ use crate::connectors::ipsum::IpsumConfig;
 use crate::connectors::ivre::IvreConfig;
 use crate::connectors::lastinfosec::LastinfosecConfig;
 use crate::connectors::riskiq::RiskiqConfig;
-use crate::connectors::{ConnectorConfig, Hosted};
+use crate::connectors::{BuildContext, ConnectorConfig, Hosted};
 
 /// What the registry needs of a section: [`ConnectorConfig`], made object-safe.
 trait Section {
     fn spec(&self) -> &'static SectionSpec;
     fn base(&self) -> (bool, &ConnectorBlock);
     fn check(&self, checks: &mut Checks);
-    fn build(&self, settings: &ConnectorSettings) -> Result<Hosted, String>;
+    fn build(&self, ctx: &BuildContext<'_>) -> Result<Hosted, String>;
     fn upstream_urls(&self) -> Vec<String>;
     fn proxies(
         &self,
@@ -43,8 +43,8 @@ impl<T: ConnectorConfig> Section for T {
     fn check(&self, checks: &mut Checks) {
         ConnectorConfig::check(self, checks)
     }
-    fn build(&self, settings: &ConnectorSettings) -> Result<Hosted, String> {
-        ConnectorConfig::build(self, settings)
+    fn build(&self, ctx: &BuildContext<'_>) -> Result<Hosted, String> {
+        ConnectorConfig::build(self, ctx)
     }
     fn upstream_urls(&self) -> Vec<String> {
         ConnectorConfig::upstream_urls(self)
@@ -358,9 +358,12 @@ pub fn build_one(config: &Config, name: &str) -> Result<(ConnectorSettings, Host
     }
     settings.max_answer_bytes =
         usize::try_from(config.daemon.max_upstream_bytes).unwrap_or(usize::MAX);
-    settings.egress = Some(config.egress()?);
+    let egress = config.egress()?;
     let hosted = section
-        .build(&settings)
+        .build(&BuildContext {
+            settings: &settings,
+            egress: Some(&egress),
+        })
         .map_err(|e| ConfigError::Many(vec![format!("{name}: {e}")]))?;
     Ok((settings, hosted))
 }
@@ -370,9 +373,12 @@ pub fn build_all(config: &Config) -> Result<Vec<(ConnectorSettings, Hosted)>, Co
     let egress = config.egress()?;
     let mut built = Vec::new();
     let mut errors = Vec::new();
-    for (mut settings, section) in config.resolve_enabled()? {
-        settings.egress = Some(egress.clone());
-        match section.build(&settings) {
+    for (settings, section) in config.resolve_enabled()? {
+        let ctx = BuildContext {
+            settings: &settings,
+            egress: Some(&egress),
+        };
+        match section.build(&ctx) {
             Ok(hosted) => built.push((settings, hosted)),
             Err(e) => errors.push(format!("{}: {e}", settings.key)),
         }

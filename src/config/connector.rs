@@ -76,9 +76,6 @@ pub struct ConnectorSettings {
     pub mode: Mode,
     /// Upstream answers larger than this are refused (`daemon.max_upstream_bytes`).
     pub max_answer_bytes: usize,
-    /// What the connector's clients trust and which proxies they use (`tls.*`, `proxy.*`);
-    /// `None`: the web PKI, direct.
-    pub egress: Option<crate::upstream::http::Egress>,
 }
 
 impl ConnectorSettings {
@@ -180,7 +177,6 @@ impl ConnectorBlock {
             queue_protocol: self.queue_protocol.unwrap_or_default(),
             mode,
             max_answer_bytes: super::limits::DEFAULT_MAX_UPSTREAM_BYTES,
-            egress: None,
         }
     }
 }

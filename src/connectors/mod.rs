@@ -22,6 +22,15 @@ use crate::config::{Checks, ConnectorBlock, ConnectorSettings, SectionSpec};
 use crate::stix::{ObjectMarking, Tlp};
 use crate::upstream::http::UpstreamError;
 
+/// What building a connector is handed: its resolved settings, and what its clients trust
+/// and which proxies they use (the daemon's `tls.*` and `proxy.*`; `None`: the web PKI,
+/// direct). The egress is handed here, not carried in the settings, so `config` stays
+/// below the upstream plumbing.
+pub struct BuildContext<'a> {
+    pub settings: &'a ConnectorSettings,
+    pub egress: Option<&'a crate::upstream::http::Egress>,
+}
+
 /// A connector's section of the configuration (`ipinfo:` in the YAML file).
 pub trait ConnectorConfig:
     DeserializeOwned + Default + Clone + std::fmt::Debug + Send + Sync + 'static
@@ -33,7 +42,7 @@ pub trait ConnectorConfig:
     /// Checks beyond types, each naming its key (relative to the section).
     fn check(&self, checks: &mut Checks);
     /// Builds the connector; fallible setup (clients, URLs) happens here, at start-up.
-    fn build(&self, settings: &ConnectorSettings) -> Result<Hosted, String>;
+    fn build(&self, ctx: &BuildContext<'_>) -> Result<Hosted, String>;
     /// The base URLs the connector calls (what `check-config --online` routes).
     fn upstream_urls(&self) -> Vec<String>;
     /// The proxies of the connector's calls: the daemon's unless the section has its own.

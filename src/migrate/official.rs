@@ -62,6 +62,13 @@ pub fn official(section: &str) -> Option<&'static Official> {
     RECOGNISED.iter().find(|o| o.section == section)
 }
 
+/// The slug of the official connector `section` stands in for, as its manifest names it
+/// (the same as its image's name: `riskiq-passive-total` for `riskiq`), sent at registration
+/// to OpenCTI 7; `None` for a section that stands in for no official connector.
+pub fn manifest_slug(section: &str) -> Option<&'static str> {
+    official(section).map(|o| o.image)
+}
+
 /// The key an official connector's variable `name` sets, for a service of `section`:
 /// `OPENCTI_*` (and the other shared names) the global key of that name, `CONNECTOR_<KEY>`
 /// `<section>.connector.<key>`, and any other name the section key that accepts it

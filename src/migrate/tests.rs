@@ -254,3 +254,22 @@ fn a_service_that_sets_no_connector_id_keeps_its_images_default_id() {
         m.yaml
     );
 }
+
+#[test]
+fn the_official_manifest_slugs() {
+    let slugs: Vec<_> = ["ipinfo", "ipsum", "riskiq", "lastinfosec", "ivre"]
+        .into_iter()
+        .map(manifest_slug)
+        .collect();
+    assert_eq!(
+        slugs,
+        [
+            Some("ipinfo"),
+            Some("ipsum"),
+            Some("riskiq-passive-total"),
+            Some("lastinfosec-enrichment"),
+            Some("ivre"),
+        ]
+    );
+    assert_eq!(manifest_slug("importer"), None);
+}

@@ -82,13 +82,6 @@ pub fn major(version: &str) -> Option<u64> {
     head.parse().ok()
 }
 
-/// The slug of the official connector `section` stands in for, as its manifest names it
-/// (the same as its image's name: `riskiq-passive-total` for `riskiq`); `None` for a
-/// section that stands in for no official connector.
-pub fn manifest_slug(section: &str) -> Option<&'static str> {
-    crate::migrate::official(section).map(|o| o.image)
-}
-
 /// What 7.x adds to the `registerConnector` input (flattened into it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Register7x {
@@ -99,11 +92,12 @@ pub struct Register7x {
 }
 
 impl Register7x {
-    /// The 7.x fields for connector section `section`, `None` in the 6.x dialect.
-    pub fn for_section(section: &str, dialect: Dialect) -> Option<Register7x> {
+    /// The 7.x fields of a connector whose official counterpart's manifest slug is `slug`
+    /// (`crate::migrate::manifest_slug`), `None` in the 6.x dialect.
+    pub fn with_slug(slug: Option<&str>, dialect: Dialect) -> Option<Register7x> {
         (dialect == Dialect::V7).then(|| Register7x {
             version: DAEMON_VERSION.to_string(),
-            slug: manifest_slug(section).map(str::to_string),
+            slug: slug.map(str::to_string),
         })
     }
 }
@@ -186,25 +180,6 @@ mod tests {
         assert_eq!(cell.dialect(), Dialect::V6);
         cell.record(&"é".repeat(10_000));
         assert_eq!(cell.dialect(), Dialect::V6, "garbage: 6.x, no panic");
-    }
-
-    #[test]
-    fn the_official_manifest_slugs() {
-        let slugs: Vec<_> = ["ipinfo", "ipsum", "riskiq", "lastinfosec", "ivre"]
-            .into_iter()
-            .map(manifest_slug)
-            .collect();
-        assert_eq!(
-            slugs,
-            [
-                Some("ipinfo"),
-                Some("ipsum"),
-                Some("riskiq-passive-total"),
-                Some("lastinfosec-enrichment"),
-                Some("ivre"),
-            ]
-        );
-        assert_eq!(manifest_slug("importer"), None);
     }
 
     #[test]

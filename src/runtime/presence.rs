@@ -25,7 +25,7 @@ pub fn register_input(settings: &ConnectorSettings, dialect: Dialect) -> Registe
         only_contextual: false,
         playbook_compatible,
         listen_callback_uri: None,
-        v7: Register7x::for_section(settings.key, dialect),
+        v7: Register7x::with_slug(crate::migrate::manifest_slug(settings.key), dialect),
     }
 }
 

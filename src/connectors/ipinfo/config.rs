@@ -8,10 +8,10 @@ use serde::Deserialize;
 use super::IpinfoConnector;
 use super::plans::{self, Api};
 use crate::config::{
-    Checks, ConnectorBlock, ConnectorKind, ConnectorSettings, IsoDuration, KeyDef, Kind, Secret,
-    SectionSpec, TlpSetting, UrlSetting,
+    Checks, ConnectorBlock, ConnectorKind, IsoDuration, KeyDef, Kind, Secret, SectionSpec,
+    TlpSetting, UrlSetting,
 };
-use crate::connectors::{ConnectorConfig, Hosted};
+use crate::connectors::{BuildContext, ConnectorConfig, Hosted};
 use crate::stix::Tlp;
 use crate::upstream::cache::CacheConfig;
 
@@ -127,8 +127,8 @@ impl ConnectorConfig for IpinfoConfig {
         checks.url("api_base_url", &self.api_base_url);
     }
 
-    fn build(&self, settings: &ConnectorSettings) -> Result<Hosted, String> {
-        let connector = IpinfoConnector::new(self, settings)?;
+    fn build(&self, ctx: &BuildContext<'_>) -> Result<Hosted, String> {
+        let connector = IpinfoConnector::new(self, ctx)?;
         Ok(Hosted::Enrichment(Arc::new(connector)))
     }
 }

@@ -17,7 +17,7 @@ use std::net::IpAddr;
 use async_trait::async_trait;
 use serde_json::Value;
 
-use crate::config::ConnectorSettings;
+use crate::connectors::BuildContext;
 use crate::connectors::{
     ConnectorError, EnrichmentConnector, EnrichmentRequest, Outcome, sent_message,
 };
@@ -40,10 +40,10 @@ pub struct IpinfoConnector {
 }
 
 impl IpinfoConnector {
-    pub fn new(config: &IpinfoConfig, settings: &ConnectorSettings) -> Result<Self, String> {
+    pub fn new(config: &IpinfoConfig, ctx: &BuildContext<'_>) -> Result<Self, String> {
+        let settings = ctx.settings;
         let token = config.token.clone().ok_or("ipinfo.token is required")?;
-        let http = http::client(config.request_timeout.0, settings.egress.as_ref())
-            .map_err(|e| e.to_string())?;
+        let http = http::client(config.request_timeout.0, ctx.egress).map_err(|e| e.to_string())?;
         let base_url = reqwest::Url::parse(config.base_url()).map_err(|e| e.to_string())?;
         Ok(IpinfoConnector {
             client: IpinfoClient::new(http, base_url, token, settings.max_answer_bytes)

@@ -9,10 +9,10 @@ use super::feed::DEFAULT_MAX_FEED_BYTES;
 use super::{DEFAULT_FEED, DEFAULT_MAX_IPS, IpsumConnector};
 use crate::config::keys::{GIB, KIB, Range, ranges};
 use crate::config::{
-    Checks, ConnectorBlock, ConnectorKind, ConnectorSettings, IsoDuration, KeyDef, Kind, Secret,
-    SectionSpec, TlpLevel, UrlSetting,
+    Checks, ConnectorBlock, ConnectorKind, IsoDuration, KeyDef, Kind, Secret, SectionSpec,
+    TlpLevel, UrlSetting,
 };
-use crate::connectors::{ConnectorConfig, Hosted};
+use crate::connectors::{BuildContext, ConnectorConfig, Hosted};
 use crate::stix::Tlp;
 
 /// The `ipsum` section's shape.
@@ -115,8 +115,8 @@ impl ConnectorConfig for IpsumConfig {
         checks.url("api_base_url", &self.api_base_url);
     }
 
-    fn build(&self, settings: &ConnectorSettings) -> Result<Hosted, String> {
-        let connector = IpsumConnector::new(self, settings.name.clone(), settings.egress.as_ref())?;
+    fn build(&self, ctx: &BuildContext<'_>) -> Result<Hosted, String> {
+        let connector = IpsumConnector::new(self, ctx.settings.name.clone(), ctx.egress)?;
         Ok(Hosted::Import(Arc::new(connector)))
     }
 }

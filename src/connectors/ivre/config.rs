@@ -12,10 +12,10 @@ use super::client::Endpoint;
 use super::maxmind;
 use crate::config::keys::{Range, ranges};
 use crate::config::{
-    Checks, ConnectorBlock, ConnectorKind, ConnectorSettings, IsoDuration, KeyDef, Kind, Secret,
-    SectionSpec, TlpSetting, UrlSetting,
+    Checks, ConnectorBlock, ConnectorKind, IsoDuration, KeyDef, Kind, Secret, SectionSpec,
+    TlpSetting, UrlSetting,
 };
-use crate::connectors::{ConnectorConfig, Hosted};
+use crate::connectors::{BuildContext, ConnectorConfig, Hosted};
 use crate::upstream::cache::CacheConfig;
 
 /// The `ivre` section's shape.
@@ -375,8 +375,8 @@ impl ConnectorConfig for IvreConfig {
         }
     }
 
-    fn build(&self, settings: &ConnectorSettings) -> Result<Hosted, String> {
-        let connector = IvreConnector::new(self, settings)?;
+    fn build(&self, ctx: &BuildContext<'_>) -> Result<Hosted, String> {
+        let connector = IvreConnector::new(self, ctx)?;
         Ok(Hosted::Enrichment(Arc::new(connector)))
     }
 }

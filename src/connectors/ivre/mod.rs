@@ -16,7 +16,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::Value;
 
-use crate::config::ConnectorSettings;
+use crate::connectors::BuildContext;
 use crate::connectors::{ConnectorError, EnrichmentConnector, EnrichmentRequest, Outcome};
 use crate::stix::{Author, Tlp};
 use crate::upstream::ratelimit::Gate;
@@ -67,7 +67,8 @@ struct Target<'a> {
 }
 
 impl IvreConnector {
-    pub fn new(config: &IvreConfig, settings: &ConnectorSettings) -> Result<Self, String> {
+    pub fn new(config: &IvreConfig, ctx: &BuildContext<'_>) -> Result<Self, String> {
+        let settings = ctx.settings;
         let name = settings.name.as_str();
         let purposes = config.purposes();
         let used = |purpose| match purpose {
@@ -99,7 +100,7 @@ impl IvreConnector {
                 config.page_size,
                 config.max_records,
                 settings.max_answer_bytes,
-                settings.egress.as_ref(),
+                ctx.egress,
                 &config.cache,
             )
             .map_err(|e| e.to_string())?

@@ -7,10 +7,10 @@ use serde::Deserialize;
 
 use super::LastinfosecConnector;
 use crate::config::{
-    Checks, ConnectorBlock, ConnectorKind, ConnectorSettings, IsoDuration, KeyDef, Kind, Secret,
-    SectionSpec, TlpSetting, UrlSetting,
+    Checks, ConnectorBlock, ConnectorKind, IsoDuration, KeyDef, Kind, Secret, SectionSpec,
+    TlpSetting, UrlSetting,
 };
-use crate::connectors::{ConnectorConfig, Hosted};
+use crate::connectors::{BuildContext, ConnectorConfig, Hosted};
 use crate::stix::Tlp;
 use crate::upstream::cache::CacheConfig;
 
@@ -177,8 +177,8 @@ impl ConnectorConfig for LastinfosecConfig {
         }
     }
 
-    fn build(&self, settings: &ConnectorSettings) -> Result<Hosted, String> {
-        let connector = LastinfosecConnector::new(self, settings)?;
+    fn build(&self, ctx: &BuildContext<'_>) -> Result<Hosted, String> {
+        let connector = LastinfosecConnector::new(self, ctx)?;
         Ok(Hosted::Enrichment(Arc::new(connector)))
     }
 }

@@ -8,7 +8,7 @@ mod mapping;
 
 use async_trait::async_trait;
 
-use crate::config::ConnectorSettings;
+use crate::connectors::BuildContext;
 use crate::connectors::{
     ConnectorError, EnrichmentConnector, EnrichmentRequest, Outcome, sent_message,
 };
@@ -30,8 +30,9 @@ pub struct LastinfosecConnector {
 }
 
 impl LastinfosecConnector {
-    pub fn new(config: &LastinfosecConfig, settings: &ConnectorSettings) -> Result<Self, String> {
-        let egress = config.egress(settings.egress.as_ref())?;
+    pub fn new(config: &LastinfosecConfig, ctx: &BuildContext<'_>) -> Result<Self, String> {
+        let settings = ctx.settings;
+        let egress = config.egress(ctx.egress)?;
         Ok(LastinfosecConnector {
             client: LastinfosecClient {
                 http: http::client(config.request_timeout.0, Some(&egress))

@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::Value;
 
-use crate::config::ConnectorSettings;
+use crate::connectors::BuildContext;
 use crate::connectors::{ConnectorError, EnrichmentConnector, EnrichmentRequest, Outcome};
 use crate::stix::{Author, Tlp};
 use crate::upstream::cache::AnswerCache;
@@ -51,9 +51,9 @@ pub struct RiskiqConnector {
 }
 
 impl RiskiqConnector {
-    pub fn new(config: &RiskiqConfig, settings: &ConnectorSettings) -> Result<Self, String> {
-        let http = http::client(config.request_timeout.0, settings.egress.as_ref())
-            .map_err(|e| e.to_string())?;
+    pub fn new(config: &RiskiqConfig, ctx: &BuildContext<'_>) -> Result<Self, String> {
+        let settings = ctx.settings;
+        let http = http::client(config.request_timeout.0, ctx.egress).map_err(|e| e.to_string())?;
         let base = reqwest::Url::parse(&config.api_base_url).map_err(|e| e.to_string())?;
         let username = config
             .username

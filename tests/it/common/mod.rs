@@ -38,7 +38,6 @@ pub fn settings(key: &'static str, mode: Mode, protocol: QueueProtocol) -> Conne
         queue_protocol: protocol,
         mode,
         max_answer_bytes: opencti_connectors::http::DEFAULT_MAX_UPSTREAM_BYTES,
-        egress: None,
     }
 }
 
