@@ -1,7 +1,6 @@
-//! Test fixtures under `../shared/`: the reader of the unit tests (`crate::fixtures`); the
-//! integration tests and the benches have their own in `tests/support` (testkit).
-
-#![allow(dead_code)] // Each test binary uses its own subset.
+//! Fixtures: the shared ones under `../shared/` (beside the repository) and the project's
+//! own, constructed ones under `tests/fixtures/`. The one reader of the unit tests
+//! (`crate::fixtures`) and, through the `fixtures` feature, of `tests/support` (testkit).
 
 /// Path of a file under `../shared/`.
 pub fn shared(path: &str) -> String {

@@ -41,5 +41,5 @@ pub mod upstream;
 // The tests and benches name them here.
 pub use upstream::{cache, http, ratelimit};
 
-#[cfg(test)]
-mod fixtures;
+#[cfg(any(test, feature = "fixtures"))]
+pub mod fixtures;

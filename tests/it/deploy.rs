@@ -39,8 +39,7 @@ struct Mounted(std::path::PathBuf);
 
 impl Mounted {
     fn new() -> Mounted {
-        let dir = std::env::temp_dir().join(format!("occ-secrets-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::common::scratch_dir("occ-secrets");
         Mounted(dir)
     }
 

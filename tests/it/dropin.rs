@@ -87,8 +87,7 @@ fn filled(name: &str) -> String {
 
 /// `opencti-connectors <args>` with exactly `env` (nothing inherited), in a scratch directory.
 fn run(args: &[&str], env: &[(String, String)]) -> Output {
-    let dir = std::env::temp_dir().join(format!("occ-dropin-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = crate::common::scratch_dir("occ-dropin");
     let out = Command::new(BIN)
         .args(args)
         .current_dir(&dir)

@@ -148,8 +148,7 @@ fn missing_or_mistyped_files_fail_at_start_up_naming_the_path() {
     let (code, text) = check_config(&mmdb_dir());
     assert_eq!(code, Some(0), "{text}");
 
-    let dir = std::env::temp_dir().join(format!("ivre-mmdb-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = crate::common::scratch_dir("ivre-mmdb");
     for f in ["GeoLite2-City.mmdb", "GeoLite2-Country.mmdb"] {
         std::fs::copy(format!("{}/{f}", mmdb_dir()), dir.join(f)).unwrap();
     }

@@ -14,9 +14,7 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 fn scratch() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("occ-migrate-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    crate::common::scratch_dir("occ-migrate")
 }
 
 fn run(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {

@@ -11,8 +11,7 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 /// Runs the binary with only `env` (no OpenCTI settings, no config file).
 fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let dir = std::env::temp_dir().join(format!("occ-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = crate::common::scratch_dir("occ");
     let mut command = Command::new(BIN);
     command.current_dir(&dir).env_clear().args(args);
     for (k, v) in env {
@@ -175,8 +174,7 @@ async fn enrich_exit_codes_tell_configuration_from_upstream_failures() {
 #[tokio::test]
 async fn import_writes_one_run_s_bundle_from_a_feed_file() {
     let feed = shared("fixtures/ipsum/levels/8.txt");
-    let dir = std::env::temp_dir().join(format!("occ-out-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = crate::common::scratch_dir("occ-out");
     let output = dir.join("bundle.json");
     let out = run(
         &[

@@ -12,8 +12,7 @@ struct Files(std::path::PathBuf);
 
 impl Files {
     fn new() -> Files {
-        let dir = std::env::temp_dir().join(format!("secret-files-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::common::scratch_dir("secret-files");
         Files(dir)
     }
 

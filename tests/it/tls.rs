@@ -49,8 +49,7 @@ async fn a_private_ca_is_trusted_by_the_http_clients_once_configured() {
         fixture("ipinfo", "ipv4_asn_privacy_8.8.8.8.json"),
     )
     .await;
-    let dir = std::env::temp_dir().join(format!("ca-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = crate::common::scratch_dir("ca");
     let ca_file = dir.join("ca.pem");
     std::fs::write(&ca_file, &pki.ca_pem).unwrap();
     let request = request_for(ip_stix(GREEN));
@@ -75,8 +74,7 @@ async fn a_private_ca_is_trusted_by_the_http_clients_once_configured() {
 
 #[tokio::test]
 async fn a_ca_file_that_is_no_pem_is_a_startup_error() {
-    let dir = std::env::temp_dir().join(format!("ca-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = crate::common::scratch_dir("ca");
     let bad = dir.join("bad.pem");
     std::fs::write(&bad, "not a certificate").unwrap();
     let env = [

@@ -48,8 +48,7 @@ impl Daemon {
     /// Starts the daemon with `args` (`run --as ipinfo`) and `env`, as [`Daemon::spawn`].
     pub fn spawn_with(args: &[&str], env: &[(&str, String)]) -> Daemon {
         let port = free_port();
-        let dir = std::env::temp_dir().join(format!("occ-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::common::scratch_dir("occ");
         let mut command = Command::new(BIN);
         command
             .args(args)

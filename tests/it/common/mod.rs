@@ -28,6 +28,13 @@ use tokio::task::JoinHandle;
 pub use scenario::{Scenario, work};
 pub use testkit::*;
 
+/// A fresh, empty directory under the system's temporary directory, named `<prefix>-<uuid>`.
+pub fn scratch_dir(prefix: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("{prefix}-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 /// Settings of a test connector with a fresh id (so fresh queues).
 pub fn settings(key: &'static str, mode: Mode, protocol: QueueProtocol) -> ConnectorSettings {
     ConnectorSettings {

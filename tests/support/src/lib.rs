@@ -7,15 +7,16 @@
 //! needs without `dead_code` allowances.
 
 pub mod fake_opencti;
-mod fixtures;
 mod messages;
 mod schema;
 
 pub use fake_opencti::FakeOpencti;
-pub use fixtures::{constructed, constructed_json, fixture, fixture_json, shared};
 pub use messages::{
     GREEN, IP, IP_ID, RED, add_entity, add_ip_entity, ip_stix, listen_message, manual_message,
     playbook_message,
+};
+pub use opencti_connectors::fixtures::{
+    constructed, constructed_json, fixture, fixture_json, shared,
 };
 pub use schema::{schema, schema_7x, schema_for};
 
