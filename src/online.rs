@@ -61,6 +61,7 @@ pub fn describe_version(version: &str) -> String {
 /// Runs every check, in order; `report` is called with each as it ends.
 pub async fn check(
     config: &Config,
+    egress: &crate::upstream::http::Egress,
     built: &[(ConnectorSettings, Hosted)],
     mut report: impl FnMut(&Check),
 ) -> Vec<Check> {
@@ -69,8 +70,7 @@ pub async fn check(
         report(&check);
         checks.push(check);
     };
-    let egress = config.egress().ok();
-    let platform = match config.opencti_client(egress.as_ref()) {
+    let platform = match config.opencti_client(Some(egress)) {
         Ok(client) => {
             let url = config.opencti.url.clone().unwrap_or_default();
             let result = match bounded(client.health_check()).await {
@@ -106,7 +106,7 @@ pub async fn check(
                     .await;
             let result = result.map(|registration| {
                 let broker = BrokerAddress::resolve(&registration.config.connection, &config.mq)
-                    .trusting(egress.as_ref());
+                    .trusting(Some(egress));
                 if matches!(settings.mode, Mode::Import { .. }) && config.daemon.import_lock {
                     let id = settings.id.to_string();
                     let ping = config.daemon.ping_interval.0;

@@ -370,13 +370,21 @@ pub fn build_one(config: &Config, name: &str) -> Result<(ConnectorSettings, Host
 
 /// Builds every enabled connector; fails at start-up on anything wrong.
 pub fn build_all(config: &Config) -> Result<Vec<(ConnectorSettings, Hosted)>, ConfigError> {
-    let egress = config.egress()?;
+    build_with(config, &config.egress()?)
+}
+
+/// [`build_all`] with the egress already read (the daemon reads it once, for the OpenCTI
+/// client and every connector).
+pub fn build_with(
+    config: &Config,
+    egress: &crate::upstream::http::Egress,
+) -> Result<Vec<(ConnectorSettings, Hosted)>, ConfigError> {
     let mut built = Vec::new();
     let mut errors = Vec::new();
     for (settings, section) in config.resolve_enabled()? {
         let ctx = BuildContext {
             settings: &settings,
-            egress: Some(&egress),
+            egress: Some(egress),
         };
         match section.build(&ctx) {
             Ok(hosted) => built.push((settings, hosted)),

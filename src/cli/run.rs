@@ -12,6 +12,7 @@ use opencti_connectors::metrics::Metrics;
 use opencti_connectors::migrate::Official;
 use opencti_connectors::registry::{self, Config};
 use opencti_connectors::runtime::{self, Platform, Shutdown, retry::RetryPolicy};
+use opencti_connectors::upstream::http::Egress;
 use opencti_connectors::{health, shutdown};
 
 use super::out;
@@ -48,7 +49,11 @@ pub async fn check_or_run(
             tracing::warn!(connector, %note, "Drop-in configuration.");
         }
     }
-    let built = match registry::build_all(&config) {
+    // Trust and proxies are read once, for the OpenCTI client and every connector.
+    let read = config
+        .egress()
+        .and_then(|egress| Ok((registry::build_with(&config, &egress)?, egress)));
+    let (built, egress) = match read {
         Ok(b) => b,
         Err(e) => {
             eprintln!("error: {e}");
@@ -56,7 +61,7 @@ pub async fn check_or_run(
         }
     };
     if let Some(online) = check {
-        return check_config(&config, &built, dropin.as_ref(), online).await;
+        return check_config(&config, &egress, &built, dropin.as_ref(), online).await;
     }
     if built.is_empty() {
         eprintln!(
@@ -64,7 +69,7 @@ pub async fn check_or_run(
         );
         return Ok(ExitCode::from(2));
     }
-    Ok(match run(config, built).await {
+    Ok(match run(config, egress, built).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "Fatal error.");
@@ -76,6 +81,7 @@ pub async fn check_or_run(
 /// `check-config`: one line per enabled connector; with `online`, one line per check.
 async fn check_config(
     config: &Config,
+    egress: &Egress,
     built: &[(ConnectorSettings, Hosted)],
     dropin: Option<&(&'static Official, Vec<Note>)>,
     online: bool,
@@ -105,15 +111,12 @@ async fn check_config(
     if !online {
         return Ok(ExitCode::SUCCESS);
     }
-    // Checked by build_all above.
-    if let Ok(egress) = config.egress() {
-        for line in config.routes(&egress) {
-            out::line(line)?;
-        }
+    for line in config.routes(egress) {
+        out::line(line)?;
     }
     // A write error ends the printing, not the checks; it is returned after them.
     let mut printed = Ok(());
-    let checks = opencti_connectors::online::check(config, built, |c| {
+    let checks = opencti_connectors::online::check(config, egress, built, |c| {
         if printed.is_ok() {
             printed = out::line(c);
         }
@@ -155,11 +158,13 @@ fn memory_budget(config: &Config) -> Arc<opencti_connectors::memory::MemoryBudge
 
 /// The daemon: OpenCTI client, health endpoint, the platform, then the supervisor until
 /// shutdown.
-async fn run(config: Config, built: Vec<(ConnectorSettings, Hosted)>) -> anyhow::Result<()> {
+async fn run(
+    config: Config,
+    egress: Egress,
+    built: Vec<(ConnectorSettings, Hosted)>,
+) -> anyhow::Result<()> {
     // Validation guarantees url and token when a connector is enabled.
     let url = config.opencti.url.clone().unwrap_or_default();
-    // Read (and so checked) by build_all before this runs.
-    let egress = config.egress()?;
     let client = config
         .opencti_client(Some(&egress))
         .map_err(anyhow::Error::msg)?;
