@@ -18,6 +18,8 @@
 //! - [`upstream`]: the connectors' upstream plumbing: the HTTP client and egress
 //!   ([`upstream::http`]), the answer cache ([`upstream::cache`]), the per-connector gate
 //!   ([`upstream::ratelimit`]: token bucket, 429 pauses); also at their old paths.
+//! - [`generate`]: the files, or parts of files, written from the registry (`scripts/regenerate`):
+//!   the README's key table, the sample configuration's sections, the deployment files' lists.
 //! - [`health`], [`metrics`]: `/healthz` and `/metrics`.
 //! - [`shutdown`]: signals → cancellation.
 
@@ -25,6 +27,7 @@ pub mod amqp;
 pub mod config;
 pub mod connectors;
 pub mod dropin;
+pub mod generate;
 pub mod health;
 pub mod memory;
 pub mod metrics;

@@ -116,11 +116,6 @@ pub fn all_keys() -> Vec<KeySpec> {
     table
 }
 
-/// The Markdown table of every key, as the README shows it.
-pub fn markdown_table() -> String {
-    keys::markdown_table(&all_keys())
-}
-
 impl Config {
     /// Loads from optional YAML text and an environment map (injected for tests), then
     /// validates everything: a `Config` that loaded is one [`build_all`] accepts.

@@ -113,6 +113,16 @@ pub enum Command {
         #[arg(long, short)]
         output: Option<std::path::PathBuf>,
     },
+    /// Rewrite the files generated from the registry (scripts/regenerate runs it).
+    #[command(hide = true)]
+    Generate {
+        /// Change nothing; exit 1 naming each file that differs.
+        #[arg(long)]
+        check: bool,
+        /// The repository.
+        #[arg(long, default_value = ".")]
+        root: std::path::PathBuf,
+    },
 }
 
 /// Dispatches one parsed command line to its subcommand.
@@ -135,6 +145,7 @@ pub async fn dispatch(args: Args) -> ExitCode {
         Command::ConfigTable => info::config_table(),
         Command::Catalog { image, version } => info::catalog(&image, &version),
         Command::Healthcheck { url } => return info::healthcheck(url).await,
+        Command::Generate { check, root } => return info::generate(&root, check),
         Command::Migrate {
             compose_files,
             output,

@@ -1,0 +1,196 @@
+//! The generated files are what the registry gives, generating is stable, and the sample's
+//! values read back as each key's default.
+
+use std::path::{Path, PathBuf};
+
+use super::*;
+use crate::config::Kind;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn the_generated_files_are_up_to_date() {
+    for file in generate(root()).unwrap() {
+        if let Some((line, (now, wanted))) = file
+            .current
+            .lines()
+            .zip(file.expected.lines())
+            .enumerate()
+            .find(|(_, (a, b))| a != b)
+        {
+            panic!(
+                "{} is stale: run scripts/regenerate (line {}: `{now}`, generated: `{wanted}`)",
+                file.file,
+                line + 1
+            );
+        }
+        assert!(
+            !file.is_stale(),
+            "{} is stale: run scripts/regenerate (its length differs)",
+            file.file
+        );
+    }
+}
+
+#[test]
+fn generating_again_changes_nothing() {
+    for file in generate(root()).unwrap() {
+        let again = regenerate(file.file, &file.expected).unwrap();
+        assert!(again == file.expected, "{}", file.file);
+    }
+}
+
+/// A copy of the generated files (and the manifest) in a directory of its own.
+fn copy() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "occ-generate-{}-{}",
+        std::process::id(),
+        uuid::Uuid::new_v4()
+    ));
+    for file in files().into_iter().chain(["Cargo.toml"]) {
+        let to = dir.join(file);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(root().join(file), to).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn a_stale_file_is_named_and_rewritten() {
+    let dir = copy();
+    let compose = dir.join("docker-compose.yml");
+    let text = std::fs::read_to_string(&compose).unwrap();
+    std::fs::write(
+        &compose,
+        text.replace("IPINFO_ENABLED=false", "IPINFO_ENABLED=true"),
+    )
+    .unwrap();
+    let error = check(&dir).unwrap_err().to_string();
+    assert_eq!(
+        error,
+        "docker-compose.yml: not what the registry generates; run scripts/regenerate"
+    );
+    assert_eq!(write(&dir).unwrap(), ["docker-compose.yml"]);
+    assert_eq!(std::fs::read_to_string(&compose).unwrap(), text);
+    check(&dir).unwrap();
+    assert!(write(&dir).unwrap().is_empty());
+    // A lost marker is an error naming the file and the marker, and nothing is written.
+    let sample = dir.join("config.yml.sample");
+    let text = std::fs::read_to_string(&sample).unwrap();
+    let broken = text.replace("# <<< generated: connector sections", "");
+    std::fs::write(&sample, &broken).unwrap();
+    let error = write(&dir).unwrap_err().to_string();
+    assert!(
+        error.starts_with("config.yml.sample: the line `# <<< generated: connector sections`"),
+        "{error}"
+    );
+    assert_eq!(std::fs::read_to_string(&sample).unwrap(), broken);
+    std::fs::remove_dir_all(&dir).unwrap();
+    // Only in the repository.
+    let error = check(&std::env::temp_dir()).unwrap_err().to_string();
+    assert!(
+        error.contains("not the opencti-connectors repository"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_word_list_is_replaced_on_its_line_only() {
+    let text = "# a\nfor s in x y; do z; done\n### b\n  for s in old list; do install; done\nfor s in c;\n";
+    let place = Place::Words {
+        anchor: "### b",
+        prefix: "for s in ",
+    };
+    assert_eq!(
+        apply(text, place, "p q").unwrap(),
+        "# a\nfor s in x y; do z; done\n### b\n  for s in p q; do install; done\nfor s in c;\n"
+    );
+    let place = Place::Words {
+        anchor: "### c",
+        prefix: "for s in ",
+    };
+    assert!(apply(text, place, "p").is_err());
+}
+
+/// The value at a dotted path of a YAML document, as text (`None` when absent).
+fn at(doc: &serde_yaml::Value, path: &str) -> Option<String> {
+    let mut node = doc;
+    for part in path.split('.') {
+        node = node.get(part)?;
+    }
+    Some(match node {
+        serde_yaml::Value::Null => String::new(),
+        serde_yaml::Value::String(s) => s.clone(),
+        other => serde_yaml::to_string(other).unwrap().trim().to_string(),
+    })
+}
+
+#[test]
+fn the_sample_shows_every_connector_key_with_its_default() {
+    let sample = sample::sections();
+    let doc: serde_yaml::Value = serde_yaml::from_str(&sample).unwrap();
+    for spec in registry::specs() {
+        let required = required(spec);
+        for key in spec.all_keys() {
+            let shown = at(&doc, &key.path).unwrap_or_else(|| panic!("{} missing", key.path));
+            let is_required = required.iter().any(|r| r.path == key.path);
+            let wanted = if !key.default.is_empty() {
+                key.default.clone()
+            } else if is_required && key.kind == Kind::Secret {
+                "ChangeMe".into()
+            } else {
+                String::new()
+            };
+            assert_eq!(shown, wanted, "{}", key.path);
+        }
+    }
+    // Every line fits, its comment aligned, and names the key's variables.
+    for line in sample.lines() {
+        assert!(line.chars().count() <= 100, "{line}");
+    }
+    assert!(
+        sample.contains(
+            "  token: ChangeMe                   # IPinfo API token (required). [env: IPINFO_TOKEN]\n"
+        ),
+        "{sample}"
+    );
+}
+
+#[test]
+fn the_required_keys_are_the_ones_checks_refuse_unset() {
+    let required = |section: &str| -> Vec<String> {
+        let spec = registry::specs()
+            .into_iter()
+            .find(|s| s.section == section)
+            .unwrap();
+        super::required(spec).into_iter().map(|k| k.path).collect()
+    };
+    assert_eq!(required("ipinfo"), ["ipinfo.token"]);
+    assert_eq!(required("ipsum"), Vec::<String>::new());
+    assert_eq!(required("riskiq"), ["riskiq.username", "riskiq.api_key"]);
+}
+
+#[test]
+fn yaml_scalars_read_back_as_the_text() {
+    for text in [
+        "TLP:AMBER",
+        "IPv4-Addr,IPv6-Addr",
+        "0.0.0.0:9095",
+        "a: b",
+        "x #y",
+        "#x",
+        "*alias",
+        "- item",
+        "it's",
+        "'quoted'",
+        "trailing:",
+        " lead",
+        "http://ivre/cgi#Referer=http://ivre/",
+    ] {
+        let yaml = format!("k: {}\n", sample::yaml_scalar(text));
+        let doc: serde_yaml::Value = serde_yaml::from_str(&yaml).unwrap();
+        assert_eq!(doc["k"].as_str(), Some(text), "{yaml}");
+    }
+}
