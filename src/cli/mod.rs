@@ -13,15 +13,14 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-use opencti_connectors::config::LogFormat;
+use opencti_connectors::config::{ConnectorKind, LogFormat, SectionSpec};
 use opencti_connectors::dropin;
-use opencti_connectors::registry::Config;
+use opencti_connectors::registry::{self, Config};
 
+// The help texts that name the connectors are built from the registry (`about = about()`,
+// `help = …`), so a new connector appears in them.
 #[derive(Parser)]
-#[command(
-    version,
-    about = "One daemon hosting OpenCTI connectors (IPinfo, IVRE, RiskIQ, LastInfoSec, IPsum)"
-)]
+#[command(version, about = about())]
 pub struct Args {
     /// Config file; when the default is absent the environment alone configures the daemon.
     #[arg(
@@ -32,10 +31,18 @@ pub struct Args {
         global = true
     )]
     pub config: String,
-    /// Host only this connector (ipinfo, ipsum, riskiq, lastinfosec, ivre), configured as its
-    /// official image is: OPENCTI_*, the bare CONNECTOR_* names and the connector's own
-    /// (run and check-config).
-    #[arg(long = "as", value_name = "CONNECTOR", env = dropin::AS_ENV, global = true)]
+    // Host only this connector, configured as its official image is.
+    #[arg(
+        long = "as",
+        value_name = "CONNECTOR",
+        env = dropin::AS_ENV,
+        global = true,
+        help = format!(
+            "Host only this connector ({}), configured as its official image is: OPENCTI_*, \
+             the bare CONNECTOR_* names and the connector's own (run and check-config)",
+            sections(|_| true)
+        )
+    )]
     pub as_connector: Option<String>,
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -75,7 +82,8 @@ pub enum Command {
     /// Enrich one entity with a connector and print the STIX bundle the daemon would send.
     /// Needs only the connector's upstream settings: no OpenCTI, no RabbitMQ.
     Enrich {
-        /// The connector (ipinfo, riskiq, lastinfosec, ivre).
+        // The enrichment connectors.
+        #[arg(help = format!("The connector ({})", sections(is_enrichment)))]
         connector: String,
         /// The OpenCTI entity type (IPv4-Addr, Domain-Name, StixFile, …).
         entity_type: String,
@@ -104,7 +112,8 @@ pub enum Command {
     /// Run one import and write its STIX bundle. Needs no OpenCTI; with no configuration it
     /// imports IPsum's public feed.
     Import {
-        /// The importer (ipsum).
+        // The importers.
+        #[arg(help = format!("The importer ({})", sections(|s| !is_enrichment(s))))]
         connector: String,
         /// A feed file or URL instead of the configured one.
         #[arg(long)]
@@ -123,6 +132,29 @@ pub enum Command {
         #[arg(long, default_value = ".")]
         root: std::path::PathBuf,
     },
+}
+
+/// The program's one-line description, naming every connector.
+fn about() -> String {
+    let names: Vec<&str> = registry::specs().iter().map(|s| s.default_name).collect();
+    format!(
+        "One daemon hosting OpenCTI connectors ({})",
+        names.join(", ")
+    )
+}
+
+/// The sections of the connectors `which` selects, as typed on the command line.
+fn sections(which: impl Fn(&SectionSpec) -> bool) -> String {
+    let names: Vec<&str> = registry::specs()
+        .into_iter()
+        .filter(|s| which(s))
+        .map(|s| s.section)
+        .collect();
+    names.join(", ")
+}
+
+fn is_enrichment(spec: &SectionSpec) -> bool {
+    matches!(spec.kind, ConnectorKind::Enrichment { .. })
 }
 
 /// Dispatches one parsed command line to its subcommand.
