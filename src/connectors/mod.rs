@@ -247,6 +247,22 @@ pub trait ImportConnector: Send + Sync {
     /// One cheap upstream call that shows the configured source answers
     /// (`check-config --online`); says what it saw.
     async fn check_upstream(&self) -> Result<String, ConnectorError>;
+
+    /// The same importer reading another feed (`import --feed`); an importer with no such
+    /// notion says so.
+    fn with_source(&self, source: &FeedSource) -> Result<Arc<dyn ImportConnector>, String> {
+        let _ = source;
+        Err("this importer reads only its configured source (no --feed)".into())
+    }
+}
+
+/// Where a one-shot import reads its feed instead of the configured source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FeedSource {
+    /// A URL, in place of `api_base_url`.
+    Url(String),
+    /// A local copy of the feed.
+    File(std::path::PathBuf),
 }
 
 /// A built connector, ready for the runtime.

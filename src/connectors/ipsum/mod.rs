@@ -9,7 +9,9 @@ pub mod mapping;
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
-use crate::connectors::{ConnectorError, ImportConnector, ImportContext};
+use std::sync::Arc;
+
+use crate::connectors::{ConnectorError, FeedSource, ImportConnector, ImportContext};
 use crate::opencti::prepared::Prepared;
 use crate::stix::{Author, Tlp};
 use crate::upstream::http;
@@ -33,6 +35,7 @@ const AUTHOR_DESCRIPTION: &str =
     "IPsum is a threat intelligence feed based on 30+ different publicly available lists.";
 
 /// The IPsum importer.
+#[derive(Clone)]
 pub struct IpsumConnector {
     feed: FeedClient,
     name: String,
@@ -108,6 +111,17 @@ impl ImportConnector for IpsumConnector {
 
     async fn check_upstream(&self) -> Result<String, ConnectorError> {
         self.feed.probe().await
+    }
+
+    fn with_source(&self, source: &FeedSource) -> Result<Arc<dyn ImportConnector>, String> {
+        let mut importer = self.clone();
+        match source {
+            FeedSource::Url(url) => {
+                importer.feed.url = reqwest::Url::parse(url).map_err(|e| e.to_string())?;
+            }
+            FeedSource::File(path) => importer.feed.file = Some(path.clone()),
+        }
+        Ok(Arc::new(importer))
     }
 
     async fn run(&self, ctx: &mut dyn ImportContext) -> Result<String, ConnectorError> {
