@@ -18,10 +18,9 @@
 //! - `Dockerfile`: the drop-in image of each connector;
 //! - `deploy/xtm-composer/opencti-connectors-catalog.json`: the `catalog` command's output.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::config::{KeySpec, SectionSpec, keys};
+use crate::config::{KeyDef, KeySpec, SectionSpec, keys};
 use crate::{dropin, registry};
 
 mod deploy;
@@ -173,24 +172,18 @@ fn catalog() -> String {
     json + "\n"
 }
 
-/// The keys of `spec` that an enabled connector does not start without, its id aside: the
-/// ones its checks name when nothing else is set (as `dropin::catalog` finds its required
-/// variables).
+/// The declaration of the key at `path` among `spec`'s own keys.
+fn declared(spec: &SectionSpec, path: &str) -> Option<&'static KeyDef> {
+    let relative = path.strip_prefix(spec.section)?.strip_prefix('.')?;
+    spec.keys.iter().find(|k| k.key == relative)
+}
+
+/// The keys of `spec` that an enabled connector does not start without, its id aside (the
+/// ones declared `required`), in table order.
 fn required(spec: &SectionSpec) -> Vec<KeySpec> {
-    let key = |k: &str| keys::env_name(&format!("{}.{k}", spec.section));
-    let env: HashMap<String, String> = HashMap::from([
-        ("OPENCTI_URL".into(), "http://opencti:8080".into()),
-        ("OPENCTI_TOKEN".into(), "token".into()),
-        (key("enabled"), "true".into()),
-        (key("connector.id"), uuid::Uuid::nil().to_string()),
-    ]);
-    let errors = registry::Config::from_sources(None, &env)
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
     spec.all_keys()
         .into_iter()
-        .filter(|k| errors.contains(&format!("{} (", k.path)))
+        .filter(|k| declared(spec, &k.path).is_some_and(|d| d.required))
         .collect()
 }
 

@@ -2,7 +2,7 @@
 //! the secrets (compose secrets, systemd credentials, the files the README's steps create),
 //! and the Dockerfile's drop-in images.
 //!
-//! A secret is a `Secret` key the connector requires (see [`super::required`]), plus
+//! A secret is a `Secret` key the connector requires (declared `required`), plus
 //! OpenCTI's token: each is a file named after its key (`ipinfo.token` → `ipinfo_token`) that
 //! the daemon reads through the `_FILE` form of the key's first variable. Optional secrets
 //! (IPsum's GitHub token, IVRE's API key) are suggested, commented out.
@@ -15,10 +15,11 @@ use super::sample::{PLACEHOLDER, yaml_scalar};
 /// The shared blocks' secrets (their keys), before the connectors'.
 const SHARED_SECRETS: &[&str] = &["opencti.token"];
 
-/// Values the compose file sets where the default does not suit it, each with a comment:
-/// IVRE has no default URL (here the compose network's `ivre` service, its web API at `/cgi`)
-/// and no default TLP limit (the file keeps the others' AMBER). Any other key a connector
-/// requires and that has no default shows `ChangeMe`.
+/// Values the compose file sets where neither the default nor the key's sample suits it,
+/// each with a comment: IVRE's URL (the compose network's `ivre` service, its web API at
+/// `/cgi`) and TLP limit (IVRE has none by default; the file keeps the others' AMBER). Any
+/// other key a connector requires and that has no default shows its sample (its
+/// declaration's `sample`), or `ChangeMe` when it has none.
 const COMPOSE_VALUES: &[(&str, &str, &str)] = &[
     (
         "ivre.api_base_url",
@@ -146,6 +147,10 @@ fn compose_section(spec: &SectionSpec) -> String {
         let value = chosen
             .map(|(_, value, _)| value.to_string())
             .or_else(|| (!key.default.is_empty()).then(|| key.default.clone()))
+            .or_else(|| {
+                let sample = super::declared(spec, &key.path).map_or("", |d| d.sample);
+                (is_required(&key) && !sample.is_empty()).then(|| sample.to_string())
+            })
             .or_else(|| {
                 (is_required(&key) || relative == "connector.id").then(|| PLACEHOLDER.into())
             });

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use super::*;
-use crate::config::Kind;
+use crate::config::{Kind, SectionSpec};
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -158,18 +158,44 @@ fn the_sample_shows_every_connector_key_with_its_default() {
     );
 }
 
+/// The keys of `spec` whose checks refuse it when it is enabled with its id alone.
+fn refused_unset(spec: &SectionSpec) -> Vec<String> {
+    let key = |k: &str| keys::env_name(&format!("{}.{k}", spec.section));
+    let env: std::collections::HashMap<String, String> = [
+        ("OPENCTI_URL".into(), "http://opencti:8080".into()),
+        ("OPENCTI_TOKEN".into(), "token".into()),
+        (key("enabled"), "true".into()),
+        (key("connector.id"), uuid::Uuid::nil().to_string()),
+    ]
+    .into();
+    let errors = registry::Config::from_sources(None, &env)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    spec.all_keys()
+        .into_iter()
+        .filter(|k| errors.contains(&format!("{} (", k.path)))
+        .map(|k| k.path)
+        .collect()
+}
+
 #[test]
-fn the_required_keys_are_the_ones_checks_refuse_unset() {
-    let required = |section: &str| -> Vec<String> {
+fn the_secrets_and_required_values_are_the_ones_checks_refuse_unset() {
+    // The compose file and the unit give an enabled connector exactly these.
+    for spec in registry::specs() {
+        let declared: Vec<String> = required(spec).into_iter().map(|k| k.path).collect();
+        assert_eq!(declared, refused_unset(spec), "{}", spec.section);
+    }
+    let paths = |section: &str| -> Vec<String> {
         let spec = registry::specs()
             .into_iter()
             .find(|s| s.section == section)
             .unwrap();
-        super::required(spec).into_iter().map(|k| k.path).collect()
+        required(spec).into_iter().map(|k| k.path).collect()
     };
-    assert_eq!(required("ipinfo"), ["ipinfo.token"]);
-    assert_eq!(required("ipsum"), Vec::<String>::new());
-    assert_eq!(required("riskiq"), ["riskiq.username", "riskiq.api_key"]);
+    assert_eq!(paths("ipinfo"), ["ipinfo.token"]);
+    assert_eq!(paths("ipsum"), Vec::<String>::new());
+    assert_eq!(paths("riskiq"), ["riskiq.username", "riskiq.api_key"]);
 }
 
 #[test]
