@@ -8,9 +8,10 @@ use async_trait::async_trait;
 use serde_json::{Map, Value, json};
 
 use crate::config::ConfigError;
-use crate::connectors::ipsum::IpsumConnector;
+use crate::connectors::ipsum::{self, IpsumConnector};
 use crate::connectors::{
-    ConnectorError, EnrichmentRequest, Hosted, ImportConnector, ImportContext, Outcome,
+    BuildContext, ConnectorError, EnrichmentRequest, Hosted, ImportConnector, ImportContext,
+    Outcome,
 };
 use crate::opencti::split::split;
 use crate::registry::{Config, build_one};
@@ -227,12 +228,10 @@ pub async fn import_ipsum(config: &Config, feed: Feed) -> Result<Printed, OneSho
     if let Feed::Url(url) = &feed {
         section.api_base_url = url.as_str().into();
     }
-    let name = section
-        .connector
-        .name
-        .clone()
-        .unwrap_or_else(|| "IPsum".to_string());
-    let mut importer = IpsumConnector::new(&section, name, Some(&config.egress()?))
+    // Nothing registers: the settings are the section's own (its name), unchecked.
+    let settings = section.connector.resolve_unregistered(&ipsum::SPEC);
+    let egress = config.egress()?;
+    let mut importer = IpsumConnector::new(&section, &BuildContext::new(&settings, Some(&egress)))
         .map_err(OneShotError::Usage)?;
     if let Feed::File(path) = feed {
         importer = importer.with_feed_file(path);

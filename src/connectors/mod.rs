@@ -1,10 +1,11 @@
 //! The connector contract: the traits a connector implements, [`ConnectorError`] with the one
-//! classifier of upstream failures, and [`Outcome`]. The list of connectors lives in
-//! [`crate::registry`].
+//! classifier of upstream failures, and [`Outcome`]; [`BuildContext`] (`build.rs`) is what
+//! building one is handed. The list of connectors lives in [`crate::registry`].
 //!
 //! A connector is a thin mapping from an upstream answer to STIX objects. The runtime owns
 //! everything else: registration, pings, the queue, the TLP gate, work reporting, sending.
 
+mod build;
 pub mod ipinfo;
 pub mod ipsum;
 pub mod ivre;
@@ -18,18 +19,11 @@ use async_trait::async_trait;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::config::{Checks, ConnectorBlock, ConnectorSettings, SectionSpec};
+use crate::config::{Checks, ConnectorBlock, SectionSpec};
 use crate::stix::{ObjectMarking, Tlp};
 use crate::upstream::http::UpstreamError;
 
-/// What building a connector is handed: its resolved settings, and what its clients trust
-/// and which proxies they use (the daemon's `tls.*` and `proxy.*`; `None`: the web PKI,
-/// direct). The egress is handed here, not carried in the settings, so `config` stays
-/// below the upstream plumbing.
-pub struct BuildContext<'a> {
-    pub settings: &'a ConnectorSettings,
-    pub egress: Option<&'a crate::upstream::http::Egress>,
-}
+pub use build::BuildContext;
 
 /// A connector's section of the configuration (`ipinfo:` in the YAML file).
 pub trait ConnectorConfig:

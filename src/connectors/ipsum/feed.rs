@@ -14,6 +14,8 @@ pub const DEFAULT_MAX_FEED_BYTES: usize = 64 * 1024 * 1024;
 /// The feed's HTTP client.
 pub struct FeedClient {
     pub(super) http: reqwest::Client,
+    /// Counts the calls under the section (`upstream_calls{connector="ipsum"}`).
+    pub(super) calls: http::Counted,
     pub(super) url: reqwest::Url,
     pub(super) api_key: Option<Secret>,
     pub(super) max_bytes: usize,
@@ -59,10 +61,7 @@ impl FeedClient {
                 None => {}
             }
         }
-        // No rate limit (one download a period), but counted like every upstream call.
-        let response = http::send_counted("ipsum", request)
-            .await
-            .map_err(transport)?;
+        let response = self.calls.send(request).await.map_err(transport)?;
         let status = response.status();
         if status == reqwest::StatusCode::NOT_MODIFIED {
             return Ok(None);
@@ -133,9 +132,7 @@ impl FeedClient {
         if let Some(key) = &self.api_key {
             request = request.bearer_auth(key.expose());
         }
-        let response = http::send_counted("ipsum", request)
-            .await
-            .map_err(transport)?;
+        let response = self.calls.send(request).await.map_err(transport)?;
         let status = response.status();
         if !status.is_success() {
             let error = http::UpstreamError::status(&response);

@@ -9,10 +9,9 @@ pub mod mapping;
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
-use crate::connectors::{ConnectorError, ImportConnector, ImportContext};
+use crate::connectors::{BuildContext, ConnectorError, ImportConnector, ImportContext};
 use crate::opencti::prepared::Prepared;
 use crate::stix::{Author, Tlp};
-use crate::upstream::http;
 use feed::FeedClient;
 
 pub use config::{IpsumConfig, SPEC};
@@ -44,23 +43,21 @@ pub struct IpsumConnector {
 }
 
 impl IpsumConnector {
-    pub fn new(
-        config: &IpsumConfig,
-        name: String,
-        egress: Option<&http::Egress>,
-    ) -> Result<Self, String> {
+    pub fn new(config: &IpsumConfig, ctx: &BuildContext<'_>) -> Result<Self, String> {
         let author = Author::organization(AUTHOR, Some(AUTHOR_DESCRIPTION));
         let tlp: Tlp = config.tlp_level.0;
         Ok(IpsumConnector {
             feed: FeedClient {
-                http: http::client(config.request_timeout.0, egress).map_err(|e| e.to_string())?,
+                http: ctx.http(config.request_timeout.0)?,
+                // No rate limit (one download a period), but counted like every upstream call.
+                calls: ctx.counted(),
                 url: reqwest::Url::parse(&config.api_base_url).map_err(|e| e.to_string())?,
                 api_key: config.api_key.clone().filter(|k| !k.is_blank()),
                 max_bytes: usize::try_from(config.max_feed_bytes).unwrap_or(usize::MAX),
                 file: None,
             },
             max_ips: usize::try_from(config.max_ips).unwrap_or(usize::MAX),
-            name,
+            name: ctx.settings.name.clone(),
             marks: Marks {
                 author_id: author.id().to_string(),
                 tlp,

@@ -10,7 +10,13 @@ fn connector(tlp: &str, score: i64) -> IpsumConnector {
         default_x_opencti_score: score,
         ..Default::default()
     };
-    IpsumConnector::new(&section, "IPsum".into(), None).unwrap()
+    built(&section)
+}
+
+/// The importer of `section`, going out direct (no proxies, the web PKI).
+fn built(section: &IpsumConfig) -> IpsumConnector {
+    let settings = section.connector.resolve_unregistered(&SPEC);
+    IpsumConnector::new(section, &BuildContext::new(&settings, None)).expect("connector")
 }
 
 #[test]
@@ -238,8 +244,7 @@ fn networks_expand_lazily_as_ips_are_taken() {
 fn a_run_s_prepared_chunk_splits_as_its_objects_would() {
     use crate::opencti::prepared::{Split, split_prepared};
     use crate::opencti::split::split;
-    let connector =
-        IpsumConnector::new(&IpsumConfig::default(), "IPsum".into(), None).expect("connector");
+    let connector = built(&IpsumConfig::default());
     let feed = crate::fixtures::fixture("ipsum", "levels/5.txt");
     let ips: Vec<FeedIp> = parse(&feed).ips.into_iter().take(700).collect();
     let now = "2026-01-01T00:00:00.000Z";
