@@ -1,9 +1,9 @@
 //! The IPsum feed download: conditional GET (ETag / Last-Modified), a size cap, the body's
 //! SHA-256, failures classified in the connector's wording.
 
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use super::state::IpsumState;
 use crate::config::Secret;
 use crate::connectors::ConnectorError;
 use crate::upstream::http::{self, UpstreamError};
@@ -33,10 +33,7 @@ pub struct Download {
 
 impl FeedClient {
     /// Downloads the feed; `None` when the server says it has not changed.
-    pub async fn download(
-        &self,
-        state: Option<&Value>,
-    ) -> Result<Option<Download>, ConnectorError> {
+    pub async fn download(&self, state: &IpsumState) -> Result<Option<Download>, ConnectorError> {
         if let Some(path) = &self.file {
             return self.read_file(path).map(Some);
         }
@@ -46,11 +43,14 @@ impl FeedClient {
         }
         // A stored value that is no header value (a state edited by hand) is not sent: the
         // download is then unconditional rather than failing every run.
-        for (key, header) in [
-            ("etag", reqwest::header::IF_NONE_MATCH),
-            ("last_modified", reqwest::header::IF_MODIFIED_SINCE),
+        for (key, stored, header) in [
+            ("etag", state.etag(), reqwest::header::IF_NONE_MATCH),
+            (
+                "last_modified",
+                state.last_modified(),
+                reqwest::header::IF_MODIFIED_SINCE,
+            ),
         ] {
-            let stored = state.and_then(|s| s.get(key)).and_then(Value::as_str);
             match stored.map(reqwest::header::HeaderValue::from_str) {
                 Some(Ok(value)) => request = request.header(header, value),
                 Some(Err(_)) => tracing::warn!(
