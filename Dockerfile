@@ -52,6 +52,8 @@ ENV CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER=x86_64-linux-gnu-gcc \
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+# `#[derive(Keys)]`, a proc-macro of the workspace the daemon builds with.
+COPY macros ./macros
 # The manifest names the benches and the test support crate (a dev-dependency and workspace
 # member): cargo reads them to load it, never builds them here.
 COPY benches ./benches

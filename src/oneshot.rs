@@ -8,10 +8,8 @@ use async_trait::async_trait;
 use serde_json::{Map, Value, json};
 
 use crate::config::ConfigError;
-use crate::connectors::ipsum::{self, IpsumConnector};
 use crate::connectors::{
-    BuildContext, ConnectorError, EnrichmentRequest, Hosted, ImportConnector, ImportContext,
-    Outcome,
+    ConnectorError, EnrichmentRequest, FeedSource, Hosted, ImportContext, Outcome,
 };
 use crate::opencti::split::split;
 use crate::registry::{Config, build_one};
@@ -168,7 +166,7 @@ fn as_sent(objects: Vec<Value>) -> Value {
 
 /// Where an import's feed comes from.
 pub enum Feed {
-    /// The configured `ipsum.api_base_url` (by default IPsum's public level-5 list).
+    /// The configured `<section>.api_base_url` (IPsum's: its public level-5 list).
     Configured,
     Url(String),
     File(PathBuf),
@@ -222,19 +220,35 @@ impl ImportContext for Collect {
     }
 }
 
-/// One IPsum run, its bundle printed instead of sent.
-pub async fn import_ipsum(config: &Config, feed: Feed) -> Result<Printed, OneShotError> {
-    let mut section = config.ipsum.clone();
-    if let Feed::Url(url) = &feed {
-        section.api_base_url = url.as_str().into();
+/// One run of the importer of section `name`, its bundle printed instead of sent.
+pub async fn import(config: &Config, name: &str, feed: Feed) -> Result<Printed, OneShotError> {
+    let importers = || {
+        crate::registry::specs()
+            .iter()
+            .filter(|s| matches!(s.kind, crate::config::ConnectorKind::Import { .. }))
+            .map(|s| s.section)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let not_one = || {
+        OneShotError::Usage(format!(
+            "`{name}` is not an importer; expected: {}",
+            importers()
+        ))
+    };
+    if !importers().split(", ").any(|s| s == name) {
+        return Err(not_one());
     }
-    // Nothing registers: the settings are the section's own (its name), unchecked.
-    let settings = section.connector.resolve_unregistered(&ipsum::SPEC);
-    let egress = config.egress()?;
-    let mut importer = IpsumConnector::new(&section, &BuildContext::new(&settings, Some(&egress)))
-        .map_err(OneShotError::Usage)?;
-    if let Feed::File(path) = feed {
-        importer = importer.with_feed_file(path);
+    let Hosted::Import(mut importer) = build_one(config, name)?.1 else {
+        return Err(not_one());
+    };
+    let source = match feed {
+        Feed::Configured => None,
+        Feed::Url(url) => Some(FeedSource::Url(url)),
+        Feed::File(path) => Some(FeedSource::File(path)),
+    };
+    if let Some(source) = source {
+        importer = importer.with_source(&source).map_err(OneShotError::Usage)?;
     }
     let mut collected = Collect::new();
     let result = importer.run(&mut collected).await;

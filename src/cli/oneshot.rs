@@ -62,13 +62,7 @@ pub async fn one_shot(request: Request, path: &str, explicit: bool) -> io::Resul
                 Some(f) if f.starts_with("http://") || f.starts_with("https://") => Feed::Url(f),
                 Some(f) => Feed::File(f.into()),
             };
-            let result = if connector == "ipsum" {
-                oneshot::import_ipsum(&config, feed).await
-            } else {
-                Err(OneShotError::Usage(format!(
-                    "`{connector}` is not an importer; expected: ipsum"
-                )))
-            };
+            let result = oneshot::import(&config, &connector, feed).await;
             (result, output)
         }
     };

@@ -43,7 +43,8 @@ impl Kind {
     }
 }
 
-/// One key of a connector section, relative to the section (`token`, `max_tlp`).
+/// One key of a connector section, relative to the section (`token`, `max_tlp`). A
+/// section's keys come from its struct (`#[derive(Keys)]`), the shared ones below included.
 #[derive(Debug, Clone, Copy)]
 pub struct KeyDef {
     pub key: &'static str,
@@ -52,68 +53,85 @@ pub struct KeyDef {
     pub kind: Kind,
     pub default: &'static str,
     pub doc: &'static str,
+    /// The section does not start without it.
+    pub required: bool,
+    /// A valid value other than the default (`""`: any of its kind), for the tests and the
+    /// generated samples; a required key's stands for the value a user gives.
+    pub sample: &'static str,
 }
 
 impl KeyDef {
-    /// `max_tlp`: the highest TLP of an entity that may be sent upstream (`""`: no limit).
-    pub const fn max_tlp(default: &'static str, doc: &'static str) -> KeyDef {
-        KeyDef {
-            key: "max_tlp",
-            env_aliases: &[],
-            kind: Kind::Tlp,
-            default,
-            doc,
-        }
-    }
+    /// What every field of a key starts from.
+    pub const EMPTY: KeyDef = KeyDef {
+        key: "",
+        env_aliases: &[],
+        kind: Kind::Str,
+        default: "",
+        doc: "",
+        required: false,
+        sample: "",
+    };
 
     /// `cache.ttl`: how long an upstream answer is reused (`PT0S`: no cache).
     pub const fn cache_ttl(default: &'static str) -> KeyDef {
         KeyDef {
             key: "cache.ttl",
-            env_aliases: &[],
             kind: Kind::Duration(ranges::CACHE_TTL),
             default,
             doc: "How long an upstream answer is reused for the same value (PT0S: no cache).",
+            ..KeyDef::EMPTY
         }
     }
 
     /// `cache.capacity`: how many answers the cache keeps.
     pub const CACHE_CAPACITY: KeyDef = KeyDef {
         key: "cache.capacity",
-        env_aliases: &[],
         kind: Kind::Int(ranges::CACHE_CAPACITY),
         default: "10000",
         doc: "Upstream answers kept at most (least recently used go first).",
+        ..KeyDef::EMPTY
     };
 
     /// `cache.max_bytes`: how many bytes of answers the cache keeps.
     pub const CACHE_MAX_BYTES: KeyDef = KeyDef {
         key: "cache.max_bytes",
-        env_aliases: &[],
         kind: Kind::Int(ranges::CACHE_MAX_BYTES),
         default: "8388608",
         doc: "Bytes of upstream answers (their JSON text) kept at most, 8 MiB by default: the cache's memory stays bounded whatever the answers' size.",
+        ..KeyDef::EMPTY
     };
 
     /// `rate_limit`: upstream requests a second at most (`0`: no limit).
     pub const RATE_LIMIT: KeyDef = KeyDef {
         key: "rate_limit",
-        env_aliases: &[],
         kind: Kind::Float(ranges::RATE_LIMIT),
         default: "0",
         doc: "Upstream requests a second at most, fractions allowed (0: no limit). A 429 with Retry-After pauses all of the connector's requests whatever this is.",
+        ..KeyDef::EMPTY
     };
 
-    /// `request_timeout`: the timeout of one upstream request.
-    pub const fn request_timeout(default: &'static str, doc: &'static str) -> KeyDef {
-        KeyDef {
-            key: "request_timeout",
-            env_aliases: &[],
-            kind: Kind::Duration(ranges::REQUEST_TIMEOUT),
-            default,
-            doc,
-        }
-    }
+    /// `request_timeout`: the timeout of one upstream request (a key `like` it gives its
+    /// own default and doc).
+    pub const REQUEST_TIMEOUT: KeyDef = KeyDef {
+        key: "request_timeout",
+        kind: Kind::Duration(ranges::REQUEST_TIMEOUT),
+        ..KeyDef::EMPTY
+    };
+}
+
+/// The official connector image a section stands in for, as `migrate` and the drop-in mode
+/// know it.
+#[derive(Debug, Clone, Copy)]
+pub struct OfficialImage {
+    /// The image's name after `opencti/connector-` (`riskiq-passive-total`), also the slug
+    /// its manifest gives (sent at registration to OpenCTI 7).
+    pub image: &'static str,
+    /// The connector id the official image registers with when `CONNECTOR_ID` is unset (its
+    /// settings' default). Only a UUID is kept: the daemon's ids are UUIDs.
+    pub default_id: Option<&'static str>,
+    /// Variables the official code reads from another place of its `config.yml` than the one
+    /// rule (`<section>.<key>` ↔ `<SECTION>_<KEY>`) says: `(name by the rule, name read)`.
+    pub file_names: &'static [(&'static str, &'static str)],
 }
 
 /// Whether a connector answers enrichment requests or imports on a schedule, with the
@@ -154,9 +172,9 @@ pub struct SectionSpec {
     pub kind: ConnectorKind,
     pub default_name: &'static str,
     pub default_scope: &'static str,
-    pub default_api_base_url: &'static str,
-    /// Extra environment names of `api_base_url` (the Python connector's).
-    pub api_base_url_aliases: &'static [&'static str],
+    /// The official image it replaces; `None` for a connector of the daemon's own.
+    pub official: Option<OfficialImage>,
+    /// Its own keys (`api_base_url` among them), from its struct: `<Config>::KEYS`.
     pub keys: &'static [KeyDef],
 }
 
@@ -174,6 +192,29 @@ impl SectionSpec {
             .find(|k| k.path == path)
             .map(|k| format!(" (env {})", k.env.join(" or ")))
             .unwrap_or_default()
+    }
+
+    /// The environment that enables this section with what it requires: `<SECTION>_ENABLED`,
+    /// a connector id (a UUID derived from the section's name) and each required key's
+    /// sample, by its first environment name. What the tests and `check-config` examples
+    /// start a connector with.
+    pub fn enabling_env(&self) -> Vec<(String, String)> {
+        let id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, self.section.as_bytes());
+        let mut env = vec![
+            (
+                env_name(&format!("{}.enabled", self.section)),
+                "true".into(),
+            ),
+            (
+                env_name(&format!("{}.connector.id", self.section)),
+                id.to_string(),
+            ),
+        ];
+        for key in self.keys.iter().filter(|k| k.required) {
+            let path = format!("{}.{}", self.section, key.key);
+            env.push((env_name(&path), key.sample.to_string()));
+        }
+        env
     }
 }
 
@@ -224,13 +265,6 @@ fn section_keys(spec: &SectionSpec) -> Vec<KeySpec> {
     let p = |k: &str| format!("{s}.{k}");
     let mut keys = vec![
         KeySpec::new(&p("enabled"), &[], Bool, "false", "Run this connector."),
-        KeySpec::new(
-            &p("api_base_url"),
-            spec.api_base_url_aliases,
-            Url,
-            spec.default_api_base_url,
-            "Base URL of the upstream API.",
-        ),
         KeySpec::new(
             &p("connector.id"),
             &[],
@@ -319,15 +353,11 @@ fn section_keys(spec: &SectionSpec) -> Vec<KeySpec> {
             ),
         ]),
     }
-    for k in spec.keys {
-        keys.push(KeySpec::new(
-            &p(k.key),
-            k.env_aliases,
-            k.kind,
-            k.default,
-            k.doc,
-        ));
-    }
+    // `api_base_url` second, as every section has it, then the rest.
+    let own = |k: &&KeyDef| k.key == "api_base_url";
+    let spec_key = |k: &KeyDef| KeySpec::new(&p(k.key), k.env_aliases, k.kind, k.default, k.doc);
+    keys.splice(1..1, spec.keys.iter().filter(own).map(spec_key));
+    keys.extend(spec.keys.iter().filter(|k| !own(k)).map(spec_key));
     keys
 }
 

@@ -175,7 +175,7 @@ fn parse_root(yaml: Option<&str>) -> Result<Mapping, ConfigError> {
 }
 
 /// Turns an environment string into the YAML value of a key's kind.
-fn env_value(kind: Kind, raw: &str) -> Result<Value, String> {
+pub(crate) fn env_value(kind: Kind, raw: &str) -> Result<Value, String> {
     let raw = raw.trim();
     Ok(match kind {
         Kind::Bool => Value::Bool(

@@ -7,6 +7,7 @@
 //! by `_` (`IPINFO_CONNECTOR_ID`); some keys also accept the Python connectors' own names.
 
 pub mod connector;
+pub mod defaults;
 pub mod files;
 pub mod keys;
 pub mod limits;
@@ -17,7 +18,7 @@ pub mod types;
 use serde::Deserialize;
 
 pub use connector::{Checks, ConnectorBlock, ConnectorSettings, Mode, is_http_url};
-pub use keys::{ConnectorKind, KeyDef, KeySpec, Kind, SectionSpec};
+pub use keys::{ConnectorKind, KeyDef, KeySpec, Kind, OfficialImage, SectionSpec};
 pub use types::{
     IsoDuration, LogFormat, QueueProtocol, Scope, Secret, TlpLevel, TlpSetting, UrlSetting,
     parse_bool,

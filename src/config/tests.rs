@@ -19,24 +19,37 @@ static SPEC: SectionSpec = SectionSpec {
     },
     default_name: "Demo",
     default_scope: "IPv4-Addr",
-    default_api_base_url: "https://demo.example",
-    api_base_url_aliases: &["DEMO_URL"],
+    official: None,
     keys: &[
+        KeyDef {
+            key: "api_base_url",
+            env_aliases: &["DEMO_URL"],
+            kind: Kind::Url,
+            default: "https://demo.example",
+            doc: "Base URL of the upstream API.",
+            ..KeyDef::EMPTY
+        },
         KeyDef {
             key: "token",
             env_aliases: &["DEMO_API_TOKEN"],
             kind: Kind::Secret,
-            default: "",
             doc: "Token.",
+            ..KeyDef::EMPTY
         },
         KeyDef {
             key: "retries",
-            env_aliases: &[],
             kind: Kind::Int(keys::Range::new(0, 10)),
             default: "2",
             doc: "Retries.",
+            ..KeyDef::EMPTY
         },
-        KeyDef::max_tlp("TLP:AMBER", "Highest TLP."),
+        KeyDef {
+            key: "max_tlp",
+            kind: Kind::Tlp,
+            default: "TLP:AMBER",
+            doc: "Highest TLP.",
+            ..KeyDef::EMPTY
+        },
     ],
 };
 
@@ -47,9 +60,14 @@ static IMPORT: SectionSpec = SectionSpec {
     },
     default_name: "Feed",
     default_scope: "feed",
-    default_api_base_url: "https://feed.example",
-    api_base_url_aliases: &[],
-    keys: &[],
+    official: None,
+    keys: &[KeyDef {
+        key: "api_base_url",
+        kind: Kind::Url,
+        default: "https://feed.example",
+        doc: "Base URL of the upstream API.",
+        ..KeyDef::EMPTY
+    }],
 };
 
 #[derive(Debug, Default, Deserialize)]

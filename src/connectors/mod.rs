@@ -1,16 +1,37 @@
 //! The connector contract: the traits a connector implements, [`ConnectorError`] with the one
-//! classifier of upstream failures, and [`Outcome`]; [`BuildContext`] (`build.rs`) is what
-//! building one is handed. The list of connectors lives in [`crate::registry`].
+//! classifier of upstream failures, and [`Outcome`]; [`BuildContext`] (`build.rs`), what
+//! building one is handed; and the list of connectors, which [`crate::registry`] reads.
 //!
 //! A connector is a thin mapping from an upstream answer to STIX objects. The runtime owns
 //! everything else: registration, pings, the queue, the TLP gate, work reporting, sending.
 
 mod build;
-pub mod ipinfo;
-pub mod ipsum;
-pub mod ivre;
-pub mod lastinfosec;
-pub mod riskiq;
+
+/// Declares each connector's module, and `with_connectors!`, which hands the list to a macro
+/// of the caller's (the registry's): `with_connectors!(registry)` is `registry! { ipinfo:
+/// ipinfo::IpinfoConfig, … }`.
+macro_rules! connectors {
+    ($($section:ident: $config:ident),+ $(,)?) => {
+        $(pub mod $section;)+
+
+        macro_rules! with_connectors {
+            ($callback:ident) => {
+                $callback! { $($section: $crate::connectors::$section::$config),+ }
+            };
+        }
+        pub(crate) use with_connectors;
+    };
+}
+
+// Every connector, in README order: its directory's name and its section's type. Adding a
+// connector is its directory plus one line here.
+connectors! {
+    ipinfo: IpinfoConfig,
+    ipsum: IpsumConfig,
+    riskiq: RiskiqConfig,
+    lastinfosec: LastinfosecConfig,
+    ivre: IvreConfig,
+}
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -241,6 +262,22 @@ pub trait ImportConnector: Send + Sync {
     /// One cheap upstream call that shows the configured source answers
     /// (`check-config --online`); says what it saw.
     async fn check_upstream(&self) -> Result<String, ConnectorError>;
+
+    /// The same importer reading another feed (`import --feed`); an importer with no such
+    /// notion says so.
+    fn with_source(&self, source: &FeedSource) -> Result<Arc<dyn ImportConnector>, String> {
+        let _ = source;
+        Err("this importer reads only its configured source (no --feed)".into())
+    }
+}
+
+/// Where a one-shot import reads its feed instead of the configured source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FeedSource {
+    /// A URL, in place of `api_base_url`.
+    Url(String),
+    /// A local copy of the feed.
+    File(std::path::PathBuf),
 }
 
 /// A built connector, ready for the runtime.

@@ -3,7 +3,8 @@
 
 use super::*;
 
-/// One official connector image, as the daemon knows it.
+/// One official connector image, as the daemon knows it: a section's
+/// [`crate::config::OfficialImage`] with the section's name.
 #[derive(Debug, Clone, Copy)]
 pub struct Official {
     /// The image's name after `opencti/connector-` (`riskiq-passive-total`).
@@ -18,44 +19,21 @@ pub struct Official {
     pub file_names: &'static [(&'static str, &'static str)],
 }
 
-/// The official connectors' images and the daemon section each one becomes.
-pub const RECOGNISED: &[Official] = &[
-    Official {
-        image: "ipinfo",
-        section: "ipinfo",
-        // Its default, `ipinfo--43cf861c-…`, is no UUID: `CONNECTOR_ID` must be set.
-        default_id: None,
-        file_names: &[],
-    },
-    Official {
-        image: "ipsum",
-        section: "ipsum",
-        default_id: Some("9b7c2e14-3f5a-4d8b-9c1e-6a2f4b8d0e37"),
-        file_names: &[],
-    },
-    Official {
-        image: "riskiq-passive-total",
-        section: "riskiq",
-        default_id: None,
-        file_names: &[],
-    },
-    Official {
-        image: "lastinfosec-enrichment",
-        section: "lastinfosec",
-        default_id: None,
-        // Its proxies are read from the `opencti:` block of its file.
-        file_names: &[
-            ("OPENCTI_PROXY_HTTP", "PROXY_HTTP"),
-            ("OPENCTI_PROXY_HTTPS", "PROXY_HTTPS"),
-        ],
-    },
-    Official {
-        image: "ivre",
-        section: "ivre",
-        default_id: None,
-        file_names: &[],
-    },
-];
+/// The official connectors' images and the daemon section each one becomes, in registry
+/// order, from each section's description.
+pub static RECOGNISED: std::sync::LazyLock<Vec<Official>> = std::sync::LazyLock::new(|| {
+    crate::registry::specs()
+        .into_iter()
+        .filter_map(|spec| {
+            spec.official.map(|o| Official {
+                image: o.image,
+                section: spec.section,
+                default_id: o.default_id,
+                file_names: o.file_names,
+            })
+        })
+        .collect()
+});
 
 /// The official image that `section` stands in for.
 pub fn official(section: &str) -> Option<&'static Official> {

@@ -198,7 +198,7 @@ fn riskiq_s_max_tlp_is_written_when_set_and_its_stricter_default_reported_when_n
 fn every_official_name_of_a_key_maps_back_to_that_key() {
     let keys = registry::all_keys();
     let mut checked = 0;
-    for official in RECOGNISED {
+    for official in RECOGNISED.iter() {
         let section = official.section;
         for key in keys
             .iter()

@@ -1,18 +1,17 @@
 //! The `ipinfo` section: its keys, defaults and checks, and how it builds the connector.
 
 use std::sync::Arc;
-use std::time::Duration;
 
+use opencti_connectors_macros::Keys;
 use serde::Deserialize;
 
 use super::IpinfoConnector;
 use super::plans::{self, Api};
 use crate::config::{
-    Checks, ConnectorBlock, ConnectorKind, IsoDuration, KeyDef, Kind, Secret, SectionSpec,
-    TlpSetting, UrlSetting,
+    Checks, ConnectorBlock, ConnectorKind, IsoDuration, KeyDef, Kind, OfficialImage, Secret,
+    SectionSpec, TlpSetting, UrlSetting,
 };
 use crate::connectors::{BuildContext, ConnectorConfig, Hosted};
-use crate::stix::Tlp;
 use crate::upstream::cache::CacheConfig;
 
 /// The `ipinfo` section's shape.
@@ -25,83 +24,58 @@ pub static SPEC: SectionSpec = SectionSpec {
     },
     default_name: "IPInfo",
     default_scope: "IPv4-Addr,IPv6-Addr",
-    default_api_base_url: "https://ipinfo.io",
-    api_base_url_aliases: &[],
-    keys: &[
-        KeyDef {
-            key: "token",
-            env_aliases: &[],
-            kind: Kind::Secret,
-            default: "",
-            doc: "IPinfo API token (required).",
-        },
-        KeyDef::max_tlp(
-            "TLP:AMBER",
-            "Highest TLP of an observable that may be sent to IPinfo.",
-        ),
-        KeyDef {
-            key: "use_asn_name",
-            env_aliases: &[],
-            kind: Kind::Bool,
-            default: "true",
-            doc: "Name the autonomous system by its owner (`Google LLC`) instead of `AS15169`.",
-        },
-        KeyDef {
-            key: "api",
-            env_aliases: &[],
-            kind: Kind::Str,
-            default: "legacy",
-            doc: "IPinfo API: `legacy` (`ipinfo.io/<ip>/json`, as the official connector), `lite` (free, `api.ipinfo.io/lite/<ip>`: country and AS) or `lookup` (Core/Plus, `api.ipinfo.io/lookup/<ip>`). With `lite`/`lookup` the default base URL is `https://api.ipinfo.io`.",
-        },
-        KeyDef::request_timeout("PT30S", "Timeout of one IPinfo request."),
-        KeyDef::cache_ttl("P1D"),
-        KeyDef::CACHE_CAPACITY,
-        KeyDef::CACHE_MAX_BYTES,
-        KeyDef::RATE_LIMIT,
-    ],
+    official: Some(OfficialImage {
+        image: "ipinfo",
+        // Its default, `ipinfo--43cf861c-…`, is no UUID: `CONNECTOR_ID` must be set.
+        default_id: None,
+        file_names: &[],
+    }),
+    keys: IpinfoConfig::KEYS,
 };
 
-/// `ipinfo:` in the YAML file.
-#[derive(Debug, Clone, Deserialize)]
+/// The legacy API's base URL, `api_base_url`'s default.
+pub const DEFAULT_API_BASE_URL: &str = "https://ipinfo.io";
+
+/// `ipinfo:` in the YAML file; each `#[key]` field is a key of the table.
+#[derive(Debug, Clone, Deserialize, Keys)]
 #[serde(deny_unknown_fields, default)]
+#[keys(spec = SPEC)]
 pub struct IpinfoConfig {
     pub enabled: bool,
+    /// Base URL of the upstream API.
+    #[key(kind = Kind::Url, default = DEFAULT_API_BASE_URL)]
     pub api_base_url: UrlSetting,
     pub connector: ConnectorBlock,
-    /// The upstream answer cache.
-    pub cache: CacheConfig,
-    /// Upstream requests a second at most (0: no limit).
-    pub rate_limit: f64,
+    /// IPinfo API token (required).
+    #[key(kind = Kind::Secret, required, sample = "ipinfo-token")]
     pub token: Option<Secret>,
+    /// Highest TLP of an observable that may be sent to IPinfo.
+    #[key(kind = Kind::Tlp, default = "TLP:AMBER")]
     pub max_tlp: TlpSetting,
+    /// Name the autonomous system by its owner (`Google LLC`) instead of `AS15169`.
+    #[key(kind = Kind::Bool, default = "true")]
     pub use_asn_name: bool,
-    /// Which IPinfo API to ask.
+    /// IPinfo API: `legacy` (`ipinfo.io/<ip>/json`, as the official connector), `lite` (free,
+    /// `api.ipinfo.io/lite/<ip>`: country and AS) or `lookup` (Core/Plus,
+    /// `api.ipinfo.io/lookup/<ip>`). With `lite`/`lookup` the default base URL is
+    /// `https://api.ipinfo.io`.
+    #[key(kind = Kind::Str, default = "legacy", sample = "lookup")]
     pub api: Api,
+    /// Timeout of one IPinfo request.
+    #[key(like = KeyDef::REQUEST_TIMEOUT, default = "PT30S")]
     pub request_timeout: IsoDuration,
-}
-
-impl Default for IpinfoConfig {
-    fn default() -> Self {
-        IpinfoConfig {
-            enabled: false,
-            api_base_url: SPEC.default_api_base_url.into(),
-            connector: ConnectorBlock::default(),
-            cache: CacheConfig::keeping_for(Duration::from_secs(86400)),
-            rate_limit: 0.0,
-            token: None,
-            max_tlp: TlpSetting(Tlp::Amber),
-            use_asn_name: true,
-            api: Api::Legacy,
-            request_timeout: IsoDuration(Duration::from_secs(30)),
-        }
-    }
+    /// The upstream answer cache.
+    #[key(group = [KeyDef::cache_ttl("P1D"), KeyDef::CACHE_CAPACITY, KeyDef::CACHE_MAX_BYTES])]
+    pub cache: CacheConfig,
+    #[key(like = KeyDef::RATE_LIMIT)]
+    pub rate_limit: f64,
 }
 
 impl IpinfoConfig {
     /// The base URL asked: `api_base_url`, or `https://api.ipinfo.io` when it was left at the
     /// legacy default and `api` is `lite` or `lookup`.
     pub fn base_url(&self) -> &str {
-        if self.api != Api::Legacy && &*self.api_base_url == SPEC.default_api_base_url {
+        if self.api != Api::Legacy && &*self.api_base_url == DEFAULT_API_BASE_URL {
             plans::API_BASE_URL
         } else {
             &self.api_base_url

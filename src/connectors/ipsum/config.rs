@@ -3,17 +3,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use opencti_connectors_macros::Keys;
 use serde::Deserialize;
 
-use super::feed::DEFAULT_MAX_FEED_BYTES;
-use super::{DEFAULT_FEED, DEFAULT_MAX_IPS, IpsumConnector};
+use super::{DEFAULT_FEED, IpsumConnector};
 use crate::config::keys::{GIB, KIB, Range, ranges};
 use crate::config::{
-    Checks, ConnectorBlock, ConnectorKind, IsoDuration, KeyDef, Kind, Secret, SectionSpec,
-    TlpLevel, UrlSetting,
+    Checks, ConnectorBlock, ConnectorKind, IsoDuration, KeyDef, Kind, OfficialImage, Secret,
+    SectionSpec, TlpLevel, UrlSetting,
 };
 use crate::connectors::{BuildContext, ConnectorConfig, Hosted};
-use crate::stix::Tlp;
 
 /// The `ipsum` section's shape.
 pub static SPEC: SectionSpec = SectionSpec {
@@ -23,78 +22,50 @@ pub static SPEC: SectionSpec = SectionSpec {
     },
     default_name: "IPsum",
     default_scope: "ipsum",
-    default_api_base_url: DEFAULT_FEED,
-    api_base_url_aliases: &["CONNECTOR_IPSUM_API_BASE_URL"],
-    keys: &[
-        KeyDef {
-            key: "api_key",
-            env_aliases: &["CONNECTOR_IPSUM_API_KEY"],
-            kind: Kind::Secret,
-            default: "",
-            doc: "Optional GitHub token, sent as `Authorization: Bearer`.",
-        },
-        KeyDef {
-            key: "default_x_opencti_score",
-            env_aliases: &["CONNECTOR_IPSUM_DEFAULT_X_OPENCTI_SCORE"],
-            kind: Kind::Int(ranges::SCORE),
-            default: "60",
-            doc: "Score of every IP when the feed has no counts; the score of count 5 otherwise.",
-        },
-        KeyDef {
-            key: "tlp_level",
-            env_aliases: &["CONNECTOR_IPSUM_TLP_LEVEL"],
-            kind: Kind::Str,
-            default: "white",
-            doc: "Marking of everything imported: `white`/`clear`, `green`, `amber`, `amber+strict`, `red`.",
-        },
-        KeyDef::request_timeout("PT2M", "Timeout of the feed download."),
-        KeyDef {
-            key: "max_feed_bytes",
-            env_aliases: &[],
-            // A levels file is a few hundred KiB; the whole blocklist about 3 MiB.
-            kind: Kind::Int(Range::new(KIB, GIB)),
-            default: "67108864",
-            doc: "A feed larger than this (64 MiB) is refused, before its body when the server says its length.",
-        },
-        KeyDef {
-            key: "max_ips",
-            env_aliases: &[],
-            kind: Kind::Int(Range::new(1, 100_000_000)),
-            default: "1000000",
-            doc: "Addresses one run imports at most (networks expanded); past it the run stops and its work says why.",
-        },
-    ],
+    official: Some(OfficialImage {
+        image: "ipsum",
+        default_id: Some("9b7c2e14-3f5a-4d8b-9c1e-6a2f4b8d0e37"),
+        file_names: &[],
+    }),
+    keys: IpsumConfig::KEYS,
 };
 
-/// `ipsum:` in the YAML file.
-#[derive(Debug, Clone, Deserialize)]
+/// `ipsum:` in the YAML file; each `#[key]` field is a key of the table.
+#[derive(Debug, Clone, Deserialize, Keys)]
 #[serde(deny_unknown_fields, default)]
+#[keys(spec = SPEC)]
 pub struct IpsumConfig {
     pub enabled: bool,
+    /// Base URL of the upstream API.
+    #[key(kind = Kind::Url, default = DEFAULT_FEED, env = "CONNECTOR_IPSUM_API_BASE_URL")]
     pub api_base_url: UrlSetting,
     pub connector: ConnectorBlock,
+    /// Optional GitHub token, sent as `Authorization: Bearer`.
+    #[key(kind = Kind::Secret, env = "CONNECTOR_IPSUM_API_KEY")]
     pub api_key: Option<Secret>,
+    /// Score of every IP when the feed has no counts; the score of count 5 otherwise.
+    #[key(
+        kind = Kind::Int(ranges::SCORE),
+        default = "60",
+        env = "CONNECTOR_IPSUM_DEFAULT_X_OPENCTI_SCORE"
+    )]
     pub default_x_opencti_score: i64,
+    /// Marking of everything imported: `white`/`clear`, `green`, `amber`, `amber+strict`,
+    /// `red`.
+    #[key(kind = Kind::Str, default = "white", env = "CONNECTOR_IPSUM_TLP_LEVEL", sample = "amber")]
     pub tlp_level: TlpLevel,
+    /// Timeout of the feed download.
+    #[key(like = KeyDef::REQUEST_TIMEOUT, default = "PT2M")]
     pub request_timeout: IsoDuration,
+    /// A feed larger than this (64 MiB) is refused, before its body when the server says its
+    /// length.
+    // A levels file is a few hundred KiB; the whole blocklist about 3 MiB.
+    #[key(kind = Kind::Int(Range::new(KIB, GIB)), default = "67108864")]
     pub max_feed_bytes: u64,
+    /// Addresses one run imports at most (networks expanded); past it the run stops and its
+    /// work says why.
+    #[key(kind = Kind::Int(Range::new(1, 100_000_000)), default = "1000000")]
     pub max_ips: u64,
-}
-
-impl Default for IpsumConfig {
-    fn default() -> Self {
-        IpsumConfig {
-            enabled: false,
-            api_base_url: DEFAULT_FEED.into(),
-            connector: ConnectorBlock::default(),
-            api_key: None,
-            default_x_opencti_score: 60,
-            tlp_level: TlpLevel(Tlp::Clear),
-            request_timeout: IsoDuration(Duration::from_secs(120)),
-            max_feed_bytes: DEFAULT_MAX_FEED_BYTES as u64,
-            max_ips: DEFAULT_MAX_IPS as u64,
-        }
-    }
 }
 
 impl ConnectorConfig for IpsumConfig {

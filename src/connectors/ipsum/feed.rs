@@ -12,6 +12,7 @@ use crate::upstream::http::{self, UpstreamError};
 pub const DEFAULT_MAX_FEED_BYTES: usize = 64 * 1024 * 1024;
 
 /// The feed's HTTP client.
+#[derive(Clone)]
 pub struct FeedClient {
     pub(super) http: reqwest::Client,
     /// Counts the calls under the section (`upstream_calls{connector="ipsum"}`).

@@ -10,7 +10,9 @@ pub mod state;
 use async_trait::async_trait;
 use serde_json::Value;
 
-use crate::connectors::{BuildContext, ConnectorError, ImportConnector, ImportContext};
+use std::sync::Arc;
+
+use crate::connectors::{BuildContext, ConnectorError, FeedSource, ImportConnector, ImportContext};
 use crate::opencti::prepared::Prepared;
 use crate::stix::{Author, Tlp};
 use feed::FeedClient;
@@ -34,6 +36,7 @@ const AUTHOR_DESCRIPTION: &str =
     "IPsum is a threat intelligence feed based on 30+ different publicly available lists.";
 
 /// The IPsum importer.
+#[derive(Clone)]
 pub struct IpsumConnector {
     feed: FeedClient,
     name: String,
@@ -107,6 +110,17 @@ impl ImportConnector for IpsumConnector {
 
     async fn check_upstream(&self) -> Result<String, ConnectorError> {
         self.feed.probe().await
+    }
+
+    fn with_source(&self, source: &FeedSource) -> Result<Arc<dyn ImportConnector>, String> {
+        let mut importer = self.clone();
+        match source {
+            FeedSource::Url(url) => {
+                importer.feed.url = reqwest::Url::parse(url).map_err(|e| e.to_string())?;
+            }
+            FeedSource::File(path) => importer.feed.file = Some(path.clone()),
+        }
+        Ok(Arc::new(importer))
     }
 
     async fn run(&self, ctx: &mut dyn ImportContext) -> Result<String, ConnectorError> {

@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
+use opencti_connectors_macros::Keys;
 use serde::Deserialize;
 
 use super::IvreConnector;
@@ -12,8 +12,8 @@ use super::client::Endpoint;
 use super::maxmind;
 use crate::config::keys::{Range, ranges};
 use crate::config::{
-    Checks, ConnectorBlock, ConnectorKind, IsoDuration, KeyDef, Kind, Secret, SectionSpec,
-    TlpSetting, UrlSetting,
+    Checks, ConnectorBlock, ConnectorKind, IsoDuration, KeyDef, Kind, OfficialImage, Secret,
+    SectionSpec, TlpSetting, UrlSetting,
 };
 use crate::connectors::{BuildContext, ConnectorConfig, Hosted};
 use crate::upstream::cache::CacheConfig;
@@ -28,144 +28,12 @@ pub static SPEC: SectionSpec = SectionSpec {
     },
     default_name: "IVRE",
     default_scope: "autonomous-system,domain-name,ipv4-addr,ipv6-addr,mac-addr,x509-certificate",
-    default_api_base_url: "",
-    api_base_url_aliases: &["IVRE_DB_URL"],
-    keys: &[
-        KeyDef {
-            key: "db_url_data",
-            env_aliases: &[],
-            kind: Kind::Str,
-            default: "",
-            doc: "Base URL for `/ipdata` (default: `api_base_url`), or `maxmind:///dir`: the GeoLite2 City, Country and ASN `.mmdb` files of that directory, read locally.",
-        },
-        KeyDef {
-            key: "db_url_passive",
-            env_aliases: &[],
-            kind: Kind::Str,
-            default: "",
-            doc: "Base URL for `/passive` (default: `api_base_url`).",
-        },
-        KeyDef {
-            key: "db_url_scans",
-            env_aliases: &[],
-            kind: Kind::Str,
-            default: "",
-            doc: "Base URL for `/scans` or `/view` (default: `api_base_url`).",
-        },
-        KeyDef {
-            key: "scans_route",
-            env_aliases: &[],
-            kind: Kind::Str,
-            default: "scans",
-            doc: "`scans` (the nmap DB, as the reference) or `view` (needed for AS lookups).",
-        },
-        KeyDef {
-            key: "referer",
-            env_aliases: &[],
-            kind: Kind::Str,
-            default: "",
-            doc: "`Referer` sent (default `<scheme>://<host>/` of each URL); one of the server's WEB_ALLOWED_REFERERS behind a proxy.",
-        },
-        KeyDef {
-            key: "api_key",
-            env_aliases: &[],
-            kind: Kind::Secret,
-            default: "",
-            doc: "IVRE API key, sent as `X-API-Key` (also passes the Referer check).",
-        },
-        KeyDef::max_tlp(
-            "",
-            "Highest TLP sent to IVRE; unset means no restriction (as the reference).",
-        ),
-        KeyDef {
-            key: "use_data",
-            env_aliases: &[],
-            kind: Kind::Bool,
-            default: "true",
-            doc: "Use MaxMind data (`/ipdata`, or the files of `db_url_data: maxmind://`) for IPs.",
-        },
-        KeyDef {
-            key: "use_passive",
-            env_aliases: &[],
-            kind: Kind::Bool,
-            default: "true",
-            doc: "Use the passive DB.",
-        },
-        KeyDef {
-            key: "use_passive_as",
-            env_aliases: &[],
-            kind: Kind::Bool,
-            default: "true",
-            doc: "Passive lookups for AS (the web API has none: skipped with a warning).",
-        },
-        KeyDef {
-            key: "use_passive_domain",
-            env_aliases: &[],
-            kind: Kind::Bool,
-            default: "true",
-            doc: "Passive DNS lookups for domains.",
-        },
-        KeyDef {
-            key: "use_scans",
-            env_aliases: &[],
-            kind: Kind::Bool,
-            default: "true",
-            doc: "Use the scans DB.",
-        },
-        KeyDef {
-            key: "use_scans_as",
-            env_aliases: &[],
-            kind: Kind::Bool,
-            default: "false",
-            doc: "Scans lookups for AS (needs `scans_route: view`).",
-        },
-        KeyDef {
-            key: "use_scans_domain",
-            env_aliases: &[],
-            kind: Kind::Bool,
-            default: "false",
-            doc: "Scans lookups for domains (the name and its subdomains).",
-        },
-        KeyDef {
-            key: "page_size",
-            env_aliases: &[],
-            kind: Kind::Int(Range::new(1, 10_000)),
-            default: "200",
-            doc: "Records per page (`limit:`).",
-        },
-        KeyDef {
-            key: "max_records",
-            env_aliases: &[],
-            kind: Kind::Int(Range::new(0, 1_000_000)),
-            default: "10000",
-            doc: "Cap per query (0: none); paging stops with a warning when hit.",
-        },
-        KeyDef {
-            key: "maxmind_check_interval",
-            env_aliases: &[],
-            kind: Kind::Duration(crate::config::keys::ranges::FILE_CHECK_INTERVAL),
-            default: "PT1M",
-            doc: "With `db_url_data: maxmind://`: how often the files' modification time and size are compared, and replaced files re-opened (PT0S: at every lookup).",
-        },
-        KeyDef {
-            key: "http_timeout",
-            env_aliases: &[],
-            kind: Kind::Duration(ranges::REQUEST_TIMEOUT),
-            default: "PT2M",
-            doc: "Timeout of one IVRE request.",
-        },
-        KeyDef {
-            key: "verify_tls",
-            env_aliases: &[],
-            kind: Kind::Bool,
-            default: "true",
-            doc: "Verify IVRE's TLS certificate.",
-        },
-        KeyDef::cache_ttl("PT1H"),
-        KeyDef::CACHE_CAPACITY,
-        KeyDef::CACHE_MAX_BYTES,
-        KeyDef::RATE_LIMIT,
-    ],
+    official: Some(OfficialImage {
+        image: "ivre",
+        default_id: None,
+        file_names: &[],
+    }),
+    keys: IvreConfig::KEYS,
 };
 
 /// Which route serves the scans source.
@@ -186,69 +54,82 @@ impl ScansRoute {
     }
 }
 
-/// `ivre:` in the YAML file.
-#[derive(Debug, Clone, Deserialize)]
+/// `ivre:` in the YAML file; each `#[key]` field is a key of the table.
+#[derive(Debug, Clone, Deserialize, Keys)]
 #[serde(deny_unknown_fields, default)]
+#[keys(spec = SPEC)]
 pub struct IvreConfig {
     pub enabled: bool,
-    /// IVRE's web API mount point (the reference's `db_url`), e.g. `https://ivre.example.com/cgi`.
+    /// Base URL of the upstream API.
+    // IVRE's web API mount point (the reference's `db_url`), e.g. `https://ivre.example.com/cgi`.
+    #[key(kind = Kind::Url, env = "IVRE_DB_URL", required, sample = "http://ivre.test/cgi")]
     pub api_base_url: Option<UrlSetting>,
     pub connector: ConnectorBlock,
-    /// The upstream answer cache.
-    pub cache: CacheConfig,
-    /// Upstream requests a second at most (0: no limit).
-    pub rate_limit: f64,
+    /// Base URL for `/ipdata` (default: `api_base_url`), or `maxmind:///dir`: the GeoLite2
+    /// City, Country and ASN `.mmdb` files of that directory, read locally.
+    #[key(kind = Kind::Str, sample = "http://ivre.test/cgi")]
     pub db_url_data: Option<UrlSetting>,
+    /// Base URL for `/passive` (default: `api_base_url`).
+    #[key(kind = Kind::Str, sample = "http://ivre.test/cgi")]
     pub db_url_passive: Option<UrlSetting>,
+    /// Base URL for `/scans` or `/view` (default: `api_base_url`).
+    #[key(kind = Kind::Str, sample = "http://ivre.test/cgi")]
     pub db_url_scans: Option<UrlSetting>,
+    /// `scans` (the nmap DB, as the reference) or `view` (needed for AS lookups).
+    #[key(kind = Kind::Str, default = "scans", sample = "view")]
     pub scans_route: ScansRoute,
+    /// `Referer` sent (default `<scheme>://<host>/` of each URL); one of the server's
+    /// WEB_ALLOWED_REFERERS behind a proxy.
+    #[key(kind = Kind::Str)]
     pub referer: Option<String>,
+    /// IVRE API key, sent as `X-API-Key` (also passes the Referer check).
+    #[key(kind = Kind::Secret)]
     pub api_key: Option<Secret>,
+    /// Highest TLP sent to IVRE; unset means no restriction (as the reference).
+    #[key(kind = Kind::Tlp)]
     pub max_tlp: Option<TlpSetting>,
+    /// Use MaxMind data (`/ipdata`, or the files of `db_url_data: maxmind://`) for IPs.
+    #[key(kind = Kind::Bool, default = "true")]
     pub use_data: bool,
+    /// Use the passive DB.
+    #[key(kind = Kind::Bool, default = "true")]
     pub use_passive: bool,
+    /// Passive lookups for AS (the web API has none: skipped with a warning).
+    #[key(kind = Kind::Bool, default = "true")]
     pub use_passive_as: bool,
+    /// Passive DNS lookups for domains.
+    #[key(kind = Kind::Bool, default = "true")]
     pub use_passive_domain: bool,
+    /// Use the scans DB.
+    #[key(kind = Kind::Bool, default = "true")]
     pub use_scans: bool,
+    /// Scans lookups for AS (needs `scans_route: view`).
+    #[key(kind = Kind::Bool, default = "false")]
     pub use_scans_as: bool,
+    /// Scans lookups for domains (the name and its subdomains).
+    #[key(kind = Kind::Bool, default = "false")]
     pub use_scans_domain: bool,
+    /// Records per page (`limit:`).
+    #[key(kind = Kind::Int(Range::new(1, 10_000)), default = "200")]
     pub page_size: u64,
+    /// Cap per query (0: none); paging stops with a warning when hit.
+    #[key(kind = Kind::Int(Range::new(0, 1_000_000)), default = "10000")]
     pub max_records: u64,
-    /// How often the `maxmind://` files are checked for a replacement.
+    /// With `db_url_data: maxmind://`: how often the files' modification time and size are
+    /// compared, and replaced files re-opened (PT0S: at every lookup).
+    #[key(kind = Kind::Duration(ranges::FILE_CHECK_INTERVAL), default = "PT1M")]
     pub maxmind_check_interval: IsoDuration,
+    /// Timeout of one IVRE request.
+    #[key(kind = Kind::Duration(ranges::REQUEST_TIMEOUT), default = "PT2M")]
     pub http_timeout: IsoDuration,
+    /// Verify IVRE's TLS certificate.
+    #[key(kind = Kind::Bool, default = "true")]
     pub verify_tls: bool,
-}
-
-impl Default for IvreConfig {
-    fn default() -> Self {
-        IvreConfig {
-            enabled: false,
-            api_base_url: None,
-            connector: ConnectorBlock::default(),
-            cache: CacheConfig::keeping_for(Duration::from_secs(3600)),
-            rate_limit: 0.0,
-            db_url_data: None,
-            db_url_passive: None,
-            db_url_scans: None,
-            scans_route: ScansRoute::Scans,
-            referer: None,
-            api_key: None,
-            max_tlp: None,
-            use_data: true,
-            use_passive: true,
-            use_passive_as: true,
-            use_passive_domain: true,
-            use_scans: true,
-            use_scans_as: false,
-            use_scans_domain: false,
-            page_size: 200,
-            max_records: 10_000,
-            maxmind_check_interval: IsoDuration(Duration::from_secs(60)),
-            http_timeout: IsoDuration(Duration::from_secs(120)),
-            verify_tls: true,
-        }
-    }
+    /// The upstream answer cache.
+    #[key(group = [KeyDef::cache_ttl("PT1H"), KeyDef::CACHE_CAPACITY, KeyDef::CACHE_MAX_BYTES])]
+    pub cache: CacheConfig,
+    #[key(like = KeyDef::RATE_LIMIT)]
+    pub rate_limit: f64,
 }
 
 /// Where the data purpose reads from.

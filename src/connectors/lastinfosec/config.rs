@@ -1,17 +1,16 @@
 //! The `lastinfosec` section: its keys, defaults and checks, and how it builds the connector.
 
 use std::sync::Arc;
-use std::time::Duration;
 
+use opencti_connectors_macros::Keys;
 use serde::Deserialize;
 
 use super::LastinfosecConnector;
 use crate::config::{
-    Checks, ConnectorBlock, ConnectorKind, IsoDuration, KeyDef, Kind, Secret, SectionSpec,
-    TlpSetting, UrlSetting,
+    Checks, ConnectorBlock, ConnectorKind, IsoDuration, KeyDef, Kind, OfficialImage, Secret,
+    SectionSpec, TlpSetting, UrlSetting,
 };
 use crate::connectors::{BuildContext, ConnectorConfig, Hosted};
-use crate::stix::Tlp;
 use crate::upstream::cache::CacheConfig;
 
 /// The `lastinfosec` section's shape.
@@ -24,47 +23,16 @@ pub static SPEC: SectionSpec = SectionSpec {
     },
     default_name: "LastInfoSec Enrichment",
     default_scope: "StixFile,Domain-Name,Hostname,Url",
-    default_api_base_url: "https://api.client.lastinfosec.com/v2",
-    api_base_url_aliases: &[],
-    keys: &[
-        KeyDef {
-            key: "api_key_cti",
-            env_aliases: &["CONFIG_LIS_APIKEY_CTI"],
-            kind: Kind::Secret,
-            default: "",
-            doc: "LastInfoSec API key (required).",
-        },
-        KeyDef {
-            key: "proxy_http",
-            env_aliases: &["PROXY_HTTP"],
-            kind: Kind::Url,
-            default: "",
-            doc: "Proxy of LastInfoSec's http:// calls, instead of `proxy.http_proxy` (`proxy.no_proxy` still applies).",
-        },
-        KeyDef {
-            key: "proxy_https",
-            env_aliases: &["PROXY_HTTPS"],
-            kind: Kind::Url,
-            default: "",
-            doc: "Proxy of LastInfoSec's https:// calls, instead of `proxy.https_proxy` (`proxy.no_proxy` still applies).",
-        },
-        KeyDef {
-            key: "endpoint",
-            env_aliases: &[],
-            kind: Kind::Str,
-            default: "search",
-            doc: "`search` (POST /stix21/search/, as the current official connector) or `hash_host` (GET /stix21/search_hash/{hash} and /stix21/search_host/{host}).",
-        },
-        KeyDef::max_tlp(
-            "TLP:AMBER",
-            "Highest TLP of an observable that may be sent to LastInfoSec.",
-        ),
-        KeyDef::request_timeout("PT30S", "Timeout of one LastInfoSec request."),
-        KeyDef::cache_ttl("PT0S"),
-        KeyDef::CACHE_CAPACITY,
-        KeyDef::CACHE_MAX_BYTES,
-        KeyDef::RATE_LIMIT,
-    ],
+    official: Some(OfficialImage {
+        image: "lastinfosec-enrichment",
+        default_id: None,
+        // Its proxies are read from the `opencti:` block of its file.
+        file_names: &[
+            ("OPENCTI_PROXY_HTTP", "PROXY_HTTP"),
+            ("OPENCTI_PROXY_HTTPS", "PROXY_HTTPS"),
+        ],
+    }),
+    keys: LastinfosecConfig::KEYS,
 };
 
 /// Which LastInfoSec endpoints to call.
@@ -78,41 +46,42 @@ pub enum Endpoint {
     HashHost,
 }
 
-/// `lastinfosec:` in the YAML file.
-#[derive(Debug, Clone, Deserialize)]
+/// `lastinfosec:` in the YAML file; each `#[key]` field is a key of the table.
+#[derive(Debug, Clone, Deserialize, Keys)]
 #[serde(deny_unknown_fields, default)]
+#[keys(spec = SPEC)]
 pub struct LastinfosecConfig {
     pub enabled: bool,
+    /// Base URL of the upstream API.
+    #[key(kind = Kind::Url, default = "https://api.client.lastinfosec.com/v2")]
     pub api_base_url: UrlSetting,
     pub connector: ConnectorBlock,
-    /// The upstream answer cache.
-    pub cache: CacheConfig,
-    /// Upstream requests a second at most (0: no limit).
-    pub rate_limit: f64,
+    /// LastInfoSec API key (required).
+    #[key(kind = Kind::Secret, env = "CONFIG_LIS_APIKEY_CTI", required, sample = "lis-key")]
     pub api_key_cti: Option<Secret>,
+    /// Proxy of LastInfoSec's http:// calls, instead of `proxy.http_proxy` (`proxy.no_proxy`
+    /// still applies).
+    #[key(kind = Kind::Url, env = "PROXY_HTTP")]
     pub proxy_http: Option<UrlSetting>,
+    /// Proxy of LastInfoSec's https:// calls, instead of `proxy.https_proxy`
+    /// (`proxy.no_proxy` still applies).
+    #[key(kind = Kind::Url, env = "PROXY_HTTPS")]
     pub proxy_https: Option<UrlSetting>,
+    /// `search` (POST /stix21/search/, as the current official connector) or `hash_host`
+    /// (GET /stix21/search_hash/{hash} and /stix21/search_host/{host}).
+    #[key(kind = Kind::Str, default = "search", sample = "hash_host")]
     pub endpoint: Endpoint,
+    /// Highest TLP of an observable that may be sent to LastInfoSec.
+    #[key(kind = Kind::Tlp, default = "TLP:AMBER")]
     pub max_tlp: TlpSetting,
+    /// Timeout of one LastInfoSec request.
+    #[key(like = KeyDef::REQUEST_TIMEOUT, default = "PT30S")]
     pub request_timeout: IsoDuration,
-}
-
-impl Default for LastinfosecConfig {
-    fn default() -> Self {
-        LastinfosecConfig {
-            enabled: false,
-            api_base_url: SPEC.default_api_base_url.into(),
-            connector: ConnectorBlock::default(),
-            cache: CacheConfig::keeping_for(Duration::from_secs(0)),
-            rate_limit: 0.0,
-            api_key_cti: None,
-            proxy_http: None,
-            proxy_https: None,
-            endpoint: Endpoint::Search,
-            max_tlp: TlpSetting(Tlp::Amber),
-            request_timeout: IsoDuration(Duration::from_secs(30)),
-        }
-    }
+    /// The upstream answer cache.
+    #[key(group = [KeyDef::cache_ttl("PT0S"), KeyDef::CACHE_CAPACITY, KeyDef::CACHE_MAX_BYTES])]
+    pub cache: CacheConfig,
+    #[key(like = KeyDef::RATE_LIMIT)]
+    pub rate_limit: f64,
 }
 
 impl LastinfosecConfig {

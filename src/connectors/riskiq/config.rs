@@ -3,16 +3,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use opencti_connectors_macros::Keys;
 use serde::Deserialize;
 
 use super::RiskiqConnector;
 use crate::config::keys::Range;
 use crate::config::{
-    Checks, ConnectorBlock, ConnectorKind, IsoDuration, KeyDef, Kind, Secret, SectionSpec,
-    TlpSetting, UrlSetting,
+    Checks, ConnectorBlock, ConnectorKind, IsoDuration, KeyDef, Kind, OfficialImage, Secret,
+    SectionSpec, TlpSetting, UrlSetting,
 };
 use crate::connectors::{BuildContext, ConnectorConfig, Hosted};
-use crate::stix::Tlp;
 use crate::upstream::cache::CacheConfig;
 
 /// The `riskiq` section's shape.
@@ -25,88 +25,55 @@ pub static SPEC: SectionSpec = SectionSpec {
     },
     default_name: "RiskIQ PassiveTotal",
     default_scope: "IPv4-Addr,Domain-Name",
-    default_api_base_url: "https://api.riskiq.net/pt",
-    api_base_url_aliases: &[],
-    keys: &[
-        KeyDef {
-            key: "username",
-            env_aliases: &[],
-            kind: Kind::Secret,
-            default: "",
-            doc: "PassiveTotal account e-mail (HTTP Basic user; required).",
-        },
-        KeyDef {
-            key: "api_key",
-            env_aliases: &[],
-            kind: Kind::Secret,
-            default: "",
-            doc: "PassiveTotal API key (HTTP Basic password; required).",
-        },
-        KeyDef::max_tlp(
-            "TLP:AMBER",
-            "Highest TLP of an observable that may be sent to PassiveTotal (the official connector has no default and sends every TLP; `TLP:RED` lets every standard TLP through).",
-        ),
-        KeyDef {
-            key: "import_last_seen_time_window",
-            env_aliases: &[],
-            kind: Kind::Duration(Range::new(
-                Duration::from_secs(60),
-                Duration::from_secs(3650 * 86400),
-            )),
-            default: "P30D",
-            doc: "Only resolutions seen within this window (sent to the API as `start`).",
-        },
-        KeyDef {
-            key: "quota_check_interval",
-            env_aliases: &[],
-            // PT0S reads the quota before every lookup, as the reference does.
-            kind: Kind::Duration(Range::new(Duration::ZERO, Duration::from_secs(86400))),
-            default: "PT10M",
-            doc: "Read `/v2/account/quota` at most this often; counted down locally in between.",
-        },
-        KeyDef::request_timeout("PT30S", "Timeout of one PassiveTotal request."),
-        KeyDef::cache_ttl("P1D"),
-        KeyDef::CACHE_CAPACITY,
-        KeyDef::CACHE_MAX_BYTES,
-        KeyDef::RATE_LIMIT,
-    ],
+    official: Some(OfficialImage {
+        image: "riskiq-passive-total",
+        default_id: None,
+        file_names: &[],
+    }),
+    keys: RiskiqConfig::KEYS,
 };
 
-/// `riskiq:` in the YAML file.
-#[derive(Debug, Clone, Deserialize)]
+/// `riskiq:` in the YAML file; each `#[key]` field is a key of the table.
+#[derive(Debug, Clone, Deserialize, Keys)]
 #[serde(deny_unknown_fields, default)]
+#[keys(spec = SPEC)]
 pub struct RiskiqConfig {
     pub enabled: bool,
+    /// Base URL of the upstream API.
+    #[key(kind = Kind::Url, default = "https://api.riskiq.net/pt")]
     pub api_base_url: UrlSetting,
     pub connector: ConnectorBlock,
-    /// The upstream answer cache.
-    pub cache: CacheConfig,
-    /// Upstream requests a second at most (0: no limit).
-    pub rate_limit: f64,
+    /// PassiveTotal account e-mail (HTTP Basic user; required).
+    #[key(kind = Kind::Secret, required, sample = "analyst@example.com")]
     pub username: Option<Secret>,
+    /// PassiveTotal API key (HTTP Basic password; required).
+    #[key(kind = Kind::Secret, required, sample = "riskiq-key")]
     pub api_key: Option<Secret>,
+    /// Highest TLP of an observable that may be sent to PassiveTotal (the official connector
+    /// has no default and sends every TLP; `TLP:RED` lets every standard TLP through).
+    #[key(kind = Kind::Tlp, default = "TLP:AMBER")]
     pub max_tlp: TlpSetting,
+    /// Only resolutions seen within this window (sent to the API as `start`).
+    #[key(
+        kind = Kind::Duration(Range::new(Duration::from_secs(60), Duration::from_secs(3650 * 86400))),
+        default = "P30D"
+    )]
     pub import_last_seen_time_window: IsoDuration,
+    /// Read `/v2/account/quota` at most this often; counted down locally in between.
+    // PT0S reads the quota before every lookup, as the reference does.
+    #[key(
+        kind = Kind::Duration(Range::new(Duration::ZERO, Duration::from_secs(86400))),
+        default = "PT10M"
+    )]
     pub quota_check_interval: IsoDuration,
+    /// Timeout of one PassiveTotal request.
+    #[key(like = KeyDef::REQUEST_TIMEOUT, default = "PT30S")]
     pub request_timeout: IsoDuration,
-}
-
-impl Default for RiskiqConfig {
-    fn default() -> Self {
-        RiskiqConfig {
-            enabled: false,
-            api_base_url: SPEC.default_api_base_url.into(),
-            connector: ConnectorBlock::default(),
-            cache: CacheConfig::keeping_for(Duration::from_secs(86400)),
-            rate_limit: 0.0,
-            username: None,
-            api_key: None,
-            max_tlp: TlpSetting(Tlp::Amber),
-            import_last_seen_time_window: IsoDuration(Duration::from_secs(30 * 86400)),
-            quota_check_interval: IsoDuration(Duration::from_secs(600)),
-            request_timeout: IsoDuration(Duration::from_secs(30)),
-        }
-    }
+    /// The upstream answer cache.
+    #[key(group = [KeyDef::cache_ttl("P1D"), KeyDef::CACHE_CAPACITY, KeyDef::CACHE_MAX_BYTES])]
+    pub cache: CacheConfig,
+    #[key(like = KeyDef::RATE_LIMIT)]
+    pub rate_limit: f64,
 }
 
 impl ConnectorConfig for RiskiqConfig {
