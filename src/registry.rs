@@ -349,10 +349,7 @@ pub fn build_one(config: &Config, name: &str) -> Result<(ConnectorSettings, Host
         usize::try_from(config.daemon.max_upstream_bytes).unwrap_or(usize::MAX);
     let egress = config.egress()?;
     let hosted = section
-        .build(&BuildContext {
-            settings: &settings,
-            egress: Some(&egress),
-        })
+        .build(&BuildContext::new(&settings, Some(&egress)))
         .map_err(|e| ConfigError::Many(vec![format!("{name}: {e}")]))?;
     Ok((settings, hosted))
 }
@@ -371,11 +368,7 @@ pub fn build_with(
     let mut built = Vec::new();
     let mut errors = Vec::new();
     for (settings, section) in config.resolve_enabled()? {
-        let ctx = BuildContext {
-            settings: &settings,
-            egress: Some(egress),
-        };
-        match section.build(&ctx) {
+        match section.build(&BuildContext::new(&settings, Some(egress))) {
             Ok(hosted) => built.push((settings, hosted)),
             Err(e) => errors.push(format!("{}: {e}", settings.key)),
         }

@@ -87,7 +87,7 @@ impl ConnectorConfig for IpsumConfig {
     }
 
     fn build(&self, ctx: &BuildContext<'_>) -> Result<Hosted, String> {
-        let connector = IpsumConnector::new(self, ctx.settings.name.clone(), ctx.egress)?;
+        let connector = IpsumConnector::new(self, ctx)?;
         Ok(Hosted::Import(Arc::new(connector)))
     }
 }
