@@ -13,14 +13,14 @@ use crate::config::{
     self, Checks, ConfigError, ConnectorBlock, ConnectorSettings, DaemonConfig, KeySpec, LogConfig,
     MqConfig, OpenctiConfig, ProxyConfig, SectionSpec, TlsConfig, keys, loader,
 };
-use crate::connectors::{BuildContext, ConnectorConfig, Hosted};
+use crate::connectors::{BuildContext, BuildError, ConnectorConfig, Hosted};
 
 /// What the registry needs of a section: [`ConnectorConfig`], made object-safe.
 trait Section {
     fn spec(&self) -> &'static SectionSpec;
     fn base(&self) -> (bool, &ConnectorBlock);
     fn check(&self, checks: &mut Checks);
-    fn build(&self, ctx: &BuildContext<'_>) -> Result<Hosted, String>;
+    fn build(&self, ctx: &BuildContext<'_>) -> Result<Hosted, BuildError>;
     fn upstream_urls(&self) -> Vec<String>;
     fn proxies(
         &self,
@@ -38,7 +38,7 @@ impl<T: ConnectorConfig> Section for T {
     fn check(&self, checks: &mut Checks) {
         ConnectorConfig::check(self, checks)
     }
-    fn build(&self, ctx: &BuildContext<'_>) -> Result<Hosted, String> {
+    fn build(&self, ctx: &BuildContext<'_>) -> Result<Hosted, BuildError> {
         ConnectorConfig::build(self, ctx)
     }
     fn upstream_urls(&self) -> Vec<String> {

@@ -86,3 +86,21 @@ impl<'a> BuildContext<'a> {
         Counted::new(self.section())
     }
 }
+
+/// Why a connector could not be built (a client, a URL): a start-up error, which the
+/// registry prefixes with the section.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BuildError(pub String);
+
+impl From<String> for BuildError {
+    fn from(message: String) -> Self {
+        BuildError(message)
+    }
+}
+
+impl From<&str> for BuildError {
+    fn from(message: &str) -> Self {
+        BuildError(message.to_string())
+    }
+}

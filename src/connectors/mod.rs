@@ -44,7 +44,7 @@ use crate::config::{Checks, ConnectorBlock, SectionSpec};
 use crate::stix::{ObjectMarking, Tlp};
 use crate::upstream::http::UpstreamError;
 
-pub use build::BuildContext;
+pub use build::{BuildContext, BuildError};
 
 /// A connector's section of the configuration (`ipinfo:` in the YAML file).
 pub trait ConnectorConfig:
@@ -57,7 +57,7 @@ pub trait ConnectorConfig:
     /// Checks beyond types, each naming its key (relative to the section).
     fn check(&self, checks: &mut Checks);
     /// Builds the connector; fallible setup (clients, URLs) happens here, at start-up.
-    fn build(&self, ctx: &BuildContext<'_>) -> Result<Hosted, String>;
+    fn build(&self, ctx: &BuildContext<'_>) -> Result<Hosted, BuildError>;
     /// The base URLs the connector calls (what `check-config --online` routes).
     fn upstream_urls(&self) -> Vec<String>;
     /// The proxies of the connector's calls: the daemon's unless the section has its own.
