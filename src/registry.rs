@@ -1,9 +1,9 @@
 //! The registry: the top-level [`Config`] (the shared blocks plus one section per connector),
 //! the one list of connectors, every configuration key, validation and [`build_all`].
 //!
-//! Dependencies run one way: connectors use [`crate::config`], and only this module knows
-//! them all. Adding a connector is one new directory under `src/connectors/` plus one line in
-//! the `registry!` list below.
+//! Dependencies run one way: connectors use [`crate::config`], and only this module reads
+//! their list. Adding a connector is one new directory under `src/connectors/` plus one line
+//! in the `connectors!` list of `src/connectors/mod.rs`.
 
 use std::collections::HashMap;
 
@@ -13,11 +13,6 @@ use crate::config::{
     self, Checks, ConfigError, ConnectorBlock, ConnectorSettings, DaemonConfig, KeySpec, LogConfig,
     MqConfig, OpenctiConfig, ProxyConfig, SectionSpec, TlsConfig, keys, loader,
 };
-use crate::connectors::ipinfo::IpinfoConfig;
-use crate::connectors::ipsum::IpsumConfig;
-use crate::connectors::ivre::IvreConfig;
-use crate::connectors::lastinfosec::LastinfosecConfig;
-use crate::connectors::riskiq::RiskiqConfig;
 use crate::connectors::{BuildContext, ConnectorConfig, Hosted};
 
 /// What the registry needs of a section: [`ConnectorConfig`], made object-safe.
@@ -58,7 +53,7 @@ impl<T: ConnectorConfig> Section for T {
 }
 
 /// Declares [`Config`] with one field per connector section and the list of sections, from
-/// one list of `section: Type` lines.
+/// the one list of connectors (`crate::connectors`'s `connectors!`).
 macro_rules! registry {
     ($($section:ident: $config:ty),+ $(,)?) => {
         /// The whole daemon configuration: the shared blocks, then one section per connector.
@@ -88,13 +83,7 @@ macro_rules! registry {
     };
 }
 
-registry! {
-    ipinfo: IpinfoConfig,
-    ipsum: IpsumConfig,
-    riskiq: RiskiqConfig,
-    lastinfosec: LastinfosecConfig,
-    ivre: IvreConfig,
-}
+crate::connectors::with_connectors!(registry);
 
 /// Libraries whose debug and trace logs could carry secrets (see [`Config::log_filter`]).
 const QUIET_LIBRARIES: &[&str] = &[

@@ -1,15 +1,35 @@
 //! The connector contract: the traits a connector implements, [`ConnectorError`] with the one
-//! classifier of upstream failures, and [`Outcome`]. The list of connectors lives in
-//! [`crate::registry`].
+//! classifier of upstream failures, and [`Outcome`]; and the list of connectors, which
+//! [`crate::registry`] reads.
 //!
 //! A connector is a thin mapping from an upstream answer to STIX objects. The runtime owns
 //! everything else: registration, pings, the queue, the TLP gate, work reporting, sending.
 
-pub mod ipinfo;
-pub mod ipsum;
-pub mod ivre;
-pub mod lastinfosec;
-pub mod riskiq;
+/// Declares each connector's module, and `with_connectors!`, which hands the list to a macro
+/// of the caller's (the registry's): `with_connectors!(registry)` is `registry! { ipinfo:
+/// ipinfo::IpinfoConfig, … }`.
+macro_rules! connectors {
+    ($($section:ident: $config:ident),+ $(,)?) => {
+        $(pub mod $section;)+
+
+        macro_rules! with_connectors {
+            ($callback:ident) => {
+                $callback! { $($section: $crate::connectors::$section::$config),+ }
+            };
+        }
+        pub(crate) use with_connectors;
+    };
+}
+
+// Every connector, in README order: its directory's name and its section's type. Adding a
+// connector is its directory plus one line here.
+connectors! {
+    ipinfo: IpinfoConfig,
+    ipsum: IpsumConfig,
+    riskiq: RiskiqConfig,
+    lastinfosec: LastinfosecConfig,
+    ivre: IvreConfig,
+}
 
 use std::sync::Arc;
 use std::time::Duration;

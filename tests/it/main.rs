@@ -20,6 +20,7 @@ mod ivre_certificates;
 mod ivre_e2e;
 mod ivre_maxmind;
 mod lastinfosec_e2e;
+mod layout;
 mod migrate;
 mod oneshot;
 mod opencti7;
