@@ -12,8 +12,9 @@
 //!   (`toReceived` → `toProcessed` of each work), messages published before the daemon starts;
 //! - the limit: the same fakes and broker driven by a loop that does no enrichment work
 //!   (consume → one GraphQL call → push → ack), at concurrency 64;
-//! - start-up time to all five connectors registered and consuming (`/healthz` 200);
-//! - RSS with all five enabled after IPsum's first run (levels/5), after 10k and 20k
+//! - start-up time to every connector of the registry registered and consuming (`/healthz`
+//!   200);
+//! - RSS with every connector enabled after IPsum's first run (levels/5), after 10k and 20k
 //!   enrichments (default settings, distinct IPs);
 //! - IPsum imports of 1.4k to 120k IPs: wall time, daemon CPU (user + sys) and peak RSS.
 
@@ -276,25 +277,44 @@ fn ipsum_env(id: &str, upstream: &str, feed: &str) -> Vec<(String, String)> {
     ])
 }
 
-fn all_five_env(upstream: &str) -> Vec<(String, String)> {
+/// Sets each of `pairs` in `env`, in place when the name is there already.
+fn set(env: &mut Vec<(String, String)>, pairs: Vec<(String, String)>) {
+    for (k, v) in pairs {
+        match env.iter_mut().find(|(name, _)| *name == k) {
+            Some(entry) => entry.1 = v,
+            None => env.push((k, v)),
+        }
+    }
+}
+
+/// Every connector of the registry enabled with what it requires and a fresh id, each at
+/// `<upstream>/<section>`; IPinfo and IPsum as in their own cases (IPsum on levels/5).
+/// Returns the environment, IPinfo's id and IPsum's.
+fn every_connector_env(upstream: &str) -> (Vec<(String, String)>, String, String) {
     let id = || uuid::Uuid::new_v4().to_string();
-    let mut env = ipinfo_env(&id(), upstream, &[]);
-    env.extend(ipsum_env(&id(), upstream, "5"));
-    env.extend(kv(&[
-        ("RISKIQ_ENABLED", "true"),
-        ("RISKIQ_CONNECTOR_ID", &id()),
-        ("RISKIQ_USERNAME", "u"),
-        ("RISKIQ_API_KEY", "k"),
-        ("RISKIQ_API_BASE_URL", upstream),
-        ("LASTINFOSEC_ENABLED", "true"),
-        ("LASTINFOSEC_CONNECTOR_ID", &id()),
-        ("LASTINFOSEC_API_KEY_CTI", "k"),
-        ("LASTINFOSEC_API_BASE_URL", upstream),
-        ("IVRE_ENABLED", "true"),
-        ("IVRE_CONNECTOR_ID", &id()),
-        ("IVRE_DB_URL", &format!("{upstream}/cgi")),
-    ]));
-    env
+    let (ipinfo_id, ipsum_id) = (id(), id());
+    let mut env: Vec<(String, String)> = testkit::every_connector_env()
+        .into_iter()
+        .filter(|(k, _)| !testkit::OPENCTI_ENV.iter().any(|(name, _)| name == k))
+        .map(|(k, v)| {
+            if k.ends_with("_CONNECTOR_ID") {
+                (k, id())
+            } else {
+                (k, v)
+            }
+        })
+        .collect();
+    let keys = opencti_connectors::registry::all_keys();
+    for spec in opencti_connectors::registry::specs() {
+        let path = format!("{}.api_base_url", spec.section);
+        if let Some(key) = keys.iter().find(|k| k.path == path) {
+            let url = format!("{upstream}/{}", spec.section);
+            set(&mut env, vec![(key.env[0].clone(), url)]);
+        }
+    }
+    set(&mut env, ipinfo_env(&ipinfo_id, upstream, &[]));
+    set(&mut env, ipsum_env(&ipsum_id, upstream, "5"));
+    (env, ipinfo_id, ipsum_id)
 }
 
 /// The `n`-th benchmark address: public (1.0.0.0 onwards), so none is skipped as private.
@@ -671,10 +691,11 @@ async fn main() {
     let (upstream_url, upstream) = start_upstream().await;
     if let Some(serve) = args.iter().find(|a| a.starts_with("serve")) {
         // For profiling by hand: the fakes stay up; the daemon's environment is printed.
-        // `serve`: all five; `serve-ipsum=<feed>`: IPsum alone on that feed (`1`, `60000`…).
+        // `serve`: every connector; `serve-ipsum=<feed>`: IPsum alone on that feed (`1`,
+        // `60000`…).
         let env = match serve.strip_prefix("serve-ipsum=") {
             Some(feed) => ipsum_env(&uuid::Uuid::new_v4().to_string(), &upstream_url, feed),
-            None => all_five_env(&upstream_url),
+            None => every_connector_env(&upstream_url).0,
         };
         for (k, v) in [base_env(&fake), env].concat() {
             println!("export {k}='{v}'");
@@ -696,22 +717,11 @@ async fn main() {
             .map_or("unknown CPU".into(), |(_, m)| m.trim().to_string())
     );
 
-    // Start-up and memory with all five.
+    // Start-up and memory with every connector.
     if run("memory") {
-        let daemon = Daemon::spawn(&[base_env(&fake), all_five_env(&upstream_url)].concat());
+        let (env, ipinfo_id, ipsum_id) = every_connector_env(&upstream_url);
+        let daemon = Daemon::spawn(&[base_env(&fake), env].concat());
         let startup = daemon.wait_healthy(Duration::from_secs(60)).await;
-        let ipsum_id = {
-            let state = fake.state.lock().unwrap();
-            state
-                .calls
-                .iter()
-                .rfind(|c| {
-                    c.field == "registerConnector"
-                        && c.variables["input"]["type"] == "EXTERNAL_IMPORT"
-                })
-                .map(|c| c.variables["input"]["id"].as_str().unwrap().to_string())
-                .unwrap()
-        };
         import_done(&fake, &ipsum_id, Duration::from_secs(60)).await;
         tokio::time::sleep(Duration::from_secs(2)).await;
         let rss_idle = daemon.rss_mib();
@@ -719,17 +729,6 @@ async fn main() {
             daemon.status("RssAnon:") as f64 / 1024.0,
             daemon.status("RssFile:") as f64 / 1024.0,
         );
-        let ipinfo_id = {
-            let state = fake.state.lock().unwrap();
-            state
-                .calls
-                .iter()
-                .find(|c| {
-                    c.field == "registerConnector" && c.variables["input"]["name"] == "IPInfo"
-                })
-                .map(|c| c.variables["input"]["id"].as_str().unwrap().to_string())
-                .unwrap()
-        };
         publish(&fake, &ipinfo_id, 0, 10_000).await;
         processed(&fake, &ipinfo_id, 10_000, Duration::from_secs(600)).await;
         tokio::time::sleep(Duration::from_secs(3)).await;
@@ -740,10 +739,11 @@ async fn main() {
         let rss_20k = daemon.rss_mib();
         let threads = daemon.status("Threads:");
         drop(daemon);
-        println!("## Start-up and memory (all five connectors, default settings)\n");
+        let count = opencti_connectors::registry::specs().len();
+        println!("## Start-up and memory (all {count} connectors, default settings)\n");
         println!("| measure | value |\n|---|---|");
         println!(
-            "| start-up to all five registered and consuming | {} |",
+            "| start-up to all {count} registered and consuming | {} |",
             ms(startup)
         );
         println!(

@@ -3,7 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use opencti_connectors::connectors::ipsum::{CHUNK_IPS, IpsumConfig, IpsumConnector, parse};
+use opencti_connectors::connectors::BuildContext;
+use opencti_connectors::connectors::ipsum::{CHUNK_IPS, IpsumConfig, IpsumConnector, SPEC, parse};
 use opencti_connectors::opencti::split::split;
 use opencti_connectors::stix::ids;
 
@@ -34,7 +35,9 @@ fn main() {
         "/../shared/fixtures/ipsum/levels/1.txt"
     ))
     .expect("the IPsum level-1 fixture (../shared/fixtures/ipsum/levels/1.txt)");
-    let connector = IpsumConnector::new(&IpsumConfig::default(), "IPsum".into(), None).unwrap();
+    let section = IpsumConfig::default();
+    let settings = section.connector.resolve_unregistered(&SPEC);
+    let connector = IpsumConnector::new(&section, &BuildContext::new(&settings, None)).unwrap();
     let now = "2026-01-01T00:00:00.000Z";
 
     bench("ipsum: parse levels/1.txt (lines)", 7, || {

@@ -1,6 +1,7 @@
-//! Fixtures: the shared ones under `../shared/` (beside the repository) and the project's
-//! own, constructed ones under `tests/fixtures/`. The one reader of the unit tests
-//! (`crate::fixtures`) and, through the `fixtures` feature, of `tests/support` (testkit).
+//! Fixtures: the shared ones under `../shared/` (beside the repository), the project's own,
+//! constructed ones under `tests/fixtures/`, and the environments that enable the registry's
+//! connectors. The one reader of the unit tests (`crate::fixtures`) and, through the
+//! `fixtures` feature, of `tests/support` (testkit).
 
 /// Path of a file under `../shared/`.
 pub fn shared(path: &str) -> String {
@@ -32,4 +33,39 @@ pub fn constructed(connector: &str, name: &str) -> String {
 pub fn constructed_json(connector: &str, name: &str) -> serde_json::Value {
     serde_json::from_str(&constructed(connector, name))
         .unwrap_or_else(|e| panic!("fixture tests/fixtures/{connector}/{name}: {e}"))
+}
+
+/// OpenCTI's URL and token, as the tests that load a whole configuration give them.
+pub const OPENCTI_ENV: [(&str, &str); 2] = [
+    ("OPENCTI_URL", "http://opencti:8080"),
+    ("OPENCTI_TOKEN", "opencti-token"),
+];
+
+/// Every connector of the registry enabled with what it requires (each section's
+/// [`SectionSpec::enabling_env`](crate::config::SectionSpec::enabling_env)), after
+/// [`OPENCTI_ENV`]: the environment of the tests whose claim is about every connector, so
+/// that a connector added to the registry is in them with no other edit.
+pub fn every_connector_env() -> Vec<(String, String)> {
+    OPENCTI_ENV
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .chain(
+            crate::registry::specs()
+                .into_iter()
+                .flat_map(|spec| spec.enabling_env()),
+        )
+        .collect()
+}
+
+/// The variable (its first name) and sample of each required key of `spec`, in its order:
+/// what a section needs besides `<SECTION>_ENABLED` and a connector id.
+pub fn required_env(spec: &crate::config::SectionSpec) -> Vec<(String, String)> {
+    spec.keys
+        .iter()
+        .filter(|k| k.required)
+        .map(|k| {
+            let path = format!("{}.{}", spec.section, k.key);
+            (crate::config::keys::env_name(&path), k.sample.to_string())
+        })
+        .collect()
 }

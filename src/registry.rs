@@ -13,14 +13,14 @@ use crate::config::{
     self, Checks, ConfigError, ConnectorBlock, ConnectorSettings, DaemonConfig, KeySpec, LogConfig,
     MqConfig, OpenctiConfig, ProxyConfig, SectionSpec, TlsConfig, keys, loader,
 };
-use crate::connectors::{BuildContext, ConnectorConfig, Hosted};
+use crate::connectors::{BuildContext, BuildError, ConnectorConfig, Hosted};
 
 /// What the registry needs of a section: [`ConnectorConfig`], made object-safe.
 trait Section {
     fn spec(&self) -> &'static SectionSpec;
     fn base(&self) -> (bool, &ConnectorBlock);
     fn check(&self, checks: &mut Checks);
-    fn build(&self, ctx: &BuildContext<'_>) -> Result<Hosted, String>;
+    fn build(&self, ctx: &BuildContext<'_>) -> Result<Hosted, BuildError>;
     fn upstream_urls(&self) -> Vec<String>;
     fn proxies(
         &self,
@@ -38,7 +38,7 @@ impl<T: ConnectorConfig> Section for T {
     fn check(&self, checks: &mut Checks) {
         ConnectorConfig::check(self, checks)
     }
-    fn build(&self, ctx: &BuildContext<'_>) -> Result<Hosted, String> {
+    fn build(&self, ctx: &BuildContext<'_>) -> Result<Hosted, BuildError> {
         ConnectorConfig::build(self, ctx)
     }
     fn upstream_urls(&self) -> Vec<String> {
@@ -344,10 +344,7 @@ pub fn build_one(config: &Config, name: &str) -> Result<(ConnectorSettings, Host
         usize::try_from(config.daemon.max_upstream_bytes).unwrap_or(usize::MAX);
     let egress = config.egress()?;
     let hosted = section
-        .build(&BuildContext {
-            settings: &settings,
-            egress: Some(&egress),
-        })
+        .build(&BuildContext::new(&settings, Some(&egress)))
         .map_err(|e| ConfigError::Many(vec![format!("{name}: {e}")]))?;
     Ok((settings, hosted))
 }
@@ -366,11 +363,7 @@ pub fn build_with(
     let mut built = Vec::new();
     let mut errors = Vec::new();
     for (settings, section) in config.resolve_enabled()? {
-        let ctx = BuildContext {
-            settings: &settings,
-            egress: Some(egress),
-        };
-        match section.build(&ctx) {
+        match section.build(&BuildContext::new(&settings, Some(egress))) {
             Ok(hosted) => built.push((settings, hosted)),
             Err(e) => errors.push(format!("{}: {e}", settings.key)),
         }

@@ -181,6 +181,15 @@ impl ConnectorBlock {
     }
 }
 
+impl ConnectorBlock {
+    /// The settings of a connector that registers nothing (a one-shot import, tests,
+    /// benches): resolved as [`ConnectorBlock::resolve`] does (a nil id unless one is set),
+    /// the checks of a registered connector left out.
+    pub fn resolve_unregistered(&self, spec: &'static SectionSpec) -> ConnectorSettings {
+        self.resolve(spec, &mut Checks::new(spec))
+    }
+}
+
 /// The errors of one section, each naming its key as `<section>.<key> (env …): …`.
 #[derive(Debug)]
 pub struct Checks {

@@ -1,9 +1,11 @@
 //! The connector contract: the traits a connector implements, [`ConnectorError`] with the one
-//! classifier of upstream failures, and [`Outcome`]; and the list of connectors, which
-//! [`crate::registry`] reads.
+//! classifier of upstream failures, and [`Outcome`]; [`BuildContext`] (`build.rs`), what
+//! building one is handed; and the list of connectors, which [`crate::registry`] reads.
 //!
 //! A connector is a thin mapping from an upstream answer to STIX objects. The runtime owns
 //! everything else: registration, pings, the queue, the TLP gate, work reporting, sending.
+
+mod build;
 
 /// Declares each connector's module, and `with_connectors!`, which hands the list to a macro
 /// of the caller's (the registry's): `with_connectors!(registry)` is `registry! { ipinfo:
@@ -38,18 +40,11 @@ use async_trait::async_trait;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::config::{Checks, ConnectorBlock, ConnectorSettings, SectionSpec};
+use crate::config::{Checks, ConnectorBlock, SectionSpec};
 use crate::stix::{ObjectMarking, Tlp};
 use crate::upstream::http::UpstreamError;
 
-/// What building a connector is handed: its resolved settings, and what its clients trust
-/// and which proxies they use (the daemon's `tls.*` and `proxy.*`; `None`: the web PKI,
-/// direct). The egress is handed here, not carried in the settings, so `config` stays
-/// below the upstream plumbing.
-pub struct BuildContext<'a> {
-    pub settings: &'a ConnectorSettings,
-    pub egress: Option<&'a crate::upstream::http::Egress>,
-}
+pub use build::{BuildContext, BuildError};
 
 /// A connector's section of the configuration (`ipinfo:` in the YAML file).
 pub trait ConnectorConfig:
@@ -62,7 +57,7 @@ pub trait ConnectorConfig:
     /// Checks beyond types, each naming its key (relative to the section).
     fn check(&self, checks: &mut Checks);
     /// Builds the connector; fallible setup (clients, URLs) happens here, at start-up.
-    fn build(&self, ctx: &BuildContext<'_>) -> Result<Hosted, String>;
+    fn build(&self, ctx: &BuildContext<'_>) -> Result<Hosted, BuildError>;
     /// The base URLs the connector calls (what `check-config --online` routes).
     fn upstream_urls(&self) -> Vec<String>;
     /// The proxies of the connector's calls: the daemon's unless the section has its own.

@@ -69,6 +69,28 @@ pub async fn send_counted(
     response
 }
 
+/// A connector's upstream calls, counted under its name as [`send_counted`] does: what a
+/// connector without a rate-limit gate sends through (a gate counts its own).
+#[derive(Debug, Clone, Copy)]
+pub struct Counted {
+    connector: &'static str,
+}
+
+impl Counted {
+    /// The calls of `connector`, counted under that name.
+    pub fn new(connector: &'static str) -> Self {
+        Counted { connector }
+    }
+
+    /// Sends `request`, counted.
+    pub async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> reqwest::Result<reqwest::Response> {
+        send_counted(self.connector, request).await
+    }
+}
+
 /// A rustls client builder with a timeout (connecting takes at most 10 s of it), the
 /// daemon's User-Agent, and `egress`'s trust and proxies (`None`: the web PKI, direct).
 pub fn builder(timeout: Duration, egress: Option<&Egress>) -> reqwest::ClientBuilder {

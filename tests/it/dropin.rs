@@ -10,7 +10,8 @@ use crate::common::*;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-/// The five official images the daemon stands in for: (compose fixture, `--as`).
+/// The official images whose compose files are fixtures here (`tests/fixtures/migrate/
+/// official`), named explicitly as each needs its file: (image, `--as`).
 const OFFICIAL: [(&str, &str); 5] = [
     ("ipinfo", "ipinfo"),
     ("ipsum", "ipsum"),
@@ -131,14 +132,22 @@ fn each_official_environment_names_its_placeholders_then_loads_once_they_are_fil
             "{name}: {stdout}{}",
             String::from_utf8_lossy(&out.stderr)
         );
+        let spec = opencti_connectors::registry::specs()
+            .into_iter()
+            .find(|s| s.section == section)
+            .unwrap();
+        assert_eq!(
+            spec.official.map(|o| o.image),
+            Some(name),
+            "{section}'s image"
+        );
+        // Without CONNECTOR_ID or CONNECTOR_NAME: the image's default id, the section's name.
         let value = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-        let id = value("CONNECTOR_ID").unwrap_or(IPSUM_DEFAULT_ID);
-        let connector_name = value("CONNECTOR_NAME").unwrap_or("IPsum");
-        let kind = if section == "ipsum" {
-            "EXTERNAL_IMPORT"
-        } else {
-            "INTERNAL_ENRICHMENT"
-        };
+        let id = value("CONNECTOR_ID")
+            .or(spec.official.and_then(|o| o.default_id))
+            .unwrap_or_else(|| panic!("{name}: no id"));
+        let connector_name = value("CONNECTOR_NAME").unwrap_or(spec.default_name);
+        let kind = spec.kind.connector_type();
         let lines: Vec<&str> = stdout.lines().collect();
         assert_eq!(
             lines[0],
@@ -197,9 +206,16 @@ fn as_applies_to_run_and_check_config_only() {
     assert!(run(&["config-table"], &env).status.success());
     let out = run(&["check-config", "--as", "shodan"], &[]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains(
-        "`shodan` is not a connector; expected one of: ipinfo, ipsum, riskiq, lastinfosec, ivre"
-    ));
+    let names: Vec<&str> = opencti_connectors::registry::specs()
+        .iter()
+        .map(|s| s.section)
+        .collect();
+    let want = format!(
+        "`shodan` is not a connector; expected one of: {}",
+        names.join(", ")
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&want), "{want}\nmissing from: {stderr}");
 }
 
 #[tokio::test]

@@ -213,40 +213,10 @@ proptest! {
     }
 }
 
-/// Every connector enabled with what each requires: a hostile value of any key then reaches
-/// the checks and the build of the section that owns it.
+/// Every connector of the registry enabled with what each requires: a hostile value of any
+/// key then reaches the checks and the build of the section that owns it.
 fn every_connector_env() -> std::collections::HashMap<String, String> {
-    [
-        ("OPENCTI_URL", "http://opencti:8080"),
-        ("OPENCTI_TOKEN", "opencti-token"),
-        ("IPINFO_ENABLED", "true"),
-        (
-            "IPINFO_CONNECTOR_ID",
-            "2f0cc9a8-0b1b-4e2a-9f7d-1c2b3d4e5f60",
-        ),
-        ("IPINFO_TOKEN", "ipinfo-token"),
-        ("IPSUM_ENABLED", "true"),
-        ("IPSUM_CONNECTOR_ID", "9b7c2e14-3f5a-4d8b-9c1e-6a2f4b8d0e37"),
-        ("RISKIQ_ENABLED", "true"),
-        (
-            "RISKIQ_CONNECTOR_ID",
-            "5d1f6a0e-8c3b-4f2a-9e7d-2b4c6d8e0f12",
-        ),
-        ("RISKIQ_USERNAME", "analyst@example.com"),
-        ("RISKIQ_API_KEY", "riskiq-key"),
-        ("LASTINFOSEC_ENABLED", "true"),
-        (
-            "LASTINFOSEC_CONNECTOR_ID",
-            "7c4e2a10-3b5d-4e6f-8a9b-0c1d2e3f4a5b",
-        ),
-        ("LASTINFOSEC_API_KEY_CTI", "lis-key"),
-        ("IVRE_ENABLED", "true"),
-        ("IVRE_CONNECTOR_ID", "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d"),
-        ("IVRE_API_BASE_URL", "http://ivre/cgi"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect()
+    testkit::every_connector_env().into_iter().collect()
 }
 
 /// Values at and past every edge a setting has: numbers of every size and sign, durations
@@ -344,7 +314,7 @@ proptest! {
             sections.push(section(&key.path).to_string());
         }
         match load_and_build(&env) {
-            Ok(built) => prop_assert!(built <= 5),
+            Ok(built) => prop_assert!(built <= opencti_connectors::registry::specs().len()),
             Err(message) => prop_assert!(
                 sections.iter().any(|s| message.contains(s.as_str())),
                 "{message} names none of {sections:?}"
@@ -446,5 +416,33 @@ fn check_config_exits_0_or_2_on_hostile_settings_never_101() {
     ] {
         let (code, stderr) = run(&[(name, value)]);
         assert_eq!(code, Some(2), "{name}={value}: {stderr}");
+    }
+    // Every section's numbers past any range at once: each is named with its range.
+    use opencti_connectors::config::Kind;
+    for spec in opencti_connectors::registry::specs() {
+        let prefix = format!("{}.", spec.section);
+        let hostile: Vec<(String, &str)> = opencti_connectors::registry::all_keys()
+            .into_iter()
+            .filter(|k| k.path.starts_with(&prefix))
+            .filter_map(|k| {
+                let value = match k.kind {
+                    Kind::Int(_) => "18446744073709551615",
+                    Kind::Float(_) => "1e300",
+                    Kind::Duration(_) => "P500000000000D",
+                    _ => return None,
+                };
+                Some((k.env[0].clone(), value))
+            })
+            .collect();
+        let set: Vec<(&str, &str)> = hostile.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        let (code, stderr) = run(&set);
+        assert_eq!(code, Some(2), "{}: {stderr}", spec.section);
+        for (name, value) in &set {
+            let line = stderr
+                .lines()
+                .find(|l| l.contains(&format!("(env {name}): `{value}` is ")))
+                .unwrap_or_else(|| panic!("{name}={value}: {stderr}"));
+            assert!(line.contains("; allowed: "), "{line}");
+        }
     }
 }

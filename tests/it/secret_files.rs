@@ -1,6 +1,7 @@
 //! Secrets from files through the binary: `<VARIABLE>_FILE` and `<key>_file` give the value
-//! (trailing newline trimmed), in normal mode and in a drop-in; both forms, or an unreadable
-//! file, stop the start (exit 2) with an error naming the path, never the content.
+//! (trailing newline trimmed), in normal mode and in a drop-in, for every connector's required
+//! secrets and URLs; both forms, or an unreadable file, stop the start (exit 2) with an error
+//! naming the path, never the content.
 
 use std::process::{Command, Output};
 
@@ -140,4 +141,44 @@ fn a_drop_in_reads_the_official_names_from_files() {
         !text.contains("lis-env-secret") && !text.contains("lis-file-secret"),
         "{text}"
     );
+}
+
+#[test]
+fn every_connector_s_required_secrets_and_urls_can_come_from_files() {
+    use opencti_connectors::config::files::accepts_file;
+    use opencti_connectors::registry::{all_keys, specs};
+    let files = Files::new();
+    let keys = all_keys();
+    let mut env = testkit::every_connector_env();
+    let mut from_files = 0;
+    for spec in specs() {
+        for (name, sample) in testkit::required_env(spec) {
+            let key = keys.iter().find(|k| k.env[0] == name).unwrap();
+            if !accepts_file(key) {
+                continue;
+            }
+            let path = files.write(&name, &format!("{sample}\n"));
+            env.retain(|(k, _)| *k != name);
+            env.push((format!("{name}_FILE"), path));
+            from_files += 1;
+        }
+    }
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let (out, text) = check_config(&[], &env, &files.0);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    for spec in specs() {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(&format!("{}: ", spec.section))),
+            "{text}"
+        );
+    }
+    assert!(
+        text.contains(&format!(
+            "configuration OK ({} connector(s) enabled)",
+            specs().len()
+        )),
+        "{text}"
+    );
+    assert!(from_files >= 5, "{from_files} values from files");
 }

@@ -8,25 +8,39 @@ use std::sync::{Arc, Mutex};
 
 use crate::common::*;
 use async_trait::async_trait;
+use opencti_connectors::config::Kind;
 use opencti_connectors::connectors::{ConnectorError, Hosted, ImportContext};
-use opencti_connectors::registry::{Config, build_all};
+use opencti_connectors::registry::{Config, all_keys, build_all, specs};
 use serde_json::{Value, json};
-use wiremock::matchers::{method, path_regex};
+use wiremock::matchers::{any, method, path_regex};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
+/// The secrets set outside the connectors' own secret keys (see [`section_secrets`]).
 const SECRETS: &[&str] = &[
     "opencti-secret-token",
-    "ipinfo-secret-token",
-    "riskiq-secret-user",
-    "riskiq-secret-key",
-    "lis-secret-key",
-    "ivre_secret_key",
     "ivre-url-password",
-    "ipsum-secret-key",
     "mq-secret-pass",
     "proxy-secret-pass",
     "env-proxy-secret",
 ];
+
+/// The value of the secret variable `name` here: `ipinfo-token-s3cret` for `IPINFO_TOKEN`.
+fn secret_of(name: &str) -> String {
+    format!("{}-s3cret", name.to_ascii_lowercase().replace('_', "-"))
+}
+
+/// Every secret key of every connector of the registry, by its variable, with its secret.
+fn section_secrets() -> Vec<(String, String)> {
+    let sections: Vec<String> = specs().iter().map(|s| format!("{}.", s.section)).collect();
+    all_keys()
+        .into_iter()
+        .filter(|k| k.kind == Kind::Secret && sections.iter().any(|s| k.path.starts_with(s)))
+        .map(|k| {
+            let value = secret_of(&k.env[0]);
+            (k.env[0].clone(), value)
+        })
+        .collect()
+}
 
 /// Everything written by the subscriber.
 #[derive(Clone, Default)]
@@ -67,74 +81,70 @@ impl ImportContext for Accepting {
     }
 }
 
-/// The daemon's config with every connector enabled against `base`, all secrets set.
+/// The daemon's config with every connector of the registry enabled against `base` (each at
+/// `<base>/<section>`), all secrets set.
 fn config(base: &str) -> Config {
-    let ivre_url = format!(
-        "{}/ivre#X-API-Key=ivre_secret_key",
-        base.replace("http://", "http://ivre-user:ivre-url-password@")
-    );
-    let pairs = [
-        ("LOG_LEVEL", "trace".to_string()),
-        ("OPENCTI_URL", "http://127.0.0.1:9".into()),
-        ("OPENCTI_TOKEN", "opencti-secret-token".into()),
-        ("MQ_PASS", "mq-secret-pass".into()),
-        ("IPINFO_ENABLED", "true".into()),
-        ("IPINFO_CONNECTOR_ID", uuid::Uuid::new_v4().to_string()),
-        ("IPINFO_TOKEN", "ipinfo-secret-token".into()),
-        ("IPINFO_API_BASE_URL", format!("{base}/ipinfo")),
-        ("RISKIQ_ENABLED", "true".into()),
-        ("RISKIQ_CONNECTOR_ID", uuid::Uuid::new_v4().to_string()),
-        ("RISKIQ_USERNAME", "riskiq-secret-user".into()),
-        ("RISKIQ_API_KEY", "riskiq-secret-key".into()),
-        ("RISKIQ_API_BASE_URL", format!("{base}/riskiq")),
-        ("LASTINFOSEC_ENABLED", "true".into()),
-        ("LASTINFOSEC_CONNECTOR_ID", uuid::Uuid::new_v4().to_string()),
-        ("LASTINFOSEC_API_KEY_CTI", "lis-secret-key".into()),
-        ("LASTINFOSEC_API_BASE_URL", format!("{base}/lis")),
-        (
-            "LASTINFOSEC_PROXY_HTTPS",
-            "http://proxy-user:proxy-secret-pass@127.0.0.1:9".into(),
-        ),
-        ("IVRE_ENABLED", "true".into()),
-        ("IVRE_CONNECTOR_ID", uuid::Uuid::new_v4().to_string()),
-        ("IVRE_API_BASE_URL", ivre_url),
-        ("IVRE_API_KEY", "ivre_secret_key".into()),
-        ("IPSUM_ENABLED", "true".into()),
-        ("IPSUM_CONNECTOR_ID", uuid::Uuid::new_v4().to_string()),
-        ("IPSUM_API_KEY", "ipsum-secret-key".into()),
-        ("IPSUM_API_BASE_URL", format!("{base}/ipsum/levels.txt")),
-    ];
     let mut env: std::collections::HashMap<String, String> =
-        pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
-    // A proxy with credentials for every client (bypassed for the local fakes), and a key
-    // read from a file.
-    env.insert(
-        "HTTP_PROXY".into(),
-        "http://env-proxy-user:env-proxy-secret@127.0.0.1:9".into(),
+        testkit::every_connector_env().into_iter().collect();
+    env.extend(section_secrets());
+    for spec in specs() {
+        let path = format!("{}.api_base_url", spec.section);
+        if let Some(key) = all_keys().into_iter().find(|k| k.path == path) {
+            env.insert(key.env[0].clone(), format!("{base}/{}", spec.section));
+        }
+    }
+    // IVRE's URL with a password and its key in the fragment; IPsum's feed, its key read
+    // from a file; LastInfoSec's own proxy with credentials.
+    let ivre_url = format!(
+        "{}/ivre#X-API-Key={}",
+        base.replace("http://", "http://ivre-user:ivre-url-password@"),
+        secret_of("IVRE_API_KEY")
     );
-    env.insert("NO_PROXY".into(), "127.0.0.1".into());
     let key_file = std::env::temp_dir().join(format!("ipsum-key-{}", uuid::Uuid::new_v4()));
-    std::fs::write(&key_file, "ipsum-secret-key\n").unwrap();
-    env.remove("IPSUM_API_KEY");
-    env.insert(
-        "IPSUM_API_KEY_FILE".into(),
-        key_file.to_str().unwrap().into(),
+    std::fs::write(&key_file, format!("{}\n", secret_of("IPSUM_API_KEY"))).unwrap();
+    assert!(
+        env.remove("IPSUM_API_KEY").is_some(),
+        "IPsum's key is a secret"
+    );
+    env.extend(
+        [
+            ("LOG_LEVEL", "trace".to_string()),
+            ("OPENCTI_URL", "http://127.0.0.1:9".into()),
+            ("OPENCTI_TOKEN", "opencti-secret-token".into()),
+            ("MQ_PASS", "mq-secret-pass".into()),
+            ("IVRE_API_BASE_URL", ivre_url),
+            ("IPSUM_API_BASE_URL", format!("{base}/ipsum/levels.txt")),
+            ("IPSUM_API_KEY_FILE", key_file.to_str().unwrap().into()),
+            (
+                "LASTINFOSEC_PROXY_HTTPS",
+                "http://proxy-user:proxy-secret-pass@127.0.0.1:9".into(),
+            ),
+            // A proxy with credentials for every client (bypassed for the local fakes).
+            (
+                "HTTP_PROXY",
+                "http://env-proxy-user:env-proxy-secret@127.0.0.1:9".into(),
+            ),
+            ("NO_PROXY", "127.0.0.1".into()),
+        ]
+        .map(|(k, v)| (k.to_string(), v)),
     );
     let config = Config::from_sources(None, &env).expect("the test config");
     let _ = std::fs::remove_file(key_file);
     config
 }
 
-/// An upstream that answers every connector with `status` (a redirect goes to `target`).
+/// An upstream that answers every connector with `status` (a redirect goes to `target`):
+/// the known ones with their fixtures, any other with `{}`.
 async fn upstream(status: u16, target: Option<&str>) -> MockServer {
     let server = MockServer::start().await;
+    let lis_key = secret_of("LASTINFOSEC_API_KEY_CTI");
     let answer = |body: String| {
         let mut r = ResponseTemplate::new(status).set_body_raw(body, "application/json");
         if let Some(t) = target {
             // The redirect carries LastInfoSec's key in its query, as a real one would.
             r = r.insert_header(
                 "location",
-                format!("{t}?api_key=lis-secret-key&platform=opencti"),
+                format!("{t}?api_key={lis_key}&platform=opencti"),
             );
         }
         r
@@ -153,7 +163,7 @@ async fn upstream(status: u16, target: Option<&str>) -> MockServer {
             fixture("riskiq", "dns_passive_domain_www.furth.com.ar.json"),
         ),
         (
-            r"^/lis/.*",
+            r"^/lastinfosec/.*",
             fixture("lastinfosec", "stix21_search_domain_found_constructed.json"),
         ),
         (r"^/ivre/ipdata/.*", fixture("ivre", "ipdata_8.8.8.8.json")),
@@ -174,6 +184,11 @@ async fn upstream(status: u16, target: Option<&str>) -> MockServer {
             .mount(&server)
             .await;
     }
+    Mock::given(any())
+        .respond_with(answer("{}".into()))
+        .with_priority(u8::MAX)
+        .mount(&server)
+        .await;
     server
 }
 
@@ -213,7 +228,7 @@ async fn no_secret_reaches_any_log_line_at_trace_level() {
         .expect("this test owns the process's subscriber (nextest runs one test a process)");
 
     let failure = upstream(401, None).await;
-    let redirect = upstream(302, Some(&format!("{base}/lis/v2/stix21/search/"))).await;
+    let redirect = upstream(302, Some(&format!("{base}/lastinfosec/stix21/search/"))).await;
     for server in [&success, &failure, &redirect] {
         let config = config(&server.uri());
         tracing::debug!(?config, "The whole configuration.");
@@ -233,8 +248,15 @@ async fn no_secret_reaches_any_log_line_at_trace_level() {
         "the capture works"
     );
     assert!(out.contains("status=302"), "the redirects ran");
-    for secret in SECRETS {
-        let line = out.lines().find(|l| l.contains(secret));
+    // IPinfo's token, RiskIQ's user and key, LastInfoSec's, IVRE's and IPsum's keys at least.
+    assert!(section_secrets().len() >= 6, "{:?}", section_secrets());
+    let secrets: Vec<String> = SECRETS
+        .iter()
+        .map(|s| s.to_string())
+        .chain(section_secrets().into_iter().map(|(_, v)| v))
+        .collect();
+    for secret in &secrets {
+        let line = out.lines().find(|l| l.contains(secret.as_str()));
         assert!(
             line.is_none(),
             "{secret} leaked: {}",

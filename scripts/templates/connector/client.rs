@@ -33,15 +33,15 @@ pub struct __Name__Client {
 impl __Name__Client {
     pub fn new(config: &__Name__Config, ctx: &BuildContext<'_>) -> Result<Self, String> {
         Ok(__Name__Client {
-            http: http::client(config.request_timeout.0, ctx.egress).map_err(|e| e.to_string())?,
+            http: ctx.http(config.request_timeout.0)?,
             base: reqwest::Url::parse(&config.api_base_url).map_err(|e| e.to_string())?,
             api_key: config
                 .api_key
                 .clone()
                 .ok_or("__name__.api_key is required")?,
             max_answer: ctx.settings.max_answer_bytes,
-            cache: AnswerCache::new("__name__", &config.cache),
-            gate: Gate::new("__name__", config.rate_limit),
+            cache: ctx.cache(&config.cache),
+            gate: ctx.gate(config.rate_limit),
         })
     }
 

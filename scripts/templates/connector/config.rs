@@ -11,7 +11,7 @@ use crate::config::{
     Checks, ConnectorBlock, ConnectorKind, IsoDuration, KeyDef, Kind, Secret, SectionSpec,
     TlpSetting, UrlSetting,
 };
-use crate::connectors::{BuildContext, ConnectorConfig, Hosted};
+use crate::connectors::{BuildContext, BuildError, ConnectorConfig, Hosted};
 use crate::upstream::cache::CacheConfig;
 
 /// The `__name__` section's shape.
@@ -73,7 +73,7 @@ impl ConnectorConfig for __Name__Config {
         checks.url("api_base_url", &self.api_base_url);
     }
 
-    fn build(&self, ctx: &BuildContext<'_>) -> Result<Hosted, String> {
+    fn build(&self, ctx: &BuildContext<'_>) -> Result<Hosted, BuildError> {
         let connector = __Name__Connector::new(self, ctx)?;
         Ok(Hosted::Enrichment(Arc::new(connector)))
     }

@@ -20,26 +20,22 @@ pub struct IpinfoClient {
 }
 
 impl IpinfoClient {
+    /// A client of the legacy API sending through `gate` (`ipinfo.rate_limit`).
     pub fn new(
         http: reqwest::Client,
         base_url: reqwest::Url,
         token: Secret,
         max_answer: usize,
+        gate: Gate,
     ) -> Self {
         IpinfoClient {
             http,
             base_url,
             token,
             max_answer,
-            gate: Gate::new("ipinfo", 0.0),
+            gate,
             api: Api::Legacy,
         }
-    }
-
-    /// The same client sending through `gate` (`ipinfo.rate_limit`).
-    pub fn with_gate(mut self, gate: Gate) -> Self {
-        self.gate = gate;
-        self
     }
 
     /// The same client asking `api` (`ipinfo.api`).

@@ -11,7 +11,7 @@ use crate::config::{
     Checks, ConnectorBlock, ConnectorKind, IsoDuration, KeyDef, Kind, OfficialImage, Secret,
     SectionSpec, TlpSetting, UrlSetting,
 };
-use crate::connectors::{BuildContext, ConnectorConfig, Hosted};
+use crate::connectors::{BuildContext, BuildError, ConnectorConfig, Hosted};
 use crate::upstream::cache::CacheConfig;
 
 /// The `ipinfo` section's shape.
@@ -101,7 +101,7 @@ impl ConnectorConfig for IpinfoConfig {
         checks.url("api_base_url", &self.api_base_url);
     }
 
-    fn build(&self, ctx: &BuildContext<'_>) -> Result<Hosted, String> {
+    fn build(&self, ctx: &BuildContext<'_>) -> Result<Hosted, BuildError> {
         let connector = IpinfoConnector::new(self, ctx)?;
         Ok(Hosted::Enrichment(Arc::new(connector)))
     }

@@ -23,8 +23,6 @@ use crate::connectors::{
 };
 use crate::stix::Tlp;
 use crate::upstream::cache::AnswerCache;
-use crate::upstream::http;
-use crate::upstream::ratelimit::Gate;
 use client::IpinfoClient;
 
 pub use client::status_error;
@@ -41,15 +39,19 @@ pub struct IpinfoConnector {
 
 impl IpinfoConnector {
     pub fn new(config: &IpinfoConfig, ctx: &BuildContext<'_>) -> Result<Self, String> {
-        let settings = ctx.settings;
         let token = config.token.clone().ok_or("ipinfo.token is required")?;
-        let http = http::client(config.request_timeout.0, ctx.egress).map_err(|e| e.to_string())?;
+        let http = ctx.http(config.request_timeout.0)?;
         let base_url = reqwest::Url::parse(config.base_url()).map_err(|e| e.to_string())?;
         Ok(IpinfoConnector {
-            client: IpinfoClient::new(http, base_url, token, settings.max_answer_bytes)
-                .with_gate(Gate::new("ipinfo", config.rate_limit))
-                .with_api(config.api),
-            cache: AnswerCache::new("ipinfo", &config.cache),
+            client: IpinfoClient::new(
+                http,
+                base_url,
+                token,
+                ctx.settings.max_answer_bytes,
+                ctx.gate(config.rate_limit),
+            )
+            .with_api(config.api),
+            cache: ctx.cache(&config.cache),
             max_tlp: config.max_tlp.0,
             use_asn_name: config.use_asn_name,
         })

@@ -12,7 +12,7 @@ use crate::config::{
     Checks, ConnectorBlock, ConnectorKind, IsoDuration, KeyDef, Kind, OfficialImage, Secret,
     SectionSpec, TlpLevel, UrlSetting,
 };
-use crate::connectors::{BuildContext, ConnectorConfig, Hosted};
+use crate::connectors::{BuildContext, BuildError, ConnectorConfig, Hosted};
 
 /// The `ipsum` section's shape.
 pub static SPEC: SectionSpec = SectionSpec {
@@ -86,8 +86,8 @@ impl ConnectorConfig for IpsumConfig {
         checks.url("api_base_url", &self.api_base_url);
     }
 
-    fn build(&self, ctx: &BuildContext<'_>) -> Result<Hosted, String> {
-        let connector = IpsumConnector::new(self, ctx.settings.name.clone(), ctx.egress)?;
+    fn build(&self, ctx: &BuildContext<'_>) -> Result<Hosted, BuildError> {
+        let connector = IpsumConnector::new(self, ctx)?;
         Ok(Hosted::Import(Arc::new(connector)))
     }
 }

@@ -1,9 +1,9 @@
 //! The IPsum feed download: conditional GET (ETag / Last-Modified), a size cap, the body's
 //! SHA-256, failures classified in the connector's wording.
 
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use super::state::IpsumState;
 use crate::config::Secret;
 use crate::connectors::ConnectorError;
 use crate::upstream::http::{self, UpstreamError};
@@ -15,6 +15,8 @@ pub const DEFAULT_MAX_FEED_BYTES: usize = 64 * 1024 * 1024;
 #[derive(Clone)]
 pub struct FeedClient {
     pub(super) http: reqwest::Client,
+    /// Counts the calls under the section (`upstream_calls{connector="ipsum"}`).
+    pub(super) calls: http::Counted,
     pub(super) url: reqwest::Url,
     pub(super) api_key: Option<Secret>,
     pub(super) max_bytes: usize,
@@ -32,10 +34,7 @@ pub struct Download {
 
 impl FeedClient {
     /// Downloads the feed; `None` when the server says it has not changed.
-    pub async fn download(
-        &self,
-        state: Option<&Value>,
-    ) -> Result<Option<Download>, ConnectorError> {
+    pub async fn download(&self, state: &IpsumState) -> Result<Option<Download>, ConnectorError> {
         if let Some(path) = &self.file {
             return self.read_file(path).map(Some);
         }
@@ -45,11 +44,14 @@ impl FeedClient {
         }
         // A stored value that is no header value (a state edited by hand) is not sent: the
         // download is then unconditional rather than failing every run.
-        for (key, header) in [
-            ("etag", reqwest::header::IF_NONE_MATCH),
-            ("last_modified", reqwest::header::IF_MODIFIED_SINCE),
+        for (key, stored, header) in [
+            ("etag", state.etag(), reqwest::header::IF_NONE_MATCH),
+            (
+                "last_modified",
+                state.last_modified(),
+                reqwest::header::IF_MODIFIED_SINCE,
+            ),
         ] {
-            let stored = state.and_then(|s| s.get(key)).and_then(Value::as_str);
             match stored.map(reqwest::header::HeaderValue::from_str) {
                 Some(Ok(value)) => request = request.header(header, value),
                 Some(Err(_)) => tracing::warn!(
@@ -60,10 +62,7 @@ impl FeedClient {
                 None => {}
             }
         }
-        // No rate limit (one download a period), but counted like every upstream call.
-        let response = http::send_counted("ipsum", request)
-            .await
-            .map_err(transport)?;
+        let response = self.calls.send(request).await.map_err(transport)?;
         let status = response.status();
         if status == reqwest::StatusCode::NOT_MODIFIED {
             return Ok(None);
@@ -134,9 +133,7 @@ impl FeedClient {
         if let Some(key) = &self.api_key {
             request = request.bearer_auth(key.expose());
         }
-        let response = http::send_counted("ipsum", request)
-            .await
-            .map_err(transport)?;
+        let response = self.calls.send(request).await.map_err(transport)?;
         let status = response.status();
         if !status.is_success() {
             let error = http::UpstreamError::status(&response);

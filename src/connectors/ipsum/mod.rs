@@ -5,21 +5,22 @@
 pub mod config;
 pub mod feed;
 pub mod mapping;
+pub mod state;
 
 use async_trait::async_trait;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use std::sync::Arc;
 
-use crate::connectors::{ConnectorError, FeedSource, ImportConnector, ImportContext};
+use crate::connectors::{BuildContext, ConnectorError, FeedSource, ImportConnector, ImportContext};
 use crate::opencti::prepared::Prepared;
 use crate::stix::{Author, Tlp};
-use crate::upstream::http;
 use feed::FeedClient;
 
 pub use config::{IpsumConfig, SPEC};
 pub use feed::DEFAULT_MAX_FEED_BYTES;
 pub use mapping::{Feed, FeedIp, Marks, Parsed, Tally, objects_for, parse, score_for};
+pub use state::IpsumState;
 
 /// The reference's default feed: IPs on at least 5 blacklists.
 pub const DEFAULT_FEED: &str =
@@ -47,23 +48,21 @@ pub struct IpsumConnector {
 }
 
 impl IpsumConnector {
-    pub fn new(
-        config: &IpsumConfig,
-        name: String,
-        egress: Option<&http::Egress>,
-    ) -> Result<Self, String> {
+    pub fn new(config: &IpsumConfig, ctx: &BuildContext<'_>) -> Result<Self, String> {
         let author = Author::organization(AUTHOR, Some(AUTHOR_DESCRIPTION));
         let tlp: Tlp = config.tlp_level.0;
         Ok(IpsumConnector {
             feed: FeedClient {
-                http: http::client(config.request_timeout.0, egress).map_err(|e| e.to_string())?,
+                http: ctx.http(config.request_timeout.0)?,
+                // No rate limit (one download a period), but counted like every upstream call.
+                calls: ctx.counted(),
                 url: reqwest::Url::parse(&config.api_base_url).map_err(|e| e.to_string())?,
                 api_key: config.api_key.clone().filter(|k| !k.is_blank()),
                 max_bytes: usize::try_from(config.max_feed_bytes).unwrap_or(usize::MAX),
                 file: None,
             },
             max_ips: usize::try_from(config.max_ips).unwrap_or(usize::MAX),
-            name,
+            name: ctx.settings.name.clone(),
             marks: Marks {
                 author_id: author.id().to_string(),
                 tlp,
@@ -127,30 +126,21 @@ impl ImportConnector for IpsumConnector {
     async fn run(&self, ctx: &mut dyn ImportContext) -> Result<String, ConnectorError> {
         let started = chrono::Utc::now();
         let last_run = started.format("%Y-%m-%d %H:%M:%S").to_string();
-        let previous = ctx.state();
-        match previous.as_ref().and_then(|s| s.get("last_run")) {
+        let mut state = IpsumState::read(ctx.state());
+        match state.last_run_shown() {
             Some(lr) => tracing::info!(connector = "ipsum", last_run = %lr, "Connector last run."),
             None => tracing::info!(connector = "ipsum", "Connector has never run."),
         }
-        let mut state = match previous.clone() {
-            Some(Value::Object(m)) => m,
-            _ => serde_json::Map::new(),
-        };
-        state.insert("last_run".into(), json!(last_run));
-        let Some(download) = self.feed.download(previous.as_ref()).await? else {
-            ctx.set_state(Value::Object(state));
+        state.started(last_run.clone());
+        let Some(download) = self.feed.download(&state).await? else {
+            ctx.set_state(state.to_value());
             return Ok(format!(
                 "{} connector successfully run, storing last_run as {last_run}: the feed has not changed (HTTP 304), nothing sent",
                 self.name
             ));
         };
-        if previous
-            .as_ref()
-            .and_then(|s| s.get("feed_sha256"))
-            .and_then(Value::as_str)
-            == Some(download.sha256.as_str())
-        {
-            ctx.set_state(Value::Object(state));
+        if state.feed_sha256() == Some(download.sha256.as_str()) {
+            ctx.set_state(state.to_value());
             return Ok(format!(
                 "{} connector successfully run, storing last_run as {last_run}: the feed is unchanged since the last run, nothing sent",
                 self.name
@@ -187,17 +177,8 @@ impl ImportConnector for IpsumConnector {
             junk = parsed.junk,
             "Feed imported."
         );
-        state.insert("feed_sha256".into(), json!(download.sha256));
-        for (key, value) in [
-            ("etag", download.etag),
-            ("last_modified", download.last_modified),
-        ] {
-            match value {
-                Some(v) => state.insert(key.into(), json!(v)),
-                None => state.remove(key),
-            };
-        }
-        ctx.set_state(Value::Object(state));
+        state.imported(&download);
+        ctx.set_state(state.to_value());
         Ok(format!(
             "{} connector successfully run, storing last_run as {last_run}: {} IPs imported ({sent} bundles sent), {} lines skipped ({} private, {} not IPs)",
             self.name,

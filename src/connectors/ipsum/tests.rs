@@ -1,4 +1,5 @@
-//! The ipsum connector's unit tests: its mapping over the fixtures, its config and its wording.
+//! The ipsum connector's unit tests: its mapping over the fixtures, its config, its wording
+//! and a run's state.
 use crate::fixtures::fixture;
 use serde_json::json;
 
@@ -10,7 +11,13 @@ fn connector(tlp: &str, score: i64) -> IpsumConnector {
         default_x_opencti_score: score,
         ..Default::default()
     };
-    IpsumConnector::new(&section, "IPsum".into(), None).unwrap()
+    built(&section)
+}
+
+/// The importer of `section`, going out direct (no proxies, the web PKI).
+fn built(section: &IpsumConfig) -> IpsumConnector {
+    let settings = section.connector.resolve_unregistered(&SPEC);
+    IpsumConnector::new(section, &BuildContext::new(&settings, None)).expect("connector")
 }
 
 #[test]
@@ -238,8 +245,7 @@ fn networks_expand_lazily_as_ips_are_taken() {
 fn a_run_s_prepared_chunk_splits_as_its_objects_would() {
     use crate::opencti::prepared::{Split, split_prepared};
     use crate::opencti::split::split;
-    let connector =
-        IpsumConnector::new(&IpsumConfig::default(), "IPsum".into(), None).expect("connector");
+    let connector = built(&IpsumConfig::default());
     let feed = crate::fixtures::fixture("ipsum", "levels/5.txt");
     let ips: Vec<FeedIp> = parse(&feed).ips.into_iter().take(700).collect();
     let now = "2026-01-01T00:00:00.000Z";
@@ -258,4 +264,60 @@ fn a_run_s_prepared_chunk_splits_as_its_objects_would() {
         let parsed: Value = serde_json::from_str(&p.json).expect("JSON");
         assert_eq!((&g.object, g.nb_deps), (&parsed, p.nb_deps));
     }
+}
+
+/// A run's context: the state handed in, the state set, the objects sent.
+#[derive(Default)]
+struct Recorded {
+    stored: Option<Value>,
+    set: Option<Value>,
+    objects: usize,
+}
+
+#[async_trait]
+impl ImportContext for Recorded {
+    fn state(&self) -> Option<Value> {
+        self.stored.clone()
+    }
+    fn set_state(&mut self, state: Value) {
+        self.set = Some(state);
+    }
+    async fn send(&mut self, objects: Vec<Value>) -> Result<usize, ConnectorError> {
+        self.objects += objects.len();
+        Ok(1)
+    }
+    async fn send_prepared(&mut self, objects: Vec<Prepared>) -> Result<usize, ConnectorError> {
+        self.objects += objects.len();
+        Ok(1)
+    }
+}
+
+#[tokio::test]
+async fn a_malformed_state_does_not_stop_the_import() {
+    let feed = crate::fixtures::shared("fixtures/ipsum/levels/8.txt");
+    let connector = built(&IpsumConfig::default()).with_feed_file(feed.into());
+    let mut first = Recorded {
+        stored: Some(
+            json!({"last_run": 1767225600, "feed_sha256": 5, "etag": null, "other": "kept"}),
+        ),
+        ..Default::default()
+    };
+    let message = connector.run(&mut first).await.expect("the run");
+    assert!(message.contains(": 23 IPs imported"), "{message}");
+    assert_eq!(first.objects, 23 * 3 + 2);
+    let set = first.set.expect("a new state");
+    assert_eq!(set["last_run"].as_str().map(str::len), Some(19), "{set}");
+    assert_eq!(set["feed_sha256"].as_str().map(str::len), Some(64), "{set}");
+    assert_eq!((set.get("etag"), &set["other"]), (None, &json!("kept")));
+    // Read back, the digest it wrote makes the same feed "unchanged".
+    let mut again = Recorded {
+        stored: Some(set),
+        ..Default::default()
+    };
+    let message = connector.run(&mut again).await.expect("the run");
+    assert!(
+        message.ends_with("unchanged since the last run, nothing sent"),
+        "{message}"
+    );
+    assert_eq!(again.objects, 0);
 }

@@ -2,8 +2,6 @@
 //! HTTP backend (`#k=v` fragment → headers, userinfo → Basic auth), `f=` JSON filters,
 //! `q=skip:S limit:P` paging until an empty page, tolerant JSON / NDJSON framing.
 
-use std::time::Duration;
-
 use chrono::{DateTime, NaiveDateTime, Timelike};
 use serde_json::Value;
 
@@ -57,39 +55,45 @@ pub struct IvreClient {
     gate: std::sync::Arc<crate::upstream::ratelimit::Gate>,
 }
 
+/// Nothing known (no ipdata, no record) is a "not found", which the cache keeps briefly.
+pub fn nothing_known(answer: &Value) -> bool {
+    answer.is_null() || answer.as_array().is_some_and(Vec::is_empty)
+}
+
 impl IvreClient {
+    /// A client over `http` (made by [`IvreClient::http`]) sending through `gate`
+    /// (`ivre.rate_limit`), `/ipdata` answers and record lists kept in `cache` (`ivre.cache`,
+    /// with [`nothing_known`] as its "not found").
     pub fn new(
-        timeout: Duration,
-        verify_tls: bool,
+        http: reqwest::Client,
         page_size: u64,
         max_records: u64,
         max_answer: usize,
-        egress: Option<&crate::upstream::http::Egress>,
-        cache: &crate::upstream::cache::CacheConfig,
-    ) -> reqwest::Result<Self> {
-        // No redirects: the endpoint's headers (X-API-Key, the fragment's) must never reach
-        // another host; a 3xx is reported like any other unexpected answer.
-        let http = crate::upstream::http::builder(timeout, egress)
-            .danger_accept_invalid_certs(!verify_tls)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
-        Ok(IvreClient {
+        cache: crate::upstream::cache::AnswerCache<Value>,
+        gate: crate::upstream::ratelimit::Gate,
+    ) -> Self {
+        IvreClient {
             http,
             page_size: page_size.max(1),
             max_records,
             max_answer,
-            // Nothing known (no ipdata, no record) is a "not found": kept briefly.
-            cache: crate::upstream::cache::AnswerCache::with_not_found("ivre", cache, |v| {
-                v.is_null() || v.as_array().is_some_and(Vec::is_empty)
-            }),
-            gate: std::sync::Arc::new(crate::upstream::ratelimit::Gate::new("ivre", 0.0)),
-        })
+            cache,
+            gate: std::sync::Arc::new(gate),
+        }
     }
 
-    /// The same client sending through `gate` (`ivre.rate_limit`).
-    pub fn with_gate(mut self, gate: crate::upstream::ratelimit::Gate) -> Self {
-        self.gate = std::sync::Arc::new(gate);
-        self
+    /// IVRE's HTTP client from the daemon's `builder`: certificates checked unless
+    /// `verify_tls` is off, and no redirects.
+    pub fn http(
+        builder: reqwest::ClientBuilder,
+        verify_tls: bool,
+    ) -> reqwest::Result<reqwest::Client> {
+        // No redirects: the endpoint's headers (X-API-Key, the fragment's) must never reach
+        // another host; a 3xx is reported like any other unexpected answer.
+        builder
+            .danger_accept_invalid_certs(!verify_tls)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
     }
 
     /// GET `<base><path_and_query>`. Failures are classified once: transport errors, 408,

@@ -15,7 +15,7 @@ use crate::config::{
     Checks, ConnectorBlock, ConnectorKind, IsoDuration, KeyDef, Kind, OfficialImage, Secret,
     SectionSpec, TlpSetting, UrlSetting,
 };
-use crate::connectors::{BuildContext, ConnectorConfig, Hosted};
+use crate::connectors::{BuildContext, BuildError, ConnectorConfig, Hosted};
 use crate::upstream::cache::CacheConfig;
 
 /// The `ivre` section's shape.
@@ -256,7 +256,7 @@ impl ConnectorConfig for IvreConfig {
         }
     }
 
-    fn build(&self, ctx: &BuildContext<'_>) -> Result<Hosted, String> {
+    fn build(&self, ctx: &BuildContext<'_>) -> Result<Hosted, BuildError> {
         let connector = IvreConnector::new(self, ctx)?;
         Ok(Hosted::Enrichment(Arc::new(connector)))
     }

@@ -19,7 +19,6 @@ use serde_json::Value;
 use crate::connectors::BuildContext;
 use crate::connectors::{ConnectorError, EnrichmentConnector, EnrichmentRequest, Outcome};
 use crate::stix::{Author, Tlp};
-use crate::upstream::ratelimit::Gate;
 use client::{Endpoint, IvreClient, IvreError};
 use collect::{Collector, norm_domain};
 use mapping::EntityKind;
@@ -95,16 +94,14 @@ impl IvreConnector {
         let description = format!("IVRE instance {name}\nSee <https://ivre.rocks/>");
         Ok(IvreConnector {
             client: IvreClient::new(
-                config.http_timeout.0,
-                config.verify_tls,
+                IvreClient::http(ctx.http_builder(config.http_timeout.0), config.verify_tls)
+                    .map_err(|e| e.to_string())?,
                 config.page_size,
                 config.max_records,
                 settings.max_answer_bytes,
-                ctx.egress,
-                &config.cache,
-            )
-            .map_err(|e| e.to_string())?
-            .with_gate(Gate::new("ivre", config.rate_limit)),
+                ctx.cache_with_not_found(&config.cache, client::nothing_known),
+                ctx.gate(config.rate_limit),
+            ),
             data,
             passive,
             scans,

@@ -10,7 +10,7 @@ use crate::config::{
     Checks, ConnectorBlock, ConnectorKind, IsoDuration, KeyDef, Kind, OfficialImage, Secret,
     SectionSpec, TlpSetting, UrlSetting,
 };
-use crate::connectors::{BuildContext, ConnectorConfig, Hosted};
+use crate::connectors::{BuildContext, BuildError, ConnectorConfig, Hosted};
 use crate::upstream::cache::CacheConfig;
 
 /// The `lastinfosec` section's shape.
@@ -146,7 +146,7 @@ impl ConnectorConfig for LastinfosecConfig {
         }
     }
 
-    fn build(&self, ctx: &BuildContext<'_>) -> Result<Hosted, String> {
+    fn build(&self, ctx: &BuildContext<'_>) -> Result<Hosted, BuildError> {
         let connector = LastinfosecConnector::new(self, ctx)?;
         Ok(Hosted::Enrichment(Arc::new(connector)))
     }

@@ -14,7 +14,6 @@ use crate::connectors::{
 };
 use crate::opencti::prepared::Prepared;
 use crate::stix::Tlp;
-use crate::upstream::http;
 use client::{Answer, LastinfosecClient};
 
 pub use client::status_text;
@@ -31,25 +30,22 @@ pub struct LastinfosecConnector {
 
 impl LastinfosecConnector {
     pub fn new(config: &LastinfosecConfig, ctx: &BuildContext<'_>) -> Result<Self, String> {
-        let settings = ctx.settings;
+        // `lastinfosec.proxy_http` / `proxy_https` override the daemon's proxies.
         let egress = config.egress(ctx.egress)?;
         Ok(LastinfosecConnector {
             client: LastinfosecClient {
-                http: http::client(config.request_timeout.0, Some(&egress))
-                    .map_err(|e| e.to_string())?,
+                http: ctx.http_with(config.request_timeout.0, &egress)?,
                 base: reqwest::Url::parse(&config.api_base_url).map_err(|e| e.to_string())?,
                 api_key: config
                     .api_key_cti
                     .clone()
                     .ok_or("lastinfosec.api_key_cti is required")?,
                 endpoint: config.endpoint,
-                max_answer: settings.max_answer_bytes,
-                cache: crate::upstream::cache::AnswerCache::with_not_found(
-                    "lastinfosec",
-                    &config.cache,
-                    |answer| matches!(answer, Answer::NotFound),
-                ),
-                gate: crate::upstream::ratelimit::Gate::new("lastinfosec", config.rate_limit),
+                max_answer: ctx.settings.max_answer_bytes,
+                cache: ctx.cache_with_not_found(&config.cache, |answer| {
+                    matches!(answer, Answer::NotFound)
+                }),
+                gate: ctx.gate(config.rate_limit),
             },
             max_tlp: config.max_tlp.0,
         })

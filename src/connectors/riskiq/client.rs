@@ -56,6 +56,8 @@ pub struct RiskiqClient {
 }
 
 impl RiskiqClient {
+    /// A client sending through `gate` (`riskiq.rate_limit`, and the pause a 429 puts on
+    /// every request).
     pub fn new(
         http: reqwest::Client,
         base: reqwest::Url,
@@ -63,6 +65,7 @@ impl RiskiqClient {
         api_key: Secret,
         quota_interval: Duration,
         max_answer: usize,
+        gate: Gate,
     ) -> Self {
         RiskiqClient {
             http,
@@ -73,14 +76,8 @@ impl RiskiqClient {
             quota_recheck: QUOTA_RECHECK,
             quota: Mutex::new(None),
             max_answer,
-            gate: Gate::new("riskiq", 0.0),
+            gate,
         }
-    }
-
-    /// The same client sending through `gate` (`riskiq.rate_limit`).
-    pub fn with_gate(mut self, gate: Gate) -> Self {
-        self.gate = gate;
-        self
     }
 
     /// The same client re-reading an exhausted quota after `recheck` (tests).

@@ -12,7 +12,7 @@ use crate::config::{
     Checks, ConnectorBlock, ConnectorKind, IsoDuration, KeyDef, Kind, OfficialImage, Secret,
     SectionSpec, TlpSetting, UrlSetting,
 };
-use crate::connectors::{BuildContext, ConnectorConfig, Hosted};
+use crate::connectors::{BuildContext, BuildError, ConnectorConfig, Hosted};
 use crate::upstream::cache::CacheConfig;
 
 /// The `riskiq` section's shape.
@@ -95,7 +95,7 @@ impl ConnectorConfig for RiskiqConfig {
         checks.url("api_base_url", &self.api_base_url);
     }
 
-    fn build(&self, ctx: &BuildContext<'_>) -> Result<Hosted, String> {
+    fn build(&self, ctx: &BuildContext<'_>) -> Result<Hosted, BuildError> {
         let connector = RiskiqConnector::new(self, ctx)?;
         Ok(Hosted::Enrichment(Arc::new(connector)))
     }

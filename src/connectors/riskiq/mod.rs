@@ -15,8 +15,6 @@ use crate::connectors::BuildContext;
 use crate::connectors::{ConnectorError, EnrichmentConnector, EnrichmentRequest, Outcome};
 use crate::stix::{Author, Tlp};
 use crate::upstream::cache::AnswerCache;
-use crate::upstream::http;
-use crate::upstream::ratelimit::Gate;
 use client::RiskiqClient;
 
 pub use client::status_error;
@@ -53,7 +51,7 @@ pub struct RiskiqConnector {
 impl RiskiqConnector {
     pub fn new(config: &RiskiqConfig, ctx: &BuildContext<'_>) -> Result<Self, String> {
         let settings = ctx.settings;
-        let http = http::client(config.request_timeout.0, ctx.egress).map_err(|e| e.to_string())?;
+        let http = ctx.http(config.request_timeout.0)?;
         let base = reqwest::Url::parse(&config.api_base_url).map_err(|e| e.to_string())?;
         let username = config
             .username
@@ -68,9 +66,9 @@ impl RiskiqConnector {
                 api_key,
                 config.quota_check_interval.0,
                 settings.max_answer_bytes,
-            )
-            .with_gate(Gate::new("riskiq", config.rate_limit)),
-            cache: AnswerCache::new("riskiq", &config.cache),
+                ctx.gate(config.rate_limit),
+            ),
+            cache: ctx.cache(&config.cache),
             author: author(),
             max_tlp: config.max_tlp.0,
             window: config.import_last_seen_time_window.0,

@@ -279,6 +279,7 @@ async fn an_exhausted_reading_is_read_again_before_refusing_once_it_is_old() {
         crate::config::Secret::new("k"),
         std::time::Duration::from_secs(600),
         1 << 20,
+        crate::upstream::ratelimit::Gate::new("riskiq", 0.0),
     )
     .with_quota_recheck(std::time::Duration::from_millis(100));
     assert!(

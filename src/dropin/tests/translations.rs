@@ -196,6 +196,15 @@ fn the_healthcheck_finds_the_port_a_drop_in_listens_on() {
     );
 }
 
+/// The sections a drop-in can host: those that stand in for an official image.
+fn official_sections() -> Vec<&'static str> {
+    registry::specs()
+        .into_iter()
+        .filter(|s| s.official.is_some())
+        .map(|s| s.section)
+        .collect()
+}
+
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
 
@@ -203,7 +212,7 @@ proptest::proptest! {
     /// included) loads or is refused, never panics, and a refused secret is never shown.
     #[test]
     fn any_value_of_any_name_loads_or_is_refused_without_showing_a_secret(
-        section in proptest::sample::select(vec!["ipinfo", "ipsum", "riskiq", "lastinfosec", "ivre"]),
+        section in proptest::sample::select(official_sections()),
         pick in proptest::prelude::any::<proptest::sample::Index>(),
         value in "\\PC{0,24}",
     ) {
@@ -223,12 +232,9 @@ proptest::proptest! {
             ("OPENCTI_URL", "http://opencti:8080"),
             ("OPENCTI_TOKEN", "t"),
             ("CONNECTOR_ID", ID),
-            ("IPINFO_TOKEN", "k"),
-            ("RISKIQ_USERNAME", "u"),
-            ("RISKIQ_API_KEY", "k"),
-            ("CONFIG_LIS_APIKEY_CTI", "k"),
-            ("IVRE_DB_URL", "https://ivre.example/cgi"),
         ]);
+        // What every connector requires: the one hosted needs its own, the others' are noted.
+        pairs.extend(registry::specs().into_iter().flat_map(crate::fixtures::required_env));
         pairs.insert(name.clone(), value.clone());
         match from_sources(section, None, &pairs) {
             Ok(d) => {

@@ -2,11 +2,21 @@
 
 use super::*;
 
+/// The [`KeyDef`](crate::config::KeyDef) a section's key comes from (`lastinfosec.endpoint`);
+/// `None` for a shared key or one of the common block (`ipinfo.connector.id`).
+fn key_def(path: &str) -> Option<&'static crate::config::KeyDef> {
+    specs().into_iter().find_map(|spec| {
+        let key = path.strip_prefix(spec.section)?.strip_prefix('.')?;
+        spec.keys.iter().find(|k| k.key == key)
+    })
+}
+
 #[test]
 fn every_key_in_the_table_is_read_by_the_loader() {
     // Setting each key through each of its environment names must be accepted: the overlay
     // writes the value at the key's path, so an unknown-field error here would mean the table
-    // names a key the config structs do not have.
+    // names a key the config structs do not have. Every connector is enabled, so each value
+    // also passes its section's checks.
     for key in all_keys() {
         // A number: the upper end of its range (`numbers_outside_their_range_…` tries both).
         let upper = match key.kind {
@@ -15,7 +25,7 @@ fn every_key_in_the_table_is_read_by_the_loader() {
             Kind::Duration(r) => IsoDuration(r.max).to_string(),
             _ => String::new(),
         };
-        let sample = match key.kind {
+        let generic = match key.kind {
             Kind::Bool => "true",
             // The retry budget must fit twice under the default consumer timeout.
             Kind::Duration(_) if key.path == "daemon.max_retry_duration" => "PT12M",
@@ -30,35 +40,19 @@ fn every_key_in_the_table_is_read_by_the_loader() {
                 "daemon.listen" => "127.0.0.1:0",
                 p if p.ends_with("queue_protocol") => "amqp",
                 p if p.ends_with("log_level") => "debug",
-                "ipsum.tlp_level" => "amber",
-                "lastinfosec.endpoint" => "hash_host",
-                "ivre.scans_route" => "view",
-                "ipinfo.api" => "lookup",
-                p if p.starts_with("ivre.db_url") => "http://ivre.test/cgi",
                 _ => "value",
             },
         };
+        // A section's own key: the valid value its definition gives, when it gives one.
+        let sample = key_def(&key.path)
+            .map(|def| def.sample)
+            .filter(|s| !s.is_empty())
+            .unwrap_or(generic);
         for name in &key.env {
-            let mut pairs = ipinfo_env();
-            pairs.push(("IPSUM_CONNECTOR_ID", "9b7c2e14-3f5a-4d8b-9c1e-6a2f4b8d0e37"));
-            pairs.push((
-                "RISKIQ_CONNECTOR_ID",
-                "5d1f6a0e-8c3b-4f2a-9e7d-2b4c6d8e0f12",
-            ));
-            pairs.push(("RISKIQ_USERNAME", "u"));
-            pairs.push(("RISKIQ_API_KEY", "k"));
-            pairs.push((
-                "LASTINFOSEC_CONNECTOR_ID",
-                "7c4e2a10-3b5d-4e6f-8a9b-0c1d2e3f4a5b",
-            ));
-            pairs.push(("CONFIG_LIS_APIKEY_CTI", "k"));
-            pairs.push(("IVRE_CONNECTOR_ID", "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d"));
-            pairs.push(("IVRE_DB_URL", "http://ivre/cgi"));
-            pairs.push((name.as_str(), sample));
-            let result = Config::from_sources(None, &env(&pairs));
+            let result = Config::from_sources(None, &every_connector_env(&[(name, sample)]));
             assert!(
                 result.is_ok(),
-                "{} via {name}: {:?}",
+                "{} = {sample} via {name}: {:?}",
                 key.path,
                 result.err()
             );
@@ -142,7 +136,18 @@ fn every_section_field_is_named_as_its_spec() {
         );
     }
     let names: Vec<&str> = specs().iter().map(|s| s.section).collect();
-    assert_eq!(names, ["ipinfo", "ipsum", "riskiq", "lastinfosec", "ivre"]);
+    // The README's order for the first five, wherever a connector added later goes.
+    let first_five = ["ipinfo", "ipsum", "riskiq", "lastinfosec", "ivre"];
+    let known: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|n| first_five.contains(n))
+        .collect();
+    assert_eq!(known, first_five, "{names:?}");
+    let mut unique = names.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), names.len(), "one section per name: {names:?}");
 }
 
 #[test]

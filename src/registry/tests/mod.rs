@@ -6,6 +6,7 @@ use crate::config::{IsoDuration, Kind, Mode};
 
 mod keys;
 mod ranges;
+mod sections;
 
 fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
     pairs
@@ -164,28 +165,11 @@ fn secrets_never_reach_debug_output() {
     );
 }
 
-/// Every connector enabled, with the values each requires.
-fn every_connector_env() -> Vec<(&'static str, &'static str)> {
-    let mut e = ipinfo_env();
-    e.extend([
-        ("IPSUM_ENABLED", "true"),
-        ("IPSUM_CONNECTOR_ID", "9b7c2e14-3f5a-4d8b-9c1e-6a2f4b8d0e37"),
-        ("RISKIQ_ENABLED", "true"),
-        (
-            "RISKIQ_CONNECTOR_ID",
-            "5d1f6a0e-8c3b-4f2a-9e7d-2b4c6d8e0f12",
-        ),
-        ("RISKIQ_USERNAME", "u"),
-        ("RISKIQ_API_KEY", "k"),
-        ("LASTINFOSEC_ENABLED", "true"),
-        (
-            "LASTINFOSEC_CONNECTOR_ID",
-            "7c4e2a10-3b5d-4e6f-8a9b-0c1d2e3f4a5b",
-        ),
-        ("CONFIG_LIS_APIKEY_CTI", "k"),
-        ("IVRE_ENABLED", "true"),
-        ("IVRE_CONNECTOR_ID", "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d"),
-        ("IVRE_DB_URL", "http://ivre/cgi"),
-    ]);
+/// Every connector of the registry enabled, with the values each requires, plus `extra`
+/// (later pairs win).
+fn every_connector_env(extra: &[(&str, &str)]) -> HashMap<String, String> {
+    let mut e: HashMap<String, String> =
+        crate::fixtures::every_connector_env().into_iter().collect();
+    e.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     e
 }

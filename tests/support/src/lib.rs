@@ -1,7 +1,8 @@
 //! What the integration tests (`tests/it`) and the end-to-end benchmark (`benches/e2e.rs`)
 //! share: a fake OpenCTI on the real RabbitMQ that validates every operation against the
-//! platform schema, the fixtures under `../shared/` and `tests/fixtures/`, and the entities
-//! and listen messages the platform sends.
+//! platform schema, the fixtures under `../shared/` and `tests/fixtures/` and the
+//! environments enabling the registry's connectors, and the entities and listen messages the
+//! platform sends.
 //!
 //! A crate of its own (a dev-dependency, never published) so that each user takes what it
 //! needs without `dead_code` allowances.
@@ -16,7 +17,8 @@ pub use messages::{
     playbook_message,
 };
 pub use opencti_connectors::fixtures::{
-    constructed, constructed_json, fixture, fixture_json, shared,
+    OPENCTI_ENV, constructed, constructed_json, every_connector_env, fixture, fixture_json,
+    required_env, shared,
 };
 pub use schema::{schema, schema_7x, schema_for};
 
