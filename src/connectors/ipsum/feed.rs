@@ -8,9 +8,6 @@ use crate::config::Secret;
 use crate::connectors::ConnectorError;
 use crate::upstream::http::{self, UpstreamError};
 
-/// The feed download is refused above this size unless `ipsum.max_feed_bytes` says.
-pub const DEFAULT_MAX_FEED_BYTES: usize = 64 * 1024 * 1024;
-
 /// The feed's HTTP client.
 #[derive(Clone)]
 pub struct FeedClient {

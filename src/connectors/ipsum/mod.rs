@@ -18,7 +18,6 @@ use crate::stix::{Author, Tlp};
 use feed::FeedClient;
 
 pub use config::{IpsumConfig, SPEC};
-pub use feed::DEFAULT_MAX_FEED_BYTES;
 pub use mapping::{Feed, FeedIp, Marks, Parsed, Tally, objects_for, parse, score_for};
 pub use state::IpsumState;
 
@@ -28,8 +27,6 @@ pub const DEFAULT_FEED: &str =
 /// IPs per chunk: each chunk (3 objects an IP, plus author and marking) is built, sent and
 /// dropped before the next, so the whole bundle never exists in memory.
 pub const CHUNK_IPS: usize = 2_000;
-/// Addresses one run imports at most unless `ipsum.max_ips` says.
-pub const DEFAULT_MAX_IPS: usize = 1_000_000;
 
 const AUTHOR: &str = "IPsum";
 const AUTHOR_DESCRIPTION: &str =
