@@ -110,7 +110,7 @@ pub fn section(name: &str) -> Result<(&'static SectionSpec, &'static Official), 
     registry::specs()
         .into_iter()
         .find(|s| s.section == name)
-        .and_then(|s| migrate::official(s.section).map(|o| (s, o)))
+        .and_then(|s| migrate::drop_in(s.section).map(|o| (s, o)))
         .ok_or_else(|| {
             let names: Vec<&str> = registry::specs().iter().map(|s| s.section).collect();
             ConfigError::Invalid {

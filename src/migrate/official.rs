@@ -35,6 +35,33 @@ pub static RECOGNISED: std::sync::LazyLock<Vec<Official>> = std::sync::LazyLock:
         .collect()
 });
 
+/// Every section as the drop-in mode (`run --as`) runs it: as its official image, or, for a
+/// connector of the daemon's own, as an image named after its section, read by the daemon's
+/// names and pycti's `CONNECTOR_*` ones alone.
+pub static DROP_IN: std::sync::LazyLock<Vec<Official>> = std::sync::LazyLock::new(|| {
+    crate::registry::specs()
+        .into_iter()
+        .map(|spec| {
+            let official = spec.official.unwrap_or(crate::config::OfficialImage {
+                image: spec.section,
+                default_id: None,
+                file_names: &[],
+            });
+            Official {
+                image: official.image,
+                section: spec.section,
+                default_id: official.default_id,
+                file_names: official.file_names,
+            }
+        })
+        .collect()
+});
+
+/// How the drop-in mode runs `section` ([`DROP_IN`]).
+pub fn drop_in(section: &str) -> Option<&'static Official> {
+    DROP_IN.iter().find(|o| o.section == section)
+}
+
 /// The official image that `section` stands in for.
 pub fn official(section: &str) -> Option<&'static Official> {
     RECOGNISED.iter().find(|o| o.section == section)

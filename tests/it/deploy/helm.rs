@@ -356,12 +356,15 @@ fn each_official_connector_runs_as_a_drop_in_of_the_chart() {
         assert_resources(&name, c, peak);
         hosted.push(section);
     }
+    // A connector of the daemon's own replaces no official image: the chart's drop-in values
+    // are for those that do.
     let every: Vec<&str> = opencti_connectors::registry::specs()
         .iter()
+        .filter(|s| s.official.is_some())
         .map(|s| s.section)
         .collect();
     assert_eq!(
         hosted, every,
-        "one entry per connector, in the registry's order"
+        "one entry per official connector, in the registry's order"
     );
 }
