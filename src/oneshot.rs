@@ -222,21 +222,18 @@ impl ImportContext for Collect {
 
 /// One run of the importer of section `name`, its bundle printed instead of sent.
 pub async fn import(config: &Config, name: &str, feed: Feed) -> Result<Printed, OneShotError> {
-    let importers = || {
-        crate::registry::specs()
-            .iter()
-            .filter(|s| matches!(s.kind, crate::config::ConnectorKind::Import { .. }))
-            .map(|s| s.section)
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let importers: Vec<&str> = crate::registry::specs()
+        .iter()
+        .filter(|s| matches!(s.kind, crate::config::ConnectorKind::Import { .. }))
+        .map(|s| s.section)
+        .collect();
     let not_one = || {
         OneShotError::Usage(format!(
             "`{name}` is not an importer; expected: {}",
-            importers()
+            importers.join(", ")
         ))
     };
-    if !importers().split(", ").any(|s| s == name) {
+    if !importers.contains(&name) {
         return Err(not_one());
     }
     let Hosted::Import(mut importer) = build_one(config, name)?.1 else {
