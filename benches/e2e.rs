@@ -17,6 +17,13 @@
 //! - RSS with every connector enabled after IPsum's first run (levels/5), after 10k and 20k
 //!   enrichments (default settings, distinct IPs);
 //! - IPsum imports of 1.4k to 120k IPs: wall time, daemon CPU (user + sys) and peak RSS.
+//!
+//! Instruction counts, to compare two commits on this noisy machine (README, "Comparing two
+//! commits"): `BENCH_DAEMON_WRAPPER="valgrind --tool=callgrind --callgrind-out-file=F.%p"`
+//! starts each daemon under that command, waits for it [`PATIENCE`] times longer, and stops
+//! it with SIGTERM (a graceful stop, so the profile is written) instead of SIGKILL;
+//! `BENCH_N` sets the enrichments per case; `BENCH_DAEMON_BIN` runs another build of the
+//! daemon (another commit's) under this same harness.
 
 #![allow(clippy::unwrap_used)]
 
@@ -37,6 +44,33 @@ use testkit::fake_opencti::{self, FakeOpencti};
 use testkit::{fixture, free_port, shared};
 
 const BIN: &str = env!("CARGO_BIN_EXE_opencti-connectors");
+
+/// How many times longer every wait is when the daemon runs under `BENCH_DAEMON_WRAPPER`
+/// (callgrind runs it about 50 times slower).
+const PATIENCE: u32 = 100;
+
+/// The daemon to run: `BENCH_DAEMON_BIN`, or this build's.
+fn daemon_bin() -> String {
+    std::env::var("BENCH_DAEMON_BIN").unwrap_or_else(|_| BIN.to_string())
+}
+
+/// `BENCH_DAEMON_WRAPPER`, split on whitespace: the command the daemon runs under.
+fn wrapper() -> Option<Vec<String>> {
+    let words: Vec<String> = std::env::var("BENCH_DAEMON_WRAPPER")
+        .ok()?
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    (!words.is_empty()).then_some(words)
+}
+
+/// `timeout`, longer under a wrapper.
+fn patient(timeout: Duration) -> Duration {
+    match wrapper() {
+        Some(_) => timeout * PATIENCE,
+        None => timeout,
+    }
+}
 
 /// The fake upstreams: IPinfo with a latency, IPsum feeds by name, and LastInfoSec with one
 /// very large answer.
@@ -149,8 +183,22 @@ struct Daemon {
 impl Daemon {
     fn spawn(env: &[(String, String)]) -> Daemon {
         let port = free_port();
-        let mut command = Command::new(BIN);
-        command.env_clear();
+        let mut command = match wrapper() {
+            Some(words) => {
+                let mut command = Command::new(&words[0]);
+                command.args(&words[1..]).arg(daemon_bin()).env_clear();
+                // The wrapper may need the PATH to find its own parts; the daemon ignores it.
+                if let Ok(path) = std::env::var("PATH") {
+                    command.env("PATH", path);
+                }
+                command
+            }
+            None => {
+                let mut command = Command::new(daemon_bin());
+                command.env_clear();
+                command
+            }
+        };
         // BENCH_DAEMON_ENV="K=V K2=V2" adds variables to every daemon (experiments).
         if let Ok(extra) = std::env::var("BENCH_DAEMON_ENV") {
             for pair in extra.split_whitespace() {
@@ -209,6 +257,7 @@ impl Daemon {
     }
 
     async fn wait_healthy(&self, timeout: Duration) -> Duration {
+        let timeout = patient(timeout);
         let started = Instant::now();
         let url = format!("http://127.0.0.1:{}/healthz", self.port);
         let client = reqwest::Client::new();
@@ -226,7 +275,14 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        if wrapper().is_some() {
+            // A graceful stop: a profiler writes its profile only when its program exits.
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.child.id().to_string()])
+                .status();
+        } else {
+            let _ = self.child.kill();
+        }
         let _ = self.child.wait();
     }
 }
@@ -372,6 +428,7 @@ async fn processed(
     n: usize,
     timeout: Duration,
 ) -> (f64, Duration, Duration) {
+    let timeout = patient(timeout);
     let prefix = format!("work_{connector}_");
     let started = Instant::now();
     // Scans only the calls recorded since the last look: a scan of every call every few
@@ -552,6 +609,7 @@ async fn limit_case(fake: &FakeOpencti, n: usize, concurrency: u16, as_daemon: b
 /// Waits for `connector`'s first import run to end; returns its wall time (workAdd →
 /// toProcessed).
 async fn import_done(fake: &FakeOpencti, connector: &str, timeout: Duration) -> Duration {
+    let timeout = patient(timeout);
     let started = Instant::now();
     loop {
         {
@@ -685,7 +743,11 @@ async fn main() {
         .filter(|s| args.iter().any(|a| a == s))
         .collect();
     let run = |section: &str| chosen.is_empty() || chosen.contains(&section);
-    let n = if quick { 2_000 } else { 10_000 };
+    // BENCH_N sets the enrichments per case (instruction counts: a few thousand do).
+    let n = std::env::var("BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if quick { 2_000 } else { 10_000 });
     let fake = FakeOpencti::start().await;
     fake.state.lock().unwrap().keep_bundles = false;
     let (upstream_url, upstream) = start_upstream().await;
