@@ -19,19 +19,24 @@ pub struct Official {
     pub file_names: &'static [(&'static str, &'static str)],
 }
 
+impl Official {
+    /// `image`, which `spec`'s section runs as.
+    fn of(spec: &crate::config::SectionSpec, image: crate::config::OfficialImage) -> Self {
+        Official {
+            image: image.image,
+            section: spec.section,
+            default_id: image.default_id,
+            file_names: image.file_names,
+        }
+    }
+}
+
 /// The official connectors' images and the daemon section each one becomes, in registry
 /// order, from each section's description.
 pub static RECOGNISED: std::sync::LazyLock<Vec<Official>> = std::sync::LazyLock::new(|| {
     crate::registry::specs()
         .into_iter()
-        .filter_map(|spec| {
-            spec.official.map(|o| Official {
-                image: o.image,
-                section: spec.section,
-                default_id: o.default_id,
-                file_names: o.file_names,
-            })
-        })
+        .filter_map(|spec| spec.official.map(|o| Official::of(spec, o)))
         .collect()
 });
 
@@ -42,17 +47,12 @@ pub static DROP_IN: std::sync::LazyLock<Vec<Official>> = std::sync::LazyLock::ne
     crate::registry::specs()
         .into_iter()
         .map(|spec| {
-            let official = spec.official.unwrap_or(crate::config::OfficialImage {
+            let own = crate::config::OfficialImage {
                 image: spec.section,
                 default_id: None,
                 file_names: &[],
-            });
-            Official {
-                image: official.image,
-                section: spec.section,
-                default_id: official.default_id,
-                file_names: official.file_names,
-            }
+            };
+            Official::of(spec, spec.official.unwrap_or(own))
         })
         .collect()
 });
@@ -79,8 +79,9 @@ pub fn manifest_slug(section: &str) -> Option<&'static str> {
 /// `<section>.connector.<key>`, and any other name the section key that accepts it
 /// (`IPINFO_TOKEN`, `CONNECTOR_IPSUM_API_KEY`, `CONFIG_LIS_APIKEY_CTI`). `None`: no equivalent.
 pub fn official_key<'a>(keys: &'a [KeySpec], section: &str, name: &str) -> Option<&'a KeySpec> {
+    // Every section's, official image or not: a section key is never a shared name.
     let in_a_section = |k: &KeySpec| {
-        RECOGNISED
+        DROP_IN
             .iter()
             .any(|o| k.path.starts_with(&format!("{}.", o.section)))
     };

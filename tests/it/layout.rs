@@ -62,28 +62,95 @@ fn is_test_file(root: &Path, file: &Path) -> bool {
         || relative.ends_with("_tests.rs")
 }
 
-/// Every `crate::<module>` a file's code names (before its `#[cfg(test)]` tail), with the
-/// line of the first mention.
+/// Every `crate::<module>` a file's code names, grouped imports (`crate::{a, b::c}`, over
+/// several lines too) included, with the line of the first mention. Comments are left out,
+/// and so is what `#[cfg(test)]` marks: the item after it, and an inline `mod tests { … }`
+/// with the rest of the file.
 fn uses(text: &str) -> BTreeMap<String, usize> {
-    let mut found = BTreeMap::new();
-    for (number, line) in text.lines().enumerate() {
-        if line.trim_start().starts_with("#[cfg(test)]") {
-            break;
-        }
-        let code = line.split("//").next().unwrap_or_default();
-        let mut rest = code;
-        while let Some(at) = rest.find("crate::") {
-            let name: String = rest[at + 7..]
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                .collect();
-            if !name.is_empty() {
-                found.entry(name).or_insert(number + 1);
+    // The code alone, its lines kept (a comment becomes an empty rest of line).
+    let mut code = String::new();
+    let mut test_item = false;
+    for line in text.lines() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with("#[cfg(test)]") {
+            test_item = true;
+        } else if test_item {
+            test_item = false;
+            if trimmed.contains("mod ") && trimmed.trim_end().ends_with('{') {
+                break;
             }
-            rest = &rest[at + 7..];
+        } else {
+            code.push_str(line.split("//").next().unwrap_or_default());
         }
+        code.push('\n');
+    }
+    let ident = |s: &str| -> String {
+        s.trim_start()
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect()
+    };
+    let mut found = BTreeMap::new();
+    let mut from = 0;
+    while let Some(at) = code[from..].find("crate::").map(|i| from + i) {
+        let line = code[..at].matches('\n').count() + 1;
+        let after = &code[at + 7..];
+        let names = match after.strip_prefix('{') {
+            // The group's top-level parts, each up to its first `::`.
+            Some(group) => {
+                let (mut depth, mut parts, mut part) = (0, Vec::new(), String::new());
+                for c in group.chars() {
+                    match c {
+                        '{' => depth += 1,
+                        '}' if depth == 0 => break,
+                        '}' => depth -= 1,
+                        ',' if depth == 0 => parts.push(std::mem::take(&mut part)),
+                        _ => part.push(c),
+                    }
+                }
+                parts.push(part);
+                parts.iter().map(|p| ident(p)).collect()
+            }
+            None => vec![ident(after)],
+        };
+        for name in names.into_iter().filter(|n| !n.is_empty() && n != "self") {
+            found.entry(name).or_insert(line);
+        }
+        from = at + 7;
     }
     found
+}
+
+#[test]
+fn the_import_reader_sees_every_form() {
+    let text = "use crate::config::{self, Kind};
+use crate::{dropin, registry::specs};
+use crate::{
+    // a comment naming crate::metrics
+    stix::Tlp,
+    upstream::{http, cache},
+};
+fn f() { crate::oneshot::run(); }
+#[cfg(test)]
+use crate::fixtures;
+#[cfg(test)]
+mod tests {
+    use crate::amqp;
+}
+";
+    let found: Vec<(String, usize)> = uses(text).into_iter().collect();
+    let want: Vec<(String, usize)> = [
+        ("config", 1),
+        ("dropin", 2),
+        ("oneshot", 8),
+        ("registry", 2),
+        ("stix", 3),
+        ("upstream", 3),
+    ]
+    .into_iter()
+    .map(|(m, l)| (m.to_string(), l))
+    .collect();
+    assert_eq!(found, want);
 }
 
 #[test]

@@ -193,10 +193,9 @@ fn the_environment_wins_over_the_file_in_either_format() {
 #[test]
 fn an_unknown_connector_lists_the_allowed_ones() {
     let err = error("virustotal", None, &[]);
-    let names: Vec<&str> = registry::specs().iter().map(|s| s.section).collect();
-    let want = format!(
-        "`virustotal` is not a connector; expected one of: {}",
-        names.join(", ")
+    // A connector added later comes after these (scripts/new-connector appends it).
+    assert!(
+        err.contains("`virustotal` is not a connector; expected one of: ipinfo, ipsum, riskiq, lastinfosec, ivre"),
+        "{err}"
     );
-    assert!(err.contains(&want), "{want}\nmissing from: {err}");
 }
