@@ -360,14 +360,7 @@ fn every_connector_env(upstream: &str) -> (Vec<(String, String)>, String, String
             }
         })
         .collect();
-    let keys = opencti_connectors::registry::all_keys();
-    for spec in opencti_connectors::registry::specs() {
-        let path = format!("{}.api_base_url", spec.section);
-        if let Some(key) = keys.iter().find(|k| k.path == path) {
-            let url = format!("{upstream}/{}", spec.section);
-            set(&mut env, vec![(key.env[0].clone(), url)]);
-        }
-    }
+    set(&mut env, testkit::upstreams_at(upstream));
     set(&mut env, ipinfo_env(&ipinfo_id, upstream, &[]));
     set(&mut env, ipsum_env(&ipsum_id, upstream, "5"));
     (env, ipinfo_id, ipsum_id)

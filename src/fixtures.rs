@@ -57,15 +57,15 @@ pub fn every_connector_env() -> Vec<(String, String)> {
         .collect()
 }
 
-/// The variable (its first name) and sample of each required key of `spec`, in its order:
-/// what a section needs besides `<SECTION>_ENABLED` and a connector id.
-pub fn required_env(spec: &crate::config::SectionSpec) -> Vec<(String, String)> {
-    spec.keys
-        .iter()
-        .filter(|k| k.required)
-        .map(|k| {
-            let path = format!("{}.{}", spec.section, k.key);
-            (crate::config::keys::env_name(&path), k.sample.to_string())
+/// Each connector's `api_base_url` variable set to `<base>/<section>`: every upstream on one
+/// fake server, told apart by the path.
+pub fn upstreams_at(base: &str) -> Vec<(String, String)> {
+    crate::registry::specs()
+        .into_iter()
+        .filter_map(|spec| {
+            let path = format!("{}.api_base_url", spec.section);
+            let key = spec.all_keys().into_iter().find(|k| k.path == path)?;
+            Some((key.env[0].clone(), format!("{base}/{}", spec.section)))
         })
         .collect()
 }

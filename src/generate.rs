@@ -20,7 +20,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config::{KeyDef, KeySpec, SectionSpec, keys};
+use crate::config::{KeySpec, SectionSpec, keys};
 use crate::{dropin, registry};
 
 mod deploy;
@@ -165,26 +165,14 @@ pub fn markdown_table() -> String {
 
 /// The integration manager's catalog as shipped: the `catalog` command's defaults.
 fn catalog() -> String {
-    // A map of plain JSON values always serialises.
-    let json =
-        serde_json::to_string_pretty(&dropin::catalog::catalog("opencti-connectors", "latest"))
-            .unwrap_or_default();
-    json + "\n"
-}
-
-/// The declaration of the key at `path` among `spec`'s own keys.
-fn declared(spec: &SectionSpec, path: &str) -> Option<&'static KeyDef> {
-    let relative = path.strip_prefix(spec.section)?.strip_prefix('.')?;
-    spec.keys.iter().find(|k| k.key == relative)
+    use dropin::catalog::{DEFAULT_IMAGE, DEFAULT_VERSION, text};
+    text(DEFAULT_IMAGE, DEFAULT_VERSION) + "\n"
 }
 
 /// The keys of `spec` that an enabled connector does not start without, its id aside (the
 /// ones declared `required`), in table order.
 fn required(spec: &SectionSpec) -> Vec<KeySpec> {
-    spec.all_keys()
-        .into_iter()
-        .filter(|k| declared(spec, &k.path).is_some_and(|d| d.required))
-        .collect()
+    spec.all_keys().into_iter().filter(|k| k.required).collect()
 }
 
 /// One generated file: what it holds and what it should hold.
@@ -305,7 +293,7 @@ fn apply(text: &str, place: Place, generated: &str) -> Result<String, String> {
         Place::Words { anchor, prefix } => {
             let missing = || format!("a line starting `{prefix}` after `{anchor}`");
             let mut offset = 0;
-            let mut anchored = anchor.is_empty();
+            let mut anchored = false;
             for line in text.split_inclusive('\n') {
                 anchored |= line.starts_with(anchor);
                 let body = line.trim_start();

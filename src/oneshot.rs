@@ -2,8 +2,6 @@
 //! connector and `import ipsum` runs one IPsum import; both print the STIX bundle the daemon
 //! would send (the same objects and ids, split and de-duplicated as it sends them).
 
-use std::path::PathBuf;
-
 use async_trait::async_trait;
 use serde_json::{Map, Value, json};
 
@@ -164,14 +162,6 @@ fn as_sent(objects: Vec<Value>) -> Value {
     crate::stix::bundle(objects)
 }
 
-/// Where an import's feed comes from.
-pub enum Feed {
-    /// The configured `<section>.api_base_url` (IPsum's: its public level-5 list).
-    Configured,
-    Url(String),
-    File(PathBuf),
-}
-
 /// Collects what a run sends, counting it on a progress bar (drawn only when stderr is a
 /// terminal: nothing extra when piped).
 struct Collect {
@@ -220,11 +210,17 @@ impl ImportContext for Collect {
     }
 }
 
-/// One run of the importer of section `name`, its bundle printed instead of sent.
-pub async fn import(config: &Config, name: &str, feed: Feed) -> Result<Printed, OneShotError> {
+/// One run of the importer of section `name`, its bundle printed instead of sent; its feed
+/// read from `feed`, or with `None` from the configured `<section>.api_base_url` (IPsum's:
+/// its public level-5 list).
+pub async fn import(
+    config: &Config,
+    name: &str,
+    feed: Option<FeedSource>,
+) -> Result<Printed, OneShotError> {
     let importers: Vec<&str> = crate::registry::specs()
         .iter()
-        .filter(|s| matches!(s.kind, crate::config::ConnectorKind::Import { .. }))
+        .filter(|s| s.kind.is_import())
         .map(|s| s.section)
         .collect();
     let not_one = || {
@@ -239,12 +235,7 @@ pub async fn import(config: &Config, name: &str, feed: Feed) -> Result<Printed, 
     let Hosted::Import(mut importer) = build_one(config, name)?.1 else {
         return Err(not_one());
     };
-    let source = match feed {
-        Feed::Configured => None,
-        Feed::Url(url) => Some(FeedSource::Url(url)),
-        Feed::File(path) => Some(FeedSource::File(path)),
-    };
-    if let Some(source) = source {
+    if let Some(source) = feed {
         importer = importer.with_source(&source).map_err(OneShotError::Usage)?;
     }
     let mut collected = Collect::new();

@@ -188,6 +188,7 @@ fn key_defs(field: &syn::Field, key: &str, attr: KeyAttr) -> syn::Result<Vec<Tok
         }
         (None, None) => None,
     };
+    let has_doc = doc.is_some();
     let env = &attr.env;
     let required = attr.required;
     let mut set = vec![quote! { key: #key }];
@@ -218,7 +219,7 @@ fn key_defs(field: &syn::Field, key: &str, attr: KeyAttr) -> syn::Result<Vec<Tok
             "a key needs `kind = …` (or `like = …`)",
         ));
     }
-    if !set.iter().any(|t| t.to_string().starts_with("doc")) {
+    if !has_doc {
         return Err(syn::Error::new(
             field.span(),
             "a key needs a doc comment (its meaning in the table)",

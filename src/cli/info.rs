@@ -17,10 +17,7 @@ pub fn config_table() -> io::Result<ExitCode> {
 
 /// `catalog`: the integration manager's custom catalog.
 pub fn catalog(image: &str, version: &str) -> io::Result<ExitCode> {
-    // A map of plain JSON values always serialises.
-    let text =
-        serde_json::to_string_pretty(&dropin::catalog::catalog(image, version)).unwrap_or_default();
-    out::line(text)?;
+    out::line(dropin::catalog::text(image, version))?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-use opencti_connectors::config::{ConnectorKind, LogFormat, SectionSpec};
+use opencti_connectors::config::{LogFormat, SectionSpec};
 use opencti_connectors::dropin;
 use opencti_connectors::registry::{self, Config};
 
@@ -73,17 +73,17 @@ pub enum Command {
     /// pointing at that connector's image (`<image>-<connector>:<version>`).
     Catalog {
         /// The images' name before `-<connector>`.
-        #[arg(long, default_value = "opencti-connectors")]
+        #[arg(long, default_value = dropin::catalog::DEFAULT_IMAGE)]
         image: String,
         /// The images' tag.
-        #[arg(long, default_value = "latest")]
+        #[arg(long, default_value = dropin::catalog::DEFAULT_VERSION)]
         version: String,
     },
     /// Enrich one entity with a connector and print the STIX bundle the daemon would send.
     /// Needs only the connector's upstream settings: no OpenCTI, no RabbitMQ.
     Enrich {
         // The enrichment connectors.
-        #[arg(help = format!("The connector ({})", sections(is_enrichment)))]
+        #[arg(help = format!("The connector ({})", sections(|s| !s.kind.is_import())))]
         connector: String,
         /// The OpenCTI entity type (IPv4-Addr, Domain-Name, StixFile, …).
         entity_type: String,
@@ -113,7 +113,7 @@ pub enum Command {
     /// imports IPsum's public feed.
     Import {
         // The importers.
-        #[arg(help = format!("The importer ({})", sections(|s| !is_enrichment(s))))]
+        #[arg(help = format!("The importer ({})", sections(|s| s.kind.is_import())))]
         connector: String,
         /// A feed file or URL instead of the configured one.
         #[arg(long)]
@@ -151,10 +151,6 @@ fn sections(which: impl Fn(&SectionSpec) -> bool) -> String {
         .map(|s| s.section)
         .collect();
     names.join(", ")
-}
-
-fn is_enrichment(spec: &SectionSpec) -> bool {
-    matches!(spec.kind, ConnectorKind::Enrichment { .. })
 }
 
 /// Dispatches one parsed command line to its subcommand.

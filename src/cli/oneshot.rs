@@ -4,7 +4,8 @@ use std::io;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use opencti_connectors::oneshot::{self, Feed, OneShotError, Printed};
+use opencti_connectors::connectors::FeedSource;
+use opencti_connectors::oneshot::{self, OneShotError, Printed};
 use opencti_connectors::registry::Config;
 
 use super::out;
@@ -57,11 +58,13 @@ pub async fn one_shot(request: Request, path: &str, explicit: bool) -> io::Resul
             feed,
             output,
         } => {
-            let feed = match feed {
-                None => Feed::Configured,
-                Some(f) if f.starts_with("http://") || f.starts_with("https://") => Feed::Url(f),
-                Some(f) => Feed::File(f.into()),
-            };
+            let feed = feed.map(|f| {
+                if f.starts_with("http://") || f.starts_with("https://") {
+                    FeedSource::Url(f)
+                } else {
+                    FeedSource::File(f.into())
+                }
+            });
             let result = oneshot::import(&config, &connector, feed).await;
             (result, output)
         }

@@ -182,8 +182,7 @@ impl ConnectorBlock {
 }
 
 impl ConnectorBlock {
-    /// The settings of a connector that registers nothing (a one-shot import, tests,
-    /// benches): resolved as [`ConnectorBlock::resolve`] does (a nil id unless one is set),
+    /// The settings of a connector that registers nothing (tests, benches): resolved as [`ConnectorBlock::resolve`] does (a nil id unless one is set),
     /// the checks of a registered connector left out.
     pub fn resolve_unregistered(&self, spec: &'static SectionSpec) -> ConnectorSettings {
         self.resolve(spec, &mut Checks::new(spec))
@@ -216,7 +215,7 @@ impl Checks {
 
     /// A secret the connector cannot work without: set, not blank, not the samples' `ChangeMe`.
     pub fn require_secret(&mut self, key: &str, value: Option<&Secret>) {
-        if value.is_none_or(|v| v.is_blank() || v.expose() == "ChangeMe") {
+        if value.is_none_or(|v| v.is_blank() || v.expose() == super::PLACEHOLDER) {
             let section = self.spec.section;
             self.error(key, format!("required when {section}.enabled is true"));
         }

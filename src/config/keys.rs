@@ -10,9 +10,11 @@ use super::types::IsoDuration;
 
 mod global;
 mod range;
+mod section;
 
 pub use global::global_keys;
 pub use range::{Bound, GIB, KIB, MIB, Range, ranges};
+use section::section_keys;
 
 /// What a key holds; decides how an environment string becomes a YAML value. A numeric key
 /// carries the range it accepts: a value outside it is a start-up error, so no setting can
@@ -156,6 +158,11 @@ pub enum ConnectorKind {
 
 impl ConnectorKind {
     /// The OpenCTI `ConnectorType`.
+    /// Whether the connector is a scheduled importer (otherwise an enrichment).
+    pub fn is_import(self) -> bool {
+        matches!(self, ConnectorKind::Import { .. })
+    }
+
     pub fn connector_type(self) -> &'static str {
         match self {
             ConnectorKind::Enrichment { .. } => "INTERNAL_ENRICHMENT",
@@ -210,11 +217,21 @@ impl SectionSpec {
                 id.to_string(),
             ),
         ];
-        for key in self.keys.iter().filter(|k| k.required) {
-            let path = format!("{}.{}", self.section, key.key);
-            env.push((env_name(&path), key.sample.to_string()));
-        }
+        env.extend(self.required_env());
         env
+    }
+
+    /// The variable (its first name) and sample of each required key, in table order: what
+    /// the section needs besides `<SECTION>_ENABLED` and a connector id.
+    pub fn required_env(&self) -> Vec<(String, String)> {
+        self.keys
+            .iter()
+            .filter(|k| k.required)
+            .map(|k| {
+                let path = format!("{}.{}", self.section, k.key);
+                (env_name(&path), k.sample.to_string())
+            })
+            .collect()
     }
 }
 
@@ -228,6 +245,10 @@ pub struct KeySpec {
     pub kind: Kind,
     pub default: String,
     pub doc: String,
+    /// An enabled connector does not start without it ([`KeyDef::required`]).
+    pub required: bool,
+    /// A valid value other than the default ([`KeyDef::sample`]); empty when none is given.
+    pub sample: String,
 }
 
 impl KeySpec {
@@ -240,6 +261,8 @@ impl KeySpec {
             kind,
             default: default.into(),
             doc: doc.into(),
+            required: false,
+            sample: String::new(),
         }
     }
 }
@@ -256,109 +279,6 @@ pub fn env_hint(table: &[KeySpec], path: &str) -> String {
 /// The one rule: `<SECTION>_<KEY>` upper-cased, nested keys joined by `_`.
 pub fn env_name(path: &str) -> String {
     path.replace('.', "_").to_ascii_uppercase()
-}
-
-/// The common keys of a connector section.
-fn section_keys(spec: &SectionSpec) -> Vec<KeySpec> {
-    use Kind::*;
-    let s = spec.section;
-    let p = |k: &str| format!("{s}.{k}");
-    let mut keys = vec![
-        KeySpec::new(&p("enabled"), &[], Bool, "false", "Run this connector."),
-        KeySpec::new(
-            &p("connector.id"),
-            &[],
-            Uuid,
-            "",
-            "Connector id (a UUID, stable across restarts). Required when enabled.",
-        ),
-        KeySpec::new(
-            &p("connector.name"),
-            &[],
-            Str,
-            spec.default_name,
-            "Display name in OpenCTI.",
-        ),
-        KeySpec::new(
-            &p("connector.scope"),
-            &[],
-            Scope,
-            spec.default_scope,
-            "Comma-separated entity types.",
-        ),
-        KeySpec::new(
-            &p("connector.confidence_level"),
-            &[],
-            Int(ranges::CONFIDENCE),
-            "",
-            "Accepted for compatibility; ignored (confidence comes from the connector user).",
-        ),
-        KeySpec::new(
-            &p("connector.log_level"),
-            &[],
-            Str,
-            "",
-            "Log level for this connector's events (overrides log.level).",
-        ),
-        KeySpec::new(
-            &p("connector.queue_protocol"),
-            &[],
-            Str,
-            "api",
-            "`api` (stixBundlePush) or `amqp` (push exchange, per-object messages).",
-        ),
-    ];
-    match spec.kind {
-        ConnectorKind::Enrichment {
-            default_auto,
-            default_concurrency,
-            ..
-        } => keys.extend([
-            KeySpec::new(
-                &p("connector.auto"),
-                &[],
-                Bool,
-                if default_auto { "true" } else { "false" },
-                "Enrich automatically on creation.",
-            ),
-            KeySpec::new(
-                &p("connector.auto_update"),
-                &[],
-                Bool,
-                "false",
-                "Enrich automatically on update (OpenCTI ≥ 6.8.9).",
-            ),
-            KeySpec::new(
-                &p("connector.concurrency"),
-                &[],
-                Int(ranges::CONCURRENCY),
-                &default_concurrency.to_string(),
-                "Requests processed at once (the queue prefetch).",
-            ),
-        ]),
-        ConnectorKind::Import { default_period } => keys.extend([
-            KeySpec::new(
-                &p("connector.duration_period"),
-                &[],
-                Duration(ranges::PERIOD),
-                &super::IsoDuration(default_period).to_string(),
-                "Interval between runs (ISO-8601); the first run starts at start-up.",
-            ),
-            KeySpec::new(
-                &p("connector.queue_threshold"),
-                &[],
-                Float(ranges::QUEUE_THRESHOLD),
-                "500",
-                "A run is skipped (buffering) while the connector's push queue holds more than this many MB.",
-            ),
-        ]),
-    }
-    // `api_base_url` second, as every section has it, then the rest.
-    let own = |k: &&KeyDef| k.key == "api_base_url";
-    let spec_key = |k: &KeyDef| KeySpec::new(&p(k.key), k.env_aliases, k.kind, k.default, k.doc);
-    keys.splice(1..1, spec.keys.iter().filter(own).map(spec_key));
-    keys.extend(spec.keys.iter().filter(|k| !own(k)).map(spec_key));
-    keys
 }
 
 /// The Markdown table of `keys`, as the README shows it.

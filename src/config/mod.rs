@@ -24,6 +24,10 @@ pub use types::{
     parse_bool,
 };
 
+/// The official files' stand-in for a value to fill (`ChangeMe`): a required secret or the
+/// OpenCTI token set to it counts as unset.
+pub const PLACEHOLDER: &str = "ChangeMe";
+
 /// The shortest ping interval accepted (the key table's range starts there).
 pub const MIN_PING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -233,7 +237,7 @@ pub fn check_shared(
             Some(_) => {}
         }
         match &opencti.token {
-            Some(t) if !t.is_blank() && t.expose() != "ChangeMe" => {}
+            Some(t) if !t.is_blank() && t.expose() != PLACEHOLDER => {}
             _ => errors.push("opencti.token (env OPENCTI_TOKEN): required when a connector is enabled (not empty, not ChangeMe)".into()),
         }
     }

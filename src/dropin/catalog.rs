@@ -28,6 +28,17 @@ pub const CATALOG_ID: &str = "opencti-connectors-catalog";
 /// name, and the connector's enabling, which the image's mode implies.
 const SET_BY_PLATFORM: &[&str] = &["connector.id", "connector.name", "enabled"];
 
+/// The images' name before `-<connector>`, as the catalog is shipped (`catalog --image`).
+pub const DEFAULT_IMAGE: &str = "opencti-connectors";
+/// The images' tag, as the catalog is shipped (`catalog --version`).
+pub const DEFAULT_VERSION: &str = "latest";
+
+/// [`catalog`] as the `catalog` command prints it and the shipped file holds it.
+pub fn text(image: &str, version: &str) -> String {
+    // A map of plain JSON values always serialises.
+    serde_json::to_string_pretty(&catalog(image, version)).unwrap_or_default()
+}
+
 /// The catalog of every connector's image, `<image>-<connector>:<version>`.
 pub fn catalog(image: &str, version: &str) -> Value {
     let contracts: Vec<Value> = registry::specs()

@@ -117,8 +117,6 @@ pub fn compose_environment() -> String {
 
 fn compose_section(spec: &SectionSpec) -> String {
     const ITEM: &str = "      - ";
-    let required = super::required(spec);
-    let is_required = |key: &KeySpec| required.iter().any(|r| r.path == key.path);
     let kind = match spec.kind {
         ConnectorKind::Enrichment { .. } => "enrichment",
         ConnectorKind::Import { .. } => "import",
@@ -130,14 +128,14 @@ fn compose_section(spec: &SectionSpec) -> String {
         let env = &key.env[0];
         if key.kind == Kind::Secret {
             let file = format!("{env}_FILE=/run/secrets/{}", secret_name(&key));
-            if is_required(&key) {
+            if key.required {
                 out.push_str(&format!("{ITEM}{}\n", yaml_scalar(&file)));
             } else {
                 optional.push(file);
             }
             continue;
         }
-        if !is_required(&key) && !COMPOSE_KEYS.contains(&relative) {
+        if !key.required && !COMPOSE_KEYS.contains(&relative) {
             continue;
         }
         let chosen = COMPOSE_VALUES.iter().find(|(path, ..)| *path == key.path);
@@ -147,13 +145,8 @@ fn compose_section(spec: &SectionSpec) -> String {
         let value = chosen
             .map(|(_, value, _)| value.to_string())
             .or_else(|| (!key.default.is_empty()).then(|| key.default.clone()))
-            .or_else(|| {
-                let sample = super::declared(spec, &key.path).map_or("", |d| d.sample);
-                (is_required(&key) && !sample.is_empty()).then(|| sample.to_string())
-            })
-            .or_else(|| {
-                (is_required(&key) || relative == "connector.id").then(|| PLACEHOLDER.into())
-            });
+            .or_else(|| (key.required && !key.sample.is_empty()).then(|| key.sample.clone()))
+            .or_else(|| (key.required || relative == "connector.id").then(|| PLACEHOLDER.into()));
         if let Some(value) = value {
             out.push_str(&format!(
                 "{ITEM}{}\n",

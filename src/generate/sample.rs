@@ -10,8 +10,7 @@ use crate::registry;
 const COMMENT_COLUMN: usize = 36;
 /// Comments wrap before this column.
 const WIDTH: usize = 100;
-/// What stands for a required secret (and what `Checks::require_secret` refuses).
-pub const PLACEHOLDER: &str = "ChangeMe";
+pub use crate::config::PLACEHOLDER;
 
 /// Every connector section, a blank line between two.
 pub fn sections() -> String {
@@ -29,7 +28,6 @@ enum Node {
 }
 
 fn section(spec: &SectionSpec) -> String {
-    let required = super::required(spec);
     let mut tree: Vec<(String, Node)> = Vec::new();
     for key in spec.all_keys() {
         let relative = key.path[spec.section.len() + 1..].to_string();
@@ -37,7 +35,7 @@ fn section(spec: &SectionSpec) -> String {
         insert(&mut tree, &segments, key);
     }
     let mut out = format!("{}:\n", spec.section);
-    render(&mut out, &tree, 1, &required);
+    render(&mut out, &tree, 1);
     out
 }
 
@@ -64,16 +62,16 @@ fn insert(tree: &mut Vec<(String, Node)>, segments: &[&str], key: KeySpec) {
     }
 }
 
-fn render(out: &mut String, tree: &[(String, Node)], depth: usize, required: &[KeySpec]) {
+fn render(out: &mut String, tree: &[(String, Node)], depth: usize) {
     let indent = "  ".repeat(depth);
     for (name, node) in tree {
         match node {
             Node::Block(children) => {
                 out.push_str(&format!("{indent}{name}:\n"));
-                render(out, children, depth + 1, required);
+                render(out, children, depth + 1);
             }
             Node::Key(key) => {
-                let value = value(key, required.iter().any(|r| r.path == key.path));
+                let value = value(key);
                 let head = if value.is_empty() {
                     format!("{indent}{name}:")
                 } else {
@@ -86,10 +84,10 @@ fn render(out: &mut String, tree: &[(String, Node)], depth: usize, required: &[K
 }
 
 /// The value the sample shows for `key`.
-pub fn value(key: &KeySpec, required: bool) -> String {
+fn value(key: &KeySpec) -> String {
     if !key.default.is_empty() {
         yaml_scalar(&key.default)
-    } else if required && key.kind == Kind::Secret {
+    } else if key.required && key.kind == Kind::Secret {
         PLACEHOLDER.into()
     } else {
         String::new()

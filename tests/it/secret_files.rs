@@ -152,7 +152,7 @@ fn every_connector_s_required_secrets_and_urls_can_come_from_files() {
     let mut env = testkit::every_connector_env();
     let mut from_files = 0;
     for spec in specs() {
-        for (name, sample) in testkit::required_env(spec) {
+        for (name, sample) in spec.required_env() {
             let key = keys.iter().find(|k| k.env[0] == name).unwrap();
             if !accepts_file(key) {
                 continue;

@@ -87,12 +87,7 @@ fn config(base: &str) -> Config {
     let mut env: std::collections::HashMap<String, String> =
         testkit::every_connector_env().into_iter().collect();
     env.extend(section_secrets());
-    for spec in specs() {
-        let path = format!("{}.api_base_url", spec.section);
-        if let Some(key) = all_keys().into_iter().find(|k| k.path == path) {
-            env.insert(key.env[0].clone(), format!("{base}/{}", spec.section));
-        }
-    }
+    env.extend(testkit::upstreams_at(base));
     // IVRE's URL with a password and its key in the fragment; IPsum's feed, its key read
     // from a file; LastInfoSec's own proxy with credentials.
     let ivre_url = format!(

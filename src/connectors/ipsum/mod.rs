@@ -16,10 +16,10 @@ use crate::connectors::{BuildContext, ConnectorError, FeedSource, ImportConnecto
 use crate::opencti::prepared::Prepared;
 use crate::stix::{Author, Tlp};
 use feed::FeedClient;
+use state::IpsumState;
 
 pub use config::{IpsumConfig, SPEC};
 pub use mapping::{Feed, FeedIp, Marks, Parsed, Tally, objects_for, parse, score_for};
-pub use state::IpsumState;
 
 /// The reference's default feed: IPs on at least 5 blacklists.
 pub const DEFAULT_FEED: &str =
@@ -68,12 +68,6 @@ impl IpsumConnector {
             author: author.object(),
             marking: tlp.stix2_object(&crate::stix::now()),
         })
-    }
-
-    /// The same importer reading the feed from a local file instead of downloading it.
-    pub fn with_feed_file(mut self, path: std::path::PathBuf) -> Self {
-        self.feed.file = Some(path);
-        self
     }
 
     /// The objects for one IP: observable, indicator, based-on.

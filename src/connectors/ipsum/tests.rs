@@ -295,7 +295,9 @@ impl ImportContext for Recorded {
 #[tokio::test]
 async fn a_malformed_state_does_not_stop_the_import() {
     let feed = crate::fixtures::shared("fixtures/ipsum/levels/8.txt");
-    let connector = built(&IpsumConfig::default()).with_feed_file(feed.into());
+    let connector = built(&IpsumConfig::default())
+        .with_source(&FeedSource::File(feed.into()))
+        .expect("a file source");
     let mut first = Recorded {
         stored: Some(
             json!({"last_run": 1767225600, "feed_sha256": 5, "etag": null, "other": "kept"}),

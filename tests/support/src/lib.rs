@@ -17,8 +17,8 @@ pub use messages::{
     playbook_message,
 };
 pub use opencti_connectors::fixtures::{
-    OPENCTI_ENV, constructed, constructed_json, every_connector_env, fixture, fixture_json,
-    required_env, shared,
+    OPENCTI_ENV, constructed, constructed_json, every_connector_env, fixture, fixture_json, shared,
+    upstreams_at,
 };
 pub use schema::{schema, schema_7x, schema_for};
 
